@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bale-build/bale/planner/spec"
+)
+
+func newEval() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "eval [PATH]",
+		Short: "Print a spec as bale sees it, defaults filled in",
+		Long: `eval loads one spec, checks it like vet, and prints it with every default
+filled in. JSON output is canonical (fields in schema order, two-space
+indentation, trailing newline): the same spec prints the same bytes however
+it is formatted, and its sha256 is the spec digest that plans record.`,
+		Example: `  bale eval specs/airgap
+  bale eval specs/aoc --format cue
+  bale eval specs/airgap | sha256sum     # the spec digest`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "json", "cue"); err != nil {
+				return err
+			}
+			insts, diags, err := spec.Load(cmd.Context(), args, spec.Options{})
+			if err != nil {
+				return err
+			}
+			for _, d := range diags {
+				fmt.Fprintln(cmd.ErrOrStderr(), d.String())
+			}
+			if diags.HasErrors() {
+				return &exitError{code: 1, reported: true}
+			}
+			if len(insts) != 1 {
+				return fmt.Errorf("eval: %d specs matched; name exactly one", len(insts))
+			}
+			var out []byte
+			if format == "cue" {
+				if out, err = insts[0].CUE(); err != nil {
+					return err
+				}
+			} else {
+				out = insts[0].JSON()
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "json", "output format: json or cue")
+	return cmd
+}

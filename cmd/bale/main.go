@@ -1,0 +1,78 @@
+// Command bale builds byte-stable release and air-gap content from CUE
+// specs. It is flags around the planner, executor and server packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// exitError carries an exit code other than 1 (bale diff exits 2 when
+// plans differ), or a failure already reported on stderr.
+type exitError struct {
+	code     int
+	reported bool
+	err      error
+}
+
+func (e *exitError) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line args and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if !ee.reported {
+			fmt.Fprintln(stderr, "bale:", ee.Error())
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "bale:", err)
+	return 1
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "bale",
+		Short: "Build byte-stable release and air-gap content from CUE specs",
+		Long: `bale turns a CUE spec into byte-stable artifacts: bootstrap packs (Helm charts,
+OCI images, signatures), release bundles (tarball, SPDX SBOM, cosign
+signatures, SLSA provenance) and offline kits.
+
+Every input is resolved to a digest and written to a content-addressed plan
+that CI can diff; the same plan gives the same bytes on any machine.`,
+		Example: `  bale vet specs/...                 # check every spec below specs/
+  bale eval specs/airgap --format json
+  bale version`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newVet(), newEval(), newVersion())
+	return root
+}

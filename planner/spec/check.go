@@ -1,0 +1,279 @@
+package spec
+
+import (
+	"fmt"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/bale-build/bale/schemas"
+)
+
+// checker holds the rules CUE cannot say clearly: exactly one source, no
+// duplicates, parseable references, and the lint warnings.
+type checker struct {
+	wd       string
+	v        cue.Value
+	fallback string
+	diags    Diagnostics
+}
+
+func (c *checker) check() {
+	pack := c.v.LookupPath(cue.ParsePath("bootstrapPack"))
+	rel := c.v.LookupPath(cue.ParsePath("release"))
+	if !pack.Exists() && !rel.Exists() {
+		c.diags = append(c.diags, Diagnostic{File: c.fallback, Line: 1, Column: 1, Severity: SeverityError,
+			Message: "spec defines nothing: add a bootstrapPack or a release"})
+		return
+	}
+	if pack.Exists() {
+		c.images(pack.LookupPath(cue.ParsePath("images")), "bootstrapPack.images")
+		c.charts(pack.LookupPath(cue.ParsePath("charts")), "bootstrapPack.charts")
+		c.unique(pack.LookupPath(cue.ParsePath("signatures")), "bootstrapPack.signatures", "name", "signature")
+		c.unique(pack.LookupPath(cue.ParsePath("bundles")), "bootstrapPack.bundles", "name", "bundle")
+	}
+	if rel.Exists() {
+		c.signing(rel.LookupPath(cue.ParsePath("signing")))
+		c.files(rel.LookupPath(cue.ParsePath("runner.files")), "release.runner.files")
+		if ds := rel.LookupPath(cue.ParsePath("dataset")); ds.Exists() {
+			c.files(ds.LookupPath(cue.ParsePath("files")), "release.dataset.files")
+		}
+	}
+}
+
+func (c *checker) add(sev Severity, v cue.Value, format string, args ...any) {
+	d := Diagnostic{Severity: sev, Message: fmt.Sprintf(format, args...)}
+	if p := v.Pos(); p.IsValid() && p.Filename() != schemas.Filename {
+		d.File, d.Line, d.Column = rel(c.wd, p.Filename()), p.Line(), p.Column()
+	} else {
+		d.File, d.Line, d.Column = c.fallback, 1, 1
+	}
+	c.diags = append(c.diags, d)
+}
+
+func (c *checker) where(v cue.Value) string {
+	p := v.Pos()
+	if !p.IsValid() || p.Filename() == schemas.Filename {
+		return "earlier"
+	}
+	return fmt.Sprintf("at %s:%d:%d", rel(c.wd, p.Filename()), p.Line(), p.Column())
+}
+
+func elems(list cue.Value) []cue.Value {
+	var out []cue.Value
+	it, err := list.List()
+	if err != nil {
+		return nil
+	}
+	for it.Next() {
+		out = append(out, it.Value())
+	}
+	return out
+}
+
+func str(v cue.Value, path string) (string, cue.Value, bool) {
+	f := v.LookupPath(cue.ParsePath(path))
+	if !f.Exists() {
+		return "", f, false
+	}
+	s, err := f.String()
+	return s, f, err == nil
+}
+
+// oneOf reports an element that sets none, or more than one, of the source
+// fields; it returns the one field that is set.
+func (c *checker) oneOf(el cue.Value, at, what string, fields ...string) string {
+	var set []string
+	var second cue.Value
+	for _, f := range fields {
+		if fv := el.LookupPath(cue.ParsePath(f)); fv.Exists() {
+			set = append(set, f)
+			if len(set) == 2 {
+				second = fv
+			}
+		}
+	}
+	choices := strings.Join(fields[:len(fields)-1], ", ") + " or " + fields[len(fields)-1]
+	switch len(set) {
+	case 0:
+		c.add(SeverityError, el, "%s: %s has no source: set one of %s", at, what, choices)
+		return ""
+	case 1:
+		return set[0]
+	default:
+		c.add(SeverityError, second, "%s: %s has %d sources (%s): set exactly one of %s", at, what, len(set), strings.Join(set, ", "), choices)
+		return ""
+	}
+}
+
+func (c *checker) images(list cue.Value, at string) {
+	seen := map[string]cue.Value{}
+	for i, el := range elems(list) {
+		ep := fmt.Sprintf("%s[%d]", at, i)
+		nm, nv, _ := str(el, "name")
+		what := fmt.Sprintf("image %q", nm)
+		if first, dup := seen[nm]; dup {
+			c.add(SeverityError, nv, "%s.name: duplicate image name %q (first %s)", ep, nm, c.where(first))
+		} else {
+			seen[nm] = nv
+		}
+		src := c.oneOf(el, ep, what, "ref", "layout", "tarball")
+		digest, dv, hasDigest := str(el, "digest")
+		switch src {
+		case "ref":
+			ref, rv, _ := str(el, "ref")
+			r, err := name.ParseReference(ref, name.StrictValidation)
+			if err != nil {
+				// Weak validation fills in ":latest"; say so rather than
+				// fail, since it resolves, but never silently.
+				if _, werr := name.ParseReference(ref); werr != nil {
+					c.add(SeverityError, rv, "%s.ref: invalid image reference %q: %v", ep, ref, werr)
+					break
+				}
+				c.add(SeverityWarning, rv, "%s.ref: %q has no tag or digest; it resolves \":latest\", which moves", ep, ref)
+				if !hasDigest {
+					break
+				}
+			}
+			if d, ok := r.(name.Digest); ok {
+				if hasDigest && d.DigestStr() != digest {
+					c.add(SeverityError, dv, "%s.digest: %s disagrees with the reference's digest %s", ep, digest, d.DigestStr())
+				}
+			} else if !hasDigest {
+				c.add(SeverityWarning, rv, "%s.ref: %q is a tag without a pinned digest; a moved tag changes the build", ep, ref)
+			}
+		case "layout":
+			if _, _, ok := str(el, "layout.refName"); !ok && !hasDigest {
+				c.add(SeverityWarning, el.LookupPath(cue.ParsePath("layout")), "%s.layout: neither refName nor digest is set; the layout must hold exactly one image", ep)
+			}
+		}
+		c.noDuplicates(el.LookupPath(cue.ParsePath("platforms")), ep+".platforms", "platform")
+	}
+}
+
+func (c *checker) noDuplicates(list cue.Value, at, what string) {
+	seen := map[string]cue.Value{}
+	for i, el := range elems(list) {
+		s, err := el.String()
+		if err != nil {
+			continue
+		}
+		if first, dup := seen[s]; dup {
+			c.add(SeverityError, el, "%s[%d]: duplicate %s %q (first %s)", at, i, what, s, c.where(first))
+			continue
+		}
+		seen[s] = el
+	}
+}
+
+func (c *checker) charts(list cue.Value, at string) {
+	seen := map[string]cue.Value{}
+	for i, el := range elems(list) {
+		ep := fmt.Sprintf("%s[%d]", at, i)
+		nm, nv, _ := str(el, "name")
+		if first, dup := seen[nm]; dup {
+			c.add(SeverityError, nv, "%s.name: duplicate chart name %q (first %s)", ep, nm, c.where(first))
+		} else {
+			seen[nm] = nv
+		}
+		src := c.oneOf(el, ep, fmt.Sprintf("chart %q", nm), "path", "repository", "oci")
+		_, _, hasVersion := str(el, "version")
+		switch {
+		case (src == "repository" || src == "oci") && !hasVersion:
+			c.add(SeverityError, el.LookupPath(cue.ParsePath(src)), "%s.version: chart %q from %s needs an exact version", ep, nm, src)
+		case src == "path" && !hasVersion:
+			c.add(SeverityWarning, el, "%s: chart %q has no pinned version; the version in its Chart.yaml is used as found", ep, nm)
+		}
+	}
+}
+
+func (c *checker) unique(list cue.Value, at, field, what string) {
+	seen := map[string]cue.Value{}
+	for i, el := range elems(list) {
+		s, v, ok := str(el, field)
+		if !ok {
+			continue
+		}
+		if first, dup := seen[s]; dup {
+			c.add(SeverityError, v, "%s[%d].%s: duplicate %s %s %q (first %s)", at, i, field, what, field, s, c.where(first))
+			continue
+		}
+		seen[s] = v
+	}
+}
+
+func (c *checker) files(list cue.Value, at string) {
+	seen := map[string]cue.Value{}
+	for i, el := range elems(list) {
+		ep := fmt.Sprintf("%s[%d]", at, i)
+		src := c.oneOf(el, ep, "file", "path", "url")
+		if src == "url" {
+			if _, _, ok := str(el, "digest"); !ok {
+				c.add(SeverityError, el.LookupPath(cue.ParsePath("url")), "%s.digest: a url file needs a pinned sha256 digest", ep)
+			}
+		}
+		if d, dv, ok := str(el, "dest"); ok {
+			if first, dup := seen[d]; dup {
+				c.add(SeverityError, dv, "%s.dest: duplicate destination %q (first %s)", ep, d, c.where(first))
+			} else {
+				seen[d] = dv
+			}
+		}
+	}
+}
+
+func (c *checker) signing(s cue.Value) {
+	_, _, hasKey := str(s, "key")
+	if !hasKey && !s.LookupPath(cue.ParsePath("devKey")).Exists() {
+		c.add(SeverityError, s, "release.signing: set key, devKey, or both")
+	}
+}
+
+// closed reports every field the user wrote that the schema does not allow,
+// walking the user's value beside the schema. CUE reports these too, but
+// not when the same struct has other errors; a spec author wants them all
+// in one run.
+func (c *checker) closed(user, schema cue.Value, path []string) {
+	switch user.IncompleteKind() {
+	case cue.StructKind:
+		if schema.IncompleteKind()&cue.StructKind == 0 {
+			return
+		}
+		it, err := user.Fields(cue.Optional(true))
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			sel := it.Selector()
+			if sel.LabelType() != cue.StringLabel {
+				continue // definitions, hidden fields and lets are the author's own
+			}
+			p := append(append([]string(nil), path...), sel.Unquoted())
+			if !schema.Allows(sel) {
+				c.add(SeverityError, it.Value(), "%s: unknown field %q", fieldPath(p), sel.Unquoted())
+				continue
+			}
+			c.closed(it.Value(), field(schema, sel), p)
+		}
+	case cue.ListKind:
+		elem := schema.LookupPath(cue.MakePath(cue.AnyIndex))
+		if !elem.Exists() {
+			return
+		}
+		for i, el := range elems(user) {
+			c.closed(el, elem, append(append([]string(nil), path...), fmt.Sprint(i)))
+		}
+	}
+}
+
+// field looks up a field of a schema struct whether the schema declares it
+// regular, optional (name?) or required (name!).
+func field(schema cue.Value, sel cue.Selector) cue.Value {
+	for _, s := range []cue.Selector{sel, sel.Optional(), sel.Required()} {
+		if v := schema.LookupPath(cue.MakePath(s)); v.Exists() {
+			return v
+		}
+	}
+	return cue.Value{}
+}
