@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -15,6 +16,10 @@ import (
 func bale(t *testing.T, dir string, args ...string) (string, string, int) {
 	t.Helper()
 	if dir != "" {
+		if !filepath.IsAbs(dir) {
+			_, self, _, _ := runtime.Caller(0)
+			dir = filepath.Join(filepath.Dir(self), dir)
+		}
 		t.Chdir(dir)
 	}
 	var out, errb bytes.Buffer
@@ -69,11 +74,11 @@ func TestVetStrict(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, errs, code := bale(t, dir, "vet", "w.cue")
-	if code != 0 || !strings.Contains(errs, "w.cue:1:57: warning: bootstrapPack.images[0].ref:") {
+	if code != 0 || !strings.Contains(errs, "w.cue:1:60: warning: bootstrapPack.images[0].ref:") {
 		t.Errorf("without --strict: exit %d, stderr %q", code, errs)
 	}
 	_, errs, code = bale(t, dir, "vet", "--strict", "w.cue")
-	if code != 1 || strings.Contains(errs, "warning:") || !strings.Contains(errs, "w.cue:1:57: bootstrapPack.images[0].ref:") {
+	if code != 1 || strings.Contains(errs, "warning:") || !strings.Contains(errs, "w.cue:1:60: bootstrapPack.images[0].ref:") {
 		t.Errorf("with --strict: exit %d, stderr %q", code, errs)
 	}
 }
