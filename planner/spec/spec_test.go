@@ -11,21 +11,6 @@ import (
 	"time"
 )
 
-func loadOne(t *testing.T, args ...string) *Instance {
-	t.Helper()
-	insts, diags, err := Load(context.Background(), args, Options{})
-	if err != nil {
-		t.Fatalf("Load(%v): %v", args, err)
-	}
-	if diags.HasErrors() {
-		t.Fatalf("Load(%v): %v", args, diags)
-	}
-	if len(insts) != 1 {
-		t.Fatalf("Load(%v): %d instances, want 1", args, len(insts))
-	}
-	return insts[0]
-}
-
 func TestRealSpecs(t *testing.T) {
 	insts, diags, err := Load(context.Background(), []string{"../../specs/..."}, Options{})
 	if err != nil {

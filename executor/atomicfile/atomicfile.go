@@ -1,0 +1,141 @@
+// Package atomicfile writes files that appear under their final name only
+// when complete and durable: a reader, a concurrent writer or a crash never
+// leaves a partial file there.
+//
+// Data goes to a temporary file in the destination directory (so the final
+// rename stays within one file system and is atomic); Commit syncs it,
+// renames it into place and syncs the directory so the rename survives a
+// power loss.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Mode is the permission of every committed file, set explicitly so the
+// process umask does not change it.
+const Mode os.FileMode = 0o644
+
+// File is a file being written. It is not safe for concurrent use.
+type File struct {
+	f    *os.File
+	path string // final name
+	done bool   // committed or aborted
+}
+
+// Create starts a file that Commit will put at path. The temporary file is
+// named ".NAME.tmp-RANDOM" in the same directory, so it is hidden from
+// ordinary listings and tells what it was for if a crash leaves it behind.
+func Create(path string) (*File, error) {
+	dir, base := filepath.Split(path)
+	if base == "" || base == "." || base == ".." {
+		return nil, fmt.Errorf("create atomic file %s: not a file name", path)
+	}
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create atomic file %s: %w", path, err)
+	}
+	return &File{f: f, path: path}, nil
+}
+
+// Name returns the final path the file will have once committed.
+func (f *File) Name() string { return f.path }
+
+// Write writes to the temporary file.
+func (f *File) Write(p []byte) (int, error) {
+	if f.done {
+		return 0, fmt.Errorf("write atomic file %s: %w", f.path, os.ErrClosed)
+	}
+	return f.f.Write(p)
+}
+
+// Commit makes the written data durable and atomically gives it the final
+// name, replacing any file there. On error the temporary file is removed and
+// nothing new appears under the final name, except when only the final
+// directory sync fails: the file is then in place but its rename may not
+// survive a crash.
+func (f *File) Commit() error {
+	return f.CommitAs(f.path)
+}
+
+// CommitAs is Commit to a name decided after writing, such as a content
+// digest. path must be in the directory given to Create, so the rename stays
+// atomic and one directory sync covers it.
+func (f *File) CommitAs(path string) error {
+	if f.done {
+		return fmt.Errorf("commit atomic file %s: %w", path, os.ErrClosed)
+	}
+	if filepath.Clean(filepath.Dir(path)) != filepath.Clean(filepath.Dir(f.path)) {
+		return fmt.Errorf("commit atomic file %s: not in directory %s", path, filepath.Dir(f.path))
+	}
+	f.done = true
+	tmp := f.f.Name()
+	err := commit(f.f, tmp, path)
+	if err != nil {
+		// The rename did not happen, or the file is in place already and
+		// the temporary name is gone; either way removing tmp is right.
+		_ = os.Remove(tmp)
+		return fmt.Errorf("commit atomic file %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("commit atomic file %s: %w", path, err)
+	}
+	return nil
+}
+
+func commit(f *os.File, tmp, path string) error {
+	// Chmod before the rename so the file never appears with the temporary
+	// file's 0600, and through the descriptor so the umask has no say.
+	if err := f.Chmod(Mode); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// syncDir fsyncs a directory so a rename within it is durable. Its errors
+// are *fs.PathError values, which name the operation and directory.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Abort discards the file: the temporary file is closed and removed, and
+// nothing appears under the final name. Abort after Commit or Abort does
+// nothing, so it is safe to defer.
+func (f *File) Abort() error {
+	if f.done {
+		return nil
+	}
+	f.done = true
+	cerr := f.f.Close()
+	rerr := os.Remove(f.f.Name())
+	if err := errors.Join(cerr, rerr); err != nil {
+		return fmt.Errorf("abort atomic file %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// Close is Abort: a file closed without Commit never appears. It makes File
+// an io.WriteCloser whose Close cannot publish partial data.
+func (f *File) Close() error { return f.Abort() }

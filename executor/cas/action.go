@@ -1,0 +1,156 @@
+package cas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/bale-build/bale/executor/atomicfile"
+)
+
+// maxActionSize bounds an action cache entry read from disk, so a damaged
+// or planted file cannot make GetAction allocate without limit. A result
+// lists output paths and digests; a megabyte is tens of thousands of them.
+const maxActionSize = 16 << 20
+
+// ActionResult is what a step produced: its outputs, by path and digest.
+type ActionResult struct {
+	Outputs []Output `json:"outputs"`
+}
+
+// Output is one file a step produced, stored as a blob.
+type Output struct {
+	// Path is the output's path as the step names it.
+	Path string `json:"path"`
+	// Digest is the blob holding the output's content.
+	Digest v1.Hash `json:"digest"`
+	// Size is the blob's length in bytes.
+	Size int64 `json:"size"`
+}
+
+func (s *Store) actionPath(stepID v1.Hash) string { return filepath.Join(s.ac, stepID.Hex) }
+
+// check validates a result's outputs.
+func (r *ActionResult) check() error {
+	for _, o := range r.Outputs {
+		if o.Path == "" {
+			return errors.New("output with empty path")
+		}
+		if err := checkHash(o.Digest); err != nil {
+			return fmt.Errorf("output %s: %w", o.Path, err)
+		}
+		if o.Size < 0 {
+			return fmt.Errorf("output %s: negative size %d", o.Path, o.Size)
+		}
+	}
+	return nil
+}
+
+// GetAction returns the cached result of step stepID. It reports a hit only
+// if every output blob is still present with its recorded size, so a result
+// never points at content that is gone (the content itself is verified when
+// read; see Open). A missing entry is a miss with a nil error. An entry that
+// cannot be decoded, has unknown fields or invalid outputs is deleted and
+// reported as a miss with an error wrapping ErrCorrupt: a miss is always
+// safe, a wrong hit is not.
+func (s *Store) GetAction(stepID v1.Hash) (*ActionResult, bool, error) {
+	if err := checkHash(stepID); err != nil {
+		return nil, false, fmt.Errorf("get action: %w", err)
+	}
+	path := s.actionPath(stepID)
+	data, err := readLimited(path, maxActionSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get action %s: %w", stepID, err)
+	}
+	res, err := decodeAction(data)
+	if err != nil {
+		err = fmt.Errorf("get action %s: %w: %w", stepID, ErrCorrupt, err)
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = fmt.Errorf("%w (and removing it failed: %w)", err, rerr)
+		}
+		return nil, false, err
+	}
+	for _, o := range res.Outputs {
+		if ok, n := s.Has(o.Digest); !ok || n != o.Size {
+			return nil, false, nil
+		}
+	}
+	return res, true, nil
+}
+
+// readLimited reads a file, or its first max+1 bytes if it is longer.
+func readLimited(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max+1))
+}
+
+// decodeAction decodes and validates an action cache entry strictly.
+func decodeAction(data []byte) (*ActionResult, error) {
+	if len(data) > maxActionSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxActionSize)
+	}
+	var res ActionResult
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&res); err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+		return nil, errors.New("data after the JSON value")
+	}
+	if err := res.check(); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// PutAction records r as the result of step stepID, atomically replacing any
+// earlier entry. The entry is indented JSON with a trailing newline, like
+// every JSON file bale writes.
+func (s *Store) PutAction(stepID v1.Hash, r *ActionResult) error {
+	if err := checkHash(stepID); err != nil {
+		return fmt.Errorf("put action: %w", err)
+	}
+	if r == nil {
+		return fmt.Errorf("put action %s: nil result", stepID)
+	}
+	if err := r.check(); err != nil {
+		return fmt.Errorf("put action %s: %w", stepID, err)
+	}
+	out := *r
+	if out.Outputs == nil {
+		// "[]" rather than "null", so an empty result reads back the same.
+		out.Outputs = []Output{}
+	}
+	data, err := json.MarshalIndent(&out, "", "  ")
+	if err != nil {
+		return fmt.Errorf("put action %s: %w", stepID, err)
+	}
+	data = append(data, '\n')
+	f, err := atomicfile.Create(s.actionPath(stepID))
+	if err != nil {
+		return fmt.Errorf("put action %s: %w", stepID, err)
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("put action %s: %w", stepID, err)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("put action %s: %w", stepID, err)
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+// Package cas is bale's content-addressed blob store and action cache.
+//
+// Blobs live at ROOT/blobs/sha256/HEX, the layout of an OCI image layout's
+// blob directory. Every blob is written to a temporary file, its digest and
+// size checked while it streams, synced and renamed into place, so a blob
+// under its digest is always complete. Reads re-hash, and a blob found
+// corrupt is deleted so the next build fetches or rebuilds it.
+//
+// The action cache maps a step id to the blobs the step produced, at
+// ROOT/ac/HEX, so a plan whose steps are cached does no work.
+package cas
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/bale-build/bale/executor/atomicfile"
+)
+
+// ErrInvalidDigest is wrapped by errors about digests that are not
+// "sha256:" followed by 64 lowercase hex digits. Such a digest is refused
+// before it is used to build any path.
+var ErrInvalidDigest = errors.New("invalid digest")
+
+// ErrCorrupt is wrapped by errors about stored data that does not match its
+// digest or cannot be decoded. The data has been removed by the time the
+// error is returned; fetching or rebuilding it again is the cure.
+var ErrCorrupt = errors.New("corrupt store entry")
+
+// algorithm is the only digest algorithm the store accepts.
+const algorithm = "sha256"
+
+// copyBufSize is the streaming buffer for Put and Verify.
+const copyBufSize = 32 << 10
+
+// Store is a content-addressed store rooted at a directory. It holds no
+// state besides its paths, so any number of Stores, goroutines and processes
+// may share one root.
+type Store struct {
+	root  string
+	blobs string
+	ac    string
+}
+
+// Open opens the store at root, creating root/blobs/sha256 and root/ac if
+// needed.
+func Open(root string) (*Store, error) {
+	s := &Store{
+		root:  root,
+		blobs: filepath.Join(root, "blobs", algorithm),
+		ac:    filepath.Join(root, "ac"),
+	}
+	for _, dir := range []string{s.blobs, s.ac} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", root, err)
+		}
+	}
+	return s, nil
+}
+
+// Root returns the directory the store was opened at.
+func (s *Store) Root() string { return s.root }
+
+// checkHash validates h itself rather than trusting v1.NewHash, since a
+// v1.Hash can be built as a literal and NewHash accepts other algorithms.
+func checkHash(h v1.Hash) error {
+	if h.Algorithm != algorithm {
+		return fmt.Errorf("%w %q: algorithm is not %s", ErrInvalidDigest, h.String(), algorithm)
+	}
+	if len(h.Hex) != 2*sha256.Size {
+		return fmt.Errorf("%w %q: want %d hex digits", ErrInvalidDigest, h.String(), 2*sha256.Size)
+	}
+	for i := 0; i < len(h.Hex); i++ {
+		if c := h.Hex[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("%w %q: not lowercase hex", ErrInvalidDigest, h.String())
+		}
+	}
+	return nil
+}
+
+func (s *Store) blobPath(h v1.Hash) string { return filepath.Join(s.blobs, h.Hex) }
+
+// Path returns the file path of blob h, present or not, for callers that
+// need a file (to hand to another tool, or to link into an OCI layout). It
+// returns "" when h is not a valid sha256 digest, so no hostile digest ever
+// names a path. Reading the file directly skips verification; use Open when
+// the bytes matter.
+func (s *Store) Path(h v1.Hash) string {
+	if checkHash(h) != nil {
+		return ""
+	}
+	return s.blobPath(h)
+}
+
+// Has reports whether blob h is present, and its size. It does not read the
+// content; Open and Verify do.
+func (s *Store) Has(h v1.Hash) (bool, int64) {
+	if checkHash(h) != nil {
+		return false, 0
+	}
+	fi, err := os.Stat(s.blobPath(h))
+	if err != nil || !fi.Mode().IsRegular() {
+		return false, 0
+	}
+	return true, fi.Size()
+}
+
+// Put stores the content of r as blob want. size is the expected length, or
+// negative if unknown. The digest and size are checked as the content
+// streams; on a mismatch Put returns an error naming both digests and leaves
+// nothing behind.
+//
+// If the blob is already present (with the expected size, when known), Put
+// returns without reading r. A present blob of the wrong size is treated as
+// damaged and replaced by r's content, once that has been verified.
+func (s *Store) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) error {
+	if err := checkHash(want); err != nil {
+		return fmt.Errorf("put blob: %w", err)
+	}
+	if ok, n := s.Has(want); ok && (size < 0 || n == size) {
+		return nil
+	}
+	f, err := atomicfile.Create(s.blobPath(want))
+	if err != nil {
+		return fmt.Errorf("put blob %s: %w", want, err)
+	}
+	defer f.Abort()
+	src := r
+	if size >= 0 {
+		// One byte past size is enough to see the content is too long,
+		// without streaming an unbounded remainder.
+		src = io.LimitReader(r, size+1)
+	}
+	h := sha256.New()
+	n, err := copyCtx(ctx, io.MultiWriter(f, h), src)
+	if err != nil {
+		return fmt.Errorf("put blob %s: %w", want, err)
+	}
+	if size >= 0 && n != size {
+		if n > size {
+			return fmt.Errorf("put blob %s: size mismatch: content is longer than the expected %d bytes", want, size)
+		}
+		return fmt.Errorf("put blob %s: size mismatch: content is %d bytes, expected %d", want, n, size)
+	}
+	if got := sum(h); got != want {
+		return fmt.Errorf("put blob %s: digest mismatch: content is %s", want, got)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("put blob %s: %w", want, err)
+	}
+	return nil
+}
+
+func sum(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: algorithm, Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+// copyCtx is io.Copy that stops with ctx's error between chunks.
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	buf := make([]byte, copyBufSize)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, err := r.Read(buf)
+		if m > 0 {
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// BlobWriter stores a blob whose digest is known only once it is written.
+// It is not safe for concurrent use.
+type BlobWriter struct {
+	ctx context.Context
+	s   *Store
+	f   *atomicfile.File
+	h   hash.Hash
+	n   int64
+}
+
+// Writer starts a blob whose digest Commit computes. Writes fail with ctx's
+// error once ctx is done. The caller must Commit or Abort it.
+func (s *Store) Writer(ctx context.Context) (*BlobWriter, error) {
+	// The temporary file lives beside the blobs so the final rename is
+	// atomic; its name cannot collide with a digest.
+	f, err := atomicfile.Create(filepath.Join(s.blobs, "upload"))
+	if err != nil {
+		return nil, fmt.Errorf("create blob writer: %w", err)
+	}
+	return &BlobWriter{ctx: ctx, s: s, f: f, h: sha256.New()}, nil
+}
+
+// Write writes p to the blob.
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("write blob: %w", err)
+	}
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	if err != nil {
+		return n, fmt.Errorf("write blob: %w", err)
+	}
+	return n, nil
+}
+
+// Commit stores the blob under its digest and returns the digest and size.
+func (w *BlobWriter) Commit() (v1.Hash, int64, error) {
+	if err := w.ctx.Err(); err != nil {
+		_ = w.f.Abort()
+		return v1.Hash{}, 0, fmt.Errorf("commit blob: %w", err)
+	}
+	h := sum(w.h)
+	if err := w.f.CommitAs(w.s.blobPath(h)); err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("commit blob %s: %w", h, err)
+	}
+	return h, w.n, nil
+}
+
+// Abort discards the blob. It does nothing after Commit or Abort, so it is
+// safe to defer.
+func (w *BlobWriter) Abort() error {
+	if err := w.f.Abort(); err != nil {
+		return fmt.Errorf("abort blob: %w", err)
+	}
+	return nil
+}
+
+// Open opens blob h for reading and returns its size. The reader re-hashes
+// what it reads; at the end of the blob, if the content does not match h,
+// Read returns an error wrapping ErrCorrupt instead of io.EOF and the blob is
+// deleted. Callers must read to io.EOF before trusting the bytes. Reads stop
+// with ctx's error once ctx is done. A missing blob gives an error for which
+// errors.Is(err, fs.ErrNotExist) holds.
+func (s *Store) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, error) {
+	if err := checkHash(h); err != nil {
+		return nil, 0, fmt.Errorf("open blob: %w", err)
+	}
+	f, err := os.Open(s.blobPath(h))
+	if err != nil {
+		return nil, 0, fmt.Errorf("open blob %s: %w", h, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file: %w", fs.ErrNotExist)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, fmt.Errorf("open blob %s: %w", h, err)
+	}
+	return &blobReader{ctx: ctx, f: f, fi: fi, want: h, h: sha256.New()}, fi.Size(), nil
+}
+
+// blobReader verifies a blob as it is read.
+type blobReader struct {
+	ctx  context.Context
+	f    *os.File
+	fi   fs.FileInfo
+	want v1.Hash
+	h    hash.Hash
+	err  error // sticky verification error
+}
+
+func (b *blobReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if err := b.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("read blob %s: %w", b.want, err)
+	}
+	n, err := b.f.Read(p)
+	b.h.Write(p[:n])
+	if errors.Is(err, io.EOF) {
+		if got := sum(b.h); got != b.want {
+			b.err = fmt.Errorf("read blob %s: %w: content is %s", b.want, ErrCorrupt, got)
+			if rerr := b.removeCorrupt(); rerr != nil {
+				b.err = fmt.Errorf("%w (and removing it failed: %w)", b.err, rerr)
+			}
+			return n, b.err
+		}
+	} else if err != nil {
+		err = fmt.Errorf("read blob %s: %w", b.want, err)
+	}
+	return n, err
+}
+
+// removeCorrupt deletes the blob this reader opened, unless the name now
+// holds another file: a concurrent Put may already have replaced it with
+// good content, which must not be deleted.
+func (b *blobReader) removeCorrupt() error {
+	path := b.f.Name()
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(fi, b.fi) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (b *blobReader) Close() error { return b.f.Close() }
+
+// Verify re-hashes blob h in full. A corrupt blob is deleted and the error
+// wraps ErrCorrupt; a missing one gives an fs.ErrNotExist error.
+func (s *Store) Verify(ctx context.Context, h v1.Hash) error {
+	rc, _, err := s.Open(ctx, h)
+	if err != nil {
+		return fmt.Errorf("verify blob: %w", err)
+	}
+	defer rc.Close()
+	if _, err := copyCtx(ctx, io.Discard, rc); err != nil {
+		return fmt.Errorf("verify blob: %w", err)
+	}
+	return nil
+}

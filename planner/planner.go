@@ -1,0 +1,422 @@
+// Package planner turns a loaded spec into a plan: it resolves every input
+// to a digest, concurrently and with a bound, and lays out the steps the
+// executor runs.
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/planner/spec"
+)
+
+// Resolver pins spec inputs. planner/resolve.Resolver implements it.
+type Resolver interface {
+	Image(ctx context.Context, specDir string, img spec.Image) (plan.Input, error)
+	Chart(ctx context.Context, specDir string, c spec.Chart) (plan.Input, error)
+	File(ctx context.Context, specDir, kind, name string, f spec.File) (plan.Input, error)
+	Signature(ctx context.Context, specDir string, s spec.SignatureFile) (plan.Input, error)
+	Bundle(ctx context.Context, specDir string, b spec.BundleRef) (plan.Input, error)
+}
+
+// Options tunes planning.
+type Options struct {
+	// Resolver pins inputs; required.
+	Resolver Resolver
+	// Root is the workspace root; local paths in the plan are relative to
+	// it. Empty means FindRoot of the spec's directory.
+	Root string
+	// Jobs bounds concurrent resolutions; 0 means 8.
+	Jobs int
+	// Lock, when set, supplies the digests of an earlier plan: inputs are
+	// resolved by those digests instead of by tag, and an input missing
+	// from the lock is an error.
+	Lock *plan.Plan
+	// SourceDateEpoch, when set, overrides the spec's build timestamp (the
+	// SOURCE_DATE_EPOCH environment variable, parsed by the caller).
+	SourceDateEpoch *time.Time
+	// Progress, when set, is told about each input as it is resolved.
+	Progress func(key string, done, total int)
+}
+
+// FindRoot returns the workspace root for a spec directory: the nearest
+// ancestor holding cue.mod or .git, else dir itself. Plans record paths
+// relative to it, so a plan is the same from any checkout location and any
+// working directory.
+func FindRoot(dir string) string {
+	for d := dir; ; {
+		for _, marker := range []string{"cue.mod", ".git"} {
+			if _, err := os.Stat(filepath.Join(d, marker)); err == nil {
+				return d
+			}
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return dir
+		}
+		d = parent
+	}
+}
+
+// Plan resolves inst's inputs and lays out its steps.
+func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, error) {
+	if opts.Resolver == nil {
+		return nil, errors.New("plan: no resolver")
+	}
+	root := opts.Root
+	if root == "" {
+		root = FindRoot(inst.Dir)
+	}
+	specDir, err := filepath.Rel(root, inst.Dir)
+	if err != nil || !plan.ValidPath(filepath.ToSlash(specDir)) && specDir != "." {
+		return nil, fmt.Errorf("plan %s: spec directory is not below the workspace root %s", inst.Name, root)
+	}
+	s := inst.Spec
+	var epoch spec.Timestamp
+	switch {
+	case s.BootstrapPack != nil:
+		epoch = s.BootstrapPack.SourceDateEpoch
+	case s.Release != nil:
+		epoch = s.Release.SourceDateEpoch
+	}
+	if s.BootstrapPack != nil && s.Release != nil && !s.BootstrapPack.SourceDateEpoch.Time.Equal(s.Release.SourceDateEpoch.Time) {
+		return nil, fmt.Errorf("plan %s: bootstrapPack and release name different sourceDateEpoch values; one plan has one build timestamp", inst.Name)
+	}
+	ts := epoch.Time
+	if opts.SourceDateEpoch != nil {
+		ts = *opts.SourceDateEpoch
+	}
+	p := &plan.Plan{
+		FormatVersion:   plan.FormatVersion,
+		Spec:            plan.SpecRef{Digest: inst.Digest, Dir: filepath.ToSlash(specDir)},
+		SourceDateEpoch: ts.UTC().Format(time.RFC3339),
+		Builder:         plan.Builder{Tar: TarLayout, Compressor: archive.Compressor},
+	}
+	jobs := collect(inst.Dir, s)
+	inputs, err := resolveAll(ctx, jobs, opts)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", inst.Name, err)
+	}
+	plan.SortInputs(inputs)
+	for i := 1; i < len(inputs); i++ {
+		if inputs[i].Key() == inputs[i-1].Key() {
+			return nil, fmt.Errorf("plan %s: two inputs named %s", inst.Name, inputs[i].Key())
+		}
+	}
+	p.Inputs = inputs
+	if s.BootstrapPack != nil {
+		bootstrapSteps(p, s.BootstrapPack)
+	}
+	if s.Release != nil {
+		// Release bundles are planned (every input pinned) but not yet
+		// built: their steps come with the release executor.
+		p.Targets = append(p.Targets, plan.Target{
+			Kind:        "release",
+			Name:        s.Release.Name,
+			Compression: plan.Compression{Algorithm: s.Release.Compression.Algorithm, Level: s.Release.Compression.Level},
+			Artifacts:   []string{},
+		})
+	}
+	if p.Steps == nil {
+		p.Steps = []plan.Step{}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("plan %s: internal error: %w", inst.Name, err)
+	}
+	return p, nil
+}
+
+// TarLayout names the tar layout rules of executor/archive; it changes when
+// they do, so the change shows in bale diff.
+const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mtime=sourceDateEpoch)"
+
+// job resolves one input.
+type job struct {
+	key     string
+	resolve func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error)
+}
+
+// collect lists the inputs of a spec.
+func collect(dir string, s *spec.Spec) []job {
+	var jobs []job
+	if bp := s.BootstrapPack; bp != nil {
+		for _, img := range bp.Images {
+			img := img
+			jobs = append(jobs, job{key: plan.KindImage + "/" + img.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+				if lock != nil {
+					img = lockImage(img, lock)
+				}
+				return r.Image(ctx, dir, img)
+			}})
+		}
+		for _, c := range bp.Charts {
+			c := c
+			jobs = append(jobs, job{key: plan.KindChart + "/" + c.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+				if lock != nil {
+					c.Digest = lock.Digest
+				}
+				return r.Chart(ctx, dir, c)
+			}})
+		}
+		for _, sig := range bp.Signatures {
+			sig := sig
+			jobs = append(jobs, job{key: plan.KindSignature + "/" + sig.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+				if lock != nil {
+					sig.Digest = lock.Digest
+				}
+				return r.Signature(ctx, dir, sig)
+			}})
+		}
+		for _, b := range bp.Bundles {
+			b := b
+			jobs = append(jobs, job{key: plan.KindBundle + "/" + b.Name, resolve: func(ctx context.Context, r Resolver, _ *plan.Input) (plan.Input, error) {
+				return r.Bundle(ctx, dir, b)
+			}})
+		}
+	}
+	if rel := s.Release; rel != nil {
+		addFiles := func(bundle string, files []spec.File) {
+			for _, f := range files {
+				f := f
+				name := bundle + "/" + f.Dest
+				jobs = append(jobs, job{key: plan.KindFile + "/" + name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+					if lock != nil {
+						f.Digest = lock.Digest
+					}
+					return r.File(ctx, dir, plan.KindFile, name, f)
+				}})
+			}
+		}
+		addFiles(rel.Runner.Name, rel.Runner.Files)
+		if rel.Dataset != nil {
+			addFiles(rel.Dataset.Name, rel.Dataset.Files)
+		}
+		if dk := rel.Signing.DevKey; dk != nil {
+			for _, k := range []struct{ name, path string }{{"dev.key", dk.Key}, {"dev.pub", dk.PublicKey}} {
+				k := k
+				jobs = append(jobs, job{key: plan.KindKey + "/" + k.name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+					f := spec.File{Path: k.path, Mode: 0o644}
+					if lock != nil {
+						f.Digest = lock.Digest
+					}
+					return r.File(ctx, dir, plan.KindKey, k.name, f)
+				}})
+			}
+		}
+	}
+	return jobs
+}
+
+// lockImage pins an image to its locked digest, so the registry is asked
+// for that digest rather than for the tag, which may have moved.
+func lockImage(img spec.Image, lock *plan.Input) spec.Image {
+	img.Digest = lock.Digest
+	if img.Ref != "" {
+		if len(img.Tags) == 0 && lock.Image != nil {
+			img.Tags = lock.Image.Tags
+		}
+		repo := img.Ref
+		if i := strings.Index(repo, "@"); i >= 0 {
+			repo = repo[:i]
+		}
+		// Drop a tag (a colon after the last slash), keep a port.
+		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+			repo = repo[:i]
+		}
+		img.Ref = repo + "@" + lock.Digest
+	}
+	return img
+}
+
+// resolveAll runs the jobs with at most opts.Jobs at once. It reports every
+// failure, not only the first, so one run shows all that is wrong.
+func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, error) {
+	n := opts.Jobs
+	if n <= 0 {
+		n = 8
+	}
+	var locked map[string]plan.Input
+	if opts.Lock != nil {
+		locked = make(map[string]plan.Input, len(opts.Lock.Inputs))
+		for _, in := range opts.Lock.Inputs {
+			locked[in.Key()] = in
+		}
+	}
+	out := make([]plan.Input, len(jobs))
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, n)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+	)
+	for i, j := range jobs {
+		var lock *plan.Input
+		if locked != nil {
+			in, ok := locked[j.key]
+			if !ok {
+				errs[i] = fmt.Errorf("input %s is not in the lock plan; plan without --lock to pin it", j.key)
+				continue
+			}
+			lock = &in
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		wg.Add(1)
+		go func(i int, j job, lock *plan.Input) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			in, err := j.resolve(ctx, opts.Resolver, lock)
+			if err == nil && lock != nil {
+				// The plan records the source as the spec says, not the
+				// digest reference the lock made of it: a locked plan of
+				// an unchanged spec is the same plan.
+				in.Source = lock.Source
+			}
+			out[i], errs[i] = in, err
+			if opts.Progress != nil {
+				mu.Lock()
+				done++
+				opts.Progress(j.key, done, len(jobs))
+				mu.Unlock()
+			}
+		}(i, j, lock)
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// entry is an output path inside a pack.
+func entry(pack, p string) string { return pack + ":" + p }
+
+func blobPath(d string) string { return "images/blobs/sha256/" + strings.TrimPrefix(d, "sha256:") }
+
+// bootstrapSteps lays out the steps of a bootstrap pack. The executor's
+// actions produce exactly these outputs.
+func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) {
+	pack := bp.Name + ".tar"
+	var entrySteps []string
+	add := func(s plan.Step) string {
+		s.ID = plan.StepID(s)
+		p.Steps = append(p.Steps, s)
+		return s.ID
+	}
+	var imageKeys, imageSteps []string
+	for _, in := range p.Inputs {
+		switch in.Kind {
+		case plan.KindChart:
+			id := add(plan.Step{
+				Action:  "chart",
+				Inputs:  []string{in.Key()},
+				Params:  map[string]string{"name": in.Name, "version": in.Chart.Version},
+				Outputs: []string{entry(pack, "charts/"+in.Name+"-"+in.Chart.Version+".tgz")},
+			})
+			entrySteps = append(entrySteps, id)
+		case plan.KindImage:
+			id := add(plan.Step{
+				Action:  "image",
+				Inputs:  []string{in.Key()},
+				Params:  map[string]string{"name": in.Name},
+				Outputs: imageOutputs(pack, in),
+			})
+			imageKeys = append(imageKeys, in.Key())
+			imageSteps = append(imageSteps, id)
+		case plan.KindSignature:
+			id := add(plan.Step{
+				Action:  "copy",
+				Inputs:  []string{in.Key()},
+				Params:  map[string]string{"name": in.Name},
+				Outputs: []string{entry(pack, "signatures/"+in.Name)},
+			})
+			entrySteps = append(entrySteps, id)
+		}
+	}
+	layout := add(plan.Step{
+		Action:  "oci-layout",
+		Inputs:  imageKeys,
+		Needs:   imageSteps,
+		Outputs: []string{entry(pack, "images/index.json"), entry(pack, "images/manifest.json"), entry(pack, "images/oci-layout")},
+	})
+	entrySteps = append(append(entrySteps, imageSteps...), layout)
+	sort.Strings(entrySteps)
+	var bundles []string
+	for _, in := range p.Inputs {
+		if in.Kind == plan.KindBundle {
+			bundles = append(bundles, in.Key())
+		}
+	}
+	index := add(plan.Step{
+		Action:  "pack-index",
+		Inputs:  bundles,
+		Needs:   entrySteps,
+		Params:  map[string]string{"name": bp.Name},
+		Outputs: []string{entry(pack, IndexName)},
+	})
+	archiveStep := add(plan.Step{
+		Action:  "pack",
+		Needs:   append(append([]string(nil), entrySteps...), index),
+		Params:  map[string]string{"name": bp.Name, "compression": bp.Compression.Algorithm, "level": strconv.Itoa(bp.Compression.Level)},
+		Outputs: []string{pack},
+	})
+	add(plan.Step{
+		Action:  "checksum",
+		Needs:   []string{archiveStep},
+		Params:  map[string]string{"name": pack},
+		Outputs: []string{pack + ".sha256"},
+	})
+	p.Targets = append(p.Targets, plan.Target{
+		Kind:        "bootstrapPack",
+		Name:        bp.Name,
+		Compression: plan.Compression{Algorithm: bp.Compression.Algorithm, Level: bp.Compression.Level},
+		Artifacts:   []string{pack, pack + ".sha256"},
+	})
+}
+
+// IndexName is the pack index's path at the root of a bootstrap pack.
+const IndexName = "pack-index.json"
+
+// imageOutputs lists the blobs an image step writes into the pack: the
+// top-level index or manifest, every chosen manifest, config and layer,
+// deduplicated and sorted.
+func imageOutputs(pack string, in plan.Input) []string {
+	set := map[string]bool{}
+	top := in.Digest
+	if in.Image != nil && in.Image.Filtered != nil {
+		top = in.Image.Filtered.Digest
+	}
+	set[blobPath(top)] = true
+	if in.Image != nil {
+		for _, m := range in.Image.Manifests {
+			set[blobPath(m.Digest)] = true
+			set[blobPath(m.Config.Digest)] = true
+			for _, l := range m.Layers {
+				set[blobPath(l.Digest)] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for b := range set {
+		out = append(out, entry(pack, b))
+	}
+	sort.Strings(out)
+	return out
+}
