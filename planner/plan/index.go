@@ -8,8 +8,9 @@ import (
 
 // FilterIndex returns the OCI index or Docker manifest list raw with only
 // the manifests whose digests are in keep, in their original order. Every
-// other field is kept; the object is re-encoded with sorted keys and no
-// indentation, so the result, and its digest, depend only on raw and keep.
+// other field is kept. The top-level object is re-encoded with sorted keys
+// and no indentation; nested values keep their bytes (compacted). So the
+// result, and its digest, depend only on raw and keep.
 // The planner pins the result's digest and the executor writes the same
 // bytes; both call this one function.
 func FilterIndex(raw []byte, keep map[string]bool) ([]byte, error) {
