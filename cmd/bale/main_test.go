@@ -107,6 +107,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"vet", "no/such/dir"}, "load spec no/such/dir"},
 		{[]string{"eval", "a", "b"}, "accepts at most 1 arg(s)"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"diff", "only-one.json"}, "accepts 2 arg(s)"},
 	}
 	for _, tt := range tests {
 		_, errs, code := bale(t, "", tt.args...)

@@ -223,7 +223,14 @@ func evaluate(cfg *load.Config, arg, name, wd string) (in *Instance, diags Diagn
 	}
 	bi := binsts[0]
 	if bi.Err != nil {
-		return nil, fromCUE(bi.Err, wd, cue.Value{})
+		ds := fromCUE(bi.Err, wd, cue.Value{})
+		if strings.Contains(bi.Err.Error(), "no package name") {
+			// cue/load's words for it are "build constraints exclude all
+			// CUE files"; say what to do instead.
+			ds = Diagnostics{{File: name, Severity: SeverityError,
+				Message: "the .cue files of a spec directory need a package clause (e.g. \"package airgap\"); or name a single file"}}
+		}
+		return nil, ds
 	}
 	ctx := cuecontext.New()
 	user := ctx.BuildInstance(bi)

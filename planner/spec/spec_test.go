@@ -201,3 +201,18 @@ func BenchmarkLoadRealSpecs(b *testing.B) {
 		}
 	}
 }
+
+func TestDirectoryNeedsPackage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.cue"), []byte("bootstrapPack: sourceDateEpoch: 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, diags, err := Load(context.Background(), []string{dir}, Options{})
+	if err != nil || len(diags) != 1 || !strings.Contains(diags[0].Message, "need a package clause") {
+		t.Errorf("err %v, diags %v", err, diags)
+	}
+	insts, diags, _ := Load(context.Background(), []string{filepath.Join(dir, "a.cue")}, Options{})
+	if len(insts) != 1 || diags.HasErrors() {
+		t.Errorf("a single file needs no package clause: %v", diags)
+	}
+}

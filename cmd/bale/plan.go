@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/planner"
+	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/planner/spec"
+)
+
+// planFlags are the flags of every command that resolves a spec.
+type planFlags struct {
+	jobs     int
+	lock     string
+	offline  bool
+	insecure []string
+	timeout  time.Duration
+	retries  int
+	root     string
+}
+
+func (f *planFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.IntVar(&f.jobs, "jobs", 8, "inputs resolved at once")
+	fs.StringVar(&f.lock, "lock", "", "re-use the pinned digests of this earlier plan instead of resolving tags; an input missing from it is an error")
+	fs.BoolVar(&f.offline, "offline", false, "refuse any network access: local sources and the lock only")
+	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
+	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.IntVar(&f.retries, "retries", 3, "retries on 429, 5xx and connection resets, with backoff")
+	fs.StringVar(&f.root, "root", "", "workspace root plan paths are relative to (default: nearest ancestor with cue.mod or .git)")
+}
+
+// resolver builds the resolver for a spec.
+func (f *planFlags) resolver(root string) (*resolve.Resolver, error) {
+	return resolve.New(resolve.Options{
+		Root:     root,
+		Insecure: f.insecure,
+		Timeout:  f.timeout,
+		Retries:  f.retries,
+		Offline:  f.offline,
+	})
+}
+
+// planned is a plan with its canonical bytes and id.
+type planned struct {
+	name  string
+	plan  *plan.Plan
+	bytes []byte
+	id    string
+}
+
+// makePlan loads the one spec at path and plans it.
+func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer, progress bool) (*planned, error) {
+	args := []string{}
+	if path != "" {
+		args = append(args, path)
+	}
+	insts, diags, err := spec.Load(ctx, args, spec.Options{})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range diags {
+		fmt.Fprintln(stderr, d.String())
+	}
+	if diags.HasErrors() {
+		return nil, &exitError{code: 1, reported: true}
+	}
+	if len(insts) != 1 {
+		return nil, fmt.Errorf("%d specs matched %q; name exactly one", len(insts), path)
+	}
+	inst := insts[0]
+	root := f.root
+	if root == "" {
+		root = planner.FindRoot(inst.Dir)
+	} else if root, err = filepath.Abs(root); err != nil {
+		return nil, err
+	}
+	r, err := f.resolver(root)
+	if err != nil {
+		return nil, err
+	}
+	opts := planner.Options{Resolver: r, Root: root, Jobs: f.jobs}
+	if f.lock != "" {
+		lp, err := readPlan(f.lock)
+		if err != nil {
+			return nil, err
+		}
+		opts.Lock = lp.plan
+	}
+	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
+		ts, err := spec.ParseTimestamp(v)
+		if err != nil {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH: %w", err)
+		}
+		opts.SourceDateEpoch = &ts.Time
+	}
+	if progress {
+		opts.Progress = progressLine(stderr, "resolve")
+	}
+	p, err := planner.Plan(ctx, inst, opts)
+	if err != nil {
+		return nil, err
+	}
+	b, err := plan.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return &planned{name: inst.Name, plan: p, bytes: b, id: plan.ID(b)}, nil
+}
+
+// readPlan reads and checks a plan file.
+func readPlan(path string) (*planned, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	p, err := plan.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &planned{name: path, plan: p, bytes: b, id: plan.ID(b)}, nil
+}
+
+// progressLine reports progress: a rewritten line on a terminal, nothing
+// elsewhere (CI logs want the result, not a line per input).
+func progressLine(w io.Writer, what string) func(key string, done, total int) {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return func(key string, done, total int) {
+		fmt.Fprintf(w, "\r\x1b[K%s %d/%d %s", what, done, total, key)
+		if done == total {
+			fmt.Fprint(w, "\r\x1b[K")
+		}
+	}
+}
+
+func newPlan() *cobra.Command {
+	var (
+		pf     planFlags
+		out    string
+		format string
+	)
+	cmd := &cobra.Command{
+		Use:   "plan [PATH]",
+		Short: "Resolve every input to a digest and write the plan",
+		Long: `plan loads one spec, resolves every image, chart and file to a digest, and
+writes the plan: canonical JSON listing every pinned input and every step the
+build will run. The plan id is the sha256 of the plan file's bytes, so
+"sha256sum plan.json" recomputes it.
+
+A digest pinned in the spec that disagrees with its source is an error, never
+a silent re-pin. With --lock, tags are not resolved again: the digests of the
+earlier plan are used, and an input missing from it is an error. With
+--offline nothing is fetched over the network.
+
+SOURCE_DATE_EPOCH in the environment overrides the spec's build timestamp.`,
+		Example: `  bale plan specs/airgap -o plan.json
+  bale plan specs/airgap --lock plan.json --offline -o plan.json
+  bale plan specs/airgap --format json | jq .planId`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			path := ""
+			if len(args) == 1 {
+				path = args[0]
+			}
+			pl, err := pf.makePlan(cmd.Context(), path, cmd.ErrOrStderr(), true)
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				if err := writeFileAtomic(out, pl.bytes); err != nil {
+					return err
+				}
+			}
+			sum := summarize(pl)
+			if format == "json" {
+				sum.Path = out
+				return writeJSON(cmd.OutOrStdout(), sum)
+			}
+			w := cmd.OutOrStdout()
+			if out == "" {
+				// Without -o the plan itself is the output, for pipes.
+				_, err := w.Write(pl.bytes)
+				fmt.Fprintf(cmd.ErrOrStderr(), "plan %s  %d inputs, %d steps, %s from sources\n", pl.id, sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+				return err
+			}
+			fmt.Fprintf(w, "%s  %s\n", pl.id, out)
+			fmt.Fprintf(w, "%d inputs, %d steps, %s from sources\n", sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+			return nil
+		},
+	}
+	pf.register(cmd)
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to this file (default: standard output)")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	return cmd
+}
+
+// planSummary is plan's JSON output.
+type planSummary struct {
+	PlanID string `json:"planId"`
+	Path   string `json:"path,omitempty"`
+	Spec   string `json:"spec"`
+	Inputs int    `json:"inputs"`
+	Steps  int    `json:"steps"`
+	Bytes  int64  `json:"bytes"`
+}
+
+func summarize(pl *planned) planSummary {
+	s := planSummary{PlanID: pl.id, Spec: pl.plan.Spec.Digest, Inputs: len(pl.plan.Inputs), Steps: len(pl.plan.Steps)}
+	for _, in := range pl.plan.Inputs {
+		if in.Image != nil {
+			seen := map[string]bool{}
+			for _, m := range in.Image.Manifests {
+				for _, b := range append([]plan.Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...) {
+					if !seen[b.Digest] {
+						seen[b.Digest] = true
+						s.Bytes += b.Size
+					}
+				}
+			}
+			continue
+		}
+		s.Bytes += in.Size
+	}
+	return s
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// writeFileAtomic writes b to path with no partial file under the name.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Abort()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

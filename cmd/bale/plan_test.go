@@ -1,0 +1,86 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPlanAndDiff(t *testing.T) {
+	dir := t.TempDir()
+	p1 := filepath.Join(dir, "plan.json")
+	out, errs, code := bale(t, "../..", "plan", "specs/airgap", "--offline", "-o", p1)
+	if code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, errs)
+	}
+	data, err := os.ReadFile(p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if !strings.HasPrefix(out, "sha256:"+hex.EncodeToString(sum[:])+"  "+p1+"\n") {
+		t.Errorf("the printed plan id is not the file's sha256:\n%s", out)
+	}
+
+	// --format json carries the same id.
+	out, _, code = bale(t, "../..", "plan", "specs/airgap", "--offline", "--format", "json")
+	var s planSummary
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s.PlanID != "sha256:"+hex.EncodeToString(sum[:]) || s.Inputs != 9 {
+		t.Errorf("plan --format json: exit %d %+v\n%s", code, s, out)
+	}
+
+	// A plan and the spec it came from: no change, exit 0.
+	out, errs, code = bale(t, "../..", "diff", p1, "specs/airgap", "--offline")
+	if code != 0 || !strings.Contains(out, "no changes") {
+		t.Errorf("diff plan spec: exit %d\n%s%s", code, out, errs)
+	}
+
+	// Another build timestamp: a change, exit 2, in every format.
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	p2 := filepath.Join(dir, "plan2.json")
+	if _, errs, code := bale(t, "../..", "plan", "specs/airgap", "--offline", "-o", p2); code != 0 {
+		t.Fatalf("plan: %s", errs)
+	}
+	for _, f := range []struct{ format, want string }{
+		{"text", "build timestamp (1)\n  2025-01-01T00:00:00Z -> 2023-11-14T22:13:20Z"},
+		{"markdown", "- Build timestamp: `2025-01-01T00:00:00Z` → `2023-11-14T22:13:20Z`"},
+		{"json", `"new": "2023-11-14T22:13:20Z"`},
+	} {
+		out, errs, code := bale(t, "", "diff", p1, p2, "--format", f.format)
+		if code != 2 || !strings.Contains(out, f.want) {
+			t.Errorf("diff --format %s: exit %d, want 2 and %q\n%s%s", f.format, code, f.want, out, errs)
+		}
+	}
+
+	// Errors exit 1: a missing file, a tampered plan.
+	if _, errs, code := bale(t, "", "diff", p1, filepath.Join(dir, "nope.json")); code != 1 || !strings.Contains(errs, "nope.json") {
+		t.Errorf("missing plan: exit %d %s", code, errs)
+	}
+	tampered := strings.Replace(string(data), `"level": "1"`, `"level": "9"`, 1)
+	p3 := filepath.Join(dir, "tampered.json")
+	os.WriteFile(p3, []byte(tampered), 0o644)
+	if _, errs, code := bale(t, "", "diff", p1, p3); code != 1 || !strings.Contains(errs, "does not match its content") {
+		t.Errorf("tampered plan: exit %d %s", code, errs)
+	}
+}
+
+func TestPlanLockOffline(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, "lock.json")
+	if _, errs, code := bale(t, "../..", "plan", "specs/airgap", "--offline", "-o", lock); code != 0 {
+		t.Fatal(errs)
+	}
+	again := filepath.Join(dir, "again.json")
+	if _, errs, code := bale(t, "../..", "plan", "specs/airgap", "--offline", "--lock", lock, "-o", again); code != 0 {
+		t.Fatal(errs)
+	}
+	a, _ := os.ReadFile(lock)
+	b, _ := os.ReadFile(again)
+	if string(a) != string(b) {
+		t.Error("planning with the lock of an unchanged spec changed the plan")
+	}
+}

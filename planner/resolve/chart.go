@@ -1,0 +1,429 @@
+package resolve
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/repo"
+	"sigs.k8s.io/yaml"
+
+	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/planner/spec"
+)
+
+// Chart source limits.
+const (
+	// MaxChartArchiveSize bounds a chart archive's compressed bytes; the
+	// decompressed ones are bounded by archive.ChartLimits.
+	MaxChartArchiveSize = 100 << 20
+	// MaxRepoIndexSize bounds a chart repository's index.yaml. Large public
+	// repositories' indexes are tens of MiB.
+	MaxRepoIndexSize = 128 << 20
+	// HelmChartLayerType is the media type of the chart archive layer of a
+	// chart stored in an OCI registry.
+	HelmChartLayerType = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+)
+
+// Chart pins a Helm chart. The digest is the sha256 of the chart archive
+// for a .tgz path, a chart repository or an OCI registry, and DirDigest for
+// a chart directory. The chart is loaded with Helm's loader, which checks
+// Chart.yaml; its name must be the spec's name, and its version the spec's
+// version when the spec gives one.
+func (r *Resolver) Chart(ctx context.Context, specDir string, c spec.Chart) (plan.Input, error) {
+	var (
+		in   plan.Input
+		ch   *chart.Chart
+		err  error
+		what string
+	)
+	switch {
+	case c.Path != "":
+		what = c.Path
+		in, ch, err = r.chartPath(ctx, specDir, c)
+	case c.Repository != "":
+		what = c.Repository
+		in, ch, err = r.chartRepo(ctx, c)
+	case c.OCI != "":
+		what = c.OCI
+		in, ch, err = r.chartOCI(ctx, c)
+	default:
+		what, err = "no source", errors.New("set one of path, repository and oci")
+	}
+	if err == nil {
+		err = checkChart(c, in.Digest, ch)
+	}
+	if err != nil {
+		return plan.Input{}, fmt.Errorf("%s: %w", subject("chart", c.Name, what), err)
+	}
+	in.Kind, in.Name = plan.KindChart, c.Name
+	in.Chart = &plan.Chart{Version: ch.Metadata.Version, AppVersion: ch.Metadata.AppVersion}
+	return in, nil
+}
+
+// checkChart compares a loaded chart with what the spec says of it.
+func checkChart(c spec.Chart, digest string, ch *chart.Chart) error {
+	md := ch.Metadata
+	if md.Name != c.Name {
+		return fmt.Errorf("chart is named %q in Chart.yaml, the spec says %q", md.Name, c.Name)
+	}
+	if c.Version != "" && md.Version != c.Version {
+		return fmt.Errorf("chart version is %s, the spec says %s", md.Version, c.Version)
+	}
+	if c.Digest != "" && c.Digest != digest {
+		return fmt.Errorf("spec pins %s but the chart has %s", c.Digest, digest)
+	}
+	return nil
+}
+
+// chartPath pins a local chart directory or archive.
+func (r *Resolver) chartPath(ctx context.Context, specDir string, c spec.Chart) (plan.Input, *chart.Chart, error) {
+	abs, rel, err := r.local(specDir, c.Path)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	if fi.IsDir() {
+		ch, d, n, err := loadChartDir(abs)
+		if err != nil {
+			return plan.Input{}, nil, err
+		}
+		return plan.Input{Source: plan.Source{Type: plan.SourceDir, Path: rel}, Digest: d, Size: n}, ch, nil
+	}
+	b, err := readChartFile(abs)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	ch, err := loadChartArchive(ctx, b)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	return plan.Input{Source: plan.Source{Type: plan.SourceArchive, Path: rel}, Digest: sha256Digest(b), Size: int64(len(b))}, ch, nil
+}
+
+func readChartFile(abs string) ([]byte, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readLimited(f, MaxChartArchiveSize, "chart archive")
+}
+
+// loadChartArchive walks an untrusted chart archive with executor/archive
+// (no links, no "..", no absolute names, Helm's size limits) and only then
+// hands it to Helm's loader. The same bytes are checked, hashed and
+// loaded, so nothing changes in between.
+func loadChartArchive(ctx context.Context, b []byte) (*chart.Chart, error) {
+	err := archive.Walk(ctx, bytes.NewReader(b), archive.ChartLimits(), func(*tar.Header, io.Reader) error { return nil })
+	if err != nil {
+		return nil, fmt.Errorf("chart archive: %w", err)
+	}
+	ch, err := loader.LoadArchive(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("load chart archive: %w", err)
+	}
+	return ch, nil
+}
+
+// loadChartDir loads a chart directory with Helm's loader, after refusing
+// symbolic links and irregular files anywhere in it: Helm's loader follows
+// links, which would let a chart read files outside the workspace.
+func loadChartDir(abs string) (*chart.Chart, string, int64, error) {
+	err := filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			rel, _ := filepath.Rel(abs, p)
+			return fmt.Errorf("chart directory holds a symbolic link, %s: bale does not follow links in charts", filepath.ToSlash(rel))
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			rel, _ := filepath.Rel(abs, p)
+			return fmt.Errorf("chart directory holds an irregular file, %s", filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", 0, err
+	}
+	ch, err := loader.LoadDir(abs)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("load chart directory: %w", err)
+	}
+	d, n := DirDigest(ch)
+	return ch, d, n, nil
+}
+
+// DirDigest is the digest bale pins for a chart loaded from a directory,
+// and its size. A directory has no archive bytes to hash, so the digest is
+// the sha256 of a sha256sum-style listing: one line "HEX  NAME\n" per file
+// in the loaded chart's Raw files (every file Helm's loader read, subcharts
+// included, after .helmignore), HEX the sha256 of its content and NAME its
+// slash path in the chart, lines sorted by name. The size is the total of
+// those files' bytes. The executor does not depend on this form (it
+// re-archives the loaded chart), but `bale diff` does: the same files give
+// the same digest on any machine, and any change to them changes it.
+func DirDigest(ch *chart.Chart) (digest string, size int64) {
+	files := append([]*chart.File(nil), ch.Raw...)
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	h := sha256.New()
+	for _, f := range files {
+		sum := sha256.Sum256(f.Data)
+		fmt.Fprintf(h, "%s  %s\n", hex.EncodeToString(sum[:]), f.Name)
+		size += int64(len(f.Data))
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), size
+}
+
+// chartRepo pins a chart from an HTTP chart repository: the exact version
+// from index.yaml, downloaded and checked against the index's digest.
+func (r *Resolver) chartRepo(ctx context.Context, c spec.Chart) (plan.Input, *chart.Chart, error) {
+	if c.Version == "" {
+		return plan.Input{}, nil, errors.New("a repository chart needs a version")
+	}
+	indexURL := strings.TrimSuffix(c.Repository, "/") + "/index.yaml"
+	if err := r.offline(indexURL); err != nil {
+		return plan.Input{}, nil, err
+	}
+	raw, err := r.download(ctx, indexURL, MaxRepoIndexSize)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	var idx repo.IndexFile
+	if err := yaml.Unmarshal(raw, &idx); err != nil {
+		return plan.Input{}, nil, fmt.Errorf("parse %s: %w", indexURL, err)
+	}
+	var cv *repo.ChartVersion
+	var versions []string
+	for _, v := range idx.Entries[c.Name] {
+		if v == nil || v.Metadata == nil {
+			continue
+		}
+		if v.Version == c.Version {
+			cv = v
+			break
+		}
+		versions = append(versions, v.Version)
+	}
+	if cv == nil {
+		if len(versions) > 10 {
+			versions = append(versions[:10], "…")
+		}
+		return plan.Input{}, nil, fmt.Errorf("%s has no chart %s version %s (versions: %s)", indexURL, c.Name, c.Version, strings.Join(versions, ", "))
+	}
+	if len(cv.URLs) == 0 {
+		return plan.Input{}, nil, fmt.Errorf("%s: chart %s %s lists no URL", indexURL, c.Name, c.Version)
+	}
+	want := cv.Digest
+	if want != "" && !strings.HasPrefix(want, "sha256:") {
+		want = "sha256:" + want
+	}
+	if want != "" && !plan.ValidDigest(want) {
+		return plan.Input{}, nil, fmt.Errorf("%s: chart %s %s has digest %q: want 64 lowercase hex", indexURL, c.Name, c.Version, cv.Digest)
+	}
+	if want == "" {
+		if c.Digest == "" {
+			return plan.Input{}, nil, fmt.Errorf("%s: chart %s %s has no digest and the spec pins none: nothing to verify the download against", indexURL, c.Name, c.Version)
+		}
+		want = c.Digest
+	}
+	archiveURL, err := repo.ResolveReferenceURL(c.Repository, cv.URLs[0])
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	if u, err := url.Parse(archiveURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return plan.Input{}, nil, fmt.Errorf("%s: chart %s %s URL %q is not http(s)", indexURL, c.Name, c.Version, archiveURL)
+	}
+	b, err := r.download(ctx, archiveURL, MaxChartArchiveSize)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	if got := sha256Digest(b); got != want {
+		return plan.Input{}, nil, fmt.Errorf("chart %s %s: archive %s has %s but the repository index says %s", c.Name, c.Version, archiveURL, got, want)
+	}
+	ch, err := loadChartArchive(ctx, b)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	return plan.Input{
+		Source: plan.Source{Type: plan.SourceRepository, Ref: c.Repository, URL: archiveURL},
+		Digest: want,
+		Size:   int64(len(b)),
+	}, ch, nil
+}
+
+// download GETs url into memory, up to max bytes.
+func (r *Resolver) download(ctx context.Context, url string, max int64) ([]byte, error) {
+	resp, err := r.get(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := readLimited(resp.Body, max, url)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return b, nil
+}
+
+// ociChartRef turns a spec's "oci://host/repo/name" and version into an
+// image reference. Helm stores a version's "+" as "_" in tags, which may
+// not hold "+".
+func ociChartRef(oci, version string) string {
+	return strings.TrimPrefix(oci, "oci://") + ":" + strings.ReplaceAll(version, "+", "_")
+}
+
+// chartOCI pins a chart stored in an OCI registry: the manifest tagged with
+// the version, and its chart content layer, whose digest is the chart's.
+func (r *Resolver) chartOCI(ctx context.Context, c spec.Chart) (plan.Input, *chart.Chart, error) {
+	if c.Version == "" {
+		return plan.Input{}, nil, errors.New("an oci chart needs a version")
+	}
+	refStr := ociChartRef(c.OCI, c.Version)
+	ref, err := r.parseRef(refStr)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	if err := r.offline(c.OCI); err != nil {
+		return plan.Input{}, nil, err
+	}
+	desc, err := r.puller.Get(ctx, ref)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	m, _, err := parseManifest(desc.Manifest, string(desc.MediaType))
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	if m.Config == nil {
+		return plan.Input{}, nil, fmt.Errorf("%s is an index, not a chart manifest", refStr)
+	}
+	var layer *descriptor
+	for i := range m.Layers {
+		if m.Layers[i].MediaType == HelmChartLayerType {
+			if layer != nil {
+				return plan.Input{}, nil, fmt.Errorf("%s has more than one %s layer", refStr, HelmChartLayerType)
+			}
+			layer = &m.Layers[i]
+		}
+	}
+	if layer == nil {
+		return plan.Input{}, nil, fmt.Errorf("%s has no %s layer: not a Helm chart", refStr, HelmChartLayerType)
+	}
+	if err := checkDesc(*layer, "chart layer", MaxChartArchiveSize); err != nil {
+		return plan.Input{}, nil, err
+	}
+	b, err := r.fetchChartLayer(ctx, ref.Context(), layer.Digest, layer.Size)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	ch, err := loadChartArchive(ctx, b)
+	if err != nil {
+		return plan.Input{}, nil, err
+	}
+	return plan.Input{
+		Source:    plan.Source{Type: plan.SourceOCI, Ref: refStr},
+		Digest:    layer.Digest,
+		Size:      layer.Size,
+		MediaType: layer.MediaType,
+	}, ch, nil
+}
+
+// fetchChartLayer downloads a chart layer by digest and verifies it.
+func (r *Resolver) fetchChartLayer(ctx context.Context, repo name.Repository, digest string, size int64) ([]byte, error) {
+	src := &registrySource{r: r, repo: repo}
+	rc, err := src.blob(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return readLimited(newVerifier(rc, digest, size, "chart layer"), MaxChartArchiveSize, "chart layer")
+}
+
+// LoadChart loads a chart input with Helm's loader from its source, after
+// checking that the source still has the planned digest: the archive bytes
+// for an archive, repository or OCI chart, DirDigest for a directory.
+func (r *Resolver) LoadChart(ctx context.Context, in plan.Input) (*chart.Chart, error) {
+	ch, err := r.loadChart(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("load chart %s (%s): %w", in.Name, sourceString(in.Source), err)
+	}
+	return ch, nil
+}
+
+func (r *Resolver) loadChart(ctx context.Context, in plan.Input) (*chart.Chart, error) {
+	if in.Kind != plan.KindChart {
+		return nil, fmt.Errorf("input %s is not a chart", in.Key())
+	}
+	if !plan.ValidDigest(in.Digest) {
+		return nil, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", in.Digest)
+	}
+	var b []byte
+	switch in.Source.Type {
+	case plan.SourceDir:
+		abs, err := r.open(in.Source.Path)
+		if err != nil {
+			return nil, err
+		}
+		ch, d, _, err := loadChartDir(abs)
+		if err != nil {
+			return nil, err
+		}
+		if d != in.Digest {
+			return nil, fmt.Errorf("chart directory has %s, not the planned %s: it changed since planning", d, in.Digest)
+		}
+		return ch, nil
+	case plan.SourceArchive:
+		abs, err := r.open(in.Source.Path)
+		if err != nil {
+			return nil, err
+		}
+		if b, err = readChartFile(abs); err != nil {
+			return nil, err
+		}
+	case plan.SourceRepository:
+		if err := r.offline(in.Source.URL); err != nil {
+			return nil, err
+		}
+		var err error
+		if b, err = r.download(ctx, in.Source.URL, MaxChartArchiveSize); err != nil {
+			return nil, err
+		}
+	case plan.SourceOCI:
+		if err := r.offline(in.Source.Ref); err != nil {
+			return nil, err
+		}
+		ref, err := r.parseRef(in.Source.Ref)
+		if err != nil {
+			return nil, err
+		}
+		if b, err = r.fetchChartLayer(ctx, ref.Context(), in.Digest, in.Size); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("source type %q is not a chart source", in.Source.Type)
+	}
+	if got := sha256Digest(b); got != in.Digest {
+		return nil, fmt.Errorf("chart archive has %s, not the planned %s: it changed since planning", got, in.Digest)
+	}
+	return loadChartArchive(ctx, b)
+}

@@ -1,0 +1,837 @@
+package resolve
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/planner/spec"
+)
+
+// Limits on what an image source may describe. Real images are far below
+// them; anything above is a broken or hostile source, refused before bale
+// plans work in proportion to it.
+const (
+	// MaxManifestSize bounds the bytes of one manifest or index.
+	MaxManifestSize = 4 << 20
+	// MaxLayers bounds the layers of one image manifest.
+	MaxLayers = 10_000
+	// MaxIndexEntries bounds the manifests one index or index.json lists.
+	MaxIndexEntries = 10_000
+	// MaxConfigSize bounds the bytes of one image config.
+	MaxConfigSize = 16 << 20
+)
+
+// refNameAnnotation names an image in an OCI layout's index.json.
+const refNameAnnotation = "org.opencontainers.image.ref.name"
+
+// descriptor is an OCI descriptor with its digest kept as text, so a
+// hostile value is seen and refused by bale rather than half-parsed.
+type descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Platform    *platform         `json:"platform,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+type platform struct {
+	OS           string `json:"os"`
+	Architecture string `json:"architecture"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+func (p *platform) String() string {
+	if p == nil || p.OS == "" || p.Architecture == "" {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// manifestDoc is the union of an image manifest and an index.
+type manifestDoc struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Config        *descriptor  `json:"config"`
+	Layers        []descriptor `json:"layers"`
+	Manifests     []descriptor `json:"manifests"`
+}
+
+func isIndexType(mt string) bool {
+	return mt == string(types.OCIImageIndex) || mt == string(types.DockerManifestList)
+}
+
+func isManifestType(mt string) bool {
+	return mt == string(types.OCIManifestSchema1) || mt == string(types.DockerManifestSchema2)
+}
+
+// parseManifest parses raw manifest bytes and settles their media type:
+// the document's own mediaType, else the one its descriptor or the
+// registry gave, else what its shape says (OCI allows omitting it).
+func parseManifest(raw []byte, hint string) (*manifestDoc, string, error) {
+	if len(raw) > MaxManifestSize {
+		return nil, "", fmt.Errorf("manifest is %d bytes, more than the %d-byte limit", len(raw), MaxManifestSize)
+	}
+	var m manifestDoc
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, "", fmt.Errorf("parse manifest: %w", err)
+	}
+	// Registries append parameters ("; charset=utf-8") to Content-Type.
+	hint, _, _ = strings.Cut(hint, ";")
+	hint = strings.TrimSpace(hint)
+	mt := m.MediaType
+	switch {
+	case mt != "":
+	case isIndexType(hint) || isManifestType(hint):
+		mt = hint
+	case m.Manifests != nil:
+		mt = string(types.OCIImageIndex)
+	case m.Config != nil:
+		mt = string(types.OCIManifestSchema1)
+	}
+	switch {
+	case isIndexType(mt):
+		if m.Config != nil || m.Layers != nil {
+			return nil, "", fmt.Errorf("index of type %s has config or layers", mt)
+		}
+		if len(m.Manifests) > MaxIndexEntries {
+			return nil, "", fmt.Errorf("index lists %d manifests, more than the limit of %d", len(m.Manifests), MaxIndexEntries)
+		}
+	case isManifestType(mt):
+		if m.Config == nil {
+			return nil, "", fmt.Errorf("manifest of type %s has no config", mt)
+		}
+		if m.Manifests != nil {
+			return nil, "", fmt.Errorf("manifest of type %s lists manifests", mt)
+		}
+		if len(m.Layers) > MaxLayers {
+			return nil, "", fmt.Errorf("manifest has %d layers, more than the limit of %d", len(m.Layers), MaxLayers)
+		}
+	case mt == string(types.DockerManifestSchema1) || mt == string(types.DockerManifestSchema1Signed):
+		return nil, "", fmt.Errorf("docker schema 1 manifests (%s) are not supported", mt)
+	default:
+		return nil, "", fmt.Errorf("unsupported manifest media type %q", mt)
+	}
+	if m.SchemaVersion != 2 {
+		return nil, "", fmt.Errorf("manifest schemaVersion %d, want 2", m.SchemaVersion)
+	}
+	return &m, mt, nil
+}
+
+// checkDesc validates a descriptor's digest and size before either is used
+// for a request or a path.
+func checkDesc(d descriptor, what string, maxSize int64) error {
+	if !plan.ValidDigest(d.Digest) {
+		return fmt.Errorf("%s digest %q: want sha256:<64 lowercase hex>", what, d.Digest)
+	}
+	if d.Size < 0 {
+		return fmt.Errorf("%s %s: negative size %d", what, d.Digest, d.Size)
+	}
+	if maxSize > 0 && d.Size > maxSize {
+		return fmt.Errorf("%s %s: size %d exceeds the %d-byte limit", what, d.Digest, d.Size, maxSize)
+	}
+	return nil
+}
+
+// imageSource reads one image's manifests and blobs from wherever they
+// live. Implementations verify manifests; blob readers are verified by the
+// caller.
+type imageSource interface {
+	// manifest returns the manifest or index with digest d, its bytes
+	// verified against d (and size, when size >= 0), and the media type the
+	// source reported, if any.
+	manifest(ctx context.Context, d string, size int64) ([]byte, string, error)
+	// blob opens the config or layer blob d.
+	blob(ctx context.Context, d string) (io.ReadCloser, error)
+}
+
+// checkManifestBytes verifies raw against the digest and size expected.
+func checkManifestBytes(raw []byte, d string, size int64) error {
+	if len(raw) > MaxManifestSize {
+		return fmt.Errorf("manifest %s is %d bytes, more than the %d-byte limit", d, len(raw), MaxManifestSize)
+	}
+	if got := sha256Digest(raw); got != d {
+		return fmt.Errorf("manifest bytes hash to %s, not the requested %s", got, d)
+	}
+	if size >= 0 && int64(len(raw)) != size {
+		return fmt.Errorf("manifest %s is %d bytes, its descriptor says %d", d, len(raw), size)
+	}
+	return nil
+}
+
+// Image pins an image: its manifest or index digest and, for every chosen
+// platform, the manifest, config and layer blobs. A digest pinned by the
+// spec (or written into the ref) that the source disagrees with is an
+// error.
+func (r *Resolver) Image(ctx context.Context, specDir string, img spec.Image) (plan.Input, error) {
+	var (
+		in   plan.Input
+		err  error
+		what string
+	)
+	switch {
+	case img.Ref != "":
+		what = img.Ref
+		in, err = r.imageRegistry(ctx, img)
+	case img.Layout != nil:
+		what = img.Layout.Path
+		if img.Layout.RefName != "" {
+			what += " " + img.Layout.RefName
+		}
+		in, err = r.imageLayout(ctx, specDir, img)
+	case img.Tarball != nil:
+		what = img.Tarball.Path
+		if img.Tarball.Tag != "" {
+			what += " " + img.Tarball.Tag
+		}
+		in, err = r.imageTarball(ctx, specDir, img)
+	default:
+		what, err = "no source", errors.New("set one of ref, layout and tarball")
+	}
+	if err != nil {
+		return plan.Input{}, fmt.Errorf("%s: %w", subject("image", img.Name, what), err)
+	}
+	return in, nil
+}
+
+// finishImage fills what every image source shares: the pin check and the
+// per-platform manifests.
+func (r *Resolver) finishImage(ctx context.Context, img spec.Image, src imageSource, raw []byte, hint string, tags []string, source plan.Source) (plan.Input, error) {
+	digest := sha256Digest(raw)
+	if img.Digest != "" && img.Digest != digest {
+		return plan.Input{}, fmt.Errorf("spec pins %s but the source has %s", img.Digest, digest)
+	}
+	pinned, mt, err := r.pin(ctx, src, raw, hint, img.Platforms)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	if len(img.Tags) > 0 {
+		tags = append([]string(nil), img.Tags...)
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	pinned.Tags = tags
+	return plan.Input{
+		Kind:      plan.KindImage,
+		Name:      img.Name,
+		Source:    source,
+		Digest:    digest,
+		Size:      int64(len(raw)),
+		MediaType: mt,
+		Image:     pinned,
+	}, nil
+}
+
+// pin walks from a root manifest or index to the blobs of the chosen
+// platforms.
+func (r *Resolver) pin(ctx context.Context, src imageSource, raw []byte, hint string, want []string) (*plan.Image, string, error) {
+	m, mt, err := parseManifest(raw, hint)
+	if err != nil {
+		return nil, "", err
+	}
+	if !isIndexType(mt) {
+		man, err := r.pinManifest(ctx, src, m, mt, sha256Digest(raw), int64(len(raw)), "")
+		if err != nil {
+			return nil, "", err
+		}
+		if len(want) > 0 && !matchAny(want, man.Platform) {
+			return nil, "", fmt.Errorf("image is a single manifest for platform %q, not one of %s", man.Platform, strings.Join(want, ", "))
+		}
+		return &plan.Image{Manifests: []plan.Manifest{man}}, mt, nil
+	}
+	chosen, err := choosePlatforms(m.Manifests, want)
+	if err != nil {
+		return nil, "", err
+	}
+	out := &plan.Image{Index: true, Platforms: []string{}, Manifests: []plan.Manifest{}}
+	for _, c := range chosen {
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
+		}
+		craw, cmt, err := src.manifest(ctx, c.Digest, c.Size)
+		if err != nil {
+			return nil, "", fmt.Errorf("platform %s: %w", c.Platform, err)
+		}
+		if c.MediaType != "" {
+			cmt = c.MediaType
+		}
+		cm, cmt, err := parseManifest(craw, cmt)
+		if err != nil {
+			return nil, "", fmt.Errorf("platform %s manifest %s: %w", c.Platform, c.Digest, err)
+		}
+		if isIndexType(cmt) {
+			return nil, "", fmt.Errorf("platform %s: %s is a nested index, which bale does not support", c.Platform, c.Digest)
+		}
+		man, err := r.pinManifest(ctx, src, cm, cmt, c.Digest, c.Size, c.Platform.String())
+		if err != nil {
+			return nil, "", fmt.Errorf("platform %s: %w", c.Platform, err)
+		}
+		out.Platforms = append(out.Platforms, man.Platform)
+		out.Manifests = append(out.Manifests, man)
+	}
+	return out, mt, nil
+}
+
+// pinManifest records one image manifest. Without a platform from an index
+// the config is read for it, verified against its digest.
+func (r *Resolver) pinManifest(ctx context.Context, src imageSource, m *manifestDoc, mt, digest string, size int64, plat string) (plan.Manifest, error) {
+	if err := checkDesc(*m.Config, "config", MaxConfigSize); err != nil {
+		return plan.Manifest{}, err
+	}
+	man := plan.Manifest{
+		Platform:  plat,
+		Digest:    digest,
+		Size:      size,
+		MediaType: mt,
+		Config:    plan.Blob{Digest: m.Config.Digest, Size: m.Config.Size, MediaType: m.Config.MediaType},
+		Layers:    make([]plan.Blob, 0, len(m.Layers)),
+	}
+	for i, l := range m.Layers {
+		if err := checkDesc(l, fmt.Sprintf("layer %d", i), 0); err != nil {
+			return plan.Manifest{}, err
+		}
+		man.Layers = append(man.Layers, plan.Blob{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType})
+	}
+	if plat != "" {
+		return man, nil
+	}
+	rc, err := src.blob(ctx, m.Config.Digest)
+	if err != nil {
+		return plan.Manifest{}, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	defer rc.Close()
+	cfg, err := io.ReadAll(newVerifier(rc, m.Config.Digest, m.Config.Size, "config"))
+	if err != nil {
+		return plan.Manifest{}, err
+	}
+	var p platform
+	// A config that is not an image config (an artifact) has no platform;
+	// that is not an error.
+	if json.Unmarshal(cfg, &p) == nil {
+		man.Platform = p.String()
+	}
+	return man, nil
+}
+
+// choosePlatforms picks the index entries to pin, sorted by platform. With
+// no platforms asked for, it takes every entry that names a real platform:
+// entries without one, or "unknown/unknown" (build attestations), are not
+// runnable images. A requested platform without a variant matches a sole
+// entry with that os/arch and some variant ("linux/arm64" finds
+// "linux/arm64/v8").
+func choosePlatforms(entries []descriptor, want []string) ([]descriptor, error) {
+	byPlat := map[string]descriptor{}
+	var all []string
+	for i, e := range entries {
+		if err := checkDesc(e, fmt.Sprintf("index entry %d", i), MaxManifestSize); err != nil {
+			return nil, err
+		}
+		p := e.Platform.String()
+		if p == "" || e.Platform.OS == "unknown" {
+			continue
+		}
+		if prev, dup := byPlat[p]; dup && prev.Digest != e.Digest {
+			return nil, fmt.Errorf("index lists platform %s twice (%s and %s)", p, prev.Digest, e.Digest)
+		}
+		if _, dup := byPlat[p]; !dup {
+			all = append(all, p)
+		}
+		byPlat[p] = e
+	}
+	if len(want) == 0 {
+		want = all
+		if len(want) == 0 {
+			return nil, errors.New("index lists no platform manifests")
+		}
+	}
+	seen := map[string]bool{}
+	var out []descriptor
+	for _, w := range want {
+		e, ok := byPlat[w]
+		if !ok {
+			var cands []string
+			for _, p := range all {
+				if strings.Count(w, "/") == 1 && strings.HasPrefix(p, w+"/") {
+					cands = append(cands, p)
+				}
+			}
+			if len(cands) != 1 {
+				sort.Strings(all)
+				return nil, fmt.Errorf("index has no manifest for platform %s (it has %s)", w, strings.Join(all, ", "))
+			}
+			e = byPlat[cands[0]]
+		}
+		p := e.Platform.String()
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Platform.String() < out[j].Platform.String() })
+	return out, nil
+}
+
+// matchAny reports whether platform p satisfies one of want, a want
+// without variant matching any variant.
+func matchAny(want []string, p string) bool {
+	for _, w := range want {
+		if w == p || (strings.Count(w, "/") == 1 && strings.HasPrefix(p, w+"/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// --- registry ---
+
+// registrySource reads an image from a registry repository.
+type registrySource struct {
+	r    *Resolver
+	repo name.Repository
+}
+
+func (s *registrySource) manifest(ctx context.Context, d string, size int64) ([]byte, string, error) {
+	desc, err := s.r.puller.Get(ctx, s.repo.Digest(d))
+	if err != nil {
+		return nil, "", err
+	}
+	if err := checkManifestBytes(desc.Manifest, d, size); err != nil {
+		return nil, "", err
+	}
+	return desc.Manifest, string(desc.MediaType), nil
+}
+
+func (s *registrySource) blob(ctx context.Context, d string) (io.ReadCloser, error) {
+	l, err := s.r.puller.Layer(ctx, s.repo.Digest(d))
+	if err != nil {
+		return nil, err
+	}
+	return l.Compressed()
+}
+
+// imageRegistry pins an image from a registry. A tag is resolved by
+// fetching the manifest and hashing its bytes: the Docker-Content-Digest
+// header is not trusted.
+func (r *Resolver) imageRegistry(ctx context.Context, img spec.Image) (plan.Input, error) {
+	ref, err := r.parseRef(img.Ref)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	if d, ok := ref.(name.Digest); ok && img.Digest != "" && d.DigestStr() != img.Digest {
+		return plan.Input{}, fmt.Errorf("spec pins %s but the ref names %s", img.Digest, d.DigestStr())
+	}
+	if err := r.offline(img.Ref); err != nil {
+		return plan.Input{}, err
+	}
+	desc, err := r.puller.Get(ctx, ref)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	raw := desc.Manifest
+	if d, ok := ref.(name.Digest); ok {
+		if got := sha256Digest(raw); got != d.DigestStr() {
+			return plan.Input{}, fmt.Errorf("registry served a manifest with digest %s for %s", got, d.DigestStr())
+		}
+	}
+	var tags []string
+	if t := refTag(img.Ref); t != "" {
+		tags = []string{t}
+	}
+	src := &registrySource{r: r, repo: ref.Context()}
+	return r.finishImage(ctx, img, src, raw, string(desc.MediaType), tags, plan.Source{Type: plan.SourceRegistry, Ref: img.Ref})
+}
+
+// refTag returns the tag a reference names, in full form
+// ("registry/repo:tag"), or "" for a reference by digest alone.
+func refTag(s string) string {
+	base, _, byDigest := strings.Cut(s, "@")
+	if byDigest {
+		// Only an explicit tag counts: "repo@sha256:…" has none.
+		if i := strings.LastIndex(base, ":"); i < 0 || i < strings.LastIndex(base, "/") {
+			return ""
+		}
+	}
+	t, err := name.NewTag(base)
+	if err != nil {
+		return ""
+	}
+	return t.Name()
+}
+
+// --- layout ---
+
+// layoutSource reads an image from an OCI image layout. Every digest is
+// validated before it becomes a file name, and blob files must be regular
+// files, not links out of the layout.
+type layoutSource struct {
+	dir string
+	lp  layout.Path
+}
+
+func (s *layoutSource) blobFile(d string) (v1.Hash, error) {
+	if !plan.ValidDigest(d) {
+		return v1.Hash{}, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", d)
+	}
+	h := v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(d, "sha256:")}
+	fi, err := os.Lstat(filepath.Join(s.dir, "blobs", "sha256", h.Hex))
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("blob %s: %w", d, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return v1.Hash{}, fmt.Errorf("blob %s is not a regular file", d)
+	}
+	return h, nil
+}
+
+func (s *layoutSource) manifest(ctx context.Context, d string, size int64) ([]byte, string, error) {
+	rc, err := s.blob(ctx, d)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rc.Close()
+	raw, err := readLimited(rc, MaxManifestSize, "manifest "+d)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := checkManifestBytes(raw, d, size); err != nil {
+		return nil, "", err
+	}
+	return raw, "", nil
+}
+
+func (s *layoutSource) blob(_ context.Context, d string) (io.ReadCloser, error) {
+	h, err := s.blobFile(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.lp.Blob(h)
+}
+
+// openLayout opens a layout directory and reads its index.json, checking
+// every entry's digest: a hostile index.json may hold "sha256:../../x".
+func openLayout(abs string) (*layoutSource, []descriptor, error) {
+	lp, err := layout.FromPath(abs)
+	if err != nil {
+		return nil, nil, err
+	}
+	ip := filepath.Join(abs, "index.json")
+	fi, err := os.Lstat(ip)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, errors.New("index.json is not a regular file")
+	}
+	f, err := os.Open(ip)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	raw, err := readLimited(f, MaxManifestSize, "index.json")
+	if err != nil {
+		return nil, nil, err
+	}
+	var idx manifestDoc
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, nil, fmt.Errorf("parse index.json: %w", err)
+	}
+	if len(idx.Manifests) > MaxIndexEntries {
+		return nil, nil, fmt.Errorf("index.json lists %d manifests, more than the limit of %d", len(idx.Manifests), MaxIndexEntries)
+	}
+	for i, e := range idx.Manifests {
+		if err := checkDesc(e, fmt.Sprintf("index.json entry %d", i), MaxManifestSize); err != nil {
+			return nil, nil, err
+		}
+	}
+	return &layoutSource{dir: abs, lp: lp}, idx.Manifests, nil
+}
+
+// imageLayout pins an image from an OCI layout, selected by ref name, by
+// the pinned digest, or as the layout's only entry.
+func (r *Resolver) imageLayout(ctx context.Context, specDir string, img spec.Image) (plan.Input, error) {
+	abs, rel, err := r.local(specDir, img.Layout.Path)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	src, entries, err := openLayout(abs)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	var pick []descriptor
+	switch {
+	case img.Layout.RefName != "":
+		var names []string
+		for _, e := range entries {
+			if n := e.Annotations[refNameAnnotation]; n == img.Layout.RefName {
+				pick = append(pick, e)
+			} else if n != "" {
+				names = append(names, n)
+			}
+		}
+		if len(pick) == 0 {
+			sort.Strings(names)
+			return plan.Input{}, fmt.Errorf("no entry with %s %q (the layout has %s)", refNameAnnotation, img.Layout.RefName, strings.Join(names, ", "))
+		}
+	case img.Digest != "":
+		for _, e := range entries {
+			if e.Digest == img.Digest {
+				pick = append(pick, e)
+			}
+		}
+		if len(pick) == 0 {
+			return plan.Input{}, fmt.Errorf("no layout entry has the pinned digest %s", img.Digest)
+		}
+	default:
+		pick = entries
+		if len(pick) == 0 {
+			return plan.Input{}, errors.New("the layout's index.json lists no images")
+		}
+	}
+	for _, e := range pick[1:] {
+		if e.Digest != pick[0].Digest {
+			return plan.Input{}, fmt.Errorf("%d layout entries match (%s, %s, …); set layout.refName or digest", len(pick), pick[0].Digest, e.Digest)
+		}
+	}
+	e := pick[0]
+	raw, _, err := src.manifest(ctx, e.Digest, e.Size)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	var tags []string
+	if n := e.Annotations[refNameAnnotation]; n != "" {
+		tags = []string{n}
+	}
+	return r.finishImage(ctx, img, src, raw, e.MediaType, tags,
+		plan.Source{Type: plan.SourceLayout, Path: rel, Select: img.Layout.RefName})
+}
+
+// --- tarball ---
+
+// tarballSource reads an image from a docker-save tarball through
+// go-containerregistry, which computes its manifest. For a tarball whose
+// layers are stored uncompressed, that manifest names layers ggcr
+// compresses on the fly, so its digest depends on ggcr's gzip output.
+type tarballSource struct {
+	img v1.Image
+}
+
+func (s *tarballSource) manifest(_ context.Context, d string, size int64) ([]byte, string, error) {
+	raw, err := s.img.RawManifest()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := checkManifestBytes(raw, d, size); err != nil {
+		return nil, "", err
+	}
+	mt, err := s.img.MediaType()
+	return raw, string(mt), err
+}
+
+func (s *tarballSource) blob(_ context.Context, d string) (io.ReadCloser, error) {
+	if !plan.ValidDigest(d) {
+		return nil, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", d)
+	}
+	h, err := v1.NewHash(d)
+	if err != nil {
+		return nil, err
+	}
+	if cn, err := s.img.ConfigName(); err == nil && cn == h {
+		b, err := s.img.RawConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	l, err := s.img.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return l.Compressed()
+}
+
+// openTarball opens the image selected by tag (or the only one) in a
+// docker-save tarball, and returns the tags the tarball lists for it.
+func openTarball(abs, tag string) (*tarballSource, []string, error) {
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s is not a regular file", abs)
+	}
+	opener := func() (io.ReadCloser, error) { return os.Open(abs) }
+	var t *name.Tag
+	if tag != "" {
+		nt, err := name.NewTag(tag)
+		if err != nil {
+			return nil, nil, err
+		}
+		t = &nt
+	}
+	img, err := tarball.Image(opener, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tags []string
+	if t != nil {
+		tags = []string{tag}
+	} else if m, err := tarball.LoadManifest(opener); err == nil && len(m) == 1 {
+		tags = append(tags, m[0].RepoTags...)
+	}
+	return &tarballSource{img: img}, tags, nil
+}
+
+// imageTarball pins an image from a docker-save tarball.
+func (r *Resolver) imageTarball(ctx context.Context, specDir string, img spec.Image) (plan.Input, error) {
+	abs, rel, err := r.local(specDir, img.Tarball.Path)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	src, tags, err := openTarball(abs, img.Tarball.Tag)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	raw, err := src.img.RawManifest()
+	if err != nil {
+		return plan.Input{}, err
+	}
+	mt, err := src.img.MediaType()
+	if err != nil {
+		return plan.Input{}, err
+	}
+	return r.finishImage(ctx, img, src, raw, string(mt), tags,
+		plan.Source{Type: plan.SourceTarball, Path: rel, Select: img.Tarball.Tag})
+}
+
+// --- executor access ---
+
+// OpenBlob opens one blob of an image input, from the input's source: the
+// root manifest or index, a platform manifest, a config or a layer. The
+// digest must be one the plan lists for the input. The reader fails at its
+// end, instead of returning io.EOF, when the bytes do not hash to digest or
+// are not the planned size, so a source changed since planning never goes
+// unnoticed. The returned size is the planned one. Read the blob promptly:
+// a registry body idle for Options.Timeout is abandoned.
+func (r *Resolver) OpenBlob(ctx context.Context, in plan.Input, digest string) (io.ReadCloser, int64, error) {
+	rc, size, err := r.openBlob(ctx, in, digest)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open blob %s of image %s (%s): %w", digest, in.Name, sourceString(in.Source), err)
+	}
+	return rc, size, nil
+}
+
+func (r *Resolver) openBlob(ctx context.Context, in plan.Input, digest string) (io.ReadCloser, int64, error) {
+	if in.Kind != plan.KindImage || in.Image == nil {
+		return nil, 0, fmt.Errorf("input %s is not an image", in.Key())
+	}
+	if !plan.ValidDigest(digest) {
+		return nil, 0, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", digest)
+	}
+	isManifest, size, ok := findBlob(in, digest)
+	if !ok {
+		return nil, 0, fmt.Errorf("the plan lists no blob %s for this image", digest)
+	}
+	src, err := r.sourceFor(ctx, in)
+	if err != nil {
+		return nil, 0, err
+	}
+	if isManifest {
+		raw, _, err := src.manifest(ctx, digest, size)
+		if err != nil {
+			return nil, 0, fmt.Errorf("source changed since planning? %w", err)
+		}
+		return io.NopCloser(bytes.NewReader(raw)), size, nil
+	}
+	rc, err := src.blob(ctx, digest)
+	if err != nil {
+		return nil, 0, err
+	}
+	return newVerifier(rc, digest, size, "blob"), size, nil
+}
+
+// findBlob looks digest up among the input's manifests and blobs.
+func findBlob(in plan.Input, d string) (isManifest bool, size int64, ok bool) {
+	if d == in.Digest {
+		return true, in.Size, true
+	}
+	for _, m := range in.Image.Manifests {
+		if m.Digest == d {
+			return true, m.Size, true
+		}
+	}
+	for _, m := range in.Image.Manifests {
+		if m.Config.Digest == d {
+			return false, m.Config.Size, true
+		}
+		for _, l := range m.Layers {
+			if l.Digest == d {
+				return false, l.Size, true
+			}
+		}
+	}
+	return false, 0, false
+}
+
+// sourceFor reopens the source an image input was pinned from.
+func (r *Resolver) sourceFor(_ context.Context, in plan.Input) (imageSource, error) {
+	switch in.Source.Type {
+	case plan.SourceRegistry:
+		ref, err := r.parseRef(in.Source.Ref)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.offline(in.Source.Ref); err != nil {
+			return nil, err
+		}
+		return &registrySource{r: r, repo: ref.Context()}, nil
+	case plan.SourceLayout:
+		abs, err := r.open(in.Source.Path)
+		if err != nil {
+			return nil, err
+		}
+		src, _, err := openLayout(abs)
+		return src, err
+	case plan.SourceTarball:
+		abs, err := r.open(in.Source.Path)
+		if err != nil {
+			return nil, err
+		}
+		src, _, err := openTarball(abs, in.Source.Select)
+		return src, err
+	default:
+		return nil, fmt.Errorf("source type %q is not an image source", in.Source.Type)
+	}
+}
+
+// sourceString describes a plan source for errors.
+func sourceString(s plan.Source) string {
+	for _, v := range []string{s.Ref, s.Path, s.URL} {
+		if v != "" {
+			if s.Select != "" {
+				return v + " " + s.Select
+			}
+			return v
+		}
+	}
+	return s.Type
+}

@@ -1,0 +1,310 @@
+// Package resolve pins the inputs of a spec: it turns one spec image, chart,
+// file, signature or bundle into a plan.Input that names its bytes by digest,
+// and later gives the executor access to exactly those bytes, verified.
+//
+// Nothing a source says about itself is trusted where bale can check it:
+// manifests fetched by tag are hashed by bale (never the Docker-Content-Digest
+// header), every digest string from a source is validated before it becomes
+// part of a file path, chart archives are walked by executor/archive before
+// Helm's loader sees them, local paths must stay below the workspace root,
+// and every byte handed to the executor is hashed on the way and compared
+// with the plan. A source that changed between planning and building is an
+// error, never a silent update.
+package resolve
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/bale-build/bale/planner/plan"
+)
+
+// Defaults for zero Options fields.
+const (
+	// DefaultTimeout is Options.Timeout's default.
+	DefaultTimeout = 30 * time.Second
+	// DefaultRetries is Options.Retries's default.
+	DefaultRetries = 3
+)
+
+// ErrOffline is wrapped by every error about a network access refused
+// because Options.Offline is set, so callers can tell "needs the network"
+// from "the network failed".
+var ErrOffline = errors.New("offline")
+
+// ErrEnvKey is wrapped by the error File returns for a key written as
+// "env://VAR". Such a key is a secret read from the environment at build
+// time: it has no bytes bale may hash into a plan, so it is not an input.
+// Callers skip it (see EnvKey) and the signer reads the variable itself.
+var ErrEnvKey = errors.New("key is read from the environment at build time, not pinned in the plan")
+
+// EnvKey reports whether a signing key reference names an environment
+// variable ("env://VAR") and returns the variable's name. The planner uses
+// it to leave such keys out of the plan's inputs.
+func EnvKey(ref string) (variable string, ok bool) {
+	v, ok := strings.CutPrefix(ref, "env://")
+	return v, ok && v != ""
+}
+
+// Options configures a Resolver. The zero value is usable apart from Root.
+type Options struct {
+	// Root is the absolute workspace root. Every local path must resolve,
+	// symbolic links followed, below it; plans record paths relative to it.
+	Root string
+	// Keychain finds registry credentials; nil means authn.DefaultKeychain,
+	// so ~/.docker/config.json, DOCKER_CONFIG and credential helpers work.
+	Keychain authn.Keychain
+	// Insecure lists registry hosts ("host" or "host:port") that may be
+	// reached over plain HTTP. Loopback hosts are always allowed. Every
+	// other plain-HTTP request, including chart repositories, redirects and
+	// token endpoints, is refused: a tag or a chart index fetched over HTTP
+	// could be swapped on the way.
+	Insecure []string
+	// Transport is the base transport; nil means a clone of
+	// http.DefaultTransport.
+	Transport http.RoundTripper
+	// Timeout bounds each request until its response headers arrive, and
+	// then each pause in its body, so a large layer may take as long as it
+	// needs while a silent server is given up on; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Retries is how often a request is retried after a 408, 429 or 5xx
+	// status or a reset connection, with exponential backoff; 0 means
+	// DefaultRetries, a negative value none. Timeouts and refused
+	// connections are not retried: they would only multiply the wait.
+	Retries int
+	// Offline refuses every network access with an error wrapping
+	// ErrOffline that names what needed the network.
+	Offline bool
+}
+
+// Resolver pins spec inputs and opens pinned inputs for the executor. It is
+// safe for concurrent use; bounding concurrency is the caller's job.
+type Resolver struct {
+	root     string // absolute, symbolic links resolved
+	opts     Options
+	rt       http.RoundTripper
+	client   *http.Client
+	puller   *remote.Puller
+	insecure map[string]bool
+	retries  int
+	// backoff is the first retry delay; it doubles with each retry. Tests
+	// shorten it.
+	backoff time.Duration
+}
+
+// New returns a Resolver for opts.
+func New(opts Options) (*Resolver, error) {
+	if opts.Root == "" || !filepath.IsAbs(opts.Root) {
+		return nil, fmt.Errorf("resolve: workspace root %q is not an absolute path", opts.Root)
+	}
+	root, err := filepath.EvalSymlinks(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: workspace root: %w", err)
+	}
+	if fi, err := os.Stat(root); err != nil {
+		return nil, fmt.Errorf("resolve: workspace root: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("resolve: workspace root %s is not a directory", opts.Root)
+	}
+	if opts.Keychain == nil {
+		opts.Keychain = authn.DefaultKeychain
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	r := &Resolver{
+		root:     root,
+		opts:     opts,
+		insecure: make(map[string]bool),
+		backoff:  500 * time.Millisecond,
+	}
+	switch {
+	case opts.Retries == 0:
+		r.retries = DefaultRetries
+	case opts.Retries > 0:
+		r.retries = opts.Retries
+	}
+	for _, h := range opts.Insecure {
+		r.insecure[strings.ToLower(h)] = true
+	}
+	base := opts.Transport
+	if base == nil {
+		base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	r.rt = &guardTransport{r: r, next: &timeoutTransport{next: base, d: opts.Timeout}}
+	r.client = &http.Client{
+		Transport: r.rt,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			return nil
+		},
+	}
+	if err := r.initPuller(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// initPuller makes the registry client shared by all resolutions, so each
+// repository is pinged and authenticated once per Resolver, not per image.
+func (r *Resolver) initPuller() error {
+	p, err := remote.NewPuller(
+		remote.WithTransport(r.rt),
+		remote.WithAuthFromKeychain(r.opts.Keychain),
+		remote.WithUserAgent("bale"),
+		remote.WithRetryBackoff(remote.Backoff{Duration: r.backoff, Factor: 2, Jitter: 0.1, Steps: r.retries + 1}),
+		remote.WithRetryStatusCodes(retryStatusCodes...),
+		remote.WithRetryPredicate(retryable),
+	)
+	if err != nil {
+		return fmt.Errorf("resolve: registry client: %w", err)
+	}
+	r.puller = p
+	return nil
+}
+
+// allowHTTP reports whether plain HTTP to host (host or host:port) is
+// allowed: a loopback host, or one listed in Options.Insecure.
+func (r *Resolver) allowHTTP(host string) bool {
+	host = strings.ToLower(host)
+	if r.insecure[host] {
+		return true
+	}
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	if r.insecure[h] || h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// parseRef parses an image reference, marking its registry insecure when
+// plain HTTP to it is allowed, so go-containerregistry may fall back to it.
+func (r *Resolver) parseRef(s string) (name.Reference, error) {
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return nil, err
+	}
+	if r.allowHTTP(ref.Context().RegistryStr()) {
+		return name.ParseReference(s, name.Insecure)
+	}
+	return ref, nil
+}
+
+// offline returns the error for a network access refused in offline mode.
+func (r *Resolver) offline(what string) error {
+	if r.opts.Offline {
+		return fmt.Errorf("%w: %s needs the network", ErrOffline, what)
+	}
+	return nil
+}
+
+// local resolves a spec path (relative to specDir) to an absolute path with
+// symbolic links resolved, and its slash path relative to the workspace
+// root. Resolving links first means a link cannot smuggle a file from
+// outside the workspace into a plan.
+func (r *Resolver) local(specDir, p string) (abs, rel string, err error) {
+	if p == "" {
+		return "", "", errors.New("empty path")
+	}
+	if !filepath.IsAbs(specDir) {
+		if specDir, err = filepath.Abs(specDir); err != nil {
+			return "", "", err
+		}
+	}
+	joined := filepath.FromSlash(p)
+	if !filepath.IsAbs(joined) {
+		joined = filepath.Join(specDir, joined)
+	}
+	joined = filepath.Clean(joined)
+	// Check the lexical path first, so the error names the spec's path
+	// rather than a symbolic link target, and a path outside the root is
+	// refused before anything there is touched.
+	if _, ok := within(r.root, joined); !ok {
+		if _, ok := within(r.opts.Root, joined); !ok {
+			return "", "", fmt.Errorf("path %s leaves the workspace root %s", p, r.opts.Root)
+		}
+	}
+	abs, err = filepath.EvalSymlinks(joined)
+	if err != nil {
+		return "", "", err
+	}
+	rel, ok := within(r.root, abs)
+	if !ok {
+		return "", "", fmt.Errorf("path %s leaves the workspace root %s (it resolves to %s)", p, r.opts.Root, abs)
+	}
+	return abs, rel, nil
+}
+
+// within returns p's slash path relative to root and whether p is root or
+// below it.
+func within(root, p string) (string, bool) {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return "", false
+	}
+	rel = filepath.ToSlash(rel)
+	if !plan.ValidPath(rel) {
+		return "", false
+	}
+	return rel, true
+}
+
+// open resolves a plan path for reading. A plan may come from anywhere, so
+// the path is checked again, links resolved, against the workspace root.
+func (r *Resolver) open(rel string) (string, error) {
+	if !plan.ValidPath(rel) {
+		return "", fmt.Errorf("source path %q is not a clean relative path", rel)
+	}
+	abs, err := filepath.EvalSymlinks(filepath.Join(r.root, filepath.FromSlash(rel)))
+	if err != nil {
+		return "", err
+	}
+	if _, ok := within(r.root, abs); !ok {
+		return "", fmt.Errorf("path %s leaves the workspace root %s (it resolves to %s)", rel, r.opts.Root, abs)
+	}
+	return abs, nil
+}
+
+// sha256Digest returns "sha256:" and the hex sha256 of b.
+func sha256Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// readLimited reads all of rc, failing once more than max bytes arrive, so
+// a hostile source cannot make bale buffer without bound.
+func readLimited(r io.Reader, max int64, what string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", what, max)
+	}
+	return b, nil
+}
+
+// subject formats the "(…)" part of an error: what the spec named.
+func subject(kind, name, what string) string {
+	return fmt.Sprintf("resolve %s %s (%s)", kind, name, what)
+}
