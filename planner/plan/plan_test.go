@@ -71,7 +71,9 @@ func TestDecodeHostile(t *testing.T) {
 	}{
 		{"not json", func(string) string { return "{" }, "decode plan"},
 		{"trailing data", func(s string) string { return s + "{}" }, "trailing data"},
-		{"unknown field", func(s string) string { return strings.Replace(s, `"formatVersion": 1,`, `"formatVersion": 1, "extra": 1,`, 1) }, `unknown field "extra"`},
+		{"unknown field", func(s string) string {
+			return strings.Replace(s, `"formatVersion": 1,`, `"formatVersion": 1, "extra": 1,`, 1)
+		}, `unknown field "extra"`},
 		{"future format", func(s string) string { return strings.Replace(s, `"formatVersion": 1`, `"formatVersion": 9`, 1) }, "formatVersion 9"},
 		{"bad spec digest", func(s string) string { return strings.Replace(s, dg("spec"), "sha256:xyz", 1) }, "spec.digest"},
 		{"bad timestamp", func(s string) string { return strings.Replace(s, "2025-01-01T00:00:00Z", "yesterday", 1) }, "sourceDateEpoch"},
