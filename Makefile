@@ -39,10 +39,14 @@ bench:
 fuzz:
 	$(GO) test ./planner/spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
 
-## demo: bale's main job on embedded defaults, offline, from the repo's specs and fixtures
+## demo: bale's main job on embedded defaults: the real bootstrap pack from
+## specs/airgap and the fixtures in testdata/, offline, then checked
 demo:
-	$(GO) run ./cmd/bale vet specs/...
-	$(GO) run ./cmd/bale eval specs/airgap
+	$(GO) build -o bin/bale ./cmd/bale
+	bin/bale vet specs/...
+	bin/bale build specs/airgap -o $(OUT)
+	bin/bale verify $(OUT)/bootstrap-pack-v1.tar
+	cd $(OUT) && sha256sum -c bootstrap-pack-v1.tar.sha256
 
 clean:
 	rm -rf bin $(OUT)

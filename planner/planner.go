@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/executor/pack"
 	"github.com/bale-build/bale/planner/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
@@ -115,7 +116,9 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 	}
 	p.Inputs = inputs
 	if s.BootstrapPack != nil {
-		bootstrapSteps(p, s.BootstrapPack)
+		if err := bootstrapSteps(p, s.BootstrapPack); err != nil {
+			return nil, fmt.Errorf("plan %s: %w", inst.Name, err)
+		}
 	}
 	if s.Release != nil {
 		// Release bundles are planned (every input pinned) but not yet
@@ -308,12 +311,10 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 // entry is an output path inside a pack.
 func entry(pack, p string) string { return pack + ":" + p }
 
-func blobPath(d string) string { return "images/blobs/sha256/" + strings.TrimPrefix(d, "sha256:") }
-
-// bootstrapSteps lays out the steps of a bootstrap pack. The executor's
-// actions produce exactly these outputs.
-func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) {
-	pack := bp.Name + ".tar"
+// bootstrapSteps lays out the steps of a bootstrap pack. Entry paths come
+// from executor/pack, the rules the executor builds and checks by.
+func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
+	tarName := bp.Name + ".tar"
 	var entrySteps []string
 	add := func(s plan.Step) string {
 		s.ID = plan.StepID(s)
@@ -328,15 +329,23 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) {
 				Action:  "chart",
 				Inputs:  []string{in.Key()},
 				Params:  map[string]string{"name": in.Name, "version": in.Chart.Version},
-				Outputs: []string{entry(pack, "charts/"+in.Name+"-"+in.Chart.Version+".tgz")},
+				Outputs: []string{entry(tarName, pack.ChartPath(in.Name, in.Chart.Version))},
 			})
 			entrySteps = append(entrySteps, id)
 		case plan.KindImage:
+			paths, err := pack.ImageEntries(in)
+			if err != nil {
+				return err
+			}
+			outs := make([]string, len(paths))
+			for i, pth := range paths {
+				outs[i] = entry(tarName, pth)
+			}
 			id := add(plan.Step{
 				Action:  "image",
 				Inputs:  []string{in.Key()},
 				Params:  map[string]string{"name": in.Name},
-				Outputs: imageOutputs(pack, in),
+				Outputs: outs,
 			})
 			imageKeys = append(imageKeys, in.Key())
 			imageSteps = append(imageSteps, id)
@@ -345,7 +354,7 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) {
 				Action:  "copy",
 				Inputs:  []string{in.Key()},
 				Params:  map[string]string{"name": in.Name},
-				Outputs: []string{entry(pack, "signatures/"+in.Name)},
+				Outputs: []string{entry(tarName, pack.SignaturePath(in.Name))},
 			})
 			entrySteps = append(entrySteps, id)
 		}
@@ -354,69 +363,46 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) {
 		Action:  "oci-layout",
 		Inputs:  imageKeys,
 		Needs:   imageSteps,
-		Outputs: []string{entry(pack, "images/index.json"), entry(pack, "images/manifest.json"), entry(pack, "images/oci-layout")},
+		Outputs: []string{entry(tarName, pack.OCIIndexPath), entry(tarName, pack.DockerManifestPath), entry(tarName, pack.OCILayoutPath)},
 	})
 	entrySteps = append(append(entrySteps, imageSteps...), layout)
 	sort.Strings(entrySteps)
+	kinds := make(map[string]string, len(bp.Bundles))
+	for _, b := range bp.Bundles {
+		kinds[b.Name] = b.Kind
+	}
 	var bundles []string
+	indexParams := map[string]string{"name": bp.Name}
 	for _, in := range p.Inputs {
 		if in.Kind == plan.KindBundle {
 			bundles = append(bundles, in.Key())
+			indexParams[pack.BundleKindParam+in.Name] = kinds[in.Name]
 		}
 	}
 	index := add(plan.Step{
 		Action:  "pack-index",
 		Inputs:  bundles,
 		Needs:   entrySteps,
-		Params:  map[string]string{"name": bp.Name},
-		Outputs: []string{entry(pack, IndexName)},
+		Params:  indexParams,
+		Outputs: []string{entry(tarName, pack.IndexPath)},
 	})
 	archiveStep := add(plan.Step{
 		Action:  "pack",
 		Needs:   append(append([]string(nil), entrySteps...), index),
 		Params:  map[string]string{"name": bp.Name, "compression": bp.Compression.Algorithm, "level": strconv.Itoa(bp.Compression.Level)},
-		Outputs: []string{pack},
+		Outputs: []string{tarName},
 	})
 	add(plan.Step{
 		Action:  "checksum",
 		Needs:   []string{archiveStep},
-		Params:  map[string]string{"name": pack},
-		Outputs: []string{pack + ".sha256"},
+		Params:  map[string]string{"name": tarName},
+		Outputs: []string{tarName + ".sha256"},
 	})
 	p.Targets = append(p.Targets, plan.Target{
 		Kind:        "bootstrapPack",
 		Name:        bp.Name,
 		Compression: plan.Compression{Algorithm: bp.Compression.Algorithm, Level: bp.Compression.Level},
-		Artifacts:   []string{pack, pack + ".sha256"},
+		Artifacts:   []string{tarName, tarName + ".sha256"},
 	})
-}
-
-// IndexName is the pack index's path at the root of a bootstrap pack.
-const IndexName = "pack-index.json"
-
-// imageOutputs lists the blobs an image step writes into the pack: the
-// top-level index or manifest, every chosen manifest, config and layer,
-// deduplicated and sorted.
-func imageOutputs(pack string, in plan.Input) []string {
-	set := map[string]bool{}
-	top := in.Digest
-	if in.Image != nil && in.Image.Filtered != nil {
-		top = in.Image.Filtered.Digest
-	}
-	set[blobPath(top)] = true
-	if in.Image != nil {
-		for _, m := range in.Image.Manifests {
-			set[blobPath(m.Digest)] = true
-			set[blobPath(m.Config.Digest)] = true
-			for _, l := range m.Layers {
-				set[blobPath(l.Digest)] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for b := range set {
-		out = append(out, entry(pack, b))
-	}
-	sort.Strings(out)
-	return out
+	return nil
 }

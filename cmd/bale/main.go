@@ -73,6 +73,6 @@ that CI can diff; the same plan gives the same bytes on any machine.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newVet(), newEval(), newPlan(), newDiff(), newVersion())
+	root.AddCommand(newVet(), newEval(), newPlan(), newDiff(), newBuild(), newVerify(), newVersion())
 	return root
 }

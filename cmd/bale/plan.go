@@ -54,6 +54,8 @@ func (f *planFlags) resolver(root string) (*resolve.Resolver, error) {
 
 // planned is a plan with its canonical bytes and id.
 type planned struct {
+	// root is the workspace root the plan's local paths are relative to.
+	root  string
 	name  string
 	plan  *plan.Plan
 	bytes []byte
@@ -116,7 +118,7 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 	if err != nil {
 		return nil, err
 	}
-	return &planned{name: inst.Name, plan: p, bytes: b, id: plan.ID(b)}, nil
+	return &planned{root: root, name: inst.Name, plan: p, bytes: b, id: plan.ID(b)}, nil
 }
 
 // readPlan reads and checks a plan file.

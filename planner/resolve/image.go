@@ -288,6 +288,23 @@ func (r *Resolver) pin(ctx context.Context, src imageSource, raw []byte, hint st
 		out.Platforms = append(out.Platforms, man.Platform)
 		out.Manifests = append(out.Manifests, man)
 	}
+	// An index that lists anything not chosen (another platform, an
+	// attestation) is written to the pack filtered, so the pack never
+	// names a manifest it does not carry.
+	keep := make(map[string]bool, len(out.Manifests))
+	for _, man := range out.Manifests {
+		keep[man.Digest] = true
+	}
+	for _, d := range m.Manifests {
+		if !keep[d.Digest] {
+			filtered, err := plan.FilterIndex(raw, keep)
+			if err != nil {
+				return nil, "", err
+			}
+			out.Filtered = &plan.Blob{Digest: sha256Digest(filtered), Size: int64(len(filtered)), MediaType: mt}
+			break
+		}
+	}
 	return out, mt, nil
 }
 

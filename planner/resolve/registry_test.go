@@ -175,10 +175,26 @@ func TestRegistryIndexPlatforms(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Default: every platform.
+	// Two of three platforms: the pack gets a filtered index, pinned here.
+	raw, _ := idx.RawManifest()
+	keep := map[string]bool{}
+	for _, m := range in.Image.Manifests {
+		keep[m.Digest] = true
+	}
+	filtered, err := plan.FilterIndex(raw, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := in.Image.Filtered; f == nil || f.Digest != digestOf(filtered) || f.Size != int64(len(filtered)) || f.Digest == in.Digest {
+		t.Fatalf("filtered index %+v, want %s", f, digestOf(filtered))
+	}
+	// Default: every platform, and the original index.
 	in, err = r.Image(bg, "/", spec.Image{Name: "multi", Ref: ref})
 	if err != nil || len(in.Image.Manifests) != 3 {
 		t.Fatalf("all platforms: %v", err)
+	}
+	if in.Image.Filtered != nil {
+		t.Fatalf("nothing filtered, yet Filtered = %+v", in.Image.Filtered)
 	}
 	if got := strings.Join(in.Image.Platforms, ","); got != "linux/amd64,linux/arm64/v8,linux/s390x" {
 		t.Fatalf("platforms %s", got)

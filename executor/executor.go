@@ -1,0 +1,482 @@
+// Package executor runs a plan's steps and writes its artifacts.
+//
+// Execute takes a decoded plan and runs its steps in dependency order,
+// independent steps concurrently. Every byte a step reads or writes passes
+// through the content-addressed store (executor/cas), which checks digests
+// and sizes on the way in and on the way out; every step's result (its
+// outputs, by path and digest) is recorded in the store's action cache, so
+// executing a plan whose steps are all cached runs nothing and only links
+// the artifacts into the output directory.
+//
+// # Bootstrap pack actions
+//
+// A step belongs to the target whose artifacts its outputs name: "N.tar:P"
+// is entry P inside the pack N.tar of target N; "N.tar" and
+// "N.tar.sha256" are the target's artifacts. Each action produces exactly
+// the outputs below, and a step whose declared Outputs differ fails:
+//
+//	chart       Inputs [chart/C], Params {name, version}
+//	            → "N.tar:charts/NAME-VERSION.tgz"
+//	image       Inputs [image/I]
+//	            → "N.tar:" + each path of pack.ImageEntries(input)
+//	copy        Inputs [signature/S]
+//	            → "N.tar:signatures/S"
+//	oci-layout  Inputs [every image key], Needs [every image step]
+//	            → "N.tar:images/oci-layout", "N.tar:images/index.json",
+//	              "N.tar:images/manifest.json"
+//	pack-index  Needs [every entry step], Inputs [bundle keys],
+//	            Params {"bundleKind.B": kind for each bundle B}
+//	            → "N.tar:pack-index.json"
+//	pack        Needs [pack-index and every entry step],
+//	            Params {compression: "gzip", level: "0".."9"} → "N.tar"
+//	checksum    Needs [pack] → "N.tar.sha256"
+//
+// The order of a step's Outputs is free; results keep it. Other params
+// (such as "name") are ignored.
+//
+// # Cache keys
+//
+// A step's action cache key is its id, except for steps whose output embeds
+// the plan id (pack-index, and every step that needs one, transitively):
+// their key is sha256(stepID + "\n" + planID), since a step id cannot
+// include the plan id that hashes it.
+//
+// Byte stability comes from the steps: they build every header, JSON
+// document and archive from the plan alone (names, digests, the plan's
+// build timestamp), never from the clock, the file system or map order, and
+// stream through the pinned tar and gzip writers of executor/archive.
+package executor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"helm.sh/helm/v3/pkg/chart"
+
+	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/planner/plan"
+)
+
+// Source is how the executor reads input bytes. planner/resolve.Resolver
+// implements it; tests use small in-memory or on-disk sources. The
+// executor checks digests and sizes again as it stores what a Source
+// returns, so a Source that returns wrong bytes fails the build, never
+// changes it.
+type Source interface {
+	// OpenBlob opens any manifest, index, config or layer blob of image
+	// input in, and returns its size.
+	OpenBlob(ctx context.Context, in plan.Input, digest string) (io.ReadCloser, int64, error)
+	// LoadChart loads chart input in.
+	LoadChart(ctx context.Context, in plan.Input) (*chart.Chart, error)
+	// OpenFile opens the bytes of a file or signature input and returns
+	// their size.
+	OpenFile(ctx context.Context, in plan.Input) (io.ReadCloser, int64, error)
+}
+
+// Options configures Execute.
+type Options struct {
+	// OutDir receives the artifacts; it is created if missing.
+	OutDir string
+	// Store is the content-addressed store and action cache.
+	Store *cas.Store
+	// Jobs bounds how many steps run at once; 0 or less means GOMAXPROCS.
+	// It changes speed only, never bytes.
+	Jobs int
+	// Progress, if not nil, receives an event as each step starts, is
+	// found cached, finishes or fails, and as each artifact is written.
+	// Calls are serialised, so it need not lock.
+	Progress func(Event)
+}
+
+// Event kinds.
+const (
+	EventStart    = "start"    // a step began running
+	EventCached   = "cached"   // a step's result came from the action cache
+	EventDone     = "done"     // a step finished running
+	EventFailed   = "failed"   // a step failed; Err says why
+	EventArtifact = "artifact" // an artifact was written to OutDir
+	EventRetry    = "retry"    // a corrupt store entry was found and dropped; the build runs again
+)
+
+// Event reports progress.
+type Event struct {
+	// Kind is one of the Event* constants.
+	Kind string
+	// StepID and Action identify the step; empty for artifact events.
+	StepID string
+	Action string
+	// Subject is what the event is about: the step's first output, or the
+	// artifact's name.
+	Subject string
+	// Err is set for EventFailed and EventRetry.
+	Err error
+}
+
+// Result is what Execute built.
+type Result struct {
+	// Artifacts are the plan's artifacts, in target then artifact order.
+	Artifacts []Artifact `json:"artifacts"`
+	// StepsRun counts steps that ran; StepsCached, steps whose result came
+	// from the action cache. A step run again after a corrupt store entry
+	// was found counts once per run.
+	StepsRun    int `json:"stepsRun"`
+	StepsCached int `json:"stepsCached"`
+}
+
+// Artifact is one file written to OutDir.
+type Artifact struct {
+	// Path is relative to OutDir.
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	// SHA256 is the lowercase hex sha256 of the file.
+	SHA256 string `json:"sha256"`
+	// RootHash is, for a bootstrap pack, the hex sha256 of its pack index.
+	RootHash string `json:"rootHash,omitempty"`
+}
+
+// maxAttempts bounds how often Execute starts over after finding a corrupt
+// store entry. Each attempt drops the entries it found corrupt, so a second
+// attempt normally succeeds; a third failure means the store's disk keeps
+// corrupting data, and going on would loop.
+const maxAttempts = 3
+
+// Execute runs plan p, whose id is planID (the "sha256:HEX" of its
+// canonical bytes, as plan.ID returns), reading inputs from src, and writes
+// the plan's artifacts to opts.OutDir. An artifact appears under its final
+// name only when complete. On error, no artifact of the failed build is
+// left under a final name it did not already have.
+func Execute(ctx context.Context, p *plan.Plan, planID string, src Source, opts Options) (*Result, error) {
+	x, err := newExecution(p, planID, src, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	for attempt := 1; ; attempt++ {
+		arts, err := x.attempt(ctx)
+		res.StepsRun += int(x.run.Swap(0))
+		res.StepsCached += int(x.cached.Swap(0))
+		if err == nil {
+			res.Artifacts = arts
+			return res, nil
+		}
+		if !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
+			return nil, fmt.Errorf("execute plan %s: %w", planID, err)
+		}
+		x.emit(Event{Kind: EventRetry, Err: err})
+	}
+}
+
+// retryable reports whether err came from a store entry found corrupt or
+// missing: the store has dropped it, so the step that made it misses the
+// cache on the next attempt and runs again.
+func retryable(err error) bool {
+	return errors.Is(err, cas.ErrCorrupt) || errors.Is(err, errMissingBlob)
+}
+
+// errMissingBlob marks a blob a cached result names but the store no longer
+// holds.
+var errMissingBlob = errors.New("blob missing from the store")
+
+// execution is one Execute call's state.
+type execution struct {
+	plan    *plan.Plan
+	planID  string
+	src     Source
+	store   *cas.Store
+	outDir  string
+	jobs    int
+	mtime   time.Time
+	nodes   []*node
+	targets []*target
+	// noLink makes artifacts copies rather than hard links (tests).
+	noLink bool
+
+	progress   func(Event)
+	progressMu sync.Mutex
+
+	run, cached atomic.Int64
+}
+
+// node is one step and what the scheduler knows of it.
+type node struct {
+	step   plan.Step
+	target *target
+	needs  []*node
+	// key is the action cache key: the step id, or for a step whose
+	// output embeds the plan id, sha256(stepID + "\n" + planID).
+	key       v1.Hash
+	planBound bool
+
+	// Set by the attempt that runs the node; read by dependents only
+	// after done is closed.
+	done   chan struct{}
+	result *cas.ActionResult
+	err    error
+}
+
+// target is a plan target this executor builds.
+type target struct {
+	t plan.Target
+	// packName is the pack artifact ("NAME.tar"); entry outputs are
+	// "NAME.tar:PATH".
+	packName string
+}
+
+func newExecution(p *plan.Plan, planID string, src Source, opts Options) (*execution, error) {
+	if p == nil {
+		return nil, errors.New("execute plan: nil plan")
+	}
+	if src == nil {
+		return nil, errors.New("execute plan: nil source")
+	}
+	if opts.Store == nil {
+		return nil, errors.New("execute plan: no store")
+	}
+	if opts.OutDir == "" {
+		return nil, errors.New("execute plan: no output directory")
+	}
+	// Decode validated the plan, but a plan can also be built in memory;
+	// everything below trusts what Validate checks.
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("execute plan: %w", err)
+	}
+	canonical, err := plan.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("execute plan: %w", err)
+	}
+	// The pack index records planID and cached results are keyed by it: a
+	// wrong one would ship a pack naming another plan.
+	if want := plan.ID(canonical); planID != want {
+		return nil, fmt.Errorf("execute plan: plan id %q does not match the plan (%s)", planID, want)
+	}
+	mtime, err := p.Time()
+	if err != nil {
+		return nil, fmt.Errorf("execute plan: %w", err)
+	}
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = runtime.GOMAXPROCS(0)
+	}
+	x := &execution{
+		plan:     p,
+		planID:   planID,
+		src:      src,
+		store:    opts.Store,
+		outDir:   opts.OutDir,
+		jobs:     jobs,
+		mtime:    mtime,
+		progress: opts.Progress,
+	}
+	if err := x.graph(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// graph links steps to their needs and targets and computes cache keys.
+func (x *execution) graph() error {
+	packs := map[string]*target{}     // "NAME.tar" -> target
+	artifacts := map[string]*target{} // artifact name -> target
+	for _, t := range x.plan.Targets {
+		tg := &target{t: t, packName: t.Name + ".tar"}
+		x.targets = append(x.targets, tg)
+		for _, a := range t.Artifacts {
+			if artifacts[a] != nil {
+				return fmt.Errorf("execute plan: artifact %s is named by two targets", a)
+			}
+			artifacts[a] = tg
+		}
+		packs[tg.packName] = tg
+	}
+	byID := map[string]*node{}
+	for i, s := range x.plan.Steps {
+		n := &node{step: s}
+		at := fmt.Sprintf("execute step %d (%s %s)", i, s.Action, s.ID)
+		if len(s.Outputs) == 0 {
+			return fmt.Errorf("%s: no outputs", at)
+		}
+		for _, o := range s.Outputs {
+			var tg *target
+			if art, _, ok := strings.Cut(o, ":"); ok {
+				tg = packs[art]
+				if tg == nil {
+					return fmt.Errorf("%s: output %q is inside %s, which no target builds", at, o, art)
+				}
+			} else if tg = artifacts[o]; tg == nil {
+				return fmt.Errorf("%s: output %q is not an artifact of any target", at, o)
+			}
+			if n.target != nil && n.target != tg {
+				return fmt.Errorf("%s: outputs belong to two targets", at)
+			}
+			n.target = tg
+		}
+		if n.target.t.Kind != kindBootstrapPack {
+			return fmt.Errorf("%s: target %s has kind %q; this executor builds %q targets only", at, n.target.t.Name, n.target.t.Kind, kindBootstrapPack)
+		}
+		for _, id := range s.Needs {
+			d := byID[id]
+			if d == nil {
+				return fmt.Errorf("%s: needs unknown step %s", at, id)
+			}
+			n.needs = append(n.needs, d)
+			n.planBound = n.planBound || d.planBound
+		}
+		// The pack index embeds the plan id, which the step id cannot
+		// include (the plan id hashes the step ids); so it and everything
+		// built from it are cached per plan.
+		n.planBound = n.planBound || s.Action == actionPackIndex
+		h, err := v1.NewHash(s.ID)
+		if err != nil {
+			return fmt.Errorf("%s: %w", at, err)
+		}
+		if n.planBound {
+			sum := sha256.Sum256([]byte(s.ID + "\n" + x.planID))
+			h = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+		}
+		n.key = h
+		byID[s.ID] = n
+		x.nodes = append(x.nodes, n)
+	}
+	return nil
+}
+
+// emit reports an event, one at a time.
+func (x *execution) emit(e Event) {
+	if x.progress == nil {
+		return
+	}
+	x.progressMu.Lock()
+	defer x.progressMu.Unlock()
+	x.progress(e)
+}
+
+// attempt runs every step and writes the artifacts.
+func (x *execution) attempt(ctx context.Context) ([]Artifact, error) {
+	if err := x.runSteps(ctx); err != nil {
+		return nil, err
+	}
+	return x.writeArtifacts(ctx)
+}
+
+// errUpstream marks a step skipped because a step it needs failed; the
+// failing step's error is the one reported.
+var errUpstream = errors.New("a needed step failed")
+
+// runSteps runs every node once its needs are done, at most x.jobs at a
+// time, and returns the first error.
+func (x *execution) runSteps(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	for _, n := range x.nodes {
+		n.done = make(chan struct{})
+		n.result, n.err = nil, nil
+	}
+	sem := make(chan struct{}, x.jobs)
+	var wg sync.WaitGroup
+	for _, n := range x.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(n.done)
+			for _, d := range n.needs {
+				select {
+				case <-d.done:
+				case <-ctx.Done():
+					n.err = context.Cause(ctx)
+					return
+				}
+				if d.err != nil {
+					n.err = errUpstream
+					return
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				n.err = context.Cause(ctx)
+				return
+			}
+			defer func() { <-sem }()
+			if err := ctx.Err(); err != nil {
+				n.err = context.Cause(ctx)
+				return
+			}
+			if err := x.runNode(ctx, n); err != nil {
+				n.err = err
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// runNode gets n's result from the action cache or runs it and records it.
+func (x *execution) runNode(ctx context.Context, n *node) error {
+	s := n.step
+	subject := s.Outputs[0]
+	res, hit, err := x.store.GetAction(n.key)
+	if err != nil && !errors.Is(err, cas.ErrCorrupt) {
+		return fmt.Errorf("step %s %s: %w", s.Action, subject, err)
+	}
+	// A corrupt cache entry has been deleted; it is a miss.
+	if hit && sameOutputs(res, s.Outputs) {
+		n.result = res
+		x.cached.Add(1)
+		x.emit(Event{Kind: EventCached, StepID: s.ID, Action: s.Action, Subject: subject})
+		return nil
+	}
+	x.emit(Event{Kind: EventStart, StepID: s.ID, Action: s.Action, Subject: subject})
+	x.run.Add(1)
+	res, err = x.do(ctx, n)
+	if err == nil {
+		err = x.store.PutAction(n.key, res)
+	}
+	if err != nil {
+		err = fmt.Errorf("step %s %s: %w", s.Action, subject, err)
+		x.emit(Event{Kind: EventFailed, StepID: s.ID, Action: s.Action, Subject: subject, Err: err})
+		return err
+	}
+	n.result = res
+	x.emit(Event{Kind: EventDone, StepID: s.ID, Action: s.Action, Subject: subject})
+	return nil
+}
+
+// sameOutputs reports whether a cached result holds exactly the outputs a
+// step declares, in order. Since the key covers the outputs it always does,
+// unless the cache was written by another executor version.
+func sameOutputs(res *cas.ActionResult, outputs []string) bool {
+	if len(res.Outputs) != len(outputs) {
+		return false
+	}
+	for i, o := range res.Outputs {
+		if o.Path != outputs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// blobMissing wraps a store error for a blob a result names so that a blob
+// found gone (deleted as corrupt by a concurrent reader, or removed by
+// hand) makes Execute try again, as a corrupt one does.
+func blobMissing(err error) error {
+	if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errMissingBlob) {
+		return fmt.Errorf("%w: %w", errMissingBlob, err)
+	}
+	return err
+}

@@ -1,0 +1,79 @@
+// Package pack defines the layout of a bale bootstrap pack and the JSON
+// files inside it: the pack index, the OCI image layout's index.json and
+// oci-layout, and the docker-save manifest.json. The executor writes them
+// with these types and encoders and `bale verify` reads them back, so both
+// sides agree on every byte.
+//
+// # Pack layout
+//
+// A bootstrap pack NAME.tar is a gzip-compressed tar (see DESIGN.md for the
+// header rules) holding, sorted by path with every parent directory listed:
+//
+//	charts/CHART-VERSION.tgz        each chart, re-archived by bale
+//	images/oci-layout               {"imageLayoutVersion": "1.0.0"}
+//	images/index.json               OCI index of every image (see below)
+//	images/manifest.json            docker-save list of the same images
+//	images/blobs/sha256/HEX         every index, manifest, config and layer, once
+//	signatures/NAME                 DSSE/TUF metadata, bytes unchanged
+//	pack-index.json                 the pack index (see below)
+//
+// Beside it, NAME.tar.sha256 holds "HEX  NAME.tar\n", so `sha256sum -c`
+// checks it.
+//
+// # JSON encoding
+//
+// Every JSON file bale authors (pack-index.json, index.json, manifest.json,
+// oci-layout) is encoded the same way: struct
+// fields in declaration order, map keys sorted, two-space indentation, no
+// HTML escaping, and a trailing newline. Arrays are never null: an empty
+// list is written as [].
+//
+// # Pack index
+//
+// pack-index.json is, field by field in this order:
+//
+//	formatVersion    1
+//	kind             "bootstrap-pack"
+//	name             the target name (the pack is NAME.tar)
+//	planId           "sha256:HEX" of the plan that built the pack
+//	specDigest       "sha256:HEX" of the evaluated spec
+//	sourceDateEpoch  the build timestamp, RFC 3339 UTC; every tar mtime
+//	entries          [{path, size, sha256}] for every file in the pack
+//	                 except pack-index.json itself and directories, sorted
+//	                 by path (byte order); sha256 is bare lowercase hex
+//	images           [{name, digest, tags, platforms}] sorted by name;
+//	                 digest is the image's pinned digest (its index or
+//	                 manifest as resolved), platforms the chosen platforms
+//	                 of an index ([] for a single manifest)
+//	bundles          [{name, kind, digest, url}] the evidence/mirror
+//	                 bundles the pack references, sorted by name
+//
+// The pack's rootHash is the hex sha256 of the pack-index.json bytes.
+//
+// # OCI layout
+//
+// images/index.json is an OCI image index (schemaVersion 2, mediaType
+// application/vnd.oci.image.index.v1+json) with one descriptor per image, in
+// image-name order: the image's top-level index or manifest (mediaType,
+// digest, size) annotated with io.bale.image.name (the image name) and, if
+// the image has tags, org.opencontainers.image.ref.name (its first tag, as
+// written in the plan, e.g. "registry.example/team/app:1.0").
+//
+// images/manifest.json is a docker-save list, one element per image in the
+// same order: {"Config", "RepoTags", "Layers"}, paths relative to images/.
+// For an index image it describes the linux/amd64 manifest when that
+// platform is chosen, else the first chosen platform in plan order.
+//
+// # Filtered indexes
+//
+// When an image is an index and the plan chooses only some of the
+// manifests it lists, the plan records a filtered index
+// (plan.Image.Filtered): plan.FilterIndex of the original with only the
+// chosen manifests entries, in their original order, everything else
+// unchanged, encoded compactly with sorted top-level keys (the plan
+// package's encoding, not the indented one above: planner and executor
+// both call that one function). The pack holds the filtered index in place
+// of the original, and index.json points at it, so every manifest a blob
+// in the pack names is in the pack. The pack index still lists the image
+// by its pinned digest, the original index's.
+package pack

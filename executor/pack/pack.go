@@ -1,0 +1,356 @@
+package pack
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/bale-build/bale/planner/plan"
+)
+
+// FormatVersion is the pack index format this package writes and reads.
+const FormatVersion = 1
+
+// Kind is the pack index's kind for a bootstrap pack.
+const Kind = "bootstrap-pack"
+
+// Paths inside a pack.
+const (
+	IndexPath          = "pack-index.json"
+	ChartsDir          = "charts"
+	SignaturesDir      = "signatures"
+	ImagesDir          = "images"
+	BlobsDir           = "images/blobs/sha256"
+	OCILayoutPath      = "images/oci-layout"
+	OCIIndexPath       = "images/index.json"
+	DockerManifestPath = "images/manifest.json"
+)
+
+// BundleKindParam prefixes the pack-index step's parameters that give each
+// referenced bundle's kind: "bundleKind.NAME": "evidence" or "mirror".
+const BundleKindParam = "bundleKind."
+
+// Media types bale writes or recognises.
+const (
+	MediaTypeOCIIndex    = "application/vnd.oci.image.index.v1+json"
+	MediaTypeOCIManifest = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeDockerList  = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+// Annotations on index.json descriptors.
+const (
+	AnnotationRefName   = "org.opencontainers.image.ref.name"
+	AnnotationImageName = "io.bale.image.name"
+)
+
+// MaxManifestSize bounds an image index or manifest blob that bale parses.
+// It matches the 4 MiB registries (distribution, containerd) accept, so no
+// legitimate image is refused while a hostile one cannot make bale allocate
+// without bound.
+const MaxManifestSize = 4 << 20
+
+// MaxLayers bounds the layers of one manifest. A pack holds at most
+// archive.DefaultLimits().MaxEntries entries, so a manifest near that size
+// could never be verified; real images have well under a hundred layers.
+const MaxLayers = 1000
+
+// dockerPlatform is the platform a docker-save manifest.json prefers for
+// an index image: what `docker load` on the most common host would pick.
+const dockerPlatform = "linux/amd64"
+
+// Index is the pack index, pack-index.json. See the package documentation
+// for the meaning of each field.
+type Index struct {
+	FormatVersion   int      `json:"formatVersion"`
+	Kind            string   `json:"kind"`
+	Name            string   `json:"name"`
+	PlanID          string   `json:"planId"`
+	SpecDigest      string   `json:"specDigest"`
+	SourceDateEpoch string   `json:"sourceDateEpoch"`
+	Entries         []Entry  `json:"entries"`
+	Images          []Image  `json:"images"`
+	Bundles         []Bundle `json:"bundles"`
+}
+
+// Entry is one file in the pack.
+type Entry struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	// SHA256 is the lowercase hex sha256 of the file's bytes.
+	SHA256 string `json:"sha256"`
+}
+
+// Image is one image in the pack.
+type Image struct {
+	Name string `json:"name"`
+	// Digest is the image's pinned digest: its index or manifest.
+	Digest    string   `json:"digest"`
+	Tags      []string `json:"tags"`
+	Platforms []string `json:"platforms"`
+}
+
+// Bundle is an evidence or mirror bundle the pack references.
+type Bundle struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Digest string `json:"digest"`
+	URL    string `json:"url"`
+}
+
+// EncodeJSON encodes v the way every JSON file in a pack is encoded:
+// two-space indentation, no HTML escaping, a trailing newline. Callers pass
+// structs (fixed field order) or maps (sorted keys), never anything whose
+// order could vary.
+func EncodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode json: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// MarshalIndex returns the canonical bytes of ix after checking it: nil
+// lists become [], entries must be sorted by path without duplicates.
+func MarshalIndex(ix *Index) ([]byte, error) {
+	out := *ix
+	out.Entries = nonNil(out.Entries)
+	out.Images = nonNil(out.Images)
+	out.Bundles = nonNil(out.Bundles)
+	for i := range out.Images {
+		out.Images[i].Tags = nonNil(out.Images[i].Tags)
+		out.Images[i].Platforms = nonNil(out.Images[i].Platforms)
+	}
+	if err := out.check(); err != nil {
+		return nil, fmt.Errorf("encode pack index: %w", err)
+	}
+	return EncodeJSON(&out)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ParseIndex decodes pack-index.json strictly: unknown fields, trailing
+// data, another format version or kind, unsorted or duplicate entries and
+// malformed digests are errors. It does not check that data is canonical;
+// compare it with MarshalIndex's output for that.
+func ParseIndex(data []byte) (*Index, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var ix Index
+	if err := dec.Decode(&ix); err != nil {
+		return nil, fmt.Errorf("decode pack index: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decode pack index: data after the JSON object")
+	}
+	if err := ix.check(); err != nil {
+		return nil, fmt.Errorf("decode pack index: %w", err)
+	}
+	return &ix, nil
+}
+
+// check validates the index's fields.
+func (ix *Index) check() error {
+	if ix.FormatVersion != FormatVersion {
+		return fmt.Errorf("formatVersion %d, want %d", ix.FormatVersion, FormatVersion)
+	}
+	if ix.Kind != Kind {
+		return fmt.Errorf("kind %q, want %q", ix.Kind, Kind)
+	}
+	if ix.Name == "" {
+		return errors.New("empty name")
+	}
+	if !plan.ValidDigest(ix.PlanID) {
+		return fmt.Errorf("planId %q: want sha256:<64 hex>", ix.PlanID)
+	}
+	if !plan.ValidDigest(ix.SpecDigest) {
+		return fmt.Errorf("specDigest %q: want sha256:<64 hex>", ix.SpecDigest)
+	}
+	for i, e := range ix.Entries {
+		if !plan.ValidPath(e.Path) || e.Path == IndexPath {
+			return fmt.Errorf("entry %q: not a valid entry path", e.Path)
+		}
+		if i > 0 && ix.Entries[i-1].Path >= e.Path {
+			return fmt.Errorf("entry %q: entries are not sorted by path or repeat one", e.Path)
+		}
+		if e.Size < 0 || !plan.ValidDigest("sha256:"+e.SHA256) {
+			return fmt.Errorf("entry %q: size %d, sha256 %q: want a size >= 0 and 64 lowercase hex digits", e.Path, e.Size, e.SHA256)
+		}
+	}
+	for i, im := range ix.Images {
+		if i > 0 && ix.Images[i-1].Name >= im.Name {
+			return fmt.Errorf("image %q: images are not sorted by name or repeat one", im.Name)
+		}
+		if !plan.ValidDigest(im.Digest) {
+			return fmt.Errorf("image %q: digest %q: want sha256:<64 hex>", im.Name, im.Digest)
+		}
+	}
+	for i, b := range ix.Bundles {
+		if i > 0 && ix.Bundles[i-1].Name >= b.Name {
+			return fmt.Errorf("bundle %q: bundles are not sorted by name or repeat one", b.Name)
+		}
+		if !plan.ValidDigest(b.Digest) {
+			return fmt.Errorf("bundle %q: digest %q: want sha256:<64 hex>", b.Name, b.Digest)
+		}
+	}
+	return nil
+}
+
+// RootHash returns the pack's root hash: the lowercase hex sha256 of the
+// pack index bytes.
+func RootHash(indexBytes []byte) string {
+	sum := sha256.Sum256(indexBytes)
+	return hex.EncodeToString(sum[:])
+}
+
+// ChecksumLine returns the NAME.sha256 file content for an artifact: the
+// `sha256sum` line "HEX  NAME\n".
+func ChecksumLine(hexSum, name string) []byte {
+	return []byte(hexSum + "  " + name + "\n")
+}
+
+// BlobPath returns the pack path of an OCI blob, "images/blobs/sha256/HEX",
+// or "" if digest is not a valid sha256 digest, so a hostile digest never
+// names a path.
+func BlobPath(digest string) string {
+	if !plan.ValidDigest(digest) {
+		return ""
+	}
+	return BlobsDir + "/" + strings.TrimPrefix(digest, "sha256:")
+}
+
+// ChartPath returns the pack path of a chart archive.
+func ChartPath(name, version string) string {
+	return ChartsDir + "/" + name + "-" + version + ".tgz"
+}
+
+// SignaturePath returns the pack path of a signature file.
+func SignaturePath(name string) string { return SignaturesDir + "/" + name }
+
+// Descriptor is an OCI content descriptor as index.json lists it.
+type Descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// OCIIndex is the images/index.json document.
+type OCIIndex struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []Descriptor `json:"manifests"`
+}
+
+// OCILayout is the images/oci-layout document.
+type OCILayout struct {
+	ImageLayoutVersion string `json:"imageLayoutVersion"`
+}
+
+// DockerManifest is one element of the docker-save images/manifest.json.
+// The field names and order are docker's.
+type DockerManifest struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// Top returns the descriptor index.json lists for image input in (without
+// annotations): its filtered index when the plan records one
+// (plan.Image.Filtered), else its pinned index or manifest.
+func Top(in plan.Input) (Descriptor, error) {
+	img := in.Image
+	if img == nil {
+		return Descriptor{}, fmt.Errorf("image %s: no image details in the plan", in.Name)
+	}
+	mt := in.MediaType
+	if !img.Index {
+		if mt == "" && len(img.Manifests) == 1 {
+			mt = img.Manifests[0].MediaType
+		}
+		return Descriptor{MediaType: mt, Digest: in.Digest, Size: in.Size}, nil
+	}
+	if mt == "" {
+		mt = MediaTypeOCIIndex
+	}
+	if f := img.Filtered; f != nil {
+		return Descriptor{MediaType: mt, Digest: f.Digest, Size: f.Size}, nil
+	}
+	return Descriptor{MediaType: mt, Digest: in.Digest, Size: in.Size}, nil
+}
+
+// ImageEntries returns the pack paths an image step writes for image input
+// in, sorted and without duplicates: the blob of the image's top-level
+// descriptor (see Top: the filtered index if the plan records one, else the
+// pinned index or manifest) and of every chosen manifest, config and layer.
+// An index the plan filtered is not itself in the pack: the filtered copy
+// stands in for it, so no blob in the pack names a manifest that is not.
+func ImageEntries(in plan.Input) ([]string, error) {
+	img := in.Image
+	if img == nil {
+		return nil, fmt.Errorf("image %s: no image details in the plan", in.Name)
+	}
+	if len(img.Manifests) == 0 {
+		return nil, fmt.Errorf("image %s: no manifests in the plan", in.Name)
+	}
+	if !img.Index && (len(img.Manifests) != 1 || img.Manifests[0].Digest != in.Digest || img.Manifests[0].Size != in.Size) {
+		return nil, fmt.Errorf("image %s: not an index, yet its plan manifests are not exactly its digest %s", in.Name, in.Digest)
+	}
+	if !img.Index && img.Filtered != nil {
+		return nil, fmt.Errorf("image %s: a filtered index for an image that is not an index", in.Name)
+	}
+	top, err := Top(in)
+	if err != nil {
+		return nil, err
+	}
+	digests := []string{top.Digest}
+	for _, m := range img.Manifests {
+		if len(m.Layers) > MaxLayers {
+			return nil, fmt.Errorf("image %s: manifest %s has %d layers, more than %d", in.Name, m.Digest, len(m.Layers), MaxLayers)
+		}
+		digests = append(digests, m.Digest, m.Config.Digest)
+		for _, l := range m.Layers {
+			digests = append(digests, l.Digest)
+		}
+	}
+	paths := make([]string, 0, len(digests))
+	for _, d := range digests {
+		p := BlobPath(d)
+		if p == "" {
+			return nil, fmt.Errorf("image %s: blob digest %q: want sha256:<64 hex>", in.Name, d)
+		}
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	return slices.Compact(paths), nil
+}
+
+// DockerManifestOf returns the manifest of image input in that the
+// docker-save manifest.json describes: the only one of a single-manifest
+// image; for an index, the linux/amd64 manifest if chosen, else the first
+// chosen one in plan order.
+func DockerManifestOf(in plan.Input) (plan.Manifest, error) {
+	img := in.Image
+	if img == nil || len(img.Manifests) == 0 {
+		return plan.Manifest{}, fmt.Errorf("image %s: no manifests in the plan", in.Name)
+	}
+	for _, m := range img.Manifests {
+		if m.Platform == dockerPlatform {
+			return m, nil
+		}
+	}
+	return img.Manifests[0], nil
+}

@@ -1,0 +1,126 @@
+package pack
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/bale-build/bale/planner/plan"
+)
+
+func dg(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+
+func TestIndexRoundTrip(t *testing.T) {
+	ix := &Index{
+		FormatVersion: FormatVersion, Kind: Kind, Name: "p", PlanID: dg("a"), SpecDigest: dg("b"),
+		SourceDateEpoch: "2025-01-01T00:00:00Z",
+		Entries:         []Entry{{Path: "charts/a.tgz", Size: 1, SHA256: strings.Repeat("c", 64)}},
+		Images:          []Image{{Name: "img", Digest: dg("d")}},
+	}
+	b, err := MarshalIndex(ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "formatVersion": 1,
+  "kind": "bootstrap-pack",
+  "name": "p",
+  "planId": "` + dg("a") + `",
+  "specDigest": "` + dg("b") + `",
+  "sourceDateEpoch": "2025-01-01T00:00:00Z",
+  "entries": [
+    {
+      "path": "charts/a.tgz",
+      "size": 1,
+      "sha256": "` + strings.Repeat("c", 64) + `"
+    }
+  ],
+  "images": [
+    {
+      "name": "img",
+      "digest": "` + dg("d") + `",
+      "tags": [],
+      "platforms": []
+    }
+  ],
+  "bundles": []
+}
+`
+	if string(b) != want {
+		t.Errorf("got\n%s\nwant\n%s", b, want)
+	}
+	back, err := ParseIndex(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2, _ := MarshalIndex(back); string(b2) != string(b) {
+		t.Error("round trip changed the bytes")
+	}
+	if len(RootHash(b)) != 64 {
+		t.Error("root hash is not 64 hex digits")
+	}
+}
+
+func TestParseIndexRejects(t *testing.T) {
+	base := `{"formatVersion":1,"kind":"bootstrap-pack","name":"p","planId":"` + dg("a") + `","specDigest":"` + dg("b") + `","sourceDateEpoch":"x","entries":%s,"images":[],"bundles":[]}`
+	for name, entries := range map[string]string{
+		"unsorted":  `[{"path":"b","size":1,"sha256":"` + strings.Repeat("c", 64) + `"},{"path":"a","size":1,"sha256":"` + strings.Repeat("c", 64) + `"}]`,
+		"escaping":  `[{"path":"../a","size":1,"sha256":"` + strings.Repeat("c", 64) + `"}]`,
+		"bad sha":   `[{"path":"a","size":1,"sha256":"xyz"}]`,
+		"itself":    `[{"path":"pack-index.json","size":1,"sha256":"` + strings.Repeat("c", 64) + `"}]`,
+		"unknown":   `[{"path":"a","size":1,"sha256":"` + strings.Repeat("c", 64) + `","mode":1}]`,
+		"negative":  `[{"path":"a","size":-1,"sha256":"` + strings.Repeat("c", 64) + `"}]`,
+		"duplicate": `[{"path":"a","size":1,"sha256":"` + strings.Repeat("c", 64) + `"},{"path":"a","size":1,"sha256":"` + strings.Repeat("c", 64) + `"}]`,
+	} {
+		if _, err := ParseIndex([]byte(strings.Replace(base, "%s", entries, 1))); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := ParseIndex([]byte(strings.Replace(base, "%s", "[]", 1) + "{}")); err == nil {
+		t.Error("trailing data accepted")
+	}
+}
+
+func TestImageEntriesAndTop(t *testing.T) {
+	m := func(d, c string, layers ...string) plan.Manifest {
+		pm := plan.Manifest{Digest: dg(d), Size: 10, Config: plan.Blob{Digest: dg(c), Size: 5}}
+		for _, l := range layers {
+			pm.Layers = append(pm.Layers, plan.Blob{Digest: dg(l), Size: 1})
+		}
+		return pm
+	}
+	single := plan.Input{Name: "s", Digest: dg("1"), Size: 10, MediaType: MediaTypeOCIManifest,
+		Image: &plan.Image{Manifests: []plan.Manifest{m("1", "2", "3", "3")}}}
+	got, err := ImageEntries(single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{BlobPath(dg("1")), BlobPath(dg("2")), BlobPath(dg("3"))}; !slices.Equal(got, want) {
+		t.Errorf("single: %v", got)
+	}
+	idx := plan.Input{Name: "i", Digest: dg("9"), Size: 99, Image: &plan.Image{Index: true,
+		Manifests: []plan.Manifest{m("4", "5", "3"), m("6", "7", "3")},
+		Filtered:  &plan.Blob{Digest: dg("8"), Size: 50}}}
+	got, _ = ImageEntries(idx)
+	if len(got) != 6 || slices.Contains(got, BlobPath(dg("9"))) || !slices.Contains(got, BlobPath(dg("8"))) {
+		t.Errorf("filtered index: %v", got)
+	}
+	if top, _ := Top(idx); top.Digest != dg("8") || top.Size != 50 || top.MediaType != MediaTypeOCIIndex {
+		t.Errorf("top %+v", top)
+	}
+	idx.Image.Filtered = nil
+	if top, _ := Top(idx); top.Digest != dg("9") {
+		t.Errorf("unfiltered top %+v", top)
+	}
+	bad := single
+	bad.Digest = dg("f")
+	if _, err := ImageEntries(bad); err == nil {
+		t.Error("single manifest with another digest accepted")
+	}
+	if BlobPath("sha256:../../x") != "" || BlobPath(dg("A")) != "" {
+		t.Error("BlobPath accepted a bad digest")
+	}
+	if got := string(ChecksumLine(strings.Repeat("a", 64), "p.tar")); got != strings.Repeat("a", 64)+"  p.tar\n" {
+		t.Errorf("checksum line %q", got)
+	}
+}

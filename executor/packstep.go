@@ -1,0 +1,280 @@
+package executor
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/executor/pack"
+	"github.com/bale-build/bale/planner/plan"
+)
+
+// bundleKindParam prefixes the pack-index params that give each bundle's
+// kind ("bundleKind.NAME": "evidence"): a plan input has no field for it.
+const bundleKindParam = pack.BundleKindParam
+
+// maxIndexSize bounds the pack index read back by the pack step. It lists
+// at most archive.DefaultLimits().MaxEntries entries of a few hundred bytes.
+const maxIndexSize = 64 << 20
+
+// doPackIndex writes pack-index.json from the outputs of every step it
+// needs (see package pack for the format). Its bytes embed the plan id, so
+// its cache key includes the plan id.
+//
+// Output: "PACK:pack-index.json".
+func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
+	entries, err := packEntries(n)
+	if err != nil {
+		return nil, err
+	}
+	ix := &pack.Index{
+		FormatVersion:   pack.FormatVersion,
+		Kind:            pack.Kind,
+		Name:            n.target.t.Name,
+		PlanID:          x.planID,
+		SpecDigest:      x.plan.Spec.Digest,
+		SourceDateEpoch: x.mtime.Format(time.RFC3339),
+	}
+	for _, e := range entries {
+		if e.Path == pack.IndexPath {
+			return nil, fmt.Errorf("a needed step writes %s, which is the pack index's own path", e.Path)
+		}
+		ix.Entries = append(ix.Entries, pack.Entry{Path: e.Path, Size: e.Size, SHA256: e.Digest.Hex})
+	}
+	for _, d := range needOfAction(n, actionImage) {
+		for _, k := range d.step.Inputs {
+			in, ok := x.plan.Input(k)
+			if !ok || in.Image == nil {
+				return nil, fmt.Errorf("image step input %s: not an image input", k)
+			}
+			ix.Images = append(ix.Images, pack.Image{
+				Name:      in.Name,
+				Digest:    in.Digest,
+				Tags:      append([]string{}, in.Image.Tags...),
+				Platforms: append([]string{}, in.Image.Platforms...),
+			})
+		}
+	}
+	slices.SortFunc(ix.Images, func(a, b pack.Image) int { return strings.Compare(a.Name, b.Name) })
+	bundles, err := x.bundles(n)
+	if err != nil {
+		return nil, err
+	}
+	ix.Bundles = bundles
+	data, err := pack.MarshalIndex(ix)
+	if err != nil {
+		return nil, err
+	}
+	h, size, err := x.putBytes(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("store pack index: %w", err)
+	}
+	out := outputs{}
+	return out, out.add(n.entry(pack.IndexPath), h, size)
+}
+
+// bundles returns the bundles a pack index lists: the bundle inputs the
+// pack-index step names, or, if it names none, every bundle input of the
+// plan. Each one's kind comes from the step's "bundleKind.NAME" param.
+func (x *execution) bundles(n *node) ([]pack.Bundle, error) {
+	var ins []plan.Input
+	for _, k := range n.step.Inputs {
+		in, ok := x.plan.Input(k)
+		if !ok {
+			return nil, fmt.Errorf("unknown input %s", k)
+		}
+		if in.Kind == plan.KindBundle {
+			ins = append(ins, in)
+		}
+	}
+	if len(ins) == 0 {
+		for _, in := range x.plan.Inputs {
+			if in.Kind == plan.KindBundle {
+				ins = append(ins, in)
+			}
+		}
+	}
+	var out []pack.Bundle
+	for _, in := range ins {
+		kind, ok := n.step.Params[bundleKindParam+in.Name]
+		if !ok || kind == "" {
+			return nil, fmt.Errorf("bundle %s: no %q param giving its kind", in.Name, bundleKindParam+in.Name)
+		}
+		out = append(out, pack.Bundle{Name: in.Name, Kind: kind, Digest: in.Digest, URL: in.URL})
+	}
+	slices.SortFunc(out, func(a, b pack.Bundle) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// doPack streams every entry of the pack from the store into a gzip'd tar,
+// itself streamed into the store: memory stays flat whatever the size. The
+// entry set is checked against the pack index first, so the pack holds
+// exactly what its index lists.
+//
+// Output: "PACK" (the artifact NAME.tar).
+func (x *execution) doPack(ctx context.Context, n *node) (outputs, error) {
+	level, err := x.level(n)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := packEntries(n)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.checkAgainstIndex(ctx, entries); err != nil {
+		return nil, err
+	}
+	tarEntries := make([]archive.Entry, 0, len(entries))
+	dirs := map[string]bool{}
+	for _, e := range entries {
+		name, err := archive.CleanName(e.Path)
+		if err != nil || name != e.Path || !plan.ValidPath(e.Path) {
+			return nil, fmt.Errorf("pack entry %q: not a clean path inside the pack", e.Path)
+		}
+		for d := name; strings.Contains(d, "/"); {
+			d = d[:strings.LastIndexByte(d, '/')]
+			dirs[d] = true
+		}
+		tarEntries = append(tarEntries, x.storeEntry(ctx, e))
+	}
+	// What is built must also pass `bale verify`, whose reader refuses
+	// archives past its default entry limit.
+	if total := len(tarEntries) + len(dirs); total > archive.DefaultLimits().MaxEntries {
+		return nil, fmt.Errorf("pack has %d entries with directories, more than the %d a pack may hold", total, archive.DefaultLimits().MaxEntries)
+	}
+	w, err := x.store.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	// Large writes keep the store's hashing and file writes efficient;
+	// gzip's output does not depend on how it is buffered.
+	bw := bufio.NewWriterSize(w, 1<<20)
+	zw, err := archive.NewGzipWriter(bw, level, x.mtime)
+	if err != nil {
+		return nil, err
+	}
+	if err := archive.WriteTar(ctx, zw, tarEntries, x.mtime); err != nil {
+		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
+	}
+	h, size, err := w.Commit()
+	if err != nil {
+		return nil, err
+	}
+	out := outputs{}
+	return out, out.add(n.target.packName, h, size)
+}
+
+// level returns the pack step's gzip level from its params, or from the
+// target's compression when the params do not say.
+func (x *execution) level(n *node) (int, error) {
+	alg, lvl := n.target.t.Compression.Algorithm, strconv.Itoa(n.target.t.Compression.Level)
+	if a, ok := n.step.Params["compression"]; ok {
+		alg = a
+	}
+	if l, ok := n.step.Params["level"]; ok {
+		lvl = l
+	}
+	if alg != "gzip" {
+		return 0, fmt.Errorf("compression %q: only gzip is supported", alg)
+	}
+	level, err := strconv.Atoi(lvl)
+	if err != nil || level < 0 || level > 9 {
+		return 0, fmt.Errorf("compression level %q: want 0 to 9", lvl)
+	}
+	return level, nil
+}
+
+// storeEntry is a tar entry whose body streams from the store, verified as
+// it is read: a corrupt blob fails the write instead of entering the pack.
+func (x *execution) storeEntry(ctx context.Context, e cas.Output) archive.Entry {
+	return archive.Entry{
+		Name: e.Path,
+		Size: e.Size,
+		Open: func() (io.ReadCloser, error) {
+			rc, size, err := x.store.Open(ctx, e.Digest)
+			if err != nil {
+				return nil, blobMissing(err)
+			}
+			if size != e.Size {
+				rc.Close()
+				return nil, fmt.Errorf("%w: blob %s is %d bytes, the step recorded %d", cas.ErrCorrupt, e.Digest, size, e.Size)
+			}
+			return rc, nil
+		},
+	}
+}
+
+// checkAgainstIndex checks that the pack's entries are exactly the pack
+// index plus the index itself, with the same sizes and digests.
+func (x *execution) checkAgainstIndex(ctx context.Context, entries []cas.Output) error {
+	var ixOut *cas.Output
+	for i := range entries {
+		if entries[i].Path == pack.IndexPath {
+			ixOut = &entries[i]
+		}
+	}
+	if ixOut == nil {
+		return fmt.Errorf("no needed step writes %s", pack.IndexPath)
+	}
+	data, err := x.readBlob(ctx, ixOut.Digest, maxIndexSize)
+	if err != nil {
+		return fmt.Errorf("read pack index: %w", err)
+	}
+	ix, err := pack.ParseIndex(data)
+	if err != nil {
+		return err
+	}
+	if len(ix.Entries) != len(entries)-1 {
+		return fmt.Errorf("pack index lists %d entries, the pack step has %d besides the index: its needs differ from the pack-index step's", len(ix.Entries), len(entries)-1)
+	}
+	i := 0
+	for _, e := range entries {
+		if e.Path == pack.IndexPath {
+			continue
+		}
+		want := ix.Entries[i]
+		i++
+		if want.Path != e.Path || want.Size != e.Size || want.SHA256 != e.Digest.Hex {
+			return fmt.Errorf("pack entry %s (%d bytes, %s) differs from the pack index's %s (%d bytes, %s)", e.Path, e.Size, e.Digest.Hex, want.Path, want.Size, want.SHA256)
+		}
+	}
+	return nil
+}
+
+// doChecksum writes NAME.tar.sha256 in sha256sum format. The pack's digest
+// is its store key, so the pack is not read again.
+//
+// Output: "NAME.tar.sha256".
+func (x *execution) doChecksum(ctx context.Context, n *node) (outputs, error) {
+	var packOut *cas.Output
+	for _, d := range n.needs {
+		for i, o := range d.result.Outputs {
+			if o.Path == n.target.packName {
+				packOut = &d.result.Outputs[i]
+			}
+		}
+	}
+	if packOut == nil {
+		return nil, fmt.Errorf("no needed step writes %s", n.target.packName)
+	}
+	h, size, err := x.putBytes(ctx, pack.ChecksumLine(packOut.Digest.Hex, n.target.packName))
+	if err != nil {
+		return nil, fmt.Errorf("store checksum: %w", err)
+	}
+	out := outputs{}
+	return out, out.add(n.target.packName+".sha256", h, size)
+}
