@@ -47,20 +47,22 @@ const copyBufSize = 32 << 10
 // state besides its paths, so any number of Stores, goroutines and processes
 // may share one root.
 type Store struct {
-	root  string
-	blobs string
-	ac    string
+	root   string
+	blobs  string
+	ac     string
+	stamps string
 }
 
-// Open opens the store at root, creating root/blobs/sha256 and root/ac if
-// needed.
+// Open opens the store at root, creating root/blobs/sha256, root/ac and
+// root/stamps if needed.
 func Open(root string) (*Store, error) {
 	s := &Store{
-		root:  root,
-		blobs: filepath.Join(root, "blobs", algorithm),
-		ac:    filepath.Join(root, "ac"),
+		root:   root,
+		blobs:  filepath.Join(root, "blobs", algorithm),
+		ac:     filepath.Join(root, "ac"),
+		stamps: filepath.Join(root, "stamps"),
 	}
-	for _, dir := range []string{s.blobs, s.ac} {
+	for _, dir := range []string{s.blobs, s.ac, s.stamps} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", root, err)
 		}
@@ -158,7 +160,7 @@ func (s *Store) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) 
 	if err := f.Commit(); err != nil {
 		return fmt.Errorf("put blob %s: %w", want, err)
 	}
-	return nil
+	return s.MarkVerified(want)
 }
 
 func sum(h hash.Hash) v1.Hash {
@@ -235,6 +237,9 @@ func (w *BlobWriter) Commit() (v1.Hash, int64, error) {
 	if err := w.f.CommitAs(w.s.blobPath(h)); err != nil {
 		return v1.Hash{}, 0, fmt.Errorf("commit blob %s: %w", h, err)
 	}
+	if err := w.s.MarkVerified(h); err != nil {
+		return v1.Hash{}, 0, err
+	}
 	return h, w.n, nil
 }
 
@@ -247,8 +252,10 @@ func (w *BlobWriter) Abort() error {
 	return nil
 }
 
-// Open opens blob h for reading and returns its size. The reader re-hashes
-// what it reads; at the end of the blob, if the content does not match h,
+// Open opens blob h for reading and returns its size. Unless the blob's
+// stamp shows it verified and unchanged since (see Verified), the reader
+// re-hashes what it reads; at the end of the blob, if the content does not
+// match h,
 // Read returns an error wrapping ErrCorrupt instead of io.EOF and the blob is
 // deleted. Callers must read to io.EOF before trusting the bytes. Reads stop
 // with ctx's error once ctx is done. A missing blob gives an error for which
@@ -269,14 +276,22 @@ func (s *Store) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, erro
 		_ = f.Close()
 		return nil, 0, fmt.Errorf("open blob %s: %w", h, err)
 	}
-	return &blobReader{ctx: ctx, f: f, fi: fi, want: h, h: sha256.New()}, fi.Size(), nil
+	if s.Verified(h) {
+		// Checked before and unchanged since (see Verified): a second
+		// hash of every read would cost as much as the read itself.
+		return &trustedReader{ctx: ctx, f: f, want: h}, fi.Size(), nil
+	}
+	fp, _ := fingerprintOf(s.blobPath(h))
+	return &blobReader{ctx: ctx, s: s, f: f, fi: fi, fp: fp, want: h, h: sha256.New()}, fi.Size(), nil
 }
 
 // blobReader verifies a blob as it is read.
 type blobReader struct {
 	ctx  context.Context
+	s    *Store
 	f    *os.File
 	fi   fs.FileInfo
+	fp   string // fingerprint at open; "" if none
 	want v1.Hash
 	h    hash.Hash
 	err  error // sticky verification error
@@ -299,6 +314,13 @@ func (b *blobReader) Read(p []byte) (int, error) {
 			}
 			return n, b.err
 		}
+		// Checked in full: a later Verified can skip the hash, unless
+		// the file was replaced or written while it was read.
+		if now, ok := fingerprintOf(b.f.Name()); ok && now == b.fp {
+			if serr := b.s.MarkVerified(b.want); serr != nil {
+				return n, serr
+			}
+		}
 	} else if err != nil {
 		err = fmt.Errorf("read blob %s: %w", b.want, err)
 	}
@@ -320,6 +342,7 @@ func (b *blobReader) removeCorrupt() error {
 	if !os.SameFile(fi, b.fi) {
 		return nil
 	}
+	b.s.dropStamp(b.want)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -328,9 +351,31 @@ func (b *blobReader) removeCorrupt() error {
 
 func (b *blobReader) Close() error { return b.f.Close() }
 
-// Verify re-hashes blob h in full. A corrupt blob is deleted and the error
-// wraps ErrCorrupt; a missing one gives an fs.ErrNotExist error.
+// trustedReader reads a blob whose stamp vouches for it.
+type trustedReader struct {
+	ctx  context.Context
+	f    *os.File
+	want v1.Hash
+}
+
+func (t *trustedReader) Read(p []byte) (int, error) {
+	if err := t.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("read blob %s: %w", t.want, err)
+	}
+	n, err := t.f.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("read blob %s: %w", t.want, err)
+	}
+	return n, err
+}
+
+func (t *trustedReader) Close() error { return t.f.Close() }
+
+// Verify re-hashes blob h in full, whatever its stamp says. A corrupt blob
+// is deleted and the error wraps ErrCorrupt; a missing one gives an
+// fs.ErrNotExist error.
 func (s *Store) Verify(ctx context.Context, h v1.Hash) error {
+	s.dropStamp(h)
 	rc, _, err := s.Open(ctx, h)
 	if err != nil {
 		return fmt.Errorf("verify blob: %w", err)
