@@ -289,6 +289,11 @@ func (x *execution) graph() error {
 	packs := map[string]*target{}     // "NAME.tar" -> target
 	artifacts := map[string]*target{} // artifact name -> target
 	for _, t := range x.plan.Targets {
+		if t.Kind != kindBootstrapPack {
+			// Planned but not buildable here: say so rather than build
+			// nothing and succeed.
+			return fmt.Errorf("execute plan: target %s has kind %q; this version of bale builds %q targets only", t.Name, t.Kind, kindBootstrapPack)
+		}
 		tg := &target{t: t, packName: t.Name + ".tar"}
 		x.targets = append(x.targets, tg)
 		for _, a := range t.Artifacts {

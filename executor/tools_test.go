@@ -163,13 +163,13 @@ func TestDockerArchiveReadable(t *testing.T) {
 		if err != nil || cf.OS != "linux" || cf.Architecture != "amd64" {
 			t.Errorf("%s: config %+v, %v", tag, cf, err)
 		}
-		if path, err := exec.LookPath("skopeo"); err == nil {
+		if path, err := lookTool(t, "skopeo"); err == nil {
 			out, err := exec.Command(path, "inspect", "docker-archive:"+tarPath+":"+m.RepoTags[0]).CombinedOutput()
 			if err != nil {
 				t.Errorf("skopeo inspect docker-archive %s: %v\n%s", tag, err, out)
 			}
 		}
-		if path, err := exec.LookPath("crane"); err == nil {
+		if path, err := lookTool(t, "crane"); err == nil {
 			// crane validate takes a single-image archive: the same blobs
 			// with a manifest.json listing this image only.
 			one := []archive.Entry{}
@@ -191,7 +191,7 @@ func TestDockerArchiveReadable(t *testing.T) {
 			}
 		}
 	}
-	if _, err := exec.LookPath("skopeo"); err != nil {
+	if _, err := lookTool(t, "skopeo"); err != nil {
 		t.Log("skopeo not installed: docker-archive checked with go-containerregistry only")
 	}
 	_ = fx
@@ -267,7 +267,7 @@ func checkImageIndex(ii v1.ImageIndex) error {
 // skopeo inspects each image of the extracted layout, when skopeo is
 // installed.
 func skopeo(t *testing.T, dir string, fx *fixture) {
-	path, err := exec.LookPath("skopeo")
+	path, err := lookTool(t, "skopeo")
 	if err != nil {
 		t.Log("skopeo not installed: layout checked with go-containerregistry only")
 		return
@@ -324,7 +324,7 @@ func TestChartsLintAndRender(t *testing.T) {
 				t.Errorf("lint %s: %s", tgz, m)
 			}
 		}
-		if helm, err := exec.LookPath("helm"); err == nil {
+		if helm, err := lookTool(t, "helm"); err == nil {
 			for _, args := range [][]string{{"lint", tgz}, {"template", "rel", tgz}} {
 				if out, err := exec.Command(helm, args...).CombinedOutput(); err != nil {
 					t.Errorf("helm %v: %v\n%s", args, err, out)
@@ -340,7 +340,7 @@ func TestChartsLintAndRender(t *testing.T) {
 // headers with GNU tar's own listing.
 func TestShaSumAndGNUTar(t *testing.T) {
 	_, out, _ := builtPack(t)
-	sum, err := exec.LookPath("sha256sum")
+	sum, err := lookTool(t, "sha256sum")
 	if err != nil {
 		t.Skip("sha256sum not installed")
 	}
@@ -349,7 +349,7 @@ func TestShaSumAndGNUTar(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), packName+".tar: OK") {
 		t.Errorf("sha256sum -c: %v\n%s", err, b)
 	}
-	gtar, err := exec.LookPath("tar")
+	gtar, err := lookTool(t, "tar")
 	if err != nil {
 		t.Skip("tar not installed")
 	}
@@ -387,4 +387,16 @@ func TestShaSumAndGNUTar(t *testing.T) {
 	if names[0] != "charts/" || names[len(names)-1] != "signatures/root.json" {
 		t.Errorf("order: first %s, last %s", names[0], names[len(names)-1])
 	}
+}
+
+// lookTool finds a real tool the checks drive. A missing tool skips its
+// check on a developer's machine; with BALE_REQUIRE_TOOLS=1, as .ci/run
+// sets, it fails the test, so CI cannot pass by skipping.
+func lookTool(t *testing.T, name string) (string, error) {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil && os.Getenv("BALE_REQUIRE_TOOLS") == "1" {
+		t.Fatalf("%s is required (BALE_REQUIRE_TOOLS=1) but not on PATH: %v", name, err)
+	}
+	return path, err
 }

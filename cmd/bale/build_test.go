@@ -1,0 +1,90 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBuildVerify is the README's main job through the CLI: build the real
+// pack, build it again with nothing to do, verify it, and see verify fail
+// on a damaged copy.
+func TestBuildVerify(t *testing.T) {
+	dir := t.TempDir()
+	out, cache := filepath.Join(dir, "out"), filepath.Join(dir, "cache")
+	stdout, errs, code := bale(t, "../..", "build", "specs/airgap", "-o", out, "--cache", cache, "--offline")
+	if code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, errs)
+	}
+	golden, err := os.ReadFile("executor/testdata/airgap-pack.golden") // cwd: the repo root, set by bale()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSum := strings.Fields(strings.Split(string(golden), "\n")[0])[1]
+	wantRoot := strings.Fields(strings.Split(string(golden), "\n")[1])[1]
+	for _, want := range []string{
+		filepath.Join(out, "bootstrap-pack-v1.tar") + "\n",
+		"  artifactSha256  " + wantSum + "\n",
+		"  rootHash        " + wantRoot + "\n",
+		"planId sha256:",
+		"11 steps run, 0 cached",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("build output lacks %q:\n%s", want, stdout)
+		}
+	}
+	pack, _ := os.ReadFile(filepath.Join(out, "bootstrap-pack-v1.tar"))
+	if sum := sha256.Sum256(pack); hex.EncodeToString(sum[:]) != wantSum {
+		t.Errorf("the file's sha256 is not the printed artifactSha256")
+	}
+
+	stdout, _, code = bale(t, "../..", "build", "specs/airgap", "-o", out, "--cache", cache, "--format", "json", "-q")
+	var res buildOutput
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil {
+		t.Fatalf("warm build --format json: exit %d\n%s", code, stdout)
+	}
+	if res.StepsRun != 0 || res.StepsCached != 11 || res.Artifacts[0].SHA256 != wantSum || res.Artifacts[0].RootHash != wantRoot {
+		t.Errorf("warm build: %+v", res)
+	}
+
+	stdout, errs, code = bale(t, "", "verify", filepath.Join(out, "bootstrap-pack-v1.tar"))
+	if code != 0 || !strings.Contains(stdout, "ok  ") || !strings.Contains(stdout, wantRoot) {
+		t.Errorf("verify: exit %d\n%s%s", code, stdout, errs)
+	}
+
+	// A damaged copy (the artifacts share the cache's inodes: copy first).
+	bad := filepath.Join(dir, "bad")
+	os.MkdirAll(bad, 0o755)
+	pack[len(pack)/2] ^= 0x20
+	os.WriteFile(filepath.Join(bad, "bootstrap-pack-v1.tar"), pack, 0o644)
+	stdout, errs, code = bale(t, "", "verify", filepath.Join(bad, "bootstrap-pack-v1.tar"), "--format", "json")
+	if code != 1 || !strings.Contains(stdout, `"failures": [`) || strings.Contains(stdout, `"failures": []`) {
+		t.Errorf("verify of a damaged pack: exit %d\n%s%s", code, stdout, errs)
+	}
+}
+
+func TestBuildRefusals(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"build", "specs/aoc", "-o", dir + "/o", "--cache", dir + "/c"}, `target aoc-backfill-release has kind "release"`},
+		{[]string{"build", "specs/airgap", "--plan", "x.json"}, "give a spec PATH or --plan, not both"},
+		{[]string{"build", "--plan", dir + "/missing.json"}, "read plan"},
+		{[]string{"verify", dir + "/missing.tar"}, "missing.tar"},
+	}
+	for _, tt := range tests {
+		_, errs, code := bale(t, "../..", tt.args...)
+		if code != 1 || !strings.Contains(errs, tt.want) {
+			t.Errorf("bale %v: exit %d, stderr %q, want %q", tt.args, code, errs, tt.want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir + "/o"); len(entries) != 0 {
+		t.Errorf("a refused build left files: %v", entries)
+	}
+}
