@@ -117,7 +117,7 @@ func (x *execution) link(ctx context.Context, src, final string, o cas.Output) (
 		_ = os.Remove(tmp)
 		return true, err
 	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(final)); err != nil {
 		return true, err
 	}
 	// Linking and renaming moved the inode's change time; its bytes were
@@ -192,19 +192,6 @@ func (x *execution) copyBlob(ctx context.Context, final string, o cas.Output) er
 		return err
 	}
 	return f.Commit()
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // ctxReader stops a read loop once ctx is done.

@@ -84,6 +84,14 @@ type Source interface {
 	OpenFile(ctx context.Context, in plan.Input) (io.ReadCloser, int64, error)
 }
 
+// BlobFiler is implemented by a Source that can name a local file holding
+// an image blob (an OCI layout's blobs/sha256/HEX). The executor then
+// hard-links the file into its store, verifying it there, instead of
+// copying it: a cold build writes each layer once, into the pack.
+type BlobFiler interface {
+	BlobFile(ctx context.Context, in plan.Input, digest string) (path string, ok bool)
+}
+
 // Options configures Execute.
 type Options struct {
 	// OutDir receives the artifacts; it is created if missing.
@@ -121,6 +129,9 @@ type Event struct {
 	Subject string
 	// Err is set for EventFailed and EventRetry.
 	Err error
+	// Bytes is the total size of the step's outputs, for EventDone and
+	// EventCached.
+	Bytes int64
 }
 
 // Result is what Execute built.
@@ -442,7 +453,7 @@ func (x *execution) runNode(ctx context.Context, n *node) error {
 	if hit && sameOutputs(res, s.Outputs) {
 		n.result = res
 		x.cached.Add(1)
-		x.emit(Event{Kind: EventCached, StepID: s.ID, Action: s.Action, Subject: subject})
+		x.emit(Event{Kind: EventCached, StepID: s.ID, Action: s.Action, Subject: subject, Bytes: outputBytes(res)})
 		return nil
 	}
 	x.emit(Event{Kind: EventStart, StepID: s.ID, Action: s.Action, Subject: subject})
@@ -457,8 +468,16 @@ func (x *execution) runNode(ctx context.Context, n *node) error {
 		return err
 	}
 	n.result = res
-	x.emit(Event{Kind: EventDone, StepID: s.ID, Action: s.Action, Subject: subject})
+	x.emit(Event{Kind: EventDone, StepID: s.ID, Action: s.Action, Subject: subject, Bytes: outputBytes(res)})
 	return nil
+}
+
+func outputBytes(res *cas.ActionResult) int64 {
+	var n int64
+	for _, o := range res.Outputs {
+		n += o.Size
+	}
+	return n
 }
 
 // sameOutputs reports whether a cached result holds exactly the outputs a

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/executor/pack"
 	"github.com/bale-build/bale/planner/plan"
 )
@@ -104,6 +106,17 @@ func (x *execution) fetch(ctx context.Context, in plan.Input, digest string, siz
 	}
 	if ok, n := x.store.Has(h); ok && n == size {
 		return h, nil
+	}
+	if bf, ok := x.src.(BlobFiler); ok {
+		if path, ok := bf.BlobFile(ctx, in, digest); ok {
+			err := x.store.Link(ctx, h, size, path)
+			if err == nil {
+				return h, nil
+			}
+			if !errors.Is(err, cas.ErrNotLinkable) {
+				return v1.Hash{}, fmt.Errorf("image %s: %w", in.Name, err)
+			}
+		}
 	}
 	rc, n, err := x.src.OpenBlob(ctx, in, digest)
 	if err != nil {

@@ -157,17 +157,19 @@ func defaultCache() (string, error) {
 }
 
 // buildProgress shows one rewritten line on a terminal and one line per
-// finished step elsewhere.
+// finished step elsewhere, each with the step's bytes and the running total.
 func buildProgress(w io.Writer, total int) func(executor.Event) {
 	tty := false
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		tty = true
 	}
 	done := 0
+	var bytes int64
 	return func(e executor.Event) {
 		switch e.Kind {
 		case executor.EventDone, executor.EventCached:
 			done++
+			bytes += e.Bytes
 			verb := "built "
 			if e.Kind == executor.EventCached {
 				verb = "cached"
@@ -176,14 +178,15 @@ func buildProgress(w io.Writer, total int) func(executor.Event) {
 			if i := strings.Index(subject, ":"); i >= 0 {
 				subject = subject[i+1:]
 			}
+			line := fmt.Sprintf("[%d/%d] %s %-10s %9s  (%s total)  %s", done, total, verb, e.Action, humanBytes(e.Bytes), humanBytes(bytes), subject)
 			if tty {
-				fmt.Fprintf(w, "\r\x1b[K[%d/%d] %s %-10s %s", done, total, verb, e.Action, subject)
+				fmt.Fprintf(w, "\r\x1b[K%s", line)
 				if done == total {
 					fmt.Fprint(w, "\r\x1b[K")
 				}
 				return
 			}
-			fmt.Fprintf(w, "[%d/%d] %s %-10s %s\n", done, total, verb, e.Action, subject)
+			fmt.Fprintln(w, line)
 		case executor.EventRetry:
 			if tty {
 				fmt.Fprint(w, "\r\x1b[K")

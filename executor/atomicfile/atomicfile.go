@@ -83,7 +83,7 @@ func (f *File) CommitAs(path string) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("commit atomic file %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("commit atomic file %s: %w", path, err)
 	}
 	return nil
@@ -106,9 +106,9 @@ func commit(f *os.File, tmp, path string) error {
 	return os.Rename(tmp, path)
 }
 
-// syncDir fsyncs a directory so a rename within it is durable. Its errors
-// are *fs.PathError values, which name the operation and directory.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory so a rename or link within it is durable. Its
+// errors are *fs.PathError values, which name the operation and directory.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

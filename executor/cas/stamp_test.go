@@ -3,9 +3,11 @@ package cas
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -81,4 +83,59 @@ func TestStamps(t *testing.T) {
 	if s.Verified(v1.Hash{Algorithm: "sha256", Hex: "../../etc/passwd"}) {
 		t.Fatal("a hostile digest is Verified")
 	}
+}
+
+func TestLink(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir + "/store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("layer"), 4096)
+	src := dir + "/src"
+	os.WriteFile(src, data, 0o644)
+	h := digest(data)
+
+	// Wrong digest or size: nothing appears, nothing is left behind.
+	if err := s.Link(ctx, digest([]byte("other")), int64(len(data)), src); err == nil || !strings.Contains(err.Error(), "digest mismatch") {
+		t.Errorf("wrong digest: %v", err)
+	}
+	if err := s.Link(ctx, h, 3, src); err == nil || !strings.Contains(err.Error(), "size mismatch") {
+		t.Errorf("wrong size: %v", err)
+	}
+	if err := s.Link(ctx, h, 1, dir+"/missing"); err == nil || errors.Is(err, ErrNotLinkable) {
+		t.Errorf("a missing file must be an error, not a fall-back to copying: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir + "/store/blobs/sha256"); len(entries) != 0 {
+		t.Errorf("failed links left %d files", len(entries))
+	}
+
+	if err := s.Link(ctx, h, int64(len(data)), src); err != nil {
+		t.Fatal(err)
+	}
+	si, _ := os.Stat(src)
+	bi, _ := os.Stat(s.Path(h))
+	if !os.SameFile(si, bi) {
+		t.Error("the blob is not a hard link of the source")
+	}
+	if runtime.GOOS == "linux" && !s.Verified(h) {
+		t.Error("a linked, checked blob is not Verified")
+	}
+	// The source written in place: the shared file no longer vouches for
+	// itself, and reading it fails rather than serving the change.
+	f, _ := os.OpenFile(src, os.O_RDWR, 0)
+	f.WriteAt([]byte{'Z'}, 7)
+	f.Close()
+	if s.Verified(h) {
+		t.Fatal("a blob whose source was written is still Verified")
+	}
+	rc, _, err := s.Open(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, rc); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("reading a changed linked blob: %v", err)
+	}
+	rc.Close()
 }

@@ -786,6 +786,33 @@ func (r *Resolver) openBlob(ctx context.Context, in plan.Input, digest string) (
 	return newVerifier(rc, digest, size, "blob"), size, nil
 }
 
+// BlobFile returns the path of blob digest of image input in when its
+// source keeps blobs as plain files (an OCI layout directory), so the
+// executor can link the file into its store instead of copying it. The
+// store verifies the linked bytes; BlobFile only vouches that the path is
+// the layout's regular file for that digest, inside the workspace.
+func (r *Resolver) BlobFile(ctx context.Context, in plan.Input, digest string) (string, bool) {
+	if in.Kind != plan.KindImage || in.Image == nil || in.Source.Type != plan.SourceLayout || !plan.ValidDigest(digest) {
+		return "", false
+	}
+	if _, _, ok := findBlob(in, digest); !ok {
+		return "", false
+	}
+	src, err := r.sourceFor(ctx, in)
+	if err != nil {
+		return "", false
+	}
+	ls, ok := src.(*layoutSource)
+	if !ok {
+		return "", false
+	}
+	h, err := ls.blobFile(digest)
+	if err != nil {
+		return "", false
+	}
+	return filepath.Join(ls.dir, "blobs", "sha256", h.Hex), true
+}
+
 // findBlob looks digest up among the input's manifests and blobs.
 func findBlob(in plan.Input, d string) (isManifest bool, size int64, ok bool) {
 	if d == in.Digest {
