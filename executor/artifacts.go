@@ -16,6 +16,7 @@ import (
 
 	"github.com/bale-build/bale/executor/atomicfile"
 	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/executor/ctxio"
 	"github.com/bale-build/bale/executor/pack"
 )
 
@@ -154,7 +155,7 @@ func (x *execution) checkFile(ctx context.Context, path string, o cas.Output) er
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
+	n, err := io.Copy(h, ctxio.Reader(ctx, f))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
@@ -192,17 +193,4 @@ func (x *execution) copyBlob(ctx context.Context, final string, o cas.Output) er
 		return err
 	}
 	return f.Commit()
-}
-
-// ctxReader stops a read loop once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -43,11 +43,15 @@ func (f *planFlags) register(cmd *cobra.Command) {
 
 // resolver builds the resolver for a spec.
 func (f *planFlags) resolver(root string) (*resolve.Resolver, error) {
+	retries := f.retries
+	if retries == 0 {
+		retries = -1 // the resolver reads 0 as "the default"; --retries 0 means none
+	}
 	return resolve.New(resolve.Options{
 		Root:     root,
 		Insecure: f.insecure,
 		Timeout:  f.timeout,
-		Retries:  f.retries,
+		Retries:  retries,
 		Offline:  f.offline,
 	})
 }

@@ -25,6 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/executor/ctxio"
 )
 
 // ErrInvalidDigest is wrapped by errors about digests that are not
@@ -39,9 +40,6 @@ var ErrCorrupt = errors.New("corrupt store entry")
 
 // algorithm is the only digest algorithm the store accepts.
 const algorithm = "sha256"
-
-// copyBufSize is the streaming buffer for Put and Verify.
-const copyBufSize = 32 << 10
 
 // Store is a content-addressed store rooted at a directory. It holds no
 // state besides its paths, so any number of Stores, goroutines and processes
@@ -144,7 +142,7 @@ func (s *Store) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) 
 		src = io.LimitReader(r, size+1)
 	}
 	h := sha256.New()
-	n, err := copyCtx(ctx, io.MultiWriter(f, h), src)
+	n, err := ctxio.Copy(ctx, io.MultiWriter(f, h), src)
 	if err != nil {
 		return fmt.Errorf("put blob %s: %w", want, err)
 	}
@@ -165,30 +163,6 @@ func (s *Store) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) 
 
 func sum(h hash.Hash) v1.Hash {
 	return v1.Hash{Algorithm: algorithm, Hex: hex.EncodeToString(h.Sum(nil))}
-}
-
-// copyCtx is io.Copy that stops with ctx's error between chunks.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
-	buf := make([]byte, copyBufSize)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		m, err := r.Read(buf)
-		if m > 0 {
-			if _, werr := w.Write(buf[:m]); werr != nil {
-				return n, werr
-			}
-			n += int64(m)
-		}
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
 }
 
 // BlobWriter stores a blob whose digest is known only once it is written.
@@ -381,7 +355,7 @@ func (s *Store) Verify(ctx context.Context, h v1.Hash) error {
 		return fmt.Errorf("verify blob: %w", err)
 	}
 	defer rc.Close()
-	if _, err := copyCtx(ctx, io.Discard, rc); err != nil {
+	if _, err := ctxio.Copy(ctx, io.Discard, rc); err != nil {
 		return fmt.Errorf("verify blob: %w", err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/executor/ctxio"
 )
 
 // Stamps let a blob that was verified once be trusted again without
@@ -125,7 +126,7 @@ func (s *Store) Link(ctx context.Context, want v1.Hash, size int64, path string)
 		return fmt.Errorf("link blob %s: %s is not a regular file", want, path)
 	}
 	h := sha256.New()
-	n, err := copyCtx(ctx, h, f)
+	n, err := ctxio.Copy(ctx, h, f)
 	if err != nil {
 		return fmt.Errorf("link blob %s: %w", want, err)
 	}

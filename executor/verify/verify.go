@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/executor/ctxio"
 	"github.com/bale-build/bale/executor/pack"
 	"github.com/bale-build/bale/planner/plan"
 )
@@ -147,7 +148,7 @@ func PackLimits(ctx context.Context, path string, lim archive.Limits) (*Report, 
 	}
 	// Hash what the walk left unread, so the file digest covers the file
 	// even when the archive is broken.
-	if _, err := io.Copy(io.Discard, ctxReader{ctx, src}); err != nil {
+	if _, err := io.Copy(io.Discard, ctxio.Reader(ctx, src)); err != nil {
 		return nil, fmt.Errorf("verify pack %s: %w", path, err)
 	}
 	v.rep.SHA256 = hex.EncodeToString(fileHash.Sum(nil))
@@ -648,17 +649,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// ctxReader stops a read loop once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

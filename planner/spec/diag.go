@@ -96,49 +96,56 @@ func (ds Diagnostics) sort() {
 	})
 }
 
-// want describes, for a schema constraint, what a spec author should write
-// instead. CUE reports a failed regular expression by quoting it; a person
-// should not have to read regular expressions.
-var wants = []struct {
-	pattern string
-	want    string
-}{
-	{`sha256:[0-9a-f]{64}`, `a digest: "sha256:" and 64 lowercase hex digits`},
-	{`[A-Za-z0-9][A-Za-z0-9._+-]*`, `a name safe as a file name: letters, digits, '.', '_', '+', '-', not starting with '.', no "..", at most 128 characters`},
-	{`[a-z0-9]+/[a-z0-9_]+`, `a platform "os/arch" or "os/arch/variant", e.g. "linux/arm64/v8"`},
-	{`[A-Za-z0-9._+-]+(/`, `a relative path inside the artifact: no leading '/', no "." or ".." segment, no empty segment`},
-	{`(^|/)\\.\\.?(/|$)`, `a relative path inside the artifact: no leading '/', no "." or ".." segment, no empty segment`},
-	{`\\.\\.`, `a name safe as a file name: letters, digits, '.', '_', '+', '-', not starting with '.', no "..", at most 128 characters`},
-	{`^https?://`, `an http:// or https:// URL`},
-	{`^oci://`, `an oci:// reference`},
-	{`^[^\\s]+$`, `a value without spaces`},
-	{`MaxRunes(128)`, `at most 128 characters`},
-	{`MaxRunes(255)`, `at most 255 characters`},
-}
-
-// leafWants describes fields whose schema is a disjunction; CUE reports
-// those as one error per alternative.
-var leafWants = map[string]string{
-	"sourceDateEpoch": "an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or Unix seconds",
-	"mode":            "0o644, or 0o755 for an executable file",
-	"algorithm":       `"gzip"`,
-	"level":           "a gzip level from 0 to 9",
-	"format":          `"spdx-2.3-json"`,
-	"kind":            "one of the kinds the schema lists",
-	"name":            `a name safe as a file name: letters, digits, '.', '_', '+', '-', not starting with '.', no "..", at most 128 characters`,
-	"checksums":       "a name safe as a file name",
-	"verifyScript":    "a name safe as a file name",
-	"builderId":       "an http:// or https:// URL",
-	"buildType":       "an http:// or https:// URL",
-}
-
+// describe says, for a schema constraint CUE reports by quoting it (a
+// regular expression, a builtin), what a spec author should write instead:
+// a person should not have to read regular expressions.
 func describe(bound string) string {
-	for _, w := range wants {
+	const safeName = `a name safe as a file name: letters, digits, '.', '_', '+', '-', not starting with '.', no "..", at most 128 characters`
+	const relPath = `a relative path inside the artifact: no leading '/', no "." or ".." segment, no empty segment`
+	for _, w := range []struct{ pattern, want string }{
+		{`sha256:[0-9a-f]{64}`, `a digest: "sha256:" and 64 lowercase hex digits`},
+		{`[A-Za-z0-9][A-Za-z0-9._+-]*`, safeName},
+		{`[a-z0-9]+/[a-z0-9_]+`, `a platform "os/arch" or "os/arch/variant", e.g. "linux/arm64/v8"`},
+		{`[A-Za-z0-9._+-]+(/`, relPath},
+		{`(^|/)\\.\\.?(/|$)`, relPath},
+		{`\\.\\.`, safeName},
+		{`^https?://`, `an http:// or https:// URL`},
+		{`^oci://`, `an oci:// reference`},
+		{`^[^\\s]+$`, `a value without spaces`},
+		{`MaxRunes(128)`, `at most 128 characters`},
+		{`MaxRunes(255)`, `at most 255 characters`},
+	} {
 		if strings.Contains(bound, w.pattern) {
 			return w.want
 		}
 	}
 	return "a value that satisfies " + bound
+}
+
+// leafWant describes fields whose schema is a disjunction; CUE reports
+// those as one error per alternative.
+func leafWant(leaf string) string {
+	switch leaf {
+	case "sourceDateEpoch":
+		return "an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or Unix seconds"
+	case "mode":
+		return "0o644, or 0o755 for an executable file"
+	case "algorithm":
+		return `"gzip"`
+	case "level":
+		return "a gzip level from 0 to 9"
+	case "format":
+		return `"spdx-2.3-json"`
+	case "kind":
+		return "one of the kinds the schema lists"
+	case "name":
+		return `a name safe as a file name: letters, digits, '.', '_', '+', '-', not starting with '.', no "..", at most 128 characters`
+	case "checksums", "verifyScript":
+		return "a name safe as a file name"
+	case "builderId", "buildType":
+		return "an http:// or https:// URL"
+	}
+	return ""
 }
 
 // message renders the errors at one path as one sentence that names the
@@ -175,7 +182,7 @@ func message(path []string, errs []cueerrors.Error, disj bool, user cue.Value) s
 		}
 	}
 	if disj {
-		want := leafWants[leaf]
+		want := leafWant(leaf)
 		if want == "" {
 			var alts []string
 			for _, e := range errs {
@@ -213,7 +220,7 @@ func message(path []string, errs []cueerrors.Error, disj bool, user cue.Value) s
 		}
 	}
 	if strings.Contains(first, "does not satisfy") || strings.Contains(first, "invalid value") {
-		if want := leafWants[leaf]; want != "" && got != "" {
+		if want := leafWant(leaf); want != "" && got != "" {
 			return fmt.Sprintf("%s: invalid value %s: want %s", field, got, want)
 		}
 	}
