@@ -33,7 +33,9 @@ unit:
 
 ## bench: Go benchmarks and whole-process runs (figures go in the issue notes)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	# -p 1: packages one at a time, so whole-process timings are not shared
+	# with another package's benchmark.
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
 ## fuzz: spec loading under the fuzzer for 60 s
 fuzz:
