@@ -18,6 +18,7 @@ import (
 	"github.com/bale-build/bale/executor/archive"
 	"github.com/bale-build/bale/executor/pack"
 	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
 )
 
@@ -46,6 +47,10 @@ type Options struct {
 	// SourceDateEpoch, when set, overrides the spec's build timestamp (the
 	// SOURCE_DATE_EPOCH environment variable, parsed by the caller).
 	SourceDateEpoch *time.Time
+	// Offline says the resolver may not use the network. With a Lock, an
+	// input fetched over the network is then taken from the lock as it
+	// stands, provided the spec still names the same source.
+	Offline bool
 	// Progress, when set, is told about each input as it is resolved.
 	Progress func(key string, done, total int)
 }
@@ -147,6 +152,9 @@ const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mti
 type job struct {
 	key     string
 	resolve func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error)
+	// remote is set for an input fetched over the network: it says
+	// whether a locked input pins the source the spec names now.
+	remote func(lock plan.Input) bool
 }
 
 // collect lists the inputs of a spec.
@@ -155,21 +163,36 @@ func collect(dir string, s *spec.Spec) []job {
 	if bp := s.BootstrapPack; bp != nil {
 		for _, img := range bp.Images {
 			img := img
-			jobs = append(jobs, job{key: plan.KindImage + "/" + img.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+			j := job{key: plan.KindImage + "/" + img.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 				if lock != nil {
 					img = lockImage(img, lock)
 				}
 				return r.Image(ctx, dir, img)
-			}})
+			}}
+			if ref := img.Ref; ref != "" {
+				j.remote = func(l plan.Input) bool { return l.Source.Type == plan.SourceRegistry && l.Source.Ref == ref }
+			}
+			jobs = append(jobs, j)
 		}
 		for _, c := range bp.Charts {
 			c := c
-			jobs = append(jobs, job{key: plan.KindChart + "/" + c.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+			j := job{key: plan.KindChart + "/" + c.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 				if lock != nil {
 					c.Digest = lock.Digest
 				}
 				return r.Chart(ctx, dir, c)
-			}})
+			}}
+			switch {
+			case c.Repository != "":
+				j.remote = func(l plan.Input) bool {
+					return l.Source.Type == plan.SourceRepository && l.Source.Ref == c.Repository && l.Chart != nil && l.Chart.Version == c.Version
+				}
+			case c.OCI != "":
+				j.remote = func(l plan.Input) bool {
+					return l.Source.Type == plan.SourceOCI && l.Source.Ref == resolve.OCIChartRef(c.OCI, c.Version)
+				}
+			}
+			jobs = append(jobs, j)
 		}
 		for _, sig := range bp.Signatures {
 			sig := sig
@@ -192,12 +215,18 @@ func collect(dir string, s *spec.Spec) []job {
 			for _, f := range files {
 				f := f
 				name := bundle + "/" + f.Dest
-				jobs = append(jobs, job{key: plan.KindFile + "/" + name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+				j := job{key: plan.KindFile + "/" + name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 					if lock != nil {
 						f.Digest = lock.Digest
 					}
 					return r.File(ctx, dir, plan.KindFile, name, f)
-				}})
+				}}
+				if f.URL != "" {
+					j.remote = func(l plan.Input) bool {
+						return l.Source.Type == plan.SourceURL && l.Source.URL == f.URL && l.Digest == f.Digest
+					}
+				}
+				jobs = append(jobs, j)
 			}
 		}
 		addFiles(rel.Runner.Name, rel.Runner.Files)
@@ -272,6 +301,17 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 				continue
 			}
 			lock = &in
+			if opts.Offline && j.remote != nil {
+				// The network is off: the lock is the only source of
+				// this input's facts, as long as it pins what the spec
+				// names.
+				if !j.remote(in) {
+					errs[i] = fmt.Errorf("input %s: the spec names a different source than the lock plan (%s); plan online to pin it", j.key, lockSource(in.Source))
+					continue
+				}
+				out[i] = in
+				continue
+			}
 		}
 		select {
 		case sem <- struct{}{}:
@@ -306,6 +346,16 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 		return nil, err
 	}
 	return out, nil
+}
+
+// lockSource renders a locked source for an error message.
+func lockSource(s plan.Source) string {
+	for _, v := range []string{s.Ref, s.URL, s.Path} {
+		if v != "" {
+			return s.Type + " " + v
+		}
+	}
+	return s.Type
 }
 
 // entry is an output path inside a pack.

@@ -3,6 +3,7 @@ package planner_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"net/http/httptest"
 	"os"
@@ -219,6 +220,32 @@ func TestTagMovedAndLock(t *testing.T) {
 	}
 	if !bytes.Equal(lb, fb) {
 		t.Errorf("a locked plan of an unchanged spec must equal the lock:\n%s\n---\n%s", lb, fb)
+	}
+	// Offline, with the lock: the registry is not asked at all (it is
+	// gone), and the plan is the lock's.
+	srv.Close()
+	ro, err := resolve.New(resolve.Options{Root: inst.Dir, Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := planner.Plan(context.Background(), inst, planner.Options{Resolver: ro, Lock: first, Offline: true})
+	if err != nil {
+		t.Fatalf("offline plan with lock: %v", err)
+	}
+	if ob, _ := plan.Marshal(op); !bytes.Equal(ob, fb) {
+		t.Errorf("an offline plan from the lock must equal the lock")
+	}
+	// A lock that pins another source than the spec names is refused.
+	moved := *first
+	moved.Inputs = append([]plan.Input(nil), first.Inputs...)
+	moved.Inputs[0].Source.Ref = "elsewhere.example/web:1.0"
+	if _, err := planner.Plan(context.Background(), inst, planner.Options{Resolver: ro, Lock: &moved, Offline: true}); err == nil ||
+		!strings.Contains(err.Error(), "the spec names a different source than the lock plan (registry elsewhere.example/web:1.0)") {
+		t.Errorf("offline plan with a lock of another source: %v", err)
+	}
+	// Without the lock, offline planning of a registry image is refused.
+	if _, err := planner.Plan(context.Background(), inst, planner.Options{Resolver: ro, Offline: true}); err == nil || !errors.Is(err, resolve.ErrOffline) {
+		t.Errorf("offline plan without lock: %v", err)
 	}
 	empty := *first
 	empty.Inputs = nil

@@ -96,7 +96,7 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 	if err != nil {
 		return nil, err
 	}
-	opts := planner.Options{Resolver: r, Root: root, Jobs: f.jobs}
+	opts := planner.Options{Resolver: r, Root: root, Jobs: f.jobs, Offline: f.offline}
 	if f.lock != "" {
 		lp, err := readPlan(f.lock)
 		if err != nil {

@@ -285,10 +285,10 @@ func (r *Resolver) download(ctx context.Context, url string, max int64) ([]byte,
 	return b, nil
 }
 
-// ociChartRef turns a spec's "oci://host/repo/name" and version into an
-// image reference. Helm stores a version's "+" as "_" in tags, which may
-// not hold "+".
-func ociChartRef(oci, version string) string {
+// OCIChartRef turns a spec's "oci://host/repo/name" and version into the
+// image reference the chart is fetched by. Helm stores a version's "+" as
+// "_" in tags, which may not hold "+".
+func OCIChartRef(oci, version string) string {
 	return strings.TrimPrefix(oci, "oci://") + ":" + strings.ReplaceAll(version, "+", "_")
 }
 
@@ -298,7 +298,7 @@ func (r *Resolver) chartOCI(ctx context.Context, c spec.Chart) (plan.Input, *cha
 	if c.Version == "" {
 		return plan.Input{}, nil, errors.New("an oci chart needs a version")
 	}
-	refStr := ociChartRef(c.OCI, c.Version)
+	refStr := OCIChartRef(c.OCI, c.Version)
 	ref, err := r.parseRef(refStr)
 	if err != nil {
 		return plan.Input{}, nil, err
