@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -118,6 +120,28 @@ func TestOCILayoutReadable(t *testing.T) {
 		t.Errorf("validated %d images, want 4", validated)
 	}
 	skopeo(t, dir, fx)
+	craneLayout(t, filepath.Join(dir, "images"))
+}
+
+// craneLayout has the crane binary read the extracted layout: crane push
+// takes a layout directory, so it pushes every image as one index to a
+// registry on loopback (go-containerregistry's pkg/registry), and crane
+// validate then fetches and re-hashes all of it.
+func craneLayout(t *testing.T, layoutDir string) {
+	path, err := lookTool(t, "crane")
+	if err != nil {
+		t.Log("crane not installed: layout checked with go-containerregistry only")
+		return
+	}
+	srv := httptest.NewServer(registry.New())
+	defer srv.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/pack/images:all"
+	if out, err := exec.Command(path, "push", "--index", layoutDir, ref).CombinedOutput(); err != nil {
+		t.Fatalf("crane push --index %s: %v\n%s", layoutDir, err, out)
+	}
+	if out, err := exec.Command(path, "validate", "--remote", ref).CombinedOutput(); err != nil {
+		t.Errorf("crane validate --remote %s: %v\n%s", ref, err, out)
+	}
 }
 
 // TestDockerArchiveReadable reads a tar of images/ (manifest.json at its
