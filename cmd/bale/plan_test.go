@@ -4,10 +4,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 func TestPlanAndDiff(t *testing.T) {
@@ -82,5 +88,45 @@ func TestPlanLockOffline(t *testing.T) {
 	b, _ := os.ReadFile(again)
 	if string(a) != string(b) {
 		t.Error("planning with the lock of an unchanged spec changed the plan")
+	}
+}
+
+// TestDiffTagMoved: a tag moved in a registry (go-containerregistry's
+// pkg/registry over httptest) between `bale plan` and `bale diff` shows as a
+// re-pin, and diff exits 2.
+func TestDiffTagMoved(t *testing.T) {
+	srv := httptest.NewServer(registry.New())
+	defer srv.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/team/web:1.0"
+	push := func() string {
+		img, err := random.Image(512, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := name.ParseReference(ref)
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return d.String()
+	}
+	dir := t.TempDir()
+	spec := "package p\n\nbootstrapPack: {\n\tsourceDateEpoch: 0\n\timages: [{name: \"web\", ref: \"" + ref + "\"}]\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "pack.cue"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := push()
+	if _, errs, code := bale(t, dir, "plan", ".", "-o", "old.json"); code != 0 {
+		t.Fatalf("plan: %s", errs)
+	}
+	second := push()
+	out, errs, code := bale(t, dir, "diff", "old.json", ".")
+	if code != 2 {
+		t.Fatalf("diff after a tag move: exit %d, want 2\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"inputs re-pinned (1)", "~ image/web registry " + ref, first + " -> " + second} {
+		if !strings.Contains(out, want) {
+			t.Errorf("diff output lacks %q:\n%s", want, out)
+		}
 	}
 }
