@@ -328,6 +328,43 @@ func TestRegistryRetries(t *testing.T) {
 	}
 }
 
+// TestCancelDuringBackoff: cancelling while bale waits to retry a 503
+// returns at once, not when the backoff would have ended.
+func TestCancelDuringBackoff(t *testing.T) {
+	var gets atomic.Int32
+	host := startRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if strings.Contains(req.URL.Path, "/manifests/") {
+				gets.Add(1)
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, req)
+		})
+	})
+	r := newResolver(t, Options{})
+	r.backoff = 10 * time.Second
+	ctx, cancel := context.WithCancel(bg)
+	go func() {
+		for gets.Load() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // now in the backoff wait
+		cancel()
+	}()
+	start := time.Now()
+	_, err := r.Image(ctx, "/", spec.Image{Name: "app", Ref: host + "/team/app:1"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancel took %v to stop a 10 s backoff", d)
+	}
+	if n := gets.Load(); n != 1 {
+		t.Errorf("%d manifest requests; the cancel came during the first backoff", n)
+	}
+}
+
 // silentListener accepts connections and never answers.
 func silentListener(t *testing.T) string {
 	t.Helper()

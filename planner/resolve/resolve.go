@@ -144,7 +144,7 @@ func New(opts Options) (*Resolver, error) {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	r.rt = &guardTransport{r: r, next: &timeoutTransport{next: base, d: opts.Timeout}}
+	r.rt = &guardTransport{r: r, next: &retryTransport{r: r, next: &timeoutTransport{next: base, d: opts.Timeout}}}
 	r.client = &http.Client{
 		Transport: r.rt,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -167,7 +167,8 @@ func (r *Resolver) initPuller() error {
 		remote.WithTransport(r.rt),
 		remote.WithAuthFromKeychain(r.opts.Keychain),
 		remote.WithUserAgent("bale"),
-		remote.WithRetryBackoff(remote.Backoff{Duration: r.backoff, Factor: 2, Jitter: 0.1, Steps: r.retries + 1}),
+		// One attempt: retryTransport retries, and stops on cancel.
+		remote.WithRetryBackoff(remote.Backoff{Duration: r.backoff, Steps: 1}),
 		remote.WithRetryStatusCodes(retryStatusCodes...),
 		remote.WithRetryPredicate(retryable),
 	)

@@ -170,44 +170,68 @@ func (b *watchedBody) Close() error {
 	return b.rc.Close()
 }
 
-// get fetches url and returns the response of a 200, retrying as the
-// registry client does. The caller closes the body.
+// get fetches url and returns the response of a 200; the transport has
+// already retried what is worth retrying. The caller closes the body.
 func (r *Resolver) get(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "bale")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return resp, nil
+}
+
+// retryTransport retries idempotent requests (GET, HEAD) on retry statuses
+// and dropped connections, with exponential backoff and jitter, honouring
+// Retry-After. It waits on a timer that ends the moment the request's
+// context is done: go-containerregistry's own retries sleep without looking
+// at the context, so they are switched off and this does the retrying for
+// registries and chart repositories alike, and Ctrl-C stops at once.
+type retryTransport struct {
+	r    *Resolver // its retries and backoff
+	next http.RoundTripper
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return t.next.RoundTrip(req)
+	}
+	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("User-Agent", "bale")
-		resp, err := r.client.Do(req)
+		resp, err := t.next.RoundTrip(req)
 		var wait time.Duration
 		switch {
 		case err != nil:
-			if attempt >= r.retries || !retryable(err) {
+			if attempt >= t.r.retries || !retryable(err) || ctx.Err() != nil {
 				return nil, err
 			}
-		case resp.StatusCode == http.StatusOK:
-			return resp, nil
-		default:
-			status := resp.Status
+		case retryStatus(resp.StatusCode) && attempt < t.r.retries:
 			wait = retryAfter(resp)
-			// Drain a little so the connection can be reused.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
-			if attempt >= r.retries || !retryStatus(resp.StatusCode) {
-				return nil, fmt.Errorf("GET %s: %s", url, status)
-			}
+		default:
+			return resp, nil
 		}
 		if wait <= 0 {
-			wait = r.backoff << attempt
+			wait = t.r.backoff << attempt
 			wait += time.Duration(rand.Int64N(int64(wait)/10 + 1))
 		}
-		t := time.NewTimer(wait)
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			timer.Stop()
 			return nil, ctx.Err()
-		case <-t.C:
+		case <-timer.C:
 		}
 	}
 }
