@@ -43,7 +43,7 @@ It prints each artifact's artifactSha256 (sha256 of the file), the pack's
 rootHash (sha256 of its pack index), its size and the plan id.`,
 		Example: `  bale build specs/airgap -o out
   bale plan specs/airgap -o plan.json && bale build --plan plan.json -o out
-  bale build specs/airgap -o out --format json | jq -r .artifacts[0].sha256
+  bale build specs/airgap -o out --format json | jq -r .artifactSha256
   (cd out && sha256sum -c bootstrap-pack-v1.tar.sha256)`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -98,7 +98,14 @@ rootHash (sha256 of its pack index), its size and the plan id.`,
 				return err
 			}
 			if format == "json" {
-				return writeJSON(cmd.OutOrStdout(), buildOutput{PlanID: pl.id, OutDir: out, Result: res})
+				o := buildOutput{PlanID: pl.id, OutDir: out, Result: res}
+				for _, a := range res.Artifacts {
+					if a.RootHash != "" {
+						o.Path, o.ArtifactSha256, o.RootHash, o.Size = filepath.Join(out, a.Path), a.SHA256, a.RootHash, a.Size
+						break
+					}
+				}
+				return writeJSON(cmd.OutOrStdout(), o)
 			}
 			w := cmd.OutOrStdout()
 			for _, a := range res.Artifacts {
@@ -128,10 +135,15 @@ rootHash (sha256 of its pack index), its size and the plan id.`,
 	return cmd
 }
 
-// buildOutput is build's JSON output.
+// buildOutput is build's JSON output: the pack's facts under the names the
+// bootstrap pack contract uses, then every artifact and the step counts.
 type buildOutput struct {
-	PlanID string `json:"planId"`
-	OutDir string `json:"outDir"`
+	Path           string `json:"path,omitempty"`
+	ArtifactSha256 string `json:"artifactSha256,omitempty"`
+	RootHash       string `json:"rootHash,omitempty"`
+	Size           int64  `json:"size,omitempty"`
+	PlanID         string `json:"planId"`
+	OutDir         string `json:"outDir"`
 	*executor.Result
 }
 

@@ -47,7 +47,8 @@ func TestBuildVerify(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil {
 		t.Fatalf("warm build --format json: exit %d\n%s", code, stdout)
 	}
-	if res.StepsRun != 0 || res.StepsCached != 11 || res.Artifacts[0].SHA256 != wantSum || res.Artifacts[0].RootHash != wantRoot {
+	if res.StepsRun != 0 || res.StepsCached != 11 || res.Artifacts[0].SHA256 != wantSum || res.Artifacts[0].RootHash != wantRoot ||
+		res.ArtifactSha256 != wantSum || res.RootHash != wantRoot || res.Path != filepath.Join(out, "bootstrap-pack-v1.tar") || res.Size != int64(len(pack)) {
 		t.Errorf("warm build: %+v", res)
 	}
 
