@@ -246,6 +246,39 @@ type Descriptor struct {
 	Digest      string            `json:"digest"`
 	Size        int64             `json:"size"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Platform is read from index entries; bale never writes it.
+	Platform *Platform `json:"platform,omitempty"`
+}
+
+// Platform is an index entry's platform.
+type Platform struct {
+	OS           string `json:"os"`
+	Architecture string `json:"architecture"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+// String renders p as "os/arch[/variant]", or "" when p names none.
+func (p *Platform) String() string {
+	if p == nil || p.OS == "" || p.Architecture == "" {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// ManifestOrIndex is an OCI or docker image manifest, or an index, as bale
+// reads one from an untrusted source: the union of both, told apart by
+// media type and by which lists are present. Digests stay text, so a
+// hostile one is checked before it touches a path.
+type ManifestOrIndex struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Config        *Descriptor  `json:"config"`
+	Layers        []Descriptor `json:"layers"`
+	Manifests     []Descriptor `json:"manifests"`
 }
 
 // OCIIndex is the images/index.json document.

@@ -447,29 +447,6 @@ func (v *verifier) blob(from, digest string, size int64) (fileInfo, bool) {
 	return fi, true
 }
 
-// descriptor is the part of an OCI descriptor verify reads.
-type descriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
-	Annotations map[string]string `json:"annotations"`
-	Platform    *struct {
-		OS           string `json:"os"`
-		Architecture string `json:"architecture"`
-		Variant      string `json:"variant"`
-	} `json:"platform"`
-}
-
-// manifestDoc is an OCI or docker image manifest, or an index: verify tells
-// them apart by which lists are present.
-type manifestDoc struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType"`
-	Config        *descriptor  `json:"config"`
-	Layers        []descriptor `json:"layers"`
-	Manifests     []descriptor `json:"manifests"`
-}
-
 // maxDepth bounds index nesting, so a cycle of indexes cannot loop.
 const maxDepth = 4
 
@@ -492,7 +469,7 @@ func (v *verifier) checkLayout(ix *pack.Index) {
 	if err := v.decode(pack.OCILayoutPath, &layout); err == nil && layout.ImageLayoutVersion != "1.0.0" {
 		v.fail(pack.OCILayoutPath, CheckOCILayout, "imageLayoutVersion %q, want 1.0.0", layout.ImageLayoutVersion)
 	}
-	var index manifestDoc
+	var index pack.ManifestOrIndex
 	if err := v.decode(pack.OCIIndexPath, &index); err != nil {
 		return
 	}
@@ -554,12 +531,12 @@ func (v *verifier) checkLayout(ix *pack.Index) {
 
 // walkDescriptor checks a descriptor's blob and, for an index or manifest,
 // what it references; it returns the image manifests reached.
-func (v *verifier) walkDescriptor(from string, d descriptor, depth int) []image {
+func (v *verifier) walkDescriptor(from string, d pack.Descriptor, depth int) []image {
 	if _, ok := v.blob(from, d.Digest, d.Size); !ok {
 		return nil
 	}
 	p := pack.BlobPath(d.Digest)
-	var doc manifestDoc
+	var doc pack.ManifestOrIndex
 	if err := v.decode(p, &doc); err != nil {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/executor/pack"
 	"github.com/bale-build/bale/planner/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
@@ -317,7 +318,7 @@ func (r *Resolver) chartOCI(ctx context.Context, c spec.Chart) (plan.Input, *cha
 	if m.Config == nil {
 		return plan.Input{}, nil, fmt.Errorf("%s is an index, not a chart manifest", refStr)
 	}
-	var layer *descriptor
+	var layer *pack.Descriptor
 	for i := range m.Layers {
 		if m.Layers[i].MediaType == HelmChartLayerType {
 			if layer != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/bale-build/bale/executor/pack"
 	"github.com/bale-build/bale/planner/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
@@ -39,42 +40,6 @@ const (
 // refNameAnnotation names an image in an OCI layout's index.json.
 const refNameAnnotation = "org.opencontainers.image.ref.name"
 
-// descriptor is an OCI descriptor with its digest kept as text, so a
-// hostile value is seen and refused by bale rather than half-parsed.
-type descriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
-	Platform    *platform         `json:"platform,omitempty"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-}
-
-type platform struct {
-	OS           string `json:"os"`
-	Architecture string `json:"architecture"`
-	Variant      string `json:"variant,omitempty"`
-}
-
-func (p *platform) String() string {
-	if p == nil || p.OS == "" || p.Architecture == "" {
-		return ""
-	}
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}
-
-// manifestDoc is the union of an image manifest and an index.
-type manifestDoc struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType"`
-	Config        *descriptor  `json:"config"`
-	Layers        []descriptor `json:"layers"`
-	Manifests     []descriptor `json:"manifests"`
-}
-
 func isIndexType(mt string) bool {
 	return mt == string(types.OCIImageIndex) || mt == string(types.DockerManifestList)
 }
@@ -86,11 +51,11 @@ func isManifestType(mt string) bool {
 // parseManifest parses raw manifest bytes and settles their media type:
 // the document's own mediaType, else the one its descriptor or the
 // registry gave, else what its shape says (OCI allows omitting it).
-func parseManifest(raw []byte, hint string) (*manifestDoc, string, error) {
+func parseManifest(raw []byte, hint string) (*pack.ManifestOrIndex, string, error) {
 	if len(raw) > MaxManifestSize {
 		return nil, "", fmt.Errorf("manifest is %d bytes, more than the %d-byte limit", len(raw), MaxManifestSize)
 	}
-	var m manifestDoc
+	var m pack.ManifestOrIndex
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, "", fmt.Errorf("parse manifest: %w", err)
 	}
@@ -138,7 +103,7 @@ func parseManifest(raw []byte, hint string) (*manifestDoc, string, error) {
 
 // checkDesc validates a descriptor's digest and size before either is used
 // for a request or a path.
-func checkDesc(d descriptor, what string, maxSize int64) error {
+func checkDesc(d pack.Descriptor, what string, maxSize int64) error {
 	if !plan.ValidDigest(d.Digest) {
 		return fmt.Errorf("%s digest %q: want sha256:<64 lowercase hex>", what, d.Digest)
 	}
@@ -172,7 +137,7 @@ func checkManifestBytes(raw []byte, d string, size int64) error {
 		return fmt.Errorf("manifest bytes hash to %s, not the requested %s", got, d)
 	}
 	if size >= 0 && int64(len(raw)) != size {
-		return fmt.Errorf("manifest %s is %d bytes, its descriptor says %d", d, len(raw), size)
+		return fmt.Errorf("manifest %s is %d bytes, its pack.Descriptor says %d", d, len(raw), size)
 	}
 	return nil
 }
@@ -310,7 +275,7 @@ func (r *Resolver) pin(ctx context.Context, src imageSource, raw []byte, hint st
 
 // pinManifest records one image manifest. Without a platform from an index
 // the config is read for it, verified against its digest.
-func (r *Resolver) pinManifest(ctx context.Context, src imageSource, m *manifestDoc, mt, digest string, size int64, plat string) (plan.Manifest, error) {
+func (r *Resolver) pinManifest(ctx context.Context, src imageSource, m *pack.ManifestOrIndex, mt, digest string, size int64, plat string) (plan.Manifest, error) {
 	if err := checkDesc(*m.Config, "config", MaxConfigSize); err != nil {
 		return plan.Manifest{}, err
 	}
@@ -340,7 +305,7 @@ func (r *Resolver) pinManifest(ctx context.Context, src imageSource, m *manifest
 	if err != nil {
 		return plan.Manifest{}, err
 	}
-	var p platform
+	var p pack.Platform
 	// A config that is not an image config (an artifact) has no platform;
 	// that is not an error.
 	if json.Unmarshal(cfg, &p) == nil {
@@ -355,8 +320,8 @@ func (r *Resolver) pinManifest(ctx context.Context, src imageSource, m *manifest
 // runnable images. A requested platform without a variant matches a sole
 // entry with that os/arch and some variant ("linux/arm64" finds
 // "linux/arm64/v8").
-func choosePlatforms(entries []descriptor, want []string) ([]descriptor, error) {
-	byPlat := map[string]descriptor{}
+func choosePlatforms(entries []pack.Descriptor, want []string) ([]pack.Descriptor, error) {
+	byPlat := map[string]pack.Descriptor{}
 	var all []string
 	for i, e := range entries {
 		if err := checkDesc(e, fmt.Sprintf("index entry %d", i), MaxManifestSize); err != nil {
@@ -381,7 +346,7 @@ func choosePlatforms(entries []descriptor, want []string) ([]descriptor, error) 
 		}
 	}
 	seen := map[string]bool{}
-	var out []descriptor
+	var out []pack.Descriptor
 	for _, w := range want {
 		e, ok := byPlat[w]
 		if !ok {
@@ -546,7 +511,7 @@ func (s *layoutSource) blob(_ context.Context, d string) (io.ReadCloser, error) 
 
 // openLayout opens a layout directory and reads its index.json, checking
 // every entry's digest: a hostile index.json may hold "sha256:../../x".
-func openLayout(abs string) (*layoutSource, []descriptor, error) {
+func openLayout(abs string) (*layoutSource, []pack.Descriptor, error) {
 	lp, err := layout.FromPath(abs)
 	if err != nil {
 		return nil, nil, err
@@ -568,7 +533,7 @@ func openLayout(abs string) (*layoutSource, []descriptor, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var idx manifestDoc
+	var idx pack.ManifestOrIndex
 	if err := json.Unmarshal(raw, &idx); err != nil {
 		return nil, nil, fmt.Errorf("parse index.json: %w", err)
 	}
@@ -594,7 +559,7 @@ func (r *Resolver) imageLayout(ctx context.Context, specDir string, img spec.Ima
 	if err != nil {
 		return plan.Input{}, err
 	}
-	var pick []descriptor
+	var pick []pack.Descriptor
 	switch {
 	case img.Layout.RefName != "":
 		var names []string
