@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
@@ -171,10 +170,7 @@ func defaultCache() (string, error) {
 // buildProgress shows one rewritten line on a terminal and one line per
 // finished step elsewhere, each with the step's bytes and the running total.
 func buildProgress(w io.Writer, total int) func(executor.Event) {
-	tty := false
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		tty = true
-	}
+	tty := isTerminal(w)
 	done := 0
 	var bytes int64
 	return func(e executor.Event) {

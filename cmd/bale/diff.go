@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/bale-build/bale/planner/diff"
 )
@@ -59,11 +58,7 @@ Exit status (the terraform plan -detailed-exitcode convention):
 			case "markdown":
 				err = r.Markdown(w)
 			default:
-				colour := false
-				if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == "" {
-					colour = true
-				}
-				err = r.Text(w, colour)
+				err = r.Text(w, isTerminal(w) && os.Getenv("NO_COLOR") == "")
 			}
 			if err != nil {
 				return fmt.Errorf("write diff: %w", err)

@@ -125,6 +125,13 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 	return &planned{root: root, name: inst.Name, plan: p, bytes: b, id: plan.ID(b)}, nil
 }
 
+// isTerminal reports whether w is a terminal: progress lines and colour
+// are for people, not for logs and pipes.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 // readPlan reads and checks a plan file.
 func readPlan(path string) (*planned, error) {
 	b, err := os.ReadFile(path)
@@ -141,8 +148,7 @@ func readPlan(path string) (*planned, error) {
 // progressLine reports progress: a rewritten line on a terminal, nothing
 // elsewhere (CI logs want the result, not a line per input).
 func progressLine(w io.Writer, what string) func(key string, done, total int) {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(w) {
 		return nil
 	}
 	return func(key string, done, total int) {
