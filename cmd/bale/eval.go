@@ -1,11 +1,7 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
-
-	"github.com/bale-build/bale/planner/spec"
 )
 
 func newEval() *cobra.Command {
@@ -25,26 +21,17 @@ it is formatted, and its sha256 is the spec digest that plans record.`,
 			if err := checkFormat(format, "json", "cue"); err != nil {
 				return err
 			}
-			insts, diags, err := spec.Load(cmd.Context(), args, spec.Options{})
+			inst, err := loadOne(cmd.Context(), args, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			for _, d := range diags {
-				fmt.Fprintln(cmd.ErrOrStderr(), d.String())
-			}
-			if diags.HasErrors() {
-				return &exitError{code: 1, reported: true}
-			}
-			if len(insts) != 1 {
-				return fmt.Errorf("eval: %d specs matched; name exactly one", len(insts))
-			}
 			var out []byte
 			if format == "cue" {
-				if out, err = insts[0].CUE(); err != nil {
+				if out, err = inst.CUE(); err != nil {
 					return err
 				}
 			} else {
-				out = insts[0].JSON()
+				out = inst.JSON()
 			}
 			_, err = cmd.OutOrStdout().Write(out)
 			return err

@@ -72,20 +72,10 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 	if path != "" {
 		args = append(args, path)
 	}
-	insts, diags, err := spec.Load(ctx, args, spec.Options{})
+	inst, err := loadOne(ctx, args, stderr)
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range diags {
-		fmt.Fprintln(stderr, d.String())
-	}
-	if diags.HasErrors() {
-		return nil, &exitError{code: 1, reported: true}
-	}
-	if len(insts) != 1 {
-		return nil, fmt.Errorf("%d specs matched %q; name exactly one", len(insts), path)
-	}
-	inst := insts[0]
 	root := f.root
 	if root == "" {
 		root = planner.FindRoot(inst.Dir)
@@ -130,6 +120,25 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// loadOne loads the one spec args name, printing its diagnostics
+// (warnings included) to stderr; spec errors end the command with exit 1.
+func loadOne(ctx context.Context, args []string, stderr io.Writer) (*spec.Instance, error) {
+	insts, diags, err := spec.Load(ctx, args, spec.Options{})
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range diags {
+		fmt.Fprintln(stderr, d.String())
+	}
+	if diags.HasErrors() {
+		return nil, &exitError{code: 1, reported: true}
+	}
+	if len(insts) != 1 {
+		return nil, fmt.Errorf("%d specs matched %v; name exactly one", len(insts), args)
+	}
+	return insts[0], nil
 }
 
 // readPlan reads and checks a plan file.
