@@ -337,9 +337,6 @@ func (x *execution) graph() error {
 			}
 			n.target = tg
 		}
-		if n.target.t.Kind != kindBootstrapPack {
-			return fmt.Errorf("%s: target %s has kind %q; this executor builds %q targets only", at, n.target.t.Name, n.target.t.Kind, kindBootstrapPack)
-		}
 		for _, id := range s.Needs {
 			d := byID[id]
 			if d == nil {
