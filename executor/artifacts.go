@@ -16,8 +16,8 @@ import (
 
 	"github.com/bale-build/bale/executor/atomicfile"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/executor/ctxio"
-	"github.com/bale-build/bale/executor/pack"
+	"github.com/bale-build/bale/internal/ctxio"
+	"github.com/bale-build/bale/pack"
 )
 
 // writeArtifacts puts every target artifact into OutDir from the store.

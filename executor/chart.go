@@ -10,8 +10,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"helm.sh/helm/v3/pkg/chart"
 
-	"github.com/bale-build/bale/executor/archive"
-	"github.com/bale-build/bale/executor/pack"
+	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/pack"
 )
 
 // chartLevel is the gzip level of chart archives: charts are small text,

@@ -44,7 +44,7 @@
 // Byte stability comes from the steps: they build every header, JSON
 // document and archive from the plan alone (names, digests, the plan's
 // build timestamp), never from the clock, the file system or map order, and
-// stream through the pinned tar and gzip writers of executor/archive.
+// stream through the pinned tar and gzip writers of archive.
 package executor
 
 import (
@@ -65,7 +65,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 // Source is how the executor reads input bytes. planner/resolve.Resolver

@@ -18,11 +18,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"helm.sh/helm/v3/pkg/chart"
 
-	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/executor/verify"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/verify"
 )
 
 // readPack returns a pack's files by path, and its directories, read

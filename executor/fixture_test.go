@@ -28,10 +28,10 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 
-	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 )
 
 // buildTime is the fixture plan's build timestamp, the seeds' epoch.

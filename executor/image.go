@@ -10,8 +10,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 )
 
 // doImage fetches every blob of an image into the store: the index (if

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 )
 
 // doOCILayout writes the OCI image layout's metadata for every image of

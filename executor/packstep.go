@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 )
 
 // bundleKindParam prefixes the pack-index params that give each bundle's

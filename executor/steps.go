@@ -12,9 +12,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/bale-build/bale/executor/archive"
+	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 // Target kinds this executor builds.

@@ -27,8 +27,8 @@ import (
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 
-	"github.com/bale-build/bale/executor/archive"
-	"github.com/bale-build/bale/executor/pack"
+	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/pack"
 )
 
 // extract writes a pack's (or chart's) files under dir.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bale-build/bale/executor/archive"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/executor/verify"
+	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/verify"
 )
 
 // repack rewrites a pack with bale's own writer after edit changes its

@@ -15,9 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bale-build/bale/executor/archive"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
 )
@@ -144,7 +144,7 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 	return p, nil
 }
 
-// TarLayout names the tar layout rules of executor/archive; it changes when
+// TarLayout names the tar layout rules of archive; it changes when
 // they do, so the change shows in bale diff.
 const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mtime=sourceDateEpoch)"
 
@@ -362,7 +362,7 @@ func lockSource(s plan.Source) string {
 func entry(pack, p string) string { return pack + ":" + p }
 
 // bootstrapSteps lays out the steps of a bootstrap pack. Entry paths come
-// from executor/pack, the rules the executor builds and checks by.
+// from pack, the rules the executor builds and checks by.
 func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
 	tarName := bp.Name + ".tar"
 	var entrySteps []string

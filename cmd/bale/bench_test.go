@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 // buildBale compiles the bale binary for whole-process benchmarks.

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/plan"
 	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
 )

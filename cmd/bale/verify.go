@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bale-build/bale/executor/verify"
+	"github.com/bale-build/bale/verify"
 )
 
 func newVerify() *cobra.Command {

@@ -25,7 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/executor/atomicfile"
-	"github.com/bale-build/bale/executor/ctxio"
+	"github.com/bale-build/bale/internal/ctxio"
 )
 
 // ErrInvalidDigest is wrapped by errors about digests that are not

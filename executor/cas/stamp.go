@@ -14,7 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/executor/atomicfile"
-	"github.com/bale-build/bale/executor/ctxio"
+	"github.com/bale-build/bale/internal/ctxio"
 )
 
 // Stamps let a blob that was verified once be trusted again without

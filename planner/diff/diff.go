@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 // FormatVersion is the version of the JSON report.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

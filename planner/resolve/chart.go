@@ -22,9 +22,9 @@ import (
 	"helm.sh/helm/v3/pkg/repo"
 	"sigs.k8s.io/yaml"
 
-	"github.com/bale-build/bale/executor/archive"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
 
@@ -129,7 +129,7 @@ func readChartFile(abs string) ([]byte, error) {
 	return readLimited(f, MaxChartArchiveSize, "chart archive")
 }
 
-// loadChartArchive walks an untrusted chart archive with executor/archive
+// loadChartArchive walks an untrusted chart archive with archive
 // (no links, no "..", no absolute names, Helm's size limits) and only then
 // hands it to Helm's loader. The same bytes are checked, hashed and
 // loaded, so nothing changes in between.

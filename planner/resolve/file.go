@@ -11,7 +11,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
 

@@ -26,7 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 // repoRoot is the bale checkout, whose testdata/ holds the shared fixtures.

@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
 

@@ -5,7 +5,7 @@
 // Nothing a source says about itself is trusted where bale can check it:
 // manifests fetched by tag are hashed by bale (never the Docker-Content-Digest
 // header), every digest string from a source is validated before it becomes
-// part of a file path, chart archives are walked by executor/archive before
+// part of a file path, chart archives are walked by archive before
 // Helm's loader sees them, local paths must stay below the workspace root,
 // and every byte handed to the executor is hashed on the way and compared
 // with the plan. A source that changed between planning and building is an
@@ -29,7 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 // Defaults for zero Options fields.

@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 // FormatVersion is the pack index format this package writes and reads.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/plan"
 )
 
 func dg(c string) string { return "sha256:" + strings.Repeat(c, 64) }

@@ -31,10 +31,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bale-build/bale/executor/archive"
-	"github.com/bale-build/bale/executor/ctxio"
-	"github.com/bale-build/bale/executor/pack"
-	"github.com/bale-build/bale/planner/plan"
+	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/ctxio"
+	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 )
 
 // Checks, as named in a Report.
