@@ -12,6 +12,7 @@ import (
 
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 )
 
 // chartLevel is the gzip level of chart archives: charts are small text,
@@ -25,11 +26,11 @@ const chartLevel = gzip.BestCompression
 //
 // Output: "PACK:charts/NAME-VERSION.tgz", NAME and VERSION from Params.
 func (x *execution) doChart(ctx context.Context, n *node) (outputs, error) {
-	in, err := x.input(n, "chart")
+	in, err := x.input(n, plan.KindChart)
 	if err != nil {
 		return nil, err
 	}
-	name, version := n.step.Params["name"], n.step.Params["version"]
+	name, version := n.step.Params[plan.ParamName], n.step.Params[plan.ParamVersion]
 	if err := safeName("chart name", name); err != nil {
 		return nil, err
 	}
@@ -58,11 +59,11 @@ func (x *execution) doChart(ctx context.Context, n *node) (outputs, error) {
 		return nil, err
 	}
 	defer w.Abort()
-	zw, err := archive.NewGzipWriter(w, chartLevel, x.mtime)
+	zw, err := archive.NewGzipWriter(w, chartLevel, n.def.mtime)
 	if err != nil {
 		return nil, err
 	}
-	if err := archive.WriteTar(ctx, zw, entries, x.mtime); err != nil {
+	if err := archive.WriteTar(ctx, zw, entries, n.def.mtime); err != nil {
 		return nil, fmt.Errorf("archive chart %s: %w", in.Name, err)
 	}
 	if err := zw.Close(); err != nil {

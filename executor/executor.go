@@ -8,38 +8,25 @@
 // executing a plan whose steps are all cached runs nothing and only links
 // the artifacts into the output directory.
 //
-// # Bootstrap pack actions
+// # Steps
 //
-// A step belongs to the target whose artifacts its outputs name: "N.tar:P"
-// is entry P inside the pack N.tar of target N; "N.tar" and
-// "N.tar.sha256" are the target's artifacts. Each action produces exactly
-// the outputs below, and a step whose declared Outputs differ fails:
-//
-//	chart       Inputs [chart/C], Params {name, version}
-//	            → "N.tar:charts/NAME-VERSION.tgz"
-//	image       Inputs [image/I]
-//	            → "N.tar:" + each path of pack.ImageEntries(input)
-//	copy        Inputs [signature/S]
-//	            → "N.tar:signatures/S"
-//	oci-layout  Inputs [every image key], Needs [every image step]
-//	            → "N.tar:images/oci-layout", "N.tar:images/index.json",
-//	              "N.tar:images/manifest.json"
-//	pack-index  Needs [every entry step], Inputs [bundle keys],
-//	            Params {"bundleKind.B": kind for each bundle B}
-//	            → "N.tar:pack-index.json"
-//	pack        Needs [pack-index and every entry step],
-//	            Params {compression: "gzip", level: "0".."9"} → "N.tar"
-//	checksum    Needs [pack] → "N.tar.sha256"
-//
-// The order of a step's Outputs is free; results keep it. Other params
-// (such as "name") are ignored.
+// The actions, their inputs, params and outputs are the step contract of
+// package plan (see plan.ActionChart and plan.Rule), which the planner lays
+// out and Validate holds every plan to. Before running anything the
+// executor also checks each step's declared outputs against the paths its
+// action makes by package pack's rules, so a plan the executor cannot honour
+// fails whole, naming the step.
 //
 // # Cache keys
 //
-// A step's action cache key is its id, except for steps whose output embeds
-// the plan id (pack-index, and every step that needs one, transitively):
-// their key is sha256(stepID + "\n" + planID), since a step id cannot
-// include the plan id that hashes it.
+// A step's action cache key is derived from everything its action reads
+// (see stepDef): the step's full definition, the inputs it names in full,
+// its needs' keys, its target, the plan's build timestamp and builder
+// section, this executor's identity (action rules, bale version, format
+// versions), and for pack-index, the plan id. Actions reach the plan only
+// through that definition, so a change to anything that decides a step's
+// bytes changes its key, and a cache shared between plans that differ in
+// any such way never hands one plan's bytes to another.
 //
 // Byte stability comes from the steps: they build every header, JSON
 // document and archive from the plan alone (names, digests, the plan's
@@ -49,8 +36,6 @@ package executor
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +44,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"helm.sh/helm/v3/pkg/chart"
@@ -200,14 +184,14 @@ func retryable(err error) bool {
 var errMissingBlob = errors.New("blob missing from the store")
 
 // execution is one Execute call's state.
+//
+// It holds no plan: actions read the plan only through their node's def,
+// whose hash is their cache key.
 type execution struct {
-	plan    *plan.Plan
-	planID  string
 	src     Source
 	store   *cas.Store
 	outDir  string
 	jobs    int
-	mtime   time.Time
 	nodes   []*node
 	targets []*target
 	// noLink makes artifacts copies rather than hard links (tests).
@@ -221,13 +205,14 @@ type execution struct {
 
 // node is one step and what the scheduler knows of it.
 type node struct {
+	// def is everything the step's action may read of the plan; step is
+	// def.Step.
+	def    *stepDef
 	step   plan.Step
 	target *target
 	needs  []*node
-	// key is the action cache key: the step id, or for a step whose
-	// output embeds the plan id, sha256(stepID + "\n" + planID).
-	key       v1.Hash
-	planBound bool
+	// key is the action cache key, def's hash.
+	key v1.Hash
 
 	// Set by the attempt that runs the node; read by dependents only
 	// after done is closed.
@@ -271,8 +256,7 @@ func newExecution(p *plan.Plan, planID string, src Source, opts Options) (*execu
 	if want := plan.ID(canonical); planID != want {
 		return nil, fmt.Errorf("execute plan: plan id %q does not match the plan (%s)", planID, want)
 	}
-	mtime, err := p.Time()
-	if err != nil {
+	if _, err := p.Time(); err != nil {
 		return nil, fmt.Errorf("execute plan: %w", err)
 	}
 	jobs := opts.Jobs
@@ -280,30 +264,34 @@ func newExecution(p *plan.Plan, planID string, src Source, opts Options) (*execu
 		jobs = runtime.GOMAXPROCS(0)
 	}
 	x := &execution{
-		plan:     p,
-		planID:   planID,
 		src:      src,
 		store:    opts.Store,
 		outDir:   opts.OutDir,
 		jobs:     jobs,
-		mtime:    mtime,
 		progress: opts.Progress,
 	}
-	if err := x.graph(); err != nil {
+	if err := x.graph(p, planID); err != nil {
 		return nil, err
 	}
 	return x, nil
 }
 
-// graph links steps to their needs and targets and computes cache keys.
-func (x *execution) graph() error {
+// graph links steps to their needs and targets, checks each step's
+// outputs, and derives each step's definition and cache key. Nothing of p
+// is kept but what goes into the definitions.
+func (x *execution) graph(p *plan.Plan, planID string) error {
+	mtime, err := p.Time()
+	if err != nil {
+		return fmt.Errorf("execute plan: %w", err)
+	}
+	exe := newExecutorID()
 	packs := map[string]*target{}     // "NAME.tar" -> target
 	artifacts := map[string]*target{} // artifact name -> target
-	for _, t := range x.plan.Targets {
-		if t.Kind != kindBootstrapPack {
+	for _, t := range p.Targets {
+		if t.Kind != plan.TargetBootstrapPack {
 			// Planned but not buildable here: say so rather than build
 			// nothing and succeed.
-			return fmt.Errorf("execute plan: target %s has kind %q; this version of bale builds %q targets only", t.Name, t.Kind, kindBootstrapPack)
+			return fmt.Errorf("execute plan: target %s has kind %q; this version of bale builds %q targets only", t.Name, t.Kind, plan.TargetBootstrapPack)
 		}
 		tg := &target{t: t, packName: t.Name + ".tar"}
 		x.targets = append(x.targets, tg)
@@ -316,7 +304,7 @@ func (x *execution) graph() error {
 		packs[tg.packName] = tg
 	}
 	byID := map[string]*node{}
-	for i, s := range x.plan.Steps {
+	for i, s := range p.Steps {
 		n := &node{step: s}
 		at := fmt.Sprintf("execute step %d (%s %s)", i, s.Action, s.ID)
 		if len(s.Outputs) == 0 {
@@ -337,27 +325,41 @@ func (x *execution) graph() error {
 			}
 			n.target = tg
 		}
+		def := &stepDef{
+			Executor:        exe,
+			Builder:         p.Builder,
+			SourceDateEpoch: p.SourceDateEpoch,
+			Target:          n.target.t,
+			Step:            s,
+			Inputs:          []plan.Input{},
+			Needs:           []string{},
+			mtime:           mtime,
+		}
+		for _, k := range s.Inputs {
+			in, ok := p.Input(k)
+			if !ok {
+				return fmt.Errorf("%s: unknown input %s", at, k)
+			}
+			def.Inputs = append(def.Inputs, in)
+		}
 		for _, id := range s.Needs {
 			d := byID[id]
 			if d == nil {
 				return fmt.Errorf("%s: needs unknown step %s", at, id)
 			}
 			n.needs = append(n.needs, d)
-			n.planBound = n.planBound || d.planBound
+			def.Needs = append(def.Needs, d.key.Hex)
 		}
-		// The pack index embeds the plan id, which the step id cannot
-		// include (the plan id hashes the step ids); so it and everything
-		// built from it are cached per plan.
-		n.planBound = n.planBound || s.Action == actionPackIndex
-		h, err := v1.NewHash(s.ID)
-		if err != nil {
+		if s.Action == plan.ActionPackIndex {
+			def.Plan = &planRef{ID: planID, SpecDigest: p.Spec.Digest}
+		}
+		if err := def.checkOutputs(n.target.packName); err != nil {
 			return fmt.Errorf("%s: %w", at, err)
 		}
-		if n.planBound {
-			sum := sha256.Sum256([]byte(s.ID + "\n" + x.planID))
-			h = v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+		if n.key, err = def.key(); err != nil {
+			return fmt.Errorf("%s: %w", at, err)
 		}
-		n.key = h
+		n.def = def
 		byID[s.ID] = n
 		x.nodes = append(x.nodes, n)
 	}

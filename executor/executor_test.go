@@ -293,7 +293,7 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 				os.Remove(filepath.Join(cache, "ac", packKey.Hex))
 			case "chart blob":
 				for _, n := range x.nodes {
-					if n.step.Action == actionChart {
+					if n.step.Action == plan.ActionChart {
 						res, _, _ := store.GetAction(n.key)
 						flip(t, store.Path(res.Outputs[0].Digest), 30)
 					}
@@ -399,7 +399,7 @@ func TestPlanErrors(t *testing.T) {
 		}, `unknown action "teleport"`},
 		{"outputs rule mismatch", func(fx *fixture) {
 			for i, s := range fx.plan.Steps {
-				if s.Action == actionCopy {
+				if s.Action == plan.ActionCopy {
 					fx.plan.Steps[i].Outputs = []string{packName + ".tar:signatures/renamed"}
 				}
 			}
@@ -408,7 +408,7 @@ func TestPlanErrors(t *testing.T) {
 		{"release target", func(fx *fixture) { fx.plan.Targets[0].Kind = "release" }, `kind "release"`},
 		{"missing bundle kind", func(fx *fixture) {
 			for i, s := range fx.plan.Steps {
-				if s.Action == actionPackIndex {
+				if s.Action == plan.ActionPackIndex {
 					fx.plan.Steps[i].Params = nil
 				}
 			}
@@ -432,7 +432,7 @@ func TestPlanErrors(t *testing.T) {
 		}, "the plan records"},
 		{"bad level", func(fx *fixture) {
 			for i, s := range fx.plan.Steps {
-				if s.Action == actionPack {
+				if s.Action == plan.ActionPack {
 					fx.plan.Steps[i].Params["level"] = "11"
 				}
 			}
@@ -440,7 +440,7 @@ func TestPlanErrors(t *testing.T) {
 		}, `compression level "11"`},
 		{"zstd", func(fx *fixture) {
 			for i, s := range fx.plan.Steps {
-				if s.Action == actionPack {
+				if s.Action == plan.ActionPack {
 					fx.plan.Steps[i].Params["compression"] = "zstd"
 				}
 			}
@@ -564,7 +564,7 @@ func TestHostile(t *testing.T) {
 	t.Run("chart named ..", func(t *testing.T) {
 		fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 		for i, s := range fx.plan.Steps {
-			if s.Action == actionChart {
+			if s.Action == plan.ActionChart {
 				fx.plan.Steps[i].Params["name"] = ".."
 				fx.plan.Steps[i].Outputs = []string{packName + ".tar:charts/..-0.1.0.tgz"}
 			}
@@ -575,7 +575,7 @@ func TestHostile(t *testing.T) {
 	t.Run("output escaping the pack", func(t *testing.T) {
 		fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 		for i, s := range fx.plan.Steps {
-			if s.Action == actionCopy {
+			if s.Action == plan.ActionCopy {
 				fx.plan.Steps[i].Outputs = []string{packName + ".tar:../../escape"}
 			}
 		}

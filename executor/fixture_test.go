@@ -344,7 +344,7 @@ func basePlan(level int) *plan.Plan {
 		SourceDateEpoch: buildTime.Format(time.RFC3339),
 		Builder:         plan.Builder{Tar: "bale-tar/1", Compressor: archive.Compressor},
 		Targets: []plan.Target{{
-			Kind: kindBootstrapPack, Name: packName,
+			Kind: plan.TargetBootstrapPack, Name: packName,
 			Compression: plan.Compression{Algorithm: "gzip", Level: level},
 			Artifacts:   []string{packName + ".tar", packName + ".tar.sha256"},
 		}},
@@ -367,7 +367,7 @@ func packSteps(t testing.TB, p *plan.Plan, bundleKinds map[string]string) []plan
 	for _, in := range p.Inputs {
 		switch in.Kind {
 		case plan.KindChart:
-			s := add(plan.Step{Action: actionChart, Inputs: []string{in.Key()},
+			s := add(plan.Step{Action: plan.ActionChart, Inputs: []string{in.Key()},
 				Params:  map[string]string{"name": in.Name, "version": in.Chart.Version},
 				Outputs: []string{tar + ":" + pack.ChartPath(in.Name, in.Chart.Version)}})
 			entrySteps = append(entrySteps, s.ID)
@@ -380,29 +380,29 @@ func packSteps(t testing.TB, p *plan.Plan, bundleKinds map[string]string) []plan
 			for _, pth := range paths {
 				outs = append(outs, tar+":"+pth)
 			}
-			s := add(plan.Step{Action: actionImage, Inputs: []string{in.Key()}, Outputs: outs})
+			s := add(plan.Step{Action: plan.ActionImage, Inputs: []string{in.Key()}, Outputs: outs})
 			entrySteps = append(entrySteps, s.ID)
 			imageSteps = append(imageSteps, s.ID)
 			imageKeys = append(imageKeys, in.Key())
 		case plan.KindSignature:
-			s := add(plan.Step{Action: actionCopy, Inputs: []string{in.Key()}, Outputs: []string{tar + ":" + pack.SignaturePath(in.Name)}})
+			s := add(plan.Step{Action: plan.ActionCopy, Inputs: []string{in.Key()}, Outputs: []string{tar + ":" + pack.SignaturePath(in.Name)}})
 			entrySteps = append(entrySteps, s.ID)
 		case plan.KindBundle:
 			bundleKeys = append(bundleKeys, in.Key())
-			params[bundleKindParam+in.Name] = bundleKinds[in.Name]
+			params[plan.ParamBundleKindPrefix+in.Name] = bundleKinds[in.Name]
 		}
 	}
 	if len(imageKeys) > 0 {
-		s := add(plan.Step{Action: actionOCILayout, Inputs: imageKeys, Needs: imageSteps,
+		s := add(plan.Step{Action: plan.ActionOCILayout, Inputs: imageKeys, Needs: imageSteps,
 			Outputs: []string{tar + ":" + pack.OCIIndexPath, tar + ":" + pack.DockerManifestPath, tar + ":" + pack.OCILayoutPath}})
 		entrySteps = append(entrySteps, s.ID)
 	}
-	ix := add(plan.Step{Action: actionPackIndex, Inputs: bundleKeys, Needs: entrySteps, Params: params,
+	ix := add(plan.Step{Action: plan.ActionPackIndex, Inputs: bundleKeys, Needs: entrySteps, Params: params,
 		Outputs: []string{tar + ":" + pack.IndexPath}})
 	level := fmt.Sprint(p.Targets[0].Compression.Level)
-	pk := add(plan.Step{Action: actionPack, Needs: append([]string{ix.ID}, entrySteps...),
+	pk := add(plan.Step{Action: plan.ActionPack, Needs: append([]string{ix.ID}, entrySteps...),
 		Params: map[string]string{"compression": "gzip", "level": level}, Outputs: []string{tar}})
-	add(plan.Step{Action: actionChecksum, Needs: []string{pk.ID}, Outputs: []string{tar + ".sha256"}})
+	add(plan.Step{Action: plan.ActionChecksum, Needs: []string{pk.ID}, Outputs: []string{tar + ".sha256"}})
 	return steps
 }
 

@@ -24,7 +24,7 @@ import (
 // Outputs: "PACK:images/blobs/sha256/HEX" for each path pack.ImageEntries
 // returns.
 func (x *execution) doImage(ctx context.Context, n *node) (outputs, error) {
-	in, err := x.input(n, "image")
+	in, err := x.input(n, plan.KindImage)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,7 @@ func checkManifest(in plan.Input, m plan.Manifest, raw []byte) error {
 //
 // Output: "PACK:signatures/NAME", NAME the input's name.
 func (x *execution) doCopy(ctx context.Context, n *node) (outputs, error) {
-	in, err := x.input(n, "signature")
+	in, err := x.input(n, plan.KindSignature)
 	if err != nil {
 		return nil, err
 	}

@@ -78,17 +78,14 @@ func (x *execution) doOCILayout(ctx context.Context, n *node) (outputs, error) {
 // its blobs in the store).
 func (x *execution) images(n *node) ([]plan.Input, error) {
 	fetched := map[string]bool{}
-	for _, d := range needOfAction(n, actionImage) {
-		for _, k := range d.step.Inputs {
-			fetched[k] = true
+	for _, d := range needOfAction(n, plan.ActionImage) {
+		for _, in := range d.def.Inputs {
+			fetched[in.Key()] = true
 		}
 	}
 	var images []plan.Input
-	for _, k := range n.step.Inputs {
-		in, ok := x.plan.Input(k)
-		if !ok {
-			return nil, fmt.Errorf("unknown input %s", k)
-		}
+	for _, in := range n.def.Inputs {
+		k := in.Key()
 		if in.Kind != plan.KindImage || in.Image == nil {
 			return nil, fmt.Errorf("input %s is not an image", k)
 		}

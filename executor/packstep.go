@@ -16,10 +16,6 @@ import (
 	"github.com/bale-build/bale/plan"
 )
 
-// bundleKindParam prefixes the pack-index params that give each bundle's
-// kind ("bundleKind.NAME": "evidence"): a plan input has no field for it.
-const bundleKindParam = pack.BundleKindParam
-
 // maxIndexSize bounds the pack index read back by the pack step. It lists
 // at most archive.DefaultLimits().MaxEntries entries of a few hundred bytes.
 const maxIndexSize = 64 << 20
@@ -38,9 +34,9 @@ func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
 		FormatVersion:   pack.FormatVersion,
 		Kind:            pack.Kind,
 		Name:            n.target.t.Name,
-		PlanID:          x.planID,
-		SpecDigest:      x.plan.Spec.Digest,
-		SourceDateEpoch: x.mtime.Format(time.RFC3339),
+		PlanID:          n.def.Plan.ID,
+		SpecDigest:      n.def.Plan.SpecDigest,
+		SourceDateEpoch: n.def.mtime.Format(time.RFC3339),
 	}
 	for _, e := range entries {
 		if e.Path == pack.IndexPath {
@@ -48,11 +44,10 @@ func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
 		}
 		ix.Entries = append(ix.Entries, pack.Entry{Path: e.Path, Size: e.Size, SHA256: e.Digest.Hex})
 	}
-	for _, d := range needOfAction(n, actionImage) {
-		for _, k := range d.step.Inputs {
-			in, ok := x.plan.Input(k)
-			if !ok || in.Image == nil {
-				return nil, fmt.Errorf("image step input %s: not an image input", k)
+	for _, d := range needOfAction(n, plan.ActionImage) {
+		for _, in := range d.def.Inputs {
+			if in.Image == nil {
+				return nil, fmt.Errorf("image step input %s: not an image input", in.Key())
 			}
 			ix.Images = append(ix.Images, pack.Image{
 				Name:      in.Name,
@@ -81,31 +76,17 @@ func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
 }
 
 // bundles returns the bundles a pack index lists: the bundle inputs the
-// pack-index step names, or, if it names none, every bundle input of the
-// plan. Each one's kind comes from the step's "bundleKind.NAME" param.
+// pack-index step names (plan.CheckSteps holds it to name every bundle of
+// the plan). Each one's kind comes from the step's "bundleKind.NAME" param.
 func (x *execution) bundles(n *node) ([]pack.Bundle, error) {
-	var ins []plan.Input
-	for _, k := range n.step.Inputs {
-		in, ok := x.plan.Input(k)
-		if !ok {
-			return nil, fmt.Errorf("unknown input %s", k)
-		}
-		if in.Kind == plan.KindBundle {
-			ins = append(ins, in)
-		}
-	}
-	if len(ins) == 0 {
-		for _, in := range x.plan.Inputs {
-			if in.Kind == plan.KindBundle {
-				ins = append(ins, in)
-			}
-		}
-	}
 	var out []pack.Bundle
-	for _, in := range ins {
-		kind, ok := n.step.Params[bundleKindParam+in.Name]
+	for _, in := range n.def.Inputs {
+		if in.Kind != plan.KindBundle {
+			return nil, fmt.Errorf("input %s is not a bundle", in.Key())
+		}
+		kind, ok := n.step.Params[plan.ParamBundleKindPrefix+in.Name]
 		if !ok || kind == "" {
-			return nil, fmt.Errorf("bundle %s: no %q param giving its kind", in.Name, bundleKindParam+in.Name)
+			return nil, fmt.Errorf("bundle %s: no %q param giving its kind", in.Name, plan.ParamBundleKindPrefix+in.Name)
 		}
 		out = append(out, pack.Bundle{Name: in.Name, Kind: kind, Digest: in.Digest, URL: in.URL})
 	}
@@ -157,11 +138,11 @@ func (x *execution) doPack(ctx context.Context, n *node) (outputs, error) {
 	// Large writes keep the store's hashing and file writes efficient;
 	// gzip's output does not depend on how it is buffered.
 	bw := bufio.NewWriterSize(w, 1<<20)
-	zw, err := archive.NewGzipWriter(bw, level, x.mtime)
+	zw, err := archive.NewGzipWriter(bw, level, n.def.mtime)
 	if err != nil {
 		return nil, err
 	}
-	if err := archive.WriteTar(ctx, zw, tarEntries, x.mtime); err != nil {
+	if err := archive.WriteTar(ctx, zw, tarEntries, n.def.mtime); err != nil {
 		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
 	}
 	if err := zw.Close(); err != nil {
@@ -182,13 +163,13 @@ func (x *execution) doPack(ctx context.Context, n *node) (outputs, error) {
 // target's compression when the params do not say.
 func (x *execution) level(n *node) (int, error) {
 	alg, lvl := n.target.t.Compression.Algorithm, strconv.Itoa(n.target.t.Compression.Level)
-	if a, ok := n.step.Params["compression"]; ok {
+	if a, ok := n.step.Params[plan.ParamCompression]; ok {
 		alg = a
 	}
-	if l, ok := n.step.Params["level"]; ok {
+	if l, ok := n.step.Params[plan.ParamLevel]; ok {
 		lvl = l
 	}
-	if alg != "gzip" {
+	if alg != plan.CompressionGzip {
 		return 0, fmt.Errorf("compression %q: only gzip is supported", alg)
 	}
 	level, err := strconv.Atoi(lvl)

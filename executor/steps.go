@@ -17,20 +17,6 @@ import (
 	"github.com/bale-build/bale/plan"
 )
 
-// Target kinds this executor builds.
-const kindBootstrapPack = "bootstrapPack"
-
-// Step actions of a bootstrap pack.
-const (
-	actionChart     = "chart"
-	actionImage     = "image"
-	actionCopy      = "copy"
-	actionOCILayout = "oci-layout"
-	actionPackIndex = "pack-index"
-	actionPack      = "pack"
-	actionChecksum  = "checksum"
-)
-
 // do runs one step's action and returns its result, with outputs in the
 // order the step declares them.
 func (x *execution) do(ctx context.Context, n *node) (*cas.ActionResult, error) {
@@ -39,23 +25,22 @@ func (x *execution) do(ctx context.Context, n *node) (*cas.ActionResult, error) 
 		err error
 	)
 	switch n.step.Action {
-	case actionChart:
+	case plan.ActionChart:
 		out, err = x.doChart(ctx, n)
-	case actionImage:
+	case plan.ActionImage:
 		out, err = x.doImage(ctx, n)
-	case actionCopy:
+	case plan.ActionCopy:
 		out, err = x.doCopy(ctx, n)
-	case actionOCILayout:
+	case plan.ActionOCILayout:
 		out, err = x.doOCILayout(ctx, n)
-	case actionPackIndex:
+	case plan.ActionPackIndex:
 		out, err = x.doPackIndex(ctx, n)
-	case actionPack:
+	case plan.ActionPack:
 		out, err = x.doPack(ctx, n)
-	case actionChecksum:
+	case plan.ActionChecksum:
 		out, err = x.doChecksum(ctx, n)
 	default:
-		return nil, fmt.Errorf("unknown action %q (this executor knows %s)", n.step.Action,
-			strings.Join([]string{actionChart, actionImage, actionCopy, actionOCILayout, actionPackIndex, actionPack, actionChecksum}, ", "))
+		return nil, fmt.Errorf("unknown action %q (this executor knows %s)", n.step.Action, strings.Join(plan.Actions(), ", "))
 	}
 	if err != nil {
 		return nil, err
@@ -106,13 +91,10 @@ func (n *node) entry(path string) string { return n.target.packName + ":" + path
 
 // input returns the single input of kind a step reads.
 func (x *execution) input(n *node, kind string) (plan.Input, error) {
-	if len(n.step.Inputs) != 1 {
-		return plan.Input{}, fmt.Errorf("want exactly one %s input, have %d", kind, len(n.step.Inputs))
+	if len(n.def.Inputs) != 1 {
+		return plan.Input{}, fmt.Errorf("want exactly one %s input, have %d", kind, len(n.def.Inputs))
 	}
-	in, ok := x.plan.Input(n.step.Inputs[0])
-	if !ok {
-		return plan.Input{}, fmt.Errorf("unknown input %s", n.step.Inputs[0])
-	}
+	in := n.def.Inputs[0]
 	if in.Kind != kind {
 		return plan.Input{}, fmt.Errorf("input %s is a %s, want a %s", in.Key(), in.Kind, kind)
 	}

@@ -32,10 +32,6 @@ const (
 	DockerManifestPath = "images/manifest.json"
 )
 
-// BundleKindParam prefixes the pack-index step's parameters that give each
-// referenced bundle's kind: "bundleKind.NAME": "evidence" or "mirror".
-const BundleKindParam = "bundleKind."
-
 // Media types bale writes or recognises.
 const (
 	MediaTypeOCIIndex    = "application/vnd.oci.image.index.v1+json"

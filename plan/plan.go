@@ -379,5 +379,5 @@ func (p *Plan) Validate() error {
 		}
 		seen[s.ID] = true
 	}
-	return nil
+	return p.CheckSteps()
 }

@@ -19,18 +19,26 @@ func sample() *Plan {
 		Spec:            SpecRef{Digest: dg("spec"), Dir: "specs/x"},
 		SourceDateEpoch: "2025-01-01T00:00:00Z",
 		Builder:         Builder{Tar: "t", Compressor: "c"},
-		Targets:         []Target{{Kind: "bootstrapPack", Name: "p", Compression: Compression{"gzip", 1}, Artifacts: []string{"p.tar"}}},
+		Targets:         []Target{{Kind: "bootstrapPack", Name: "p", Compression: Compression{"gzip", 1}, Artifacts: []string{"p.tar", "p.tar.sha256"}}},
 		Inputs: []Input{
 			{Kind: KindChart, Name: "web", Source: Source{Type: SourceDir, Path: "charts/web"}, Digest: dg("chart"), Size: 10, Chart: &Chart{Version: "1.0.0"}},
 			{Kind: KindImage, Name: "web", Source: Source{Type: SourceRegistry, Ref: "r.example/web:1"}, Digest: dg("img"), Size: 5,
 				Image: &Image{Tags: []string{"r.example/web:1"}, Manifests: []Manifest{{Digest: dg("img"), Size: 5, MediaType: "m", Config: Blob{Digest: dg("cfg"), Size: 2}}}}},
 		},
 	}
-	a := Step{Action: "chart", Inputs: []string{"chart/web"}, Outputs: []string{"p.tar:charts/web-1.0.0.tgz"}}
-	a.ID = StepID(a)
-	b := Step{Action: "pack", Needs: []string{a.ID}, Params: map[string]string{"level": "1", "compression": "gzip"}, Outputs: []string{"p.tar"}}
-	b.ID = StepID(b)
-	p.Steps = []Step{a, b}
+	var ids []string
+	add := func(s Step) string {
+		s.ID = StepID(s)
+		p.Steps = append(p.Steps, s)
+		return s.ID
+	}
+	chart := add(Step{Action: ActionChart, Inputs: []string{"chart/web"}, Params: map[string]string{ParamName: "web", ParamVersion: "1.0.0"}, Outputs: []string{"p.tar:charts/web-1.0.0.tgz"}})
+	img := add(Step{Action: ActionImage, Inputs: []string{"image/web"}, Outputs: []string{"p.tar:images/blobs/sha256/" + dg("img")[7:], "p.tar:images/blobs/sha256/" + dg("cfg")[7:]}})
+	layout := add(Step{Action: ActionOCILayout, Inputs: []string{"image/web"}, Needs: []string{img}, Outputs: []string{"p.tar:images/index.json", "p.tar:images/manifest.json", "p.tar:images/oci-layout"}})
+	ids = append(ids, chart, img, layout)
+	index := add(Step{Action: ActionPackIndex, Needs: ids, Outputs: []string{"p.tar:pack-index.json"}})
+	pk := add(Step{Action: ActionPack, Needs: append([]string{index}, ids...), Params: map[string]string{"level": "1", "compression": "gzip"}, Outputs: []string{"p.tar"}})
+	add(Step{Action: ActionChecksum, Needs: []string{pk}, Outputs: []string{"p.tar.sha256"}})
 	return p
 }
 
@@ -103,7 +111,8 @@ func TestDecodeHostile(t *testing.T) {
 // known inputs; these are checked even when the id is recomputed.
 func TestValidateStepOrder(t *testing.T) {
 	p := sample()
-	p.Steps[0], p.Steps[1] = p.Steps[1], p.Steps[0]
+	n := len(p.Steps)
+	p.Steps[n-2], p.Steps[n-1] = p.Steps[n-1], p.Steps[n-2]
 	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "not an earlier step") {
 		t.Errorf("out-of-order steps: %v", err)
 	}

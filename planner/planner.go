@@ -129,7 +129,7 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 		// Release bundles are planned (every input pinned) but not yet
 		// built: their steps come with the release executor.
 		p.Targets = append(p.Targets, plan.Target{
-			Kind:        "release",
+			Kind:        plan.TargetRelease,
 			Name:        s.Release.Name,
 			Compression: plan.Compression{Algorithm: s.Release.Compression.Algorithm, Level: s.Release.Compression.Level},
 			Artifacts:   []string{},
@@ -376,9 +376,9 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
 		switch in.Kind {
 		case plan.KindChart:
 			id := add(plan.Step{
-				Action:  "chart",
+				Action:  plan.ActionChart,
 				Inputs:  []string{in.Key()},
-				Params:  map[string]string{"name": in.Name, "version": in.Chart.Version},
+				Params:  map[string]string{plan.ParamName: in.Name, plan.ParamVersion: in.Chart.Version},
 				Outputs: []string{entry(tarName, pack.ChartPath(in.Name, in.Chart.Version))},
 			})
 			entrySteps = append(entrySteps, id)
@@ -392,25 +392,25 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
 				outs[i] = entry(tarName, pth)
 			}
 			id := add(plan.Step{
-				Action:  "image",
+				Action:  plan.ActionImage,
 				Inputs:  []string{in.Key()},
-				Params:  map[string]string{"name": in.Name},
+				Params:  map[string]string{plan.ParamName: in.Name},
 				Outputs: outs,
 			})
 			imageKeys = append(imageKeys, in.Key())
 			imageSteps = append(imageSteps, id)
 		case plan.KindSignature:
 			id := add(plan.Step{
-				Action:  "copy",
+				Action:  plan.ActionCopy,
 				Inputs:  []string{in.Key()},
-				Params:  map[string]string{"name": in.Name},
+				Params:  map[string]string{plan.ParamName: in.Name},
 				Outputs: []string{entry(tarName, pack.SignaturePath(in.Name))},
 			})
 			entrySteps = append(entrySteps, id)
 		}
 	}
 	layout := add(plan.Step{
-		Action:  "oci-layout",
+		Action:  plan.ActionOCILayout,
 		Inputs:  imageKeys,
 		Needs:   imageSteps,
 		Outputs: []string{entry(tarName, pack.OCIIndexPath), entry(tarName, pack.DockerManifestPath), entry(tarName, pack.OCILayoutPath)},
@@ -422,34 +422,34 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
 		kinds[b.Name] = b.Kind
 	}
 	var bundles []string
-	indexParams := map[string]string{"name": bp.Name}
+	indexParams := map[string]string{plan.ParamName: bp.Name}
 	for _, in := range p.Inputs {
 		if in.Kind == plan.KindBundle {
 			bundles = append(bundles, in.Key())
-			indexParams[pack.BundleKindParam+in.Name] = kinds[in.Name]
+			indexParams[plan.ParamBundleKindPrefix+in.Name] = kinds[in.Name]
 		}
 	}
 	index := add(plan.Step{
-		Action:  "pack-index",
+		Action:  plan.ActionPackIndex,
 		Inputs:  bundles,
 		Needs:   entrySteps,
 		Params:  indexParams,
 		Outputs: []string{entry(tarName, pack.IndexPath)},
 	})
 	archiveStep := add(plan.Step{
-		Action:  "pack",
+		Action:  plan.ActionPack,
 		Needs:   append(append([]string(nil), entrySteps...), index),
-		Params:  map[string]string{"name": bp.Name, "compression": bp.Compression.Algorithm, "level": strconv.Itoa(bp.Compression.Level)},
+		Params:  map[string]string{plan.ParamName: bp.Name, plan.ParamCompression: bp.Compression.Algorithm, plan.ParamLevel: strconv.Itoa(bp.Compression.Level)},
 		Outputs: []string{tarName},
 	})
 	add(plan.Step{
-		Action:  "checksum",
+		Action:  plan.ActionChecksum,
 		Needs:   []string{archiveStep},
-		Params:  map[string]string{"name": tarName},
+		Params:  map[string]string{plan.ParamName: tarName},
 		Outputs: []string{tarName + ".sha256"},
 	})
 	p.Targets = append(p.Targets, plan.Target{
-		Kind:        "bootstrapPack",
+		Kind:        plan.TargetBootstrapPack,
 		Name:        bp.Name,
 		Compression: plan.Compression{Algorithm: bp.Compression.Algorithm, Level: bp.Compression.Level},
 		Artifacts:   []string{tarName, tarName + ".sha256"},

@@ -1,0 +1,418 @@
+package plan
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Target kinds.
+const (
+	// TargetBootstrapPack is a bootstrap pack: NAME.tar and NAME.tar.sha256.
+	TargetBootstrapPack = "bootstrapPack"
+	// TargetRelease is a release bundle set; planned, not yet built.
+	TargetRelease = "release"
+)
+
+// Step actions: the contract between the planner, which lays steps out, and
+// the executor, which runs them. Both sides use these names and CheckSteps
+// holds every plan to the layout below.
+//
+// A step belongs to the target whose artifacts its outputs name: "N.tar:P"
+// is entry P inside the pack N.tar of bootstrap pack target N; "N.tar" and
+// "N.tar.sha256" are the target's artifacts. Each action produces exactly
+// the outputs below (their paths are package pack's rules; the executor
+// checks them before running anything), in any order:
+//
+//	chart       Inputs [one chart], Params {name, version}
+//	            → "N.tar:charts/NAME-VERSION.tgz"
+//	image       Inputs [one image], Params {name?}
+//	            → "N.tar:" + each path of pack.ImageEntries(input)
+//	copy        Inputs [one signature], Params {name?}
+//	            → "N.tar:signatures/S"
+//	oci-layout  Inputs [every image], Needs [every image step]
+//	            → "N.tar:images/oci-layout", "N.tar:images/index.json",
+//	              "N.tar:images/manifest.json"
+//	pack-index  Inputs [every bundle], Needs [every entry step],
+//	            Params {name?, "bundleKind.B": kind of each bundle B}
+//	            → "N.tar:pack-index.json"
+//	pack        Needs [pack-index and every entry step],
+//	            Params {name?, compression: "gzip", level: "0".."9"}
+//	            → "N.tar"
+//	checksum    Needs [pack], Params {name?} → "N.tar.sha256"
+//
+// Entry steps are chart, image, copy and oci-layout. A "name" param marked
+// "?" is informational (it makes a plan easier to read) and is not used.
+const (
+	ActionChart     = "chart"
+	ActionImage     = "image"
+	ActionCopy      = "copy"
+	ActionOCILayout = "oci-layout"
+	ActionPackIndex = "pack-index"
+	ActionPack      = "pack"
+	ActionChecksum  = "checksum"
+)
+
+// Step parameters.
+const (
+	// ParamName names what a step makes: the chart's name for chart (used),
+	// else informational.
+	ParamName = "name"
+	// ParamVersion is the chart step's chart version.
+	ParamVersion = "version"
+	// ParamCompression is the pack step's compression algorithm: "gzip".
+	ParamCompression = "compression"
+	// ParamLevel is the pack step's compression level, "0" to "9".
+	ParamLevel = "level"
+	// ParamBundleKindPrefix prefixes the pack-index step's params that give
+	// each bundle's kind ("bundleKind.NAME": "evidence"): an input has no
+	// field for it.
+	ParamBundleKindPrefix = "bundleKind."
+)
+
+// CompressionGzip is the one compression algorithm packs use.
+const CompressionGzip = "gzip"
+
+// ActionRule is the layout one action's steps must have.
+type ActionRule struct {
+	// InputKind is the kind every input must have; empty means the step
+	// takes no inputs.
+	InputKind string
+	// OneInput says the step takes exactly one input.
+	OneInput bool
+	// Needs are the actions of the steps it may need.
+	Needs []string
+	// Params are the params it takes; Required, those it must have.
+	Params, Required []string
+	// ParamPrefix, if set, admits params with that prefix.
+	ParamPrefix string
+}
+
+// entryActions are the actions whose outputs are entries of a pack.
+var entryActions = []string{ActionChart, ActionImage, ActionCopy, ActionOCILayout}
+
+// Rule returns the layout rule of action.
+func Rule(action string) (ActionRule, bool) {
+	switch action {
+	case ActionChart:
+		return ActionRule{InputKind: KindChart, OneInput: true, Params: []string{ParamName, ParamVersion}, Required: []string{ParamName, ParamVersion}}, true
+	case ActionImage:
+		return ActionRule{InputKind: KindImage, OneInput: true, Params: []string{ParamName}}, true
+	case ActionCopy:
+		return ActionRule{InputKind: KindSignature, OneInput: true, Params: []string{ParamName}}, true
+	case ActionOCILayout:
+		return ActionRule{InputKind: KindImage, Needs: []string{ActionImage}}, true
+	case ActionPackIndex:
+		return ActionRule{InputKind: KindBundle, Needs: entryActions, Params: []string{ParamName}, ParamPrefix: ParamBundleKindPrefix}, true
+	case ActionPack:
+		return ActionRule{Needs: append([]string{ActionPackIndex}, entryActions...), Params: []string{ParamName, ParamCompression, ParamLevel}, Required: []string{ParamCompression, ParamLevel}}, true
+	case ActionChecksum:
+		return ActionRule{Needs: []string{ActionPack}, Params: []string{ParamName}}, true
+	}
+	return ActionRule{}, false
+}
+
+// Actions lists every action, in pipeline order.
+func Actions() []string {
+	return []string{ActionChart, ActionImage, ActionCopy, ActionOCILayout, ActionPackIndex, ActionPack, ActionChecksum}
+}
+
+// CheckSteps checks that the plan's steps follow the step contract and
+// agree with the rest of the plan: known actions and params, inputs of the
+// right kinds, needs of the right actions, image inputs whose digest is
+// the one their manifests say, chart params matching the chart input, one
+// pack-index, pack and checksum step per bootstrap pack, and the targets'
+// artifacts exactly what the steps produce. It assumes Validate's checks
+// of ids, input keys and needs order have passed; Validate calls it.
+//
+// An edited plan (an image's digest swapped for another's, an artifact
+// added or dropped) fails here, naming the step or input at fault, rather
+// than building a pack that disagrees with itself.
+func (p *Plan) CheckSteps() error {
+	for i, in := range p.Inputs {
+		if err := checkImageInput(in); err != nil {
+			return fmt.Errorf("plan inputs[%d] (%s): %w", i, in.Key(), err)
+		}
+	}
+	byID := make(map[string]Step, len(p.Steps))
+	for i, s := range p.Steps {
+		if err := p.checkStep(s, byID); err != nil {
+			return fmt.Errorf("plan steps[%d] (%s %s): %w", i, s.Action, s.ID, err)
+		}
+		byID[s.ID] = s
+	}
+	return p.checkTargets()
+}
+
+// checkImageInput checks an image input's digest against its manifests:
+// a single-manifest image's digest, size and media type are its
+// manifest's, and an index's chosen platforms are its manifests'.
+func checkImageInput(in Input) error {
+	if in.Kind != KindImage {
+		if in.Image != nil {
+			return fmt.Errorf("a %s input with an image section", in.Kind)
+		}
+		return nil
+	}
+	img := in.Image
+	if img == nil || len(img.Manifests) == 0 {
+		return fmt.Errorf("image input without manifests")
+	}
+	if !img.Index {
+		m := img.Manifests[0]
+		if len(img.Manifests) != 1 || img.Filtered != nil || len(img.Platforms) != 0 {
+			return fmt.Errorf("a single-manifest image with %d manifests, platforms or a filtered index", len(img.Manifests))
+		}
+		if m.Digest != in.Digest || m.Size != in.Size {
+			return fmt.Errorf("digest %s (%d bytes) is not its manifest's %s (%d bytes)", in.Digest, in.Size, m.Digest, m.Size)
+		}
+		if in.MediaType != "" && m.MediaType != in.MediaType {
+			return fmt.Errorf("media type %s is not its manifest's %s", in.MediaType, m.MediaType)
+		}
+		return nil
+	}
+	if len(img.Platforms) != len(img.Manifests) {
+		return fmt.Errorf("%d platforms but %d manifests", len(img.Platforms), len(img.Manifests))
+	}
+	for j, m := range img.Manifests {
+		if m.Platform != img.Platforms[j] {
+			return fmt.Errorf("manifests[%d] is for platform %q, platforms[%d] says %q", j, m.Platform, j, img.Platforms[j])
+		}
+		if m.Digest == in.Digest || (img.Filtered != nil && m.Digest == img.Filtered.Digest) {
+			return fmt.Errorf("manifests[%d] has the index's own digest %s", j, m.Digest)
+		}
+	}
+	if f := img.Filtered; f != nil && (!ValidDigest(f.Digest) || f.Size < 0) {
+		return fmt.Errorf("filtered index %q size %d: want sha256:<64 hex> and a size >= 0", f.Digest, f.Size)
+	}
+	return nil
+}
+
+// checkStep checks one step against its action's rule; byID holds the
+// steps before it.
+func (p *Plan) checkStep(s Step, byID map[string]Step) error {
+	rule, ok := Rule(s.Action)
+	if !ok {
+		return fmt.Errorf("unknown action %q (the step contract knows %s)", s.Action, strings.Join(Actions(), ", "))
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
+		if !slices.Contains(rule.Params, k) && (rule.ParamPrefix == "" || !strings.HasPrefix(k, rule.ParamPrefix)) {
+			return fmt.Errorf("unknown param %q for action %s", k, s.Action)
+		}
+	}
+	for _, k := range rule.Required {
+		if _, ok := s.Params[k]; !ok {
+			return fmt.Errorf("missing param %q", k)
+		}
+	}
+	if rule.InputKind == "" && len(s.Inputs) > 0 {
+		return fmt.Errorf("action %s takes no inputs, the step names %s", s.Action, strings.Join(s.Inputs, ", "))
+	}
+	if rule.OneInput && len(s.Inputs) != 1 {
+		return fmt.Errorf("action %s takes exactly one input, the step names %d", s.Action, len(s.Inputs))
+	}
+	var ins []Input
+	seen := map[string]bool{}
+	for _, k := range s.Inputs {
+		in, ok := p.Input(k)
+		if !ok {
+			return fmt.Errorf("unknown input %q", k)
+		}
+		if in.Kind != rule.InputKind {
+			return fmt.Errorf("input %s is a %s, action %s takes %s inputs", k, in.Kind, s.Action, rule.InputKind)
+		}
+		if seen[k] {
+			return fmt.Errorf("input %s named twice", k)
+		}
+		seen[k] = true
+		ins = append(ins, in)
+	}
+	needActions := map[string]int{}
+	needInputs := map[string]bool{}
+	for _, id := range s.Needs {
+		d, ok := byID[id]
+		if !ok {
+			return fmt.Errorf("needs %s, which is not an earlier step", id)
+		}
+		if !slices.Contains(rule.Needs, d.Action) {
+			return fmt.Errorf("needs a %s step (%s); action %s needs only %s", d.Action, id, s.Action, strings.Join(rule.Needs, ", "))
+		}
+		needActions[d.Action]++
+		for _, k := range d.Inputs {
+			needInputs[k] = true
+		}
+	}
+	if len(s.Needs) != len(slices.Compact(slices.Sorted(slices.Values(s.Needs)))) {
+		return fmt.Errorf("a step is needed twice")
+	}
+	switch s.Action {
+	case ActionChart:
+		if in := ins[0]; in.Chart == nil || in.Chart.Version != s.Params[ParamVersion] {
+			return fmt.Errorf("param version %q is not the version input %s pins", s.Params[ParamVersion], in.Key())
+		}
+	case ActionOCILayout:
+		// Its images are exactly those its image steps fetched.
+		if len(s.Inputs) != len(needInputs) {
+			return fmt.Errorf("names %d images but needs image steps of %d", len(s.Inputs), len(needInputs))
+		}
+		for _, k := range s.Inputs {
+			if !needInputs[k] {
+				return fmt.Errorf("image %s has no image step among the needs", k)
+			}
+		}
+	case ActionPackIndex:
+		for _, in := range ins {
+			if s.Params[ParamBundleKindPrefix+in.Name] == "" {
+				return fmt.Errorf("no %q param giving bundle %s's kind", ParamBundleKindPrefix+in.Name, in.Name)
+			}
+		}
+		for k := range s.Params {
+			if b, ok := strings.CutPrefix(k, ParamBundleKindPrefix); ok && !seen[KindBundle+"/"+b] {
+				return fmt.Errorf("param %q names bundle %s, which is not among the step's inputs", k, b)
+			}
+		}
+	case ActionPack:
+		if needActions[ActionPackIndex] != 1 {
+			return fmt.Errorf("needs %d pack-index steps, want 1", needActions[ActionPackIndex])
+		}
+		if s.Params[ParamCompression] != CompressionGzip {
+			return fmt.Errorf("compression %q: only %s is supported", s.Params[ParamCompression], CompressionGzip)
+		}
+		if l, err := strconv.Atoi(s.Params[ParamLevel]); err != nil || l < 0 || l > 9 || strconv.Itoa(l) != s.Params[ParamLevel] {
+			return fmt.Errorf("compression level %q: want 0 to 9", s.Params[ParamLevel])
+		}
+	case ActionChecksum:
+		if len(s.Needs) != 1 {
+			return fmt.Errorf("needs %d steps, want the one pack step", len(s.Needs))
+		}
+	}
+	return nil
+}
+
+// checkTargets checks that each target's artifacts are exactly what its
+// steps produce: every artifact a step output, every step output an
+// artifact or an entry of a pack artifact, no artifact made twice, and the
+// pack of a bootstrap pack built from one pack-index with the pack's entry
+// steps.
+func (p *Plan) checkTargets() error {
+	declared := map[string]string{} // artifact -> target name
+	for i, t := range p.Targets {
+		switch t.Kind {
+		case TargetBootstrapPack:
+			want := []string{t.Name + ".tar", t.Name + ".tar.sha256"}
+			if !slices.Equal(t.Artifacts, want) {
+				return fmt.Errorf("plan targets[%d] (%s): artifacts %q, a bootstrap pack has %q", i, t.Name, t.Artifacts, want)
+			}
+			if t.Compression.Algorithm != CompressionGzip || t.Compression.Level < 0 || t.Compression.Level > 9 {
+				return fmt.Errorf("plan targets[%d] (%s): compression %s level %d: want gzip 0 to 9", i, t.Name, t.Compression.Algorithm, t.Compression.Level)
+			}
+		case TargetRelease:
+			// Planned, built by no step yet.
+		default:
+			return fmt.Errorf("plan targets[%d] (%s): unknown kind %q", i, t.Name, t.Kind)
+		}
+		for _, a := range t.Artifacts {
+			if _, dup := declared[a]; dup {
+				return fmt.Errorf("plan targets[%d] (%s): artifact %s is declared twice", i, t.Name, a)
+			}
+			declared[a] = t.Name
+		}
+	}
+	made := map[string]string{}      // artifact -> step id
+	packOf := map[string]Step{}      // pack artifact -> its pack step
+	indexOf := map[string][]Step{}   // pack artifact -> its pack-index steps
+	entryOf := map[string][]string{} // pack artifact -> ids of its entry steps
+	for i, s := range p.Steps {
+		at := fmt.Sprintf("plan steps[%d] (%s %s)", i, s.Action, s.ID)
+		var art string
+		for _, o := range s.Outputs {
+			a, _, entry := strings.Cut(o, ":")
+			if art != "" && a != art {
+				return fmt.Errorf("%s: outputs in both %s and %s", at, art, a)
+			}
+			art = a
+			if _, ok := declared[a]; !ok {
+				return fmt.Errorf("%s: output %q belongs to no target's artifact", at, o)
+			}
+			isEntry := slices.Contains(entryActions, s.Action) || s.Action == ActionPackIndex
+			if entry != isEntry {
+				return fmt.Errorf("%s: output %q: a %s step writes %s", at, o, s.Action, map[bool]string{true: "entries inside a pack", false: "whole artifacts"}[isEntry])
+			}
+			if entry {
+				continue
+			}
+			if prev, ok := made[a]; ok {
+				return fmt.Errorf("%s: artifact %s is also made by step %s", at, a, prev)
+			}
+			made[a] = s.ID
+		}
+		if len(s.Outputs) == 0 {
+			return fmt.Errorf("%s: no outputs", at)
+		}
+		switch s.Action {
+		case ActionPack:
+			if len(s.Outputs) != 1 {
+				return fmt.Errorf("%s: a pack step writes one artifact", at)
+			}
+			packOf[art] = s
+		case ActionChecksum:
+			if len(s.Outputs) != 1 {
+				return fmt.Errorf("%s: a checksum step writes one artifact", at)
+			}
+			pk := p.step(s.Needs[0])
+			if len(pk.Outputs) != 1 || pk.Outputs[0]+".sha256" != art {
+				return fmt.Errorf("%s: writes %s, the checksum of %s, from pack step %s, which writes %s", at, art, strings.TrimSuffix(art, ".sha256"), pk.ID, strings.Join(pk.Outputs, ", "))
+			}
+		case ActionPackIndex:
+			indexOf[art] = append(indexOf[art], s)
+		default:
+			entryOf[art] = append(entryOf[art], s.ID)
+		}
+	}
+	for a, t := range declared {
+		if _, ok := made[a]; !ok {
+			return fmt.Errorf("plan target %s: no step makes artifact %s", t, a)
+		}
+	}
+	for a, pk := range packOf {
+		if len(indexOf[a]) != 1 {
+			return fmt.Errorf("plan: pack %s has %d pack-index steps, want 1", a, len(indexOf[a]))
+		}
+		ix := indexOf[a][0]
+		entries := slices.Sorted(slices.Values(entryOf[a]))
+		if got := slices.Sorted(slices.Values(ix.Needs)); !slices.Equal(got, entries) {
+			return fmt.Errorf("plan: pack-index step %s of %s needs %d steps, the pack has %d entry steps", ix.ID, a, len(got), len(entries))
+		}
+		want := slices.Sorted(slices.Values(append([]string{ix.ID}, entries...)))
+		if got := slices.Sorted(slices.Values(pk.Needs)); !slices.Equal(got, want) {
+			return fmt.Errorf("plan: pack step %s of %s needs %d steps, want its pack-index step and the %d entry steps", pk.ID, a, len(got), len(entries))
+		}
+		bundles := 0
+		for _, in := range p.Inputs {
+			if in.Kind == KindBundle {
+				bundles++
+			}
+		}
+		if len(ix.Inputs) != bundles {
+			return fmt.Errorf("plan: pack-index step %s of %s names %d of the plan's %d bundles", ix.ID, a, len(ix.Inputs), bundles)
+		}
+	}
+	for a := range entryOf {
+		if _, ok := packOf[a]; !ok {
+			return fmt.Errorf("plan: entries of %s, which no pack step writes", a)
+		}
+	}
+	return nil
+}
+
+// step returns the step with id, or a zero step.
+func (p *Plan) step(id string) Step {
+	for _, s := range p.Steps {
+		if s.ID == id {
+			return s
+		}
+	}
+	return Step{}
+}
