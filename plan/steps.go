@@ -190,6 +190,21 @@ func checkImageInput(in Input) error {
 	return nil
 }
 
+// imageDigests returns the digests of every blob an image input pins.
+func imageDigests(in Input) map[string]bool {
+	ds := map[string]bool{in.Digest: true}
+	if in.Image.Filtered != nil {
+		ds[in.Image.Filtered.Digest] = true
+	}
+	for _, m := range in.Image.Manifests {
+		ds[m.Digest], ds[m.Config.Digest] = true, true
+		for _, l := range m.Layers {
+			ds[l.Digest] = true
+		}
+	}
+	return ds
+}
+
 // checkStep checks one step against its action's rule; byID holds the
 // steps before it.
 func (p *Plan) checkStep(s Step, byID map[string]Step) error {
@@ -248,6 +263,14 @@ func (p *Plan) checkStep(s Step, byID map[string]Step) error {
 		return fmt.Errorf("a step is needed twice")
 	}
 	switch s.Action {
+	case ActionImage:
+		// Every blob it writes is one the input pins.
+		blobs := imageDigests(ins[0])
+		for _, o := range s.Outputs {
+			if hex := o[strings.LastIndexByte(o, '/')+1:]; !blobs["sha256:"+hex] {
+				return fmt.Errorf("output %q is no blob of input %s", o, ins[0].Key())
+			}
+		}
 	case ActionChart:
 		if in := ins[0]; in.Chart == nil || in.Chart.Version != s.Params[ParamVersion] {
 			return fmt.Errorf("param version %q is not the version input %s pins", s.Params[ParamVersion], in.Key())

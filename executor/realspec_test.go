@@ -1,0 +1,165 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/planner"
+	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/planner/spec"
+)
+
+// The tests in this file run the production path end to end: the
+// repository's own air-gap spec and fixtures (specs/airgap, testdata/),
+// planned by the planner with planner/resolve.Resolver, which is also the
+// executor's Source — with its blob-file path (BlobFiler) into the store.
+
+// realSpecDir is the air-gap spec's directory relative to a workspace root.
+const realSpecDir = "specs/airgap"
+
+// realPlan is a plan of the air-gap spec and the resolver that made it.
+type realPlan struct {
+	plan *plan.Plan
+	id   string
+	src  *resolve.Resolver
+}
+
+// planWorkspace plans the air-gap spec of the workspace at root, as
+// `bale plan` does; epoch, if not nil, overrides the build timestamp as
+// SOURCE_DATE_EPOCH does. The plan goes through its file form, as
+// `bale build --plan` reads it.
+func planWorkspace(ctx context.Context, root string, epoch *time.Time) (*realPlan, error) {
+	insts, diags, err := spec.Load(ctx, []string{filepath.Join(root, realSpecDir)}, spec.Options{WorkDir: root})
+	if err != nil {
+		return nil, err
+	}
+	if len(insts) != 1 {
+		return nil, fmt.Errorf("load spec: %d instances: %w", len(insts), diags)
+	}
+	r, err := resolve.New(resolve.Options{Root: root, Offline: true})
+	if err != nil {
+		return nil, err
+	}
+	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: root, SourceDateEpoch: epoch})
+	if err != nil {
+		return nil, err
+	}
+	canonical, err := plan.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	if p, err = plan.Decode(bytes.NewReader(canonical)); err != nil {
+		return nil, err
+	}
+	return &realPlan{plan: p, id: plan.ID(canonical), src: r}, nil
+}
+
+// mustPlanWorkspace is planWorkspace for a test.
+func mustPlanWorkspace(t testing.TB, root string, epoch *time.Time) *realPlan {
+	t.Helper()
+	rp, err := planWorkspace(context.Background(), root, epoch)
+	if err != nil {
+		t.Fatalf("plan %s: %v", root, err)
+	}
+	return rp
+}
+
+// build executes the plan into outDir with a store at cacheDir.
+func (rp *realPlan) build(t testing.TB, outDir, cacheDir string) *Result {
+	t.Helper()
+	store, err := cas.Open(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Execute(context.Background(), rp.plan, rp.id, rp.src, Options{OutDir: outDir, Store: store})
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	return res
+}
+
+// repoRoot is the repository's root: the workspace of its own specs.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// copyWorkspace copies the repository's air-gap spec and fixtures into a
+// new workspace at dir, bytes and modes kept, so a test may change the
+// copy (mtimes, an added image) and never the repository.
+func copyWorkspace(t testing.TB, dir string) {
+	t.Helper()
+	src := repoRoot(t)
+	for _, top := range []string{realSpecDir, "testdata"} {
+		err := filepath.WalkDir(filepath.Join(src, top), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			dst := filepath.Join(dir, rel)
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return os.MkdirAll(dst, info.Mode().Perm()|0o700)
+			}
+			if !info.Mode().IsRegular() {
+				t.Fatalf("fixture %s is not a regular file", rel)
+			}
+			return copyFile(p, dst, info.Mode().Perm())
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A workspace marker, as a checkout has.
+	if err := os.Mkdir(filepath.Join(dir, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// shiftMtimes moves every file's and directory's mtime in dir by d.
+func shiftMtimes(t testing.TB, dir string, d time.Duration) {
+	t.Helper()
+	mt := time.Now().Add(d)
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, mt, mt)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
