@@ -528,6 +528,17 @@ func TestHostile(t *testing.T) {
 		if _, err := pack.ImageEntries(bad); err == nil || !strings.Contains(err.Error(), "not an index") {
 			t.Fatalf("ImageEntries of a filtered non-index: %v", err)
 		}
+		// Outputs that name only blobs the input pins, so that the layer
+		// count, not the plan's consistency check, is what refuses it.
+		m := app.Image.Manifests[0]
+		for i, s := range fx.plan.Steps {
+			if s.Action == plan.ActionImage && s.Inputs[0] == app.Key() {
+				fx.plan.Steps[i].Outputs = nil
+				for _, d := range []string{m.Digest, m.Config.Digest, m.Layers[0].Digest} {
+					fx.plan.Steps[i].Outputs = append(fx.plan.Steps[i].Outputs, packName+".tar:"+pack.BlobPath(d))
+				}
+			}
+		}
 		restep(fx.plan)
 		assertRefused(t, fx, "100000 layers")
 	})

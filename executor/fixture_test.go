@@ -49,16 +49,9 @@ type fixture struct {
 	src    *testSource
 }
 
-// fixtureOpts varies what does not change content (mtimes) and what does
-// (compression level).
+// fixtureOpts varies what changes content (compression level).
 type fixtureOpts struct {
-	// mtimeShift moves every fixture file's mtime; outputs must not move.
-	mtimeShift time.Duration
-	level      int
-	// bigLayerMB adds a layer of that many MiB of random bytes to the app
-	// image, so that fetching and packing take long enough to be
-	// interrupted.
-	bigLayerMB int
+	level int
 }
 
 // testLayer is a deterministic gzip'd tar layer: go-containerregistry's
@@ -169,13 +162,7 @@ func makeFixture(t testing.TB, dir string, opts fixtureOpts) *fixture {
 	}
 	shared := newTestLayer(t, types.OCILayer, map[string]string{"etc/os-release": "ID=bale-test\n"})
 	appLayer := newTestLayer(t, types.OCILayer, map[string]string{"bin/app": "#!/bin/sh\necho app\n"})
-	appLayers := []*testLayer{shared, appLayer}
-	if opts.bigLayerMB > 0 {
-		big := make([]byte, opts.bigLayerMB<<20)
-		io.ReadFull(randomReader(7), big)
-		appLayers = append(appLayers, &testLayer{compressed: big, uncompressed: big, mt: types.OCILayer})
-	}
-	app := testImage(t, true, "linux/amd64", appLayers...)
+	app := testImage(t, true, "linux/amd64", shared, appLayer)
 
 	var plats []v1.Image
 	platforms := []string{"linux/amd64", "linux/arm64/v8", "linux/s390x"}
@@ -320,15 +307,6 @@ func makeFixture(t testing.TB, dir string, opts fixtureOpts) *fixture {
 	fx := &fixture{dir: dir, plan: p, src: &testSource{root: dir}}
 	fx.planID = planID(t, p)
 
-	if opts.mtimeShift != 0 {
-		mt := time.Now().Add(opts.mtimeShift)
-		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err == nil {
-				os.Chtimes(path, mt, mt)
-			}
-			return nil
-		})
-	}
 	return fx
 }
 
@@ -435,8 +413,6 @@ func planID(t testing.TB, p *plan.Plan) string {
 // counting what it opens. It does not verify digests: the executor must.
 type testSource struct {
 	root string
-	// slow, if set, delays every read (for kill tests).
-	slow time.Duration
 	// failAfter, if positive, fails the nth blob opened.
 	failAfter int
 
@@ -509,26 +485,8 @@ func (s *testSource) open(p string) (io.ReadCloser, int64, error) {
 		f.Close()
 		return nil, 0, err
 	}
-	if s.slow > 0 {
-		return slowReader{f, s.slow}, fi.Size(), nil
-	}
 	return f, fi.Size(), nil
 }
-
-// slowReader reads a little at a time, slowly.
-type slowReader struct {
-	f     *os.File
-	delay time.Duration
-}
-
-func (r slowReader) Read(p []byte) (int, error) {
-	time.Sleep(r.delay)
-	if len(p) > 256 {
-		p = p[:256]
-	}
-	return r.f.Read(p)
-}
-func (r slowReader) Close() error { return r.f.Close() }
 
 // build runs Execute on a fixture with a store at cacheDir.
 func build(t testing.TB, fx *fixture, outDir, cacheDir string, jobs int) *Result {

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +24,12 @@ import (
 // repository's own air-gap spec and fixtures (specs/airgap, testdata/),
 // planned by the planner with planner/resolve.Resolver, which is also the
 // executor's Source — with its blob-file path (BlobFiler) into the store.
+
+// The resolver is the production Source, and takes the blob-file path.
+var (
+	_ Source    = (*resolve.Resolver)(nil)
+	_ BlobFiler = (*resolve.Resolver)(nil)
+)
 
 // realSpecDir is the air-gap spec's directory relative to a workspace root.
 const realSpecDir = "specs/airgap"
@@ -161,5 +169,93 @@ func shiftMtimes(t testing.TB, dir string, d time.Duration) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBuildRefusesInconsistentPlan hand-edits the real spec's plan, keeps
+// its step ids valid, and builds it as `bale build --plan` does (Decode,
+// then Execute): each edit is refused before any step runs, and nothing is
+// written. Decode catches what the plan alone shows; the executor, what
+// only pack's path rules show.
+func TestBuildRefusesInconsistentPlan(t *testing.T) {
+	rp := mustPlanWorkspace(t, repoRoot(t), nil)
+	stepOf := func(p *plan.Plan, action, input string) *plan.Step {
+		for i, s := range p.Steps {
+			if s.Action == action && (input == "" || slices.Contains(s.Inputs, input)) {
+				return &p.Steps[i]
+			}
+		}
+		t.Fatalf("no %s step", action)
+		return nil
+	}
+	tests := []struct {
+		name string
+		edit func(p *plan.Plan)
+		want string
+	}{
+		{"image digest swapped for another image's", func(p *plan.Plan) {
+			var toolbox plan.Input
+			for _, in := range p.Inputs {
+				if in.Key() == "image/toolbox" {
+					toolbox = in
+				}
+			}
+			for i := range p.Inputs {
+				if p.Inputs[i].Key() == "image/airgap-controller" {
+					p.Inputs[i].Digest, p.Inputs[i].Size = toolbox.Digest, toolbox.Size
+				}
+			}
+		}, "is not its manifest's"},
+		{"image step drops a blob", func(p *plan.Plan) {
+			s := stepOf(p, plan.ActionImage, "image/airgap-controller")
+			s.Outputs = s.Outputs[1:]
+		}, "which the plan does not declare as an output"},
+		{"chart entry under another version", func(p *plan.Plan) {
+			stepOf(p, plan.ActionChart, "chart/airgap-controller").Outputs = []string{packName + ".tar:charts/airgap-controller-9.9.9.tgz"}
+		}, "which the step does not produce"},
+		{"signature entry renamed", func(p *plan.Plan) {
+			stepOf(p, plan.ActionCopy, "signature/root.json").Outputs = []string{packName + ".tar:signatures/evil.json"}
+		}, "which the step does not produce"},
+		{"oci-layout drops manifest.json", func(p *plan.Plan) {
+			s := stepOf(p, plan.ActionOCILayout, "")
+			s.Outputs = slices.DeleteFunc(s.Outputs, func(o string) bool { return strings.HasSuffix(o, "manifest.json") })
+		}, "which the plan does not declare"},
+		{"target drops its checksum", func(p *plan.Plan) {
+			p.Targets[0].Artifacts = p.Targets[0].Artifacts[:1]
+		}, "a bootstrap pack has"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			canonical, _ := plan.Marshal(rp.plan)
+			p, err := plan.Decode(bytes.NewReader(canonical))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.edit(p)
+			restep(p)
+			edited, err := plan.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := t.TempDir()
+			started := 0
+			if p, err = plan.Decode(bytes.NewReader(edited)); err == nil {
+				store, _ := cas.Open(t.TempDir())
+				_, err = Execute(context.Background(), p, plan.ID(edited), rp.src, Options{OutDir: out, Store: store, Progress: func(e Event) {
+					if e.Kind == EventStart {
+						started++
+					}
+				}})
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("build of the edited plan: %v; want an error containing %q", err, tt.want)
+			}
+			if started != 0 {
+				t.Errorf("%d steps ran before the plan was refused", started)
+			}
+			if got := readArtifacts(t, out); len(got) != 0 {
+				t.Errorf("left %v", sortedNames(got))
+			}
+		})
 	}
 }

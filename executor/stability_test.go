@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,12 +17,20 @@ import (
 	"time"
 	_ "time/tzdata" // TZ=Asia/Kolkata must take effect even without system zoneinfo
 
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/plan"
 )
 
-// The helper process builds the fixture plan in a child process, so the
-// umask, TZ and GOMAXPROCS it runs under are real process state, not
-// simulated. It is this test binary re-executed with -test.run naming
+// The helper process plans and builds the repository's air-gap spec, from
+// a workspace copy, in a child process, so the umask, TZ and GOMAXPROCS it
+// runs under are real process state, not simulated. It runs the production
+// path: spec.Load, planner.Plan with planner/resolve.Resolver, and Execute
+// with that resolver as Source (blob files copied or linked into the
+// store). It is this test binary re-executed with -test.run naming
 // TestHelperProcess and BALE_HELPER=1 in the environment.
 const helperEnv = "BALE_HELPER"
 
@@ -49,46 +58,38 @@ func TestHelperProcess(t *testing.T) {
 		syscall.Umask(int(m))
 		umask = int(m)
 	}
-	shift, _ := strconv.Atoi(os.Getenv("BALE_HELPER_SHIFT_HOURS"))
-	big, _ := strconv.Atoi(os.Getenv("BALE_HELPER_BIG_MB"))
 	jobs, _ := strconv.Atoi(os.Getenv("BALE_HELPER_JOBS"))
-	slow, _ := time.ParseDuration(os.Getenv("BALE_HELPER_SLOW"))
-	fixDir, err := os.MkdirTemp(os.Getenv("BALE_HELPER_WORK"), "fixture-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fx := makeFixture(t, fixDir, fixtureOpts{mtimeShift: time.Duration(shift) * time.Hour, bigLayerMB: big})
-	fx.src.slow = slow
+	rp := mustPlanWorkspace(t, os.Getenv("BALE_HELPER_ROOT"), nil)
 	store, err := cas.Open(os.Getenv("BALE_HELPER_CACHE"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintln(os.Stderr, "building")
-	progress := func(e Event) { fmt.Fprintln(os.Stderr, "event", e.Kind, e.Action) }
-	res, err := Execute(context.Background(), fx.plan, fx.planID, fx.src, Options{OutDir: os.Getenv("BALE_HELPER_OUT"), Store: store, Jobs: jobs, Progress: progress})
+	progress := func(e Event) { fmt.Fprintln(os.Stderr, "event", e.Kind, e.Action, e.Subject) }
+	res, err := Execute(context.Background(), rp.plan, rp.id, rp.src, Options{OutDir: os.Getenv("BALE_HELPER_OUT"), Store: store, Jobs: jobs, Progress: progress})
 	if err != nil {
 		t.Fatal(err)
 	}
 	zone, off := time.Now().Zone()
-	json.NewEncoder(os.Stdout).Encode(helperReport{PlanID: fx.planID, StepsRun: res.StepsRun, Zone: zone, Offset: off, GOMAXPROCS: runtime.GOMAXPROCS(0), Umask: umask})
+	json.NewEncoder(os.Stdout).Encode(helperReport{PlanID: rp.id, StepsRun: res.StepsRun, Zone: zone, Offset: off, GOMAXPROCS: runtime.GOMAXPROCS(0), Umask: umask})
 }
 
-// helperCmd prepares a child build.
-func helperCmd(t *testing.T, work, out, cache string, env ...string) *exec.Cmd {
+// helperCmd prepares a child build of the workspace at root.
+func helperCmd(t *testing.T, root, out, cache string, env ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"=1", "BALE_HELPER_WORK="+work, "BALE_HELPER_OUT="+out, "BALE_HELPER_CACHE="+cache)
+	cmd.Env = append(os.Environ(), helperEnv+"=1", "BALE_HELPER_ROOT="+root, "BALE_HELPER_OUT="+out, "BALE_HELPER_CACHE="+cache)
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
 }
 
-func runHelper(t *testing.T, work, out, cache string, env ...string) helperReport {
+func runHelper(t *testing.T, root, out, cache string, env ...string) helperReport {
 	t.Helper()
-	cmd := helperCmd(t, work, out, cache, env...)
+	cmd := helperCmd(t, root, out, cache, env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.Output()
@@ -104,34 +105,47 @@ func runHelper(t *testing.T, work, out, cache string, env ...string) helperRepor
 	return rep
 }
 
+// TestByteStability builds the real spec from workspace copies in child
+// processes under different umasks, time zones, GOMAXPROCS, job counts and
+// file mtimes, cold and warm, and compares every artifact with an
+// in-process build of the repository's own workspace.
 func TestByteStability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("subprocess builds")
 	}
-	work := t.TempDir()
-	// The reference: this process, in-process build.
-	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
+	// The reference: this process, the repository's workspace.
+	rp := mustPlanWorkspace(t, repoRoot(t), nil)
 	ref := t.TempDir()
-	build(t, fx, ref, t.TempDir(), 0)
+	rp.build(t, ref, t.TempDir())
 
+	workspace := func(shift time.Duration) string {
+		dir := t.TempDir()
+		copyWorkspace(t, dir)
+		if shift != 0 {
+			shiftMtimes(t, dir, shift)
+		}
+		return dir
+	}
+	plain, old, recent := workspace(0), workspace(-40000*time.Hour), workspace(5*time.Hour)
 	cacheA, cacheB := t.TempDir(), t.TempDir()
 	runs := []struct {
 		name  string
+		root  string
 		cache string
 		env   []string
 		warm  bool
 	}{
-		{"umask022 UTC GOMAXPROCS=1 cold", cacheA, []string{"BALE_HELPER_UMASK=022", "TZ=UTC", "GOMAXPROCS=1", "BALE_HELPER_JOBS=1"}, false},
-		{"umask077 Kolkata GOMAXPROCS=2 shifted mtimes cold", cacheB, []string{"BALE_HELPER_UMASK=077", "TZ=Asia/Kolkata", "GOMAXPROCS=2", "BALE_HELPER_JOBS=8", "BALE_HELPER_SHIFT_HOURS=-40000"}, false},
-		{"umask077 Kolkata GOMAXPROCS=2 warm", cacheB, []string{"BALE_HELPER_UMASK=077", "TZ=Asia/Kolkata", "GOMAXPROCS=2", "BALE_HELPER_JOBS=2", "BALE_HELPER_SHIFT_HOURS=5"}, true},
-		{"umask022 UTC GOMAXPROCS=1 warm from the other cache", cacheB, []string{"BALE_HELPER_UMASK=022", "TZ=UTC", "GOMAXPROCS=1", "BALE_HELPER_JOBS=1"}, true},
+		{"umask022 UTC GOMAXPROCS=1 cold", plain, cacheA, []string{"BALE_HELPER_UMASK=022", "TZ=UTC", "GOMAXPROCS=1", "BALE_HELPER_JOBS=1"}, false},
+		{"umask077 Kolkata GOMAXPROCS=2 shifted mtimes cold", old, cacheB, []string{"BALE_HELPER_UMASK=077", "TZ=Asia/Kolkata", "GOMAXPROCS=2", "BALE_HELPER_JOBS=8"}, false},
+		{"umask077 Kolkata GOMAXPROCS=2 warm", recent, cacheB, []string{"BALE_HELPER_UMASK=077", "TZ=Asia/Kolkata", "GOMAXPROCS=2", "BALE_HELPER_JOBS=2"}, true},
+		{"umask022 UTC GOMAXPROCS=1 warm from the other cache", plain, cacheB, []string{"BALE_HELPER_UMASK=022", "TZ=UTC", "GOMAXPROCS=1", "BALE_HELPER_JOBS=1"}, true},
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
-			rep := runHelper(t, work, out, r.cache, r.env...)
-			if rep.PlanID != fx.planID {
-				t.Errorf("plan id %s, reference %s: the fixture is not deterministic", rep.PlanID, fx.planID)
+			rep := runHelper(t, r.root, out, r.cache, r.env...)
+			if rep.PlanID != rp.id {
+				t.Errorf("plan id %s, reference %s: the plan depends on where or how it is made", rep.PlanID, rp.id)
 			}
 			if r.warm != (rep.StepsRun == 0) {
 				t.Errorf("warm=%v but ran %d steps", r.warm, rep.StepsRun)
@@ -153,29 +167,75 @@ func TestByteStability(t *testing.T) {
 	}
 }
 
-// TestKilledBuild kills a build with SIGKILL while it fetches image blobs
-// and while it writes the pack: no artifact may be left under its final
-// name, and the next build, reusing whatever the killed one left in the
-// store, must give the same bytes.
+// bigImageWorkspace is a copy of the repository's workspace whose air-gap
+// spec gains one more image, "a-big" (first in plan order), from an OCI
+// layout holding a layer of mb MiB of random bytes: enough for a build to
+// be killed while it copies blobs into the store or writes the pack.
+func bigImageWorkspace(t *testing.T, mb int) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyWorkspace(t, dir)
+	data := make([]byte, mb<<20)
+	io.ReadFull(randomReader(7), data)
+	img := testImage(t, true, "linux/amd64", &testLayer{compressed: data, uncompressed: data, mt: types.OCILayer})
+	lp, err := layout.Write(filepath.Join(dir, "testdata", "oci", "big"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ref = "stellaops/big:1.0.0"
+	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref})); err != nil {
+		t.Fatal(err)
+	}
+	cue := filepath.Join(dir, realSpecDir, "pack.cue")
+	src, err := os.ReadFile(cue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := "images: [{\n\t\tname: \"a-big\"\n\t\tlayout: {\n\t\t\tpath: _fixtures + \"/oci/big\"\n\t\t\trefName: \"" + ref + "\"\n\t\t}\n\t\ttags: [\"" + ref + "\"]\n\t}, {"
+	edited := strings.Replace(string(src), "images: [{", entry, 1)
+	if edited == string(src) {
+		t.Fatal("the air-gap spec no longer has the images list this test extends")
+	}
+	if err := os.WriteFile(cue, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestKilledBuild kills a build of the real spec (plus a large image) with
+// SIGKILL while it puts image blobs into the store and while it writes the
+// pack: no artifact may be left under its final name, and the next build,
+// reusing whatever the killed one left in the store, must give the bytes of
+// a build with a fresh store.
 func TestKilledBuild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("subprocess builds")
 	}
 	const bigMB = 48
-	fx := makeFixture(t, t.TempDir(), fixtureOpts{bigLayerMB: bigMB})
+	root := bigImageWorkspace(t, bigMB)
+	rp := mustPlanWorkspace(t, root, nil)
 	ref := t.TempDir()
-	build(t, fx, ref, t.TempDir(), 0)
+	rp.build(t, ref, t.TempDir())
 	want := readArtifacts(t, ref)
+	var bigStep string
+	for _, s := range rp.plan.Steps {
+		if s.Action == plan.ActionImage && s.Inputs[0] == "image/a-big" {
+			bigStep = s.Outputs[0]
+		}
+	}
+	if bigStep == "" {
+		t.Fatal("no image step for the big image")
+	}
 	for _, at := range []struct {
-		event string
-		delay time.Duration
+		name, event string
+		delay       time.Duration
 	}{
-		{"event start image", 2 * time.Millisecond},
-		{"event start pack", 20 * time.Millisecond},
+		{"while storing the big image", "event start image " + bigStep, 2 * time.Millisecond},
+		{"while writing the pack", "event start pack " + packName + ".tar", 20 * time.Millisecond},
 	} {
-		t.Run(at.event, func(t *testing.T) {
-			work, out, cache := t.TempDir(), t.TempDir(), t.TempDir()
-			cmd := helperCmd(t, work, out, cache, "BALE_HELPER_JOBS=1", fmt.Sprintf("BALE_HELPER_BIG_MB=%d", bigMB))
+		t.Run(at.name, func(t *testing.T) {
+			out, cache := t.TempDir(), t.TempDir()
+			cmd := helperCmd(t, root, out, cache, "BALE_HELPER_JOBS=1")
 			stderr, err := cmd.StderrPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -184,7 +244,7 @@ func TestKilledBuild(t *testing.T) {
 				t.Fatal(err)
 			}
 			sc := bufio.NewScanner(stderr)
-			for sc.Scan() && sc.Text() != at.event {
+			for sc.Scan() && !strings.HasPrefix(sc.Text(), at.event) {
 			}
 			time.Sleep(at.delay)
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -204,7 +264,7 @@ func TestKilledBuild(t *testing.T) {
 					t.Errorf("killed build left %s under its final name", name)
 				}
 			}
-			build(t, fx, out, cache, 0)
+			rp.build(t, out, cache)
 			got := readArtifacts(t, out)
 			for name, b := range want {
 				if string(got[name]) != string(b) {

@@ -70,6 +70,20 @@ func TestBuildVerify(t *testing.T) {
 
 func TestBuildRefusals(t *testing.T) {
 	dir := t.TempDir()
+	// The golden plan, hand-edited: image airgap-controller's digest
+	// swapped for toolbox's, every step id still valid.
+	golden, err := os.ReadFile("../../planner/testdata/airgap.plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const controller, toolbox = "sha256:9c265428e3f2b21d026aed94afaf3b5b423efd72a22b3f24b997570908ce07f3", "sha256:66188e1fd14228053a291019793199b1e695c919905b2e785f5955597007cd97"
+	swapped := strings.Replace(string(golden), `"digest": "`+controller+`"`, `"digest": "`+toolbox+`"`, 1)
+	if swapped == string(golden) {
+		t.Fatal("the golden plan no longer pins the digest this test swaps")
+	}
+	if err := os.WriteFile(dir+"/swapped.json", []byte(swapped), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		want string
@@ -77,6 +91,7 @@ func TestBuildRefusals(t *testing.T) {
 		{[]string{"build", "specs/aoc", "-o", dir + "/o", "--cache", dir + "/c"}, `target aoc-backfill-release has kind "release"`},
 		{[]string{"build", "specs/airgap", "--plan", "x.json"}, "give a spec PATH or --plan, not both"},
 		{[]string{"build", "--plan", dir + "/missing.json"}, "read plan"},
+		{[]string{"build", "--plan", dir + "/swapped.json", "-o", dir + "/o", "--cache", dir + "/c"}, "(image/airgap-controller): digest " + toolbox},
 		{[]string{"verify", dir + "/missing.tar"}, "missing.tar"},
 	}
 	for _, tt := range tests {
