@@ -11,8 +11,11 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // Mode is the permission of every committed file, set explicitly so the
@@ -41,7 +44,98 @@ func Create(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create atomic file %s: %w", path, err)
 	}
+	// Held until the file is closed, by the kernel for as long as this
+	// process lives: RemoveStale tells a live writer's file from a dead
+	// one's by it.
+	if err := lockFile(f); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, fmt.Errorf("create atomic file %s: lock: %w", path, err)
+	}
 	return &File{f: f, path: path}, nil
+}
+
+// Stat returns the temporary file's current status, for callers that
+// compare it with the committed file (see package cas).
+func (f *File) Stat() (os.FileInfo, error) {
+	if f.done {
+		return nil, fmt.Errorf("stat atomic file %s: %w", f.path, os.ErrClosed)
+	}
+	return f.f.Stat()
+}
+
+// OSFile returns the temporary file itself, for writers that need a file
+// descriptor (copy_file_range, FICLONE) or read back what they wrote. Do
+// not close it; Commit and Abort do.
+func (f *File) OSFile() *os.File { return f.f }
+
+// IsTemp reports whether name (a base name) is one Create gives its
+// temporary files.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
+}
+
+// RemoveStale removes the temporary files a killed or crashed writer left
+// in dir: names for which isTemp reports true (IsTemp when nil), last
+// modified before now-olderThan, and not locked by a live writer (Create
+// locks its file for as long as it is open). A live writer's file is never
+// removed, however old. It returns how many files and bytes it removed.
+func RemoveStale(dir string, olderThan time.Duration, isTemp func(string) bool) (int, int64, error) {
+	if isTemp == nil {
+		isTemp = IsTemp
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("remove stale files in %s: %w", dir, err)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	var n int
+	var bytes int64
+	var errs []error
+	for _, de := range des {
+		if !de.Type().IsRegular() || !isTemp(de.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, de.Name())
+		size, ok, err := removeIfStale(path, cutoff)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			n++
+			bytes += size
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, bytes, fmt.Errorf("remove stale files in %s: %w", dir, err)
+	}
+	return n, bytes, nil
+}
+
+// removeIfStale removes path if it is older than cutoff and its lock is
+// free, holding the lock while it removes it so a writer cannot start in
+// between.
+func removeIfStale(path string, cutoff time.Time) (int64, bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().Before(cutoff) {
+		return 0, false, err
+	}
+	locked, err := tryLock(f)
+	if err != nil || !locked {
+		return 0, false, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, false, err
+	}
+	return fi.Size(), true, nil
 }
 
 // Name returns the final path the file will have once committed.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -85,6 +86,10 @@ func (s *Store) GetAction(stepID v1.Hash) (*ActionResult, bool, error) {
 			return nil, false, nil
 		}
 	}
+	// Record the use for Prune's least-recently-used order. Best effort:
+	// a read-only cache still serves hits.
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
 	return res, true, nil
 }
 

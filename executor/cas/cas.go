@@ -49,6 +49,12 @@ type Store struct {
 	blobs  string
 	ac     string
 	stamps string
+
+	// Test hooks for interleavings: afterCommit runs between a blob's
+	// rename into place and its stamp, beforeEndCheck between a reader's
+	// last hash and its fingerprint check.
+	afterCommit    func(path string)
+	beforeEndCheck func(path string)
 }
 
 // Open opens the store at root, creating root/blobs/sha256, root/ac and
@@ -142,23 +148,50 @@ func (s *Store) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) 
 		src = io.LimitReader(r, size+1)
 	}
 	h := sha256.New()
-	n, err := ctxio.Copy(ctx, io.MultiWriter(f, h), src)
+	n, err := copyBuf(ctx, io.MultiWriter(f, h), src)
 	if err != nil {
 		return fmt.Errorf("put blob %s: %w", want, err)
 	}
-	if size >= 0 && n != size {
-		if n > size {
-			return fmt.Errorf("put blob %s: size mismatch: content is longer than the expected %d bytes", want, size)
-		}
-		return fmt.Errorf("put blob %s: size mismatch: content is %d bytes, expected %d", want, n, size)
-	}
-	if got := sum(h); got != want {
-		return fmt.Errorf("put blob %s: digest mismatch: content is %s", want, got)
-	}
-	if err := f.Commit(); err != nil {
+	if err := checkContent(want, size, sum(h), n, "content"); err != nil {
 		return fmt.Errorf("put blob %s: %w", want, err)
 	}
-	return s.MarkVerified(want)
+	return s.commit(f, want)
+}
+
+// checkContent compares what was hashed with what was expected.
+func checkContent(want v1.Hash, size int64, got v1.Hash, n int64, what string) error {
+	if size >= 0 && n != size {
+		if n > size {
+			return fmt.Errorf("size mismatch: %s is longer than the expected %d bytes", what, size)
+		}
+		return fmt.Errorf("size mismatch: %s is %d bytes, expected %d", what, n, size)
+	}
+	if got != want {
+		return fmt.Errorf("digest mismatch: %s is %s", what, got)
+	}
+	return nil
+}
+
+// commit renames a checked temporary file into place as blob h and stamps
+// it, unless it was written to after the check (see stampWritten).
+func (s *Store) commit(f *atomicfile.File, h v1.Hash) error {
+	written, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("commit blob %s: %w", h, err)
+	}
+	if err := f.CommitAs(s.blobPath(h)); err != nil {
+		return fmt.Errorf("commit blob %s: %w", h, err)
+	}
+	if s.afterCommit != nil {
+		s.afterCommit(s.blobPath(h))
+	}
+	return s.stampWritten(h, written)
+}
+
+// copyBuf is ctxio.Copy with a buffer large enough that hashing and file
+// writes run at disk speed.
+func copyBuf(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{w}, ctxio.Reader(ctx, r), make([]byte, 1<<20))
 }
 
 func sum(h hash.Hash) v1.Hash {
@@ -208,10 +241,7 @@ func (w *BlobWriter) Commit() (v1.Hash, int64, error) {
 		return v1.Hash{}, 0, fmt.Errorf("commit blob: %w", err)
 	}
 	h := sum(w.h)
-	if err := w.f.CommitAs(w.s.blobPath(h)); err != nil {
-		return v1.Hash{}, 0, fmt.Errorf("commit blob %s: %w", h, err)
-	}
-	if err := w.s.MarkVerified(h); err != nil {
+	if err := w.s.commit(w.f, h); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	return h, w.n, nil
@@ -255,7 +285,12 @@ func (s *Store) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, erro
 		// hash of every read would cost as much as the read itself.
 		return &trustedReader{ctx: ctx, f: f, want: h}, fi.Size(), nil
 	}
-	fp, _ := fingerprintOf(s.blobPath(h))
+	// The fingerprint of the file opened, taken through the descriptor,
+	// so a rename between open and now cannot substitute another file.
+	fp := ""
+	if st, ok := statOf(fi); ok {
+		fp = st.String()
+	}
 	return &blobReader{ctx: ctx, s: s, f: f, fi: fi, fp: fp, want: h, h: sha256.New()}, fi.Size(), nil
 }
 
@@ -290,8 +325,11 @@ func (b *blobReader) Read(p []byte) (int, error) {
 		}
 		// Checked in full: a later Verified can skip the hash, unless
 		// the file was replaced or written while it was read.
-		if now, ok := fingerprintOf(b.f.Name()); ok && now == b.fp {
-			if serr := b.s.MarkVerified(b.want); serr != nil {
+		if b.s.beforeEndCheck != nil {
+			b.s.beforeEndCheck(b.f.Name())
+		}
+		if now, ok := fingerprintOf(b.f.Name()); ok && b.fp != "" && now == b.fp {
+			if serr := b.s.writeStamp(b.want, now); serr != nil {
 				return n, serr
 			}
 		}

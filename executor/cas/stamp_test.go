@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"runtime"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -85,7 +88,9 @@ func TestStamps(t *testing.T) {
 	}
 }
 
-func TestLink(t *testing.T) {
+// TestPutFile: a local file enters the store as a copy (or clone), never
+// a shared inode; a byte flipped in the store leaves the source as it was.
+func TestPutFile(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s, err := Open(dir + "/store")
@@ -97,45 +102,193 @@ func TestLink(t *testing.T) {
 	os.WriteFile(src, data, 0o644)
 	h := digest(data)
 
-	// Wrong digest or size: nothing appears, nothing is left behind.
-	if err := s.Link(ctx, digest([]byte("other")), int64(len(data)), src); err == nil || !strings.Contains(err.Error(), "digest mismatch") {
-		t.Errorf("wrong digest: %v", err)
-	}
-	if err := s.Link(ctx, h, 3, src); err == nil || !strings.Contains(err.Error(), "size mismatch") {
-		t.Errorf("wrong size: %v", err)
-	}
-	if err := s.Link(ctx, h, 1, dir+"/missing"); err == nil || errors.Is(err, ErrNotLinkable) {
-		t.Errorf("a missing file must be an error, not a fall-back to copying: %v", err)
-	}
-	if entries, _ := os.ReadDir(dir + "/store/blobs/sha256"); len(entries) != 0 {
-		t.Errorf("failed links left %d files", len(entries))
+	// Wrong digest or size, or no file: nothing appears, nothing is left.
+	for _, tc := range []struct {
+		name string
+		h    v1.Hash
+		size int64
+		path string
+		want string
+	}{
+		{"wrong digest", digest([]byte("other")), int64(len(data)), src, "digest mismatch"},
+		{"short", h, 3, src, "size mismatch"},
+		{"long", h, int64(len(data)) + 1, src, "size mismatch"},
+		{"missing", h, 1, dir + "/missing", "no such file"},
+		{"directory", h, 1, dir, "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.PutFile(ctx, tc.h, tc.size, tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %q", err, tc.want)
+			}
+			if entries, _ := os.ReadDir(dir + "/store/blobs/sha256"); len(entries) != 0 {
+				t.Errorf("a failed put left %d files", len(entries))
+			}
+		})
 	}
 
-	if err := s.Link(ctx, h, int64(len(data)), src); err != nil {
+	if err := s.PutFile(ctx, h, int64(len(data)), src); err != nil {
 		t.Fatal(err)
 	}
 	si, _ := os.Stat(src)
 	bi, _ := os.Stat(s.Path(h))
-	if !os.SameFile(si, bi) {
-		t.Error("the blob is not a hard link of the source")
+	if os.SameFile(si, bi) {
+		t.Fatal("the blob shares the source's inode")
 	}
 	if runtime.GOOS == "linux" && !s.Verified(h) {
-		t.Error("a linked, checked blob is not Verified")
+		t.Error("a blob put and checked is not Verified")
 	}
-	// The source written in place: the shared file no longer vouches for
-	// itself, and reading it fails rather than serving the change.
-	f, _ := os.OpenFile(src, os.O_RDWR, 0)
+	// A byte flipped in the store: the source is untouched, and the store
+	// catches its own corruption.
+	f, _ := os.OpenFile(s.Path(h), os.O_RDWR, 0)
 	f.WriteAt([]byte{'Z'}, 7)
 	f.Close()
+	if got, _ := os.ReadFile(src); !bytes.Equal(got, data) {
+		t.Fatal("a write to the store changed the user's source")
+	}
 	if s.Verified(h) {
-		t.Fatal("a blob whose source was written is still Verified")
+		t.Fatal("a blob written in place is still Verified")
 	}
 	rc, _, err := s.Open(ctx, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.Copy(io.Discard, rc); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("reading a changed linked blob: %v", err)
+		t.Errorf("reading a changed blob: %v", err)
 	}
 	rc.Close()
+}
+
+// TestCopyTo: a copy out of the store is checked as written, shares no
+// inode, and a corrupt blob fails the copy and is evicted.
+func TestCopyTo(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	data := bytes.Repeat([]byte("pack"), 10000)
+	h := digest(data)
+	if err := s.Put(ctx, h, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	f, _ := os.Create(out)
+	if err := s.CopyTo(ctx, h, int64(len(data)), f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Fatal("copy differs")
+	}
+	oi, _ := os.Stat(out)
+	bi, _ := os.Stat(s.Path(h))
+	if os.SameFile(oi, bi) {
+		t.Fatal("the copy shares the blob's inode")
+	}
+	// Corrupt under an unchanged stamp (as below the file system): CopyTo
+	// does not trust the stamp, it hashes what it writes.
+	if runtime.GOOS == "linux" {
+		flipKeepStamp(t, s, h, 5)
+		if !s.Verified(h) {
+			t.Fatal("test setup: stamp no longer vouches")
+		}
+	} else {
+		flip(t, s, h, 5)
+	}
+	f2, _ := os.Create(out + "2")
+	defer f2.Close()
+	err := s.CopyTo(ctx, h, int64(len(data)), f2)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("copy of a corrupt blob: %v", err)
+	}
+	if ok, _ := s.Has(h); ok {
+		t.Error("the corrupt blob is still in the store")
+	}
+	if err := s.CopyTo(ctx, h, int64(len(data)), f2); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("copy of a missing blob: %v", err)
+	}
+}
+
+// flipKeepStamp corrupts a blob and rewrites its stamp to match, as
+// corruption below the file system would leave it: the stamp vouches for
+// bytes that are no longer there.
+func flipKeepStamp(t *testing.T, s *Store, h v1.Hash, off int) {
+	t.Helper()
+	flip(t, s, h, off)
+	fp, ok := fingerprintOf(s.Path(h))
+	if !ok {
+		t.Fatal("no fingerprint")
+	}
+	if err := s.writeStamp(h, fp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStampRaces: a write landing between a check and its stamp must
+// never be stamped as checked (issue 7 point 14).
+func TestStampRaces(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("fingerprints are Linux-only")
+	}
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("race"), 5000)
+	h := digest(data)
+	// scribble writes one byte in place after the coarse clock has
+	// moved, as another process holding the file open would.
+	scribble := func(path string) {
+		time.Sleep(20 * time.Millisecond)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		f.WriteAt([]byte{'!'}, 3)
+		f.Close()
+	}
+	t.Run("put", func(t *testing.T) {
+		s := newStore(t)
+		s.afterCommit = scribble
+		if err := s.Put(ctx, h, int64(len(data)), bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		if s.Verified(h) {
+			t.Fatal("a blob written between its hash and its stamp is Verified")
+		}
+		if _, err := readBlob(t, s, h); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("read: %v", err)
+		}
+	})
+	t.Run("writer", func(t *testing.T) {
+		s := newStore(t)
+		s.afterCommit = scribble
+		w, err := s.Writer(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		if _, _, err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if s.Verified(h) {
+			t.Fatal("a blob written between its hash and its stamp is Verified")
+		}
+	})
+	t.Run("read", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.Put(ctx, h, int64(len(data)), bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		s.dropStamp(h)
+		// The bytes are read and hash right; the file changes before
+		// the reader's end check.
+		s.beforeEndCheck = scribble
+		if _, err := readBlob(t, s, h); err != nil {
+			t.Fatal(err)
+		}
+		if s.Verified(h) {
+			t.Fatal("a blob written during its verifying read is Verified")
+		}
+		s.beforeEndCheck = nil
+		if _, err := readBlob(t, s, h); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("read: %v", err)
+		}
+	})
 }
