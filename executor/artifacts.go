@@ -11,14 +11,42 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"strings"
 
 	"github.com/bale-build/bale/executor/atomicfile"
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/internal/ctxio"
 	"github.com/bale-build/bale/pack"
 )
+
+// Artifacts are published all or nothing, and the digest printed for each
+// is that of bytes this run read or wrote, never a stamp's word for it:
+//
+//   - an artifact already in OutDir with the right size is hashed once; if
+//     it is the artifact it stays as it is (a no-op rebuild costs one hash
+//     pass over the artifacts and no write);
+//   - otherwise the store's blob is copied (or reflinked) to a temporary
+//     file beside the final name, hashed as it is written (cas.CopyTo);
+//   - once every artifact is staged, the temporaries are renamed into
+//     place; if one rename fails, the renames already done are undone,
+//     restoring what was there before.
+//
+// Outputs are copies: an output never shares an inode with the store, so
+// editing one can change neither the store nor another output directory.
+
+// staged is one artifact ready to publish.
+type staged struct {
+	name  string
+	final string
+	o     cas.Output
+	// f is the checked temporary file to rename into place; nil when the
+	// file at final already is the artifact.
+	f *atomicfile.File
+	// backup holds what final held before this attempt replaced it ("" if
+	// nothing), so a failed publish can put it back.
+	backup    string
+	committed bool
+}
 
 // writeArtifacts puts every target artifact into OutDir from the store.
 func (x *execution) writeArtifacts(ctx context.Context) ([]Artifact, error) {
@@ -31,6 +59,14 @@ func (x *execution) writeArtifacts(ctx context.Context) ([]Artifact, error) {
 	if err := os.MkdirAll(x.outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create output directory: %w", err)
 	}
+	var all []*staged
+	defer func() {
+		for _, st := range all {
+			if st.f != nil {
+				_ = st.f.Abort()
+			}
+		}
+	}()
 	var arts []Artifact
 	for _, tg := range x.targets {
 		for _, name := range tg.t.Artifacts {
@@ -38,9 +74,14 @@ func (x *execution) writeArtifacts(ctx context.Context) ([]Artifact, error) {
 			if !ok {
 				return nil, fmt.Errorf("artifact %s: no step produces it", name)
 			}
-			if err := x.place(ctx, name, o); err != nil {
+			st, err := x.stage(ctx, name, o)
+			if err != nil {
 				return nil, fmt.Errorf("write artifact %s: %w", name, err)
 			}
+			all = append(all, st)
+			// o.Digest is now the hash of the bytes that will be under
+			// the final name: read there just now, or written by CopyTo
+			// and checked as they were written.
 			a := Artifact{Path: name, Size: o.Size, SHA256: o.Digest.Hex}
 			if name == tg.packName {
 				if ix, ok := made[tg.packName+":"+pack.IndexPath]; ok {
@@ -48,149 +89,161 @@ func (x *execution) writeArtifacts(ctx context.Context) ([]Artifact, error) {
 				}
 			}
 			arts = append(arts, a)
-			x.emit(Event{Kind: EventArtifact, Subject: name})
 		}
+	}
+	if err := x.publish(all); err != nil {
+		return nil, err
+	}
+	for _, a := range arts {
+		x.emit(Event{Kind: EventArtifact, Subject: a.Path})
 	}
 	return arts, nil
 }
 
-// place puts blob o at OutDir/name: a hard link to the store's file when
-// the two share a file system (a warm rebuild of a large pack then costs
-// no write, and no read while the store's stamp vouches for the blob), else
-// a copy. Either way the bytes are known good before the final name
-// appears, and the final name appears atomically.
-//
-// A hard link shares the store's file: editing the artifact in place would
-// change the blob too. The store verifies every read, so such an edit is
-// caught and the blob rebuilt, never shipped.
-func (x *execution) place(ctx context.Context, name string, o cas.Output) error {
+// stage readies artifact name, blob o, for publishing at OutDir/name.
+func (x *execution) stage(ctx context.Context, name string, o cas.Output) (*staged, error) {
 	final := filepath.Join(x.outDir, name)
-	src := x.store.Path(o.Digest)
-	if src == "" {
-		return fmt.Errorf("invalid digest %s", o.Digest)
-	}
-	if !x.noLink {
-		done, err := x.link(ctx, src, final, o)
-		if done || err != nil {
-			return err
-		}
-	}
-	return x.copyBlob(ctx, final, o)
-}
-
-// link hard-links src to final via a temporary name. It returns false and
-// no error when linking is impossible here, so the caller copies instead.
-//
-// A blob the store has verified and not seen change since (cas.Verified)
-// is linked without being read again, so a warm rebuild of a large pack
-// costs no pass over its bytes; any other is hashed through the link
-// before the final name appears.
-func (x *execution) link(ctx context.Context, src, final string, o cas.Output) (bool, error) {
-	trusted := x.store.Verified(o.Digest)
-	// Already the same file (a rebuild into the same directory): rename
-	// would do nothing and leave the temporary link behind.
-	if si, err := os.Stat(src); err == nil {
-		if fi, err := os.Stat(final); err == nil && os.SameFile(si, fi) {
-			if trusted {
-				return true, nil
-			}
-			if err := x.checkFile(ctx, final, o); err != nil {
-				return true, err
-			}
-			return true, x.store.MarkVerified(o.Digest)
-		}
-	}
-	tmp, err := linkTemp(src, final)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return true, blobMissing(fmt.Errorf("blob %s: %w", o.Digest, err))
-		}
-		return false, nil
-	}
-	if !trusted {
-		// Check the linked file itself: that is exactly what will ship.
-		if err := x.checkFile(ctx, tmp, o); err != nil {
-			_ = os.Remove(tmp)
-			return true, err
-		}
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		_ = os.Remove(tmp)
-		return true, err
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(final)); err != nil {
-		return true, err
-	}
-	// Linking and renaming moved the inode's change time; its bytes were
-	// trusted or checked just now, so stamp it afresh.
-	return true, x.store.MarkVerified(o.Digest)
-}
-
-// linkTemp links src to a fresh hidden name beside final, named like
-// atomicfile's temporaries so stale ones are recognisable.
-func linkTemp(src, final string) (string, error) {
-	dir, base := filepath.Split(final)
-	for range 8 {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return "", err
-		}
-		tmp := filepath.Join(dir, "."+base+".tmp-"+hex.EncodeToString(b[:]))
-		err := os.Link(src, tmp)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return tmp, err
-	}
-	return "", fmt.Errorf("link %s: no free temporary name", final)
-}
-
-// checkFile re-hashes a file that shares the store blob's inode. On a
-// mismatch the blob is corrupt: it is dropped from the store (Verify
-// deletes it) and the error wraps cas.ErrCorrupt, so Execute rebuilds it.
-func (x *execution) checkFile(ctx context.Context, path string, o cas.Output) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, ctxio.Reader(ctx, f))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-	if got == o.Digest && n == o.Size {
-		return nil
-	}
-	verr := x.store.Verify(ctx, o.Digest)
-	if verr == nil {
-		// The store's copy is fine, so the file changed after linking:
-		// report it, but as corrupt so the next attempt links again.
-		verr = fmt.Errorf("%w: %s changed while being linked", cas.ErrCorrupt, path)
-	}
-	return fmt.Errorf("blob %s (%d bytes) reads as %s (%d bytes): %w", o.Digest, o.Size, got, n, verr)
-}
-
-// copyBlob copies blob o from the store to final through a temporary file.
-func (x *execution) copyBlob(ctx context.Context, final string, o cas.Output) error {
-	rc, size, err := x.store.Open(ctx, o.Digest)
-	if err != nil {
-		return blobMissing(err)
-	}
-	defer rc.Close()
-	if size != o.Size {
-		return fmt.Errorf("%w: blob %s is %d bytes, the step recorded %d", cas.ErrCorrupt, o.Digest, size, o.Size)
+	st := &staged{name: name, final: final, o: o}
+	// Temporary files of this artifact left by a killed build; a live
+	// build's are locked and spared.
+	base := "." + filepath.Base(final) + ".tmp-"
+	_, _, _ = atomicfile.RemoveStale(filepath.Dir(final), cas.StaleAge, func(n string) bool { return strings.HasPrefix(n, base) })
+	same, err := x.unchanged(ctx, final, o)
+	if err != nil || same {
+		return st, err
 	}
 	f, err := atomicfile.Create(final)
 	if err != nil {
+		return nil, err
+	}
+	if err := x.store.CopyTo(ctx, o.Digest, o.Size, f.OSFile()); err != nil {
+		_ = f.Abort()
+		return nil, blobMissing(err)
+	}
+	st.f = f
+	return st, nil
+}
+
+// unchanged reports whether the file at final is artifact o already: a
+// regular file of o's size, not the store's own file (an output directory
+// written by an older bale may hold hard links into the store), whose bytes
+// hash to o's digest now.
+func (x *execution) unchanged(ctx context.Context, final string, o cas.Output) (bool, error) {
+	fi, err := os.Lstat(final)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != o.Size {
+		return false, nil
+	}
+	if bi, err := os.Stat(x.store.Path(o.Digest)); err == nil && os.SameFile(fi, bi) {
+		return false, nil
+	}
+	f, err := os.Open(final)
+	if err != nil {
+		return false, nil
+	}
+	defer f.Close()
+	if ofi, err := f.Stat(); err != nil || !os.SameFile(fi, ofi) {
+		return false, nil
+	}
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, ctxio.Reader(ctx, f), make([]byte, 1<<20))
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, nil
+	}
+	return n == o.Size && hex.EncodeToString(h.Sum(nil)) == o.Digest.Hex, nil
+}
+
+// publish renames every staged temporary file into place, all or nothing:
+// if one rename fails, the ones done are undone and what the final names
+// held before is restored.
+func (x *execution) publish(all []*staged) error {
+	var perr error
+	for _, st := range all {
+		if st.f == nil {
+			continue
+		}
+		if err := backup(st); err != nil {
+			perr = fmt.Errorf("write artifact %s: keep the previous file: %w", st.name, err)
+			break
+		}
+		err := st.f.Commit()
+		st.f = nil // committed or removed by Commit
+		if err != nil {
+			perr = fmt.Errorf("write artifact %s: %w", st.name, err)
+			break
+		}
+		st.committed = true
+	}
+	if perr == nil {
+		for _, st := range all {
+			if st.backup != "" {
+				_ = os.Remove(st.backup)
+			}
+		}
+		return nil
+	}
+	var errs []error
+	for _, st := range all {
+		if err := rollback(st); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w (and undoing the artifacts published: %w)", perr, err)
+	}
+	return perr
+}
+
+// backup links whatever st.final names, if anything but a directory (a
+// symbolic link is linked itself, not followed), to a hidden name
+// beside it, named like atomicfile's temporaries so a crash leaves nothing
+// Sweep does not recognise.
+func backup(st *staged) error {
+	fi, err := os.Lstat(st.final)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	defer f.Abort()
-	// The store's reader returns an error instead of io.EOF if the content
-	// does not match, so a corrupt blob is never committed.
-	if _, err := io.Copy(f, rc); err != nil {
+	if fi.IsDir() {
+		return nil // the rename will fail, and there is nothing to restore
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
 		return err
 	}
-	return f.Commit()
+	dir, base := filepath.Split(st.final)
+	name := filepath.Join(dir, "."+base+".tmp-prev-"+hex.EncodeToString(b[:]))
+	if err := os.Link(st.final, name); err != nil {
+		return err
+	}
+	st.backup = name
+	return nil
+}
+
+// rollback undoes st's publish, if it happened, and drops its backup.
+func rollback(st *staged) error {
+	if st.committed {
+		var err error
+		if st.backup != "" {
+			err = os.Rename(st.backup, st.final)
+		} else {
+			err = os.Remove(st.final)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restore %s: %w", st.final, err)
+		}
+		st.committed = false
+		if err := atomicfile.SyncDir(filepath.Dir(st.final)); err != nil {
+			return fmt.Errorf("restore %s: %w", st.final, err)
+		}
+		return nil
+	}
+	if st.backup != "" {
+		_ = os.Remove(st.backup)
+	}
+	return nil
 }

@@ -5,8 +5,9 @@
 // through the content-addressed store (executor/cas), which checks digests
 // and sizes on the way in and on the way out; every step's result (its
 // outputs, by path and digest) is recorded in the store's action cache, so
-// executing a plan whose steps are all cached runs nothing and only links
-// the artifacts into the output directory.
+// executing a plan whose steps are all cached runs nothing and only copies
+// the artifacts into the output directory (or, when they are there and
+// intact already, hashes them once).
 //
 // # Steps
 //
@@ -70,8 +71,9 @@ type Source interface {
 
 // BlobFiler is implemented by a Source that can name a local file holding
 // an image blob (an OCI layout's blobs/sha256/HEX). The executor then
-// hard-links the file into its store, verifying it there, instead of
-// copying it: a cold build writes each layer once, into the pack.
+// reflinks the file into its store where the file system can (no write),
+// else copies it, hashing the bytes once either way (cas.Store.PutFile);
+// the store never shares an inode with the source.
 type BlobFiler interface {
 	BlobFile(ctx context.Context, in plan.Input, digest string) (path string, ok bool)
 }
@@ -156,6 +158,15 @@ func Execute(ctx context.Context, p *plan.Plan, planID string, src Source, opts 
 	if err != nil {
 		return nil, err
 	}
+	// Shared with other builds; pruning and verifying the store wait.
+	unlock, err := x.store.Lock(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("execute plan %s: %w", planID, err)
+	}
+	defer unlock()
+	// Temporary files of builds killed earlier; a live build's are locked
+	// and spared. Failing to sweep only costs disk space.
+	_, _, _ = x.store.Sweep(cas.StaleAge)
 	res := &Result{}
 	for attempt := 1; ; attempt++ {
 		arts, err := x.attempt(ctx)
@@ -194,8 +205,6 @@ type execution struct {
 	jobs    int
 	nodes   []*node
 	targets []*target
-	// noLink makes artifacts copies rather than hard links (tests).
-	noLink bool
 
 	progress   func(Event)
 	progressMu sync.Mutex

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 )
@@ -109,13 +107,12 @@ func (x *execution) fetch(ctx context.Context, in plan.Input, digest string, siz
 	}
 	if bf, ok := x.src.(BlobFiler); ok {
 		if path, ok := bf.BlobFile(ctx, in, digest); ok {
-			err := x.store.Link(ctx, h, size, path)
-			if err == nil {
-				return h, nil
-			}
-			if !errors.Is(err, cas.ErrNotLinkable) {
+			// A reflink or a copy, hashed as it is made: the store never
+			// shares an inode with the user's layout.
+			if err := x.store.PutFile(ctx, h, size, path); err != nil {
 				return v1.Hash{}, fmt.Errorf("image %s: %w", in.Name, err)
 			}
+			return h, nil
 		}
 	}
 	rc, n, err := x.src.OpenBlob(ctx, in, digest)
