@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -91,6 +92,15 @@ func (x *execution) doImage(ctx context.Context, n *node) (outputs, error) {
 	return out, nil
 }
 
+// RawBlobOpener is implemented by a Source that can open an image blob
+// without hashing it on the way (planner/resolve.Resolver). The executor
+// prefers it, since its store verifies every byte it writes, digest and
+// size, before the blob appears: each fetched byte is hashed once.
+type RawBlobOpener interface {
+	// OpenRawBlob is Source.OpenBlob without verification.
+	OpenRawBlob(ctx context.Context, in plan.Input, digest string) (io.ReadCloser, int64, error)
+}
+
 // fetch puts blob digest of image input in into the store unless it is
 // there already. max, if not negative, bounds the size the plan may claim
 // (manifests and indexes, which are parsed).
@@ -115,7 +125,13 @@ func (x *execution) fetch(ctx context.Context, in plan.Input, digest string, siz
 			return h, nil
 		}
 	}
-	rc, n, err := x.src.OpenBlob(ctx, in, digest)
+	open := x.src.OpenBlob
+	if ro, ok := x.src.(RawBlobOpener); ok {
+		// Put hashes what it writes: a second hash on the way would
+		// double the CPU cost of every fetched byte.
+		open = ro.OpenRawBlob
+	}
+	rc, n, err := open(ctx, in, digest)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("image %s: open blob %s: %w", in.Name, digest, err)
 	}

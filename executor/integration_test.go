@@ -22,7 +22,11 @@ import (
 var updateGolden = flag.Bool("update", false, "rewrite the golden digests in testdata/")
 
 // The resolver is the executor's production Source.
-var _ executor.Source = (*resolve.Resolver)(nil)
+var (
+	_ executor.Source        = (*resolve.Resolver)(nil)
+	_ executor.BlobFiler     = (*resolve.Resolver)(nil)
+	_ executor.RawBlobOpener = (*resolve.Resolver)(nil)
+)
 
 // TestRealSpecPipeline runs the whole pipeline on the repository's own
 // air-gap spec and fixtures: spec → planner (real resolver) → plan →

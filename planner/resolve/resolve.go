@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -103,6 +104,11 @@ type Resolver struct {
 	// backoff is the first retry delay; it doubles with each retry. Tests
 	// shorten it.
 	backoff time.Duration
+
+	// pulls holds an authenticated transport per repository (see
+	// pullTransport).
+	pullMu sync.Mutex
+	pulls  map[string]http.RoundTripper
 }
 
 // New returns a Resolver for opts.
