@@ -57,7 +57,7 @@ func TestBuildVerify(t *testing.T) {
 		t.Errorf("verify: exit %d\n%s%s", code, stdout, errs)
 	}
 
-	// A damaged copy (the artifacts share the cache's inodes: copy first).
+	// A damaged copy.
 	bad := filepath.Join(dir, "bad")
 	os.MkdirAll(bad, 0o755)
 	pack[len(pack)/2] ^= 0x20
