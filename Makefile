@@ -37,9 +37,10 @@ bench:
 	# with another package's benchmark.
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
-## fuzz: spec loading under the fuzzer for 60 s
+## fuzz: spec loading and plan decoding under the fuzzer, 60 s each
 fuzz:
 	$(GO) test ./planner/spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
+	$(GO) test ./plan -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s
 
 ## demo: bale's main job on embedded defaults: the real bootstrap pack from
 ## specs/airgap and the fixtures in testdata/, offline, then checked

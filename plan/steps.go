@@ -359,9 +359,11 @@ func (p *Plan) checkTargets() error {
 			if _, ok := declared[a]; !ok {
 				return fmt.Errorf("%s: output %q belongs to no target's artifact", at, o)
 			}
-			isEntry := slices.Contains(entryActions, s.Action) || s.Action == ActionPackIndex
-			if entry != isEntry {
-				return fmt.Errorf("%s: output %q: a %s step writes %s", at, o, s.Action, map[bool]string{true: "entries inside a pack", false: "whole artifacts"}[isEntry])
+			switch isEntry := slices.Contains(entryActions, s.Action) || s.Action == ActionPackIndex; {
+			case isEntry && !entry:
+				return fmt.Errorf("%s: output %q: a %s step writes entries inside a pack", at, o, s.Action)
+			case !isEntry && entry:
+				return fmt.Errorf("%s: output %q: a %s step writes whole artifacts", at, o, s.Action)
 			}
 			if entry {
 				continue

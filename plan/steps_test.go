@@ -209,3 +209,35 @@ func TestStepContract(t *testing.T) {
 		t.Error("Rule knows an unknown action")
 	}
 }
+
+// FuzzDecode feeds Decode hostile plan files. It must never panic, and a
+// plan it accepts must survive its own canonical form: Marshal, Decode
+// again, and the same bytes.
+func FuzzDecode(f *testing.F) {
+	for _, name := range []string{"airgap.plan.json", "aoc.plan.json"} {
+		b, err := os.ReadFile(filepath.Join("..", "planner", "testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	good, _ := Marshal(sample())
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Decode(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		b, err := Marshal(p)
+		if err != nil {
+			t.Fatalf("Marshal of a decoded plan: %v", err)
+		}
+		q, err := Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("Decode of a decoded plan's canonical form: %v", err)
+		}
+		if again, _ := Marshal(q); !bytes.Equal(again, b) {
+			t.Fatal("canonical form changed on a second round trip")
+		}
+	})
+}
