@@ -342,6 +342,14 @@ func (p *Plan) Validate() error {
 			return fmt.Errorf("%s: source path %q leaves the workspace", at, in.Source.Path)
 		}
 		if in.Image != nil {
+			if !nameRE.MatchString(in.Name) || strings.Contains(in.Name, "..") {
+				return fmt.Errorf("%s: image name %q: not a safe file name", at, in.Name)
+			}
+			for _, t := range in.Image.Tags {
+				if err := ValidateRepoTag(t); err != nil {
+					return fmt.Errorf("%s: %w", at, err)
+				}
+			}
 			for _, m := range in.Image.Manifests {
 				blobs := append([]Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...)
 				for _, b := range blobs {
