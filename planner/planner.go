@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -59,20 +58,7 @@ type Options struct {
 // ancestor holding cue.mod or .git, else dir itself. Plans record paths
 // relative to it, so a plan is the same from any checkout location and any
 // working directory.
-func FindRoot(dir string) string {
-	for d := dir; ; {
-		for _, marker := range []string{"cue.mod", ".git"} {
-			if _, err := os.Stat(filepath.Join(d, marker)); err == nil {
-				return d
-			}
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return dir
-		}
-		d = parent
-	}
-}
+func FindRoot(dir string) string { return spec.FindRoot(dir) }
 
 // Plan resolves inst's inputs and lays out its steps.
 func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, error) {

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"testing/fstest"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/build"
@@ -19,6 +21,7 @@ import (
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/format"
 	"cuelang.org/go/cue/load"
+	"cuelang.org/go/mod/modconfig"
 
 	"github.com/bale-build/bale/schemas"
 )
@@ -61,6 +64,15 @@ type Options struct {
 	// WorkDir is the directory diagnostics are reported relative to; empty
 	// means the process's working directory.
 	WorkDir string
+	// Root is the workspace root every file the CUE loader reads must lie
+	// below; empty means FindRoot of each spec's directory.
+	Root string
+	// CUERegistry, when set, is where CUE module dependencies are fetched
+	// from (see cuelang.org/go/mod/modconfig). It is nil by default: bale
+	// never fetches a CUE module, nor reads one from a cache outside the
+	// workspace, because a spec asks for it; CUE_REGISTRY and the other
+	// CUE variables are ignored.
+	CUERegistry modconfig.Registry
 }
 
 // Load loads every spec named by args: a .cue file, a directory (one CUE
@@ -99,8 +111,7 @@ func Load(ctx context.Context, args []string, opts Options) ([]*Instance, Diagno
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		cfg := &load.Config{Dir: t.dir}
-		in, ds := evaluate(cfg, t.arg, t.name, wd)
+		in, ds := loadTarget(t, wd, opts)
 		diags = append(diags, ds...)
 		if in != nil {
 			insts = append(insts, in)
@@ -117,24 +128,74 @@ func Parse(ctx context.Context, filename string, src []byte, dir string) (*Insta
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	// The overlay needs an absolute path; a directory that cannot exist
-	// keeps cue/load from reading anything else from disk.
-	vdir := "/.bale-virtual-spec"
-	base := filepath.Base(filepath.Clean("/" + filename))
+	if len(src) > MaxSourceBytes {
+		return nil, Diagnostics{{File: filename, Severity: SeverityError,
+			Message: fmt.Sprintf("spec is %d bytes; bale refuses specs over %d bytes", len(src), MaxSourceBytes)}}, nil
+	}
+	// A file system holding only this file: cue/load reads nothing from
+	// disk, so a spec from the network cannot embed or import a local file.
+	base := path.Base(path.Clean("/" + filepath.ToSlash(filename)))
 	if !strings.HasSuffix(base, ".cue") {
 		base += ".cue"
 	}
-	abs := filepath.Join(vdir, base)
+	cfs := newConfinedFS(fstest.MapFS{base: &fstest.MapFile{Data: src, Mode: 0o644}}, "/")
+	cfs.virtual = true
 	cfg := &load.Config{
-		Dir:     vdir,
-		Overlay: map[string]load.Source{abs: load.FromBytes(src)},
+		FS:         cfs,
+		Dir:        "/",
+		FromFSPath: func(string) string { return filename },
+		Registry:   noRegistry{},
+		Env:        []string{},
 	}
-	in, diags := evaluate(cfg, abs, filename, vdir)
+	in, diags := evaluate(cfg, "./"+base, filename, "/", cfs)
 	if in != nil {
 		in.Dir = dir
 	}
 	diags.sort()
 	return in, diags, nil
+}
+
+// loadTarget loads one spec confined to its workspace root.
+func loadTarget(t target, wd string, opts Options) (*Instance, Diagnostics) {
+	fail := func(err error) (*Instance, Diagnostics) {
+		return nil, Diagnostics{{File: t.name, Severity: SeverityError, Message: "load spec: " + err.Error()}}
+	}
+	root := opts.Root
+	if root == "" {
+		root = FindRoot(t.dir)
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return fail(err)
+	}
+	dir, err := fsPath(root, t.dir)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return fail(fmt.Errorf("workspace root: %w", err))
+	}
+	defer r.Close()
+	reg := opts.CUERegistry
+	if reg == nil {
+		reg = noRegistry{}
+	}
+	cfs := newConfinedFS(r.FS(), root)
+	cfg := &load.Config{
+		FS:  cfs,
+		Dir: dir,
+		// The loader's paths are inside the workspace's file system;
+		// positions and messages name the files on disk.
+		FromFSPath: func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) },
+		Registry:   reg,
+		Env:        []string{},
+	}
+	in, diags := evaluate(cfg, t.arg, t.name, wd, cfs)
+	if in != nil {
+		in.Dir = t.dir
+	}
+	return in, diags
 }
 
 // target is one CUE instance to load: arg as cue/load takes it, in dir.
@@ -214,9 +275,30 @@ func rel(wd, p string) string {
 	return p
 }
 
-// evaluate loads, checks and decodes one instance. It never panics on hostile
-// input: CUE's own errors become diagnostics.
-func evaluate(cfg *load.Config, arg, name, wd string) (in *Instance, diags Diagnostics) {
+// evaluate loads, checks and decodes one instance, and reports every file
+// the loader was refused. It never panics on hostile input: CUE's own
+// errors become diagnostics.
+func evaluate(cfg *load.Config, arg, name, wd string, cfs *confinedFS) (*Instance, Diagnostics) {
+	in, diags := evaluateCUE(cfg, arg, name, wd)
+	refused := cfs.refused(in != nil)
+	if len(refused) == 0 {
+		return in, diags
+	}
+	// CUE's errors without a position only repeat, less clearly, what
+	// the refusals say.
+	kept := diags[:0]
+	for _, d := range diags {
+		if d.File != "" {
+			kept = append(kept, d)
+		}
+	}
+	for _, r := range refused {
+		kept = append(kept, Diagnostic{File: rel(wd, r.path), Severity: SeverityError, Message: r.msg})
+	}
+	return nil, kept
+}
+
+func evaluateCUE(cfg *load.Config, arg, name, wd string) (in *Instance, diags Diagnostics) {
 	binsts := load.Instances([]string{arg}, cfg)
 	if len(binsts) != 1 {
 		return nil, Diagnostics{{File: name, Line: 1, Column: 1, Severity: SeverityError, Message: fmt.Sprintf("expected one CUE package, found %d", len(binsts))}}
@@ -274,7 +356,6 @@ func evaluate(cfg *load.Config, arg, name, wd string) (in *Instance, diags Diagn
 	canon = append(canon, '\n')
 	sum := sha256.Sum256(canon)
 	return &Instance{
-		Dir:      cfg.Dir,
 		Name:     name,
 		Spec:     &s,
 		Digest:   "sha256:" + hex.EncodeToString(sum[:]),
