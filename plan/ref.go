@@ -37,7 +37,7 @@ const MaxRepositoryLength = 255
 // ValidateTag checks t against the OCI distribution tag grammar.
 func ValidateTag(t string) error {
 	if !tagRE.MatchString(t) {
-		return fmt.Errorf("tag %q: want 1 to 128 of A-Z a-z 0-9 _ . - not starting with . or -", t)
+		return fmt.Errorf("tag %s: want 1 to 128 of A-Z a-z 0-9 _ . - not starting with . or -", quote(t))
 	}
 	return nil
 }
@@ -48,10 +48,10 @@ func ValidateTag(t string) error {
 // characters in all.
 func ValidateRepository(r string) error {
 	if len(r) > MaxRepositoryLength {
-		return fmt.Errorf("repository %.40q…: longer than %d characters", r, MaxRepositoryLength)
+		return fmt.Errorf("repository %s: longer than %d characters", quote(r), MaxRepositoryLength)
 	}
 	if !repositoryRE.MatchString(r) {
-		return fmt.Errorf("repository %q: want [host[:port]/]path, path components of lowercase letters and digits joined by '.', '_', \"__\" or '-'", r)
+		return fmt.Errorf("repository %s: want [host[:port]/]path, path components of lowercase letters and digits joined by '.', '_', \"__\" or '-'", quote(r))
 	}
 	return nil
 }
@@ -62,13 +62,22 @@ func ValidateRepository(r string) error {
 func ValidateRepoTag(s string) error {
 	i := strings.LastIndexByte(s, ':')
 	if i < 0 || strings.Contains(s[i+1:], "/") {
-		return fmt.Errorf("image tag %q: want repository:tag", s)
+		return fmt.Errorf("image tag %s: want repository:tag", quote(s))
 	}
 	if err := ValidateRepository(s[:i]); err != nil {
-		return fmt.Errorf("image tag %q: %w", s, err)
+		return fmt.Errorf("image tag %s: %w", quote(s), err)
 	}
 	if err := ValidateTag(s[i+1:]); err != nil {
-		return fmt.Errorf("image tag %q: %w", s, err)
+		return fmt.Errorf("image tag %s: %w", quote(s), err)
 	}
 	return nil
+}
+
+// quote quotes s for a message, escaped (a hostile name's control and
+// bidirectional characters never reach a terminal) and shortened.
+func quote(s string) string {
+	if len(s) > 80 {
+		return fmt.Sprintf("%.64q… (%d bytes)", s, len(s))
+	}
+	return fmt.Sprintf("%q", s)
 }

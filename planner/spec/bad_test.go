@@ -23,6 +23,18 @@ func TestBadSpecs(t *testing.T) {
 		{"bad-ref", []string{
 			"testdata/bad/bad-ref.cue:5:25: bootstrapPack.images[0].ref: invalid image reference \"R.example/WEB:1\": could not parse reference: R.example/WEB:1",
 		}},
+		{"bad-tags", []string{
+			"testdata/bad/bad-tags.cue:7:10: bootstrapPack.images[0].tags[0]: invalid value \"r.example/web:1\\u202egpj.exe\": want an image tag \"repository:tag\" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'",
+			"testdata/bad/bad-tags.cue:7:42: bootstrapPack.images[0].tags[1]: invalid value \"r.example/web:1\\u0000x\": want an image tag \"repository:tag\" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'",
+			"testdata/bad/bad-tags.cue:7:68: bootstrapPack.images[0].tags[2]: invalid value \"r.example/web:../../x\": want an image tag \"repository:tag\" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'",
+			"testdata/bad/bad-tags.cue:7:93: bootstrapPack.images[0].tags[3]: invalid value \"../../x:1\": want an image tag \"repository:tag\" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'",
+			"testdata/bad/bad-tags.cue:7:106: bootstrapPack.images[0].tags[4]: invalid value \"r.example/web\": want an image tag \"repository:tag\" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'",
+			"testdata/bad/bad-tags.cue:7:123: bootstrapPack.images[0].tags[5]: invalid value \"r.example/Web:1\": want an image tag \"repository:tag\" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'",
+			"testdata/bad/bad-tags.cue:7:164: bootstrapPack.images[0].tags[7]: duplicate tag \"r.example/web:fine\" (first at testdata/bad/bad-tags.cue:7:142)",
+			"testdata/bad/bad-tags.cue:9:48: bootstrapPack.images[1].tarball.tag: invalid value \"app:-x\": want an image tag \"repository:tag\" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'",
+			"testdata/bad/bad-tags.cue:10:10: bootstrapPack.images[1].tags[0]: image tag \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"… (258 bytes): repository \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"… (256 bytes): longer than 255 characters",
+			"testdata/bad/bad-tags.cue:12:17: bootstrapPack.images[2].ref: repository \"a..b\": want [host[:port]/]path, path components of lowercase letters and digits joined by '.', '_', \"__\" or '-'",
+		}},
 		{"bad-timestamp", []string{
 			"testdata/bad/bad-timestamp.cue:3:33: bootstrapPack.sourceDateEpoch: invalid value \"2025-13-01T00:00:00Z\": want an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or Unix seconds",
 		}},

@@ -2,11 +2,13 @@ package spec
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"cuelang.org/go/cue"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/schemas"
 )
 
@@ -136,6 +138,10 @@ func (c *checker) images(list cue.Value, at string) {
 					break
 				}
 			}
+			if err := plan.ValidateRepository(r.Context().RepositoryStr()); err != nil {
+				c.add(SeverityError, rv, "%s.ref: %v", ep, err)
+				break
+			}
 			if d, ok := r.(name.Digest); ok {
 				if hasDigest && d.DigestStr() != digest {
 					c.add(SeverityError, dv, "%s.digest: %s disagrees with the reference's digest %s", ep, digest, d.DigestStr())
@@ -149,6 +155,29 @@ func (c *checker) images(list cue.Value, at string) {
 			}
 		}
 		c.noDuplicates(el.LookupPath(cue.ParsePath("platforms")), ep+".platforms", "platform")
+		c.noDuplicates(el.LookupPath(cue.ParsePath("tags")), ep+".tags", "tag")
+		for i, t := range elems(el.LookupPath(cue.ParsePath("tags"))) {
+			c.repoTag(t, fmt.Sprintf("%s.tags[%d]", ep, i))
+		}
+		if t := el.LookupPath(cue.ParsePath("tarball.tag")); t.Exists() {
+			c.repoTag(t, ep+".tarball.tag")
+		}
+	}
+}
+
+// repoTagRE is the schema's #RepoTag pattern, which CUE checks and reports.
+var repoTagRE = regexp.MustCompile(`^` + plan.RepositoryPattern + `:` + plan.TagPattern + `$`)
+
+// repoTag reports what the schema's pattern cannot say: a repository longer
+// than the distribution grammar's 255 characters. The rest of the grammar
+// is the schema's, and reported by CUE.
+func (c *checker) repoTag(v cue.Value, at string) {
+	s, err := v.String()
+	if err != nil || !repoTagRE.MatchString(s) {
+		return
+	}
+	if err := plan.ValidateRepoTag(s); err != nil {
+		c.add(SeverityError, v, "%s: %v", at, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 
 	"cuelang.org/go/cue"
 	cueerrors "cuelang.org/go/cue/errors"
@@ -103,6 +104,7 @@ func describe(bound string) string {
 	const safeName = `a name safe as a file name: letters, digits, '.', '_', '+', '-', not starting with '.', no "..", at most 128 characters`
 	const relPath = `a relative path inside the artifact: no leading '/', no "." or ".." segment, no empty segment`
 	for _, w := range []struct{ pattern, want string }{
+		{`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, `an image tag "repository:tag" in the OCI distribution grammar: the repository is lowercase path components joined by '/' after an optional registry host, the tag 1 to 128 of A-Z a-z 0-9 _ . - not starting with '.' or '-'`},
 		{`sha256:[0-9a-f]{64}`, `a digest: "sha256:" and 64 lowercase hex digits`},
 		{`[A-Za-z0-9][A-Za-z0-9._+-]*`, safeName},
 		{`[a-z0-9]+/[a-z0-9_]+`, `a platform "os/arch" or "os/arch/variant", e.g. "linux/arm64/v8"`},
@@ -174,7 +176,7 @@ func message(path []string, errs []cueerrors.Error, disj bool, user cue.Value) s
 	if user.Exists() {
 		if v := user.LookupPath(cuePath(path)); v.Exists() {
 			if b, err := v.MarshalJSON(); err == nil {
-				got = string(b)
+				got = printable(string(b))
 				if len(got) > 64 {
 					got = fmt.Sprintf("%s… (%d characters)", got[:48], len(got))
 				}
@@ -265,4 +267,19 @@ func article(typ string) string {
 		return "a bool"
 	}
 	return typ
+}
+
+// printable escapes what a terminal would interpret rather than show
+// (control characters, bidirectional overrides), so a hostile value is
+// shown as written, not as it would like to look.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, "\\u%04x", r)
+	}
+	return b.String()
 }

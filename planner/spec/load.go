@@ -315,20 +315,27 @@ func evaluateCUE(cfg *load.Config, arg, name, wd string) (in *Instance, diags Di
 		return nil, ds
 	}
 	ctx := cuecontext.New()
-	user := ctx.BuildInstance(bi)
-	if err := user.Err(); err != nil {
-		return nil, fromCUE(err, wd, user)
-	}
 	schema := ctx.CompileString(schemas.Source, cue.Filename(schemas.Filename))
 	if err := schema.Err(); err != nil {
 		// The schema is embedded and tested; this is a bale bug.
 		return nil, Diagnostics{{File: schemas.Filename, Line: 1, Column: 1, Severity: SeverityError, Message: "bale's embedded schema does not compile: " + err.Error()}}
 	}
-	v := schema.FillPath(cue.MakePath(cue.Str("spec")), user).LookupPath(cue.MakePath(cue.Str("spec")))
 	// The checks run on the user's own value, so they report every problem
 	// even where CUE's errors stop it short, at the positions the user
 	// wrote.
-	c := &checker{wd: wd, v: user, fallback: firstFile(bi.BuildFiles, name, wd)}
+	c := &checker{wd: wd, fallback: firstFile(bi.BuildFiles, name, wd)}
+	if c.sourceCaps(bi.Files, schema); len(c.diags) > 0 {
+		return nil, c.diags
+	}
+	user := ctx.BuildInstance(bi)
+	c.v = user
+	if c.caps(schema); len(c.diags) > 0 {
+		return nil, c.diags
+	}
+	if err := user.Err(); err != nil {
+		return nil, fromCUE(err, wd, user)
+	}
+	v := schema.FillPath(cue.MakePath(cue.Str("spec")), user).LookupPath(cue.MakePath(cue.Str("spec")))
 	c.closed(user, schema.LookupPath(cue.ParsePath("#Spec")), nil)
 	c.check()
 	if err := v.Validate(cue.Concrete(true), cue.All()); err != nil {
