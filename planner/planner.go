@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
@@ -257,7 +259,9 @@ func lockImage(img spec.Image, lock *plan.Input) spec.Image {
 }
 
 // resolveAll runs the jobs with at most opts.Jobs at once. It reports every
-// failure, not only the first, so one run shows all that is wrong.
+// failure, not only the first, so one run shows all that is wrong. It
+// returns only when every worker it started has returned, cancelled or
+// not: nothing it started outlives it, and Progress is never called after.
 func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, error) {
 	n := opts.Jobs
 	if n <= 0 {
@@ -272,13 +276,18 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 	}
 	out := make([]plan.Input, len(jobs))
 	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, n)
+	// A plain Group, not WithContext: one input's failure must not cancel
+	// the others, so that one run reports them all.
+	var g errgroup.Group
+	g.SetLimit(n)
 	var (
-		wg   sync.WaitGroup
 		mu   sync.Mutex
 		done int
 	)
 	for i, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
 		var lock *plan.Input
 		if locked != nil {
 			in, ok := locked[j.key]
@@ -299,15 +308,12 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 				continue
 			}
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		wg.Add(1)
-		go func(i int, j job, lock *plan.Input) {
-			defer wg.Done()
-			defer func() { <-sem }()
+		// Go waits for a free slot; the workers holding them see the
+		// cancel through ctx, so the wait ends soon after one.
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil
+			}
 			in, err := j.resolve(ctx, opts.Resolver, lock)
 			if err == nil && lock != nil {
 				// The plan records the source as the spec says, not the
@@ -322,9 +328,10 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 				opts.Progress(j.key, done, len(jobs))
 				mu.Unlock()
 			}
-		}(i, j, lock)
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the workers report through errs
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -5,12 +5,17 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,5 +312,101 @@ func BenchmarkPlanRealSpecs(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		planSpec(b, "specs/airgap", planner.Options{})
 		planSpec(b, "specs/aoc", planner.Options{})
+	}
+}
+
+// unwindSlowly is the real resolver, but a failed image resolution takes a
+// little longer to come back, as a worker deep in a registry client does:
+// it makes a worker that outlives Plan show up every time, not by chance.
+type unwindSlowly struct{ *resolve.Resolver }
+
+func (u unwindSlowly) Image(ctx context.Context, specDir string, img spec.Image) (plan.Input, error) {
+	in, err := u.Resolver.Image(ctx, specDir, img)
+	if err != nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return in, err
+}
+
+// TestCancelMidRun: a cancel while the third of eight images hangs in a
+// loopback registry ends Plan with the cancel, after every worker has
+// returned: no Progress call comes after Plan returned, and no goroutine
+// it started is left.
+func TestCancelMidRun(t *testing.T) {
+	const images = 8
+	blocked := make(chan struct{})
+	var blocking atomic.Bool
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if blocking.Load() && req.Method == http.MethodGet && strings.HasPrefix(req.URL.Path, "/v2/team/img-2/manifests/") {
+			close(blocked)
+			<-req.Context().Done() // until bale gives up on the request
+			return
+		}
+		reg.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	var refs []string
+	for i := range images {
+		ref := fmt.Sprintf("%s/team/img-%d:1", host, i)
+		pushRandom(t, ref)
+		refs = append(refs, fmt.Sprintf("{name: \"img-%d\", ref: %q}", i, ref))
+	}
+	blocking.Store(true)
+	dir := t.TempDir()
+	src := "package p\n\nbootstrapPack: {\n\tsourceDateEpoch: 0\n\timages: [" + strings.Join(refs, ", ") + "]\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "p.cue"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	insts, diags, err := spec.Load(context.Background(), []string{dir}, spec.Options{})
+	if err != nil || diags.HasErrors() || len(insts) != 1 {
+		t.Fatal(err, diags)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	r, err := resolve.New(resolve.Options{Root: dir, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-blocked
+		cancel()
+	}()
+	var returned, late atomic.Bool
+	var calls atomic.Int32
+	_, err = planner.Plan(ctx, insts[0], planner.Options{
+		Resolver: unwindSlowly{r},
+		Jobs:     2,
+		Progress: func(string, int, int) {
+			calls.Add(1)
+			if returned.Load() {
+				late.Store(true)
+			}
+		},
+	})
+	returned.Store(true)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if calls.Load() == 0 {
+		t.Error("no input was resolved before the cancel: the cancel did not come mid-run")
+	}
+	time.Sleep(200 * time.Millisecond) // time for a stray worker to report
+	if late.Load() {
+		t.Error("Progress was called after Plan returned")
+	}
+	tr.CloseIdleConnections()
+	srv.CloseClientConnections()
+	n := runtime.NumGoroutine()
+	for deadline := time.Now().Add(5 * time.Second); n > before && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after Plan, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
