@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/bale-build/bale/internal/tooltest"
 )
 
 // walked is what Walk reported for one entry.
@@ -74,10 +76,7 @@ func TestWalkRoundTrip(t *testing.T) {
 // TestWalkGNUTar reads what GNU tar writes for `tar -czf x.tgz -C dir .`:
 // a "./" root entry, "./"-prefixed names, and record-size zero padding.
 func TestWalkGNUTar(t *testing.T) {
-	tarPath, err := exec.LookPath("tar")
-	if err != nil {
-		t.Skip("tar not on PATH")
-	}
+	tarPath := tooltest.RequireGNUTar(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {

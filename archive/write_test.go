@@ -23,6 +23,8 @@ import (
 	_ "time/tzdata" // the TZ subprocess test needs zones the host may lack
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/bale-build/bale/internal/tooltest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.sha256")
@@ -281,13 +283,7 @@ func TestWriteTarHeaders(t *testing.T) {
 // TestWriteTarGNUList checks the archive the way users will: through GNU
 // tar's own listing.
 func TestWriteTarGNUList(t *testing.T) {
-	tarPath, err := exec.LookPath("tar")
-	if err != nil {
-		t.Skip("tar not on PATH")
-	}
-	if v, err := exec.Command(tarPath, "--version").Output(); err != nil || !bytes.Contains(v, []byte("GNU tar")) {
-		t.Skip("tar is not GNU tar")
-	}
+	tarPath := tooltest.RequireGNUTar(t)
 	file := filepath.Join(t.TempDir(), "x.tar.gz")
 	if err := os.WriteFile(file, writeTarGz(t, fixedEntries(), 6, buildTime), 0o644); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/pack"
 )
 
@@ -128,8 +129,8 @@ func TestOCILayoutReadable(t *testing.T) {
 // registry on loopback (go-containerregistry's pkg/registry), and crane
 // validate then fetches and re-hashes all of it.
 func craneLayout(t *testing.T, layoutDir string) {
-	path, err := lookTool(t, "crane")
-	if err != nil {
+	path, ok := tooltest.Find(t, "crane")
+	if !ok {
 		t.Log("crane not installed: layout checked with go-containerregistry only")
 		return
 	}
@@ -187,13 +188,13 @@ func TestDockerArchiveReadable(t *testing.T) {
 		if err != nil || cf.OS != "linux" || cf.Architecture != "amd64" {
 			t.Errorf("%s: config %+v, %v", tag, cf, err)
 		}
-		if path, err := lookTool(t, "skopeo"); err == nil {
+		if path, ok := tooltest.Find(t, "skopeo"); ok {
 			out, err := exec.Command(path, "inspect", "docker-archive:"+tarPath+":"+m.RepoTags[0]).CombinedOutput()
 			if err != nil {
 				t.Errorf("skopeo inspect docker-archive %s: %v\n%s", tag, err, out)
 			}
 		}
-		if path, err := lookTool(t, "crane"); err == nil {
+		if path, ok := tooltest.Find(t, "crane"); ok {
 			// crane validate takes a single-image archive: the same blobs
 			// with a manifest.json listing this image only.
 			one := []archive.Entry{}
@@ -215,7 +216,7 @@ func TestDockerArchiveReadable(t *testing.T) {
 			}
 		}
 	}
-	if _, err := lookTool(t, "skopeo"); err != nil {
+	if _, ok := tooltest.Find(t, "skopeo"); !ok {
 		t.Log("skopeo not installed: docker-archive checked with go-containerregistry only")
 	}
 	_ = fx
@@ -291,8 +292,8 @@ func checkImageIndex(ii v1.ImageIndex) error {
 // skopeo inspects each image of the extracted layout, when skopeo is
 // installed.
 func skopeo(t *testing.T, dir string, fx *fixture) {
-	path, err := lookTool(t, "skopeo")
-	if err != nil {
+	path, ok := tooltest.Find(t, "skopeo")
+	if !ok {
 		t.Log("skopeo not installed: layout checked with go-containerregistry only")
 		return
 	}
@@ -348,7 +349,7 @@ func TestChartsLintAndRender(t *testing.T) {
 				t.Errorf("lint %s: %s", tgz, m)
 			}
 		}
-		if helm, err := lookTool(t, "helm"); err == nil {
+		if helm, ok := tooltest.Find(t, "helm"); ok {
 			for _, args := range [][]string{{"lint", tgz}, {"template", "rel", tgz}} {
 				if out, err := exec.Command(helm, args...).CombinedOutput(); err != nil {
 					t.Errorf("helm %v: %v\n%s", args, err, out)
@@ -364,22 +365,13 @@ func TestChartsLintAndRender(t *testing.T) {
 // headers with GNU tar's own listing.
 func TestShaSumAndGNUTar(t *testing.T) {
 	_, out, _ := builtPack(t)
-	sum, err := lookTool(t, "sha256sum")
-	if err != nil {
-		t.Skip("sha256sum not installed")
-	}
+	sum := tooltest.Require(t, "sha256sum")
 	cmd := exec.Command(sum, "-c", packName+".tar.sha256")
 	cmd.Dir = out
 	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), packName+".tar: OK") {
 		t.Errorf("sha256sum -c: %v\n%s", err, b)
 	}
-	gtar, err := lookTool(t, "tar")
-	if err != nil {
-		t.Skip("tar not installed")
-	}
-	if v, _ := exec.Command(gtar, "--version").Output(); !bytes.Contains(v, []byte("GNU tar")) {
-		t.Skip("tar is not GNU tar")
-	}
+	gtar := tooltest.RequireGNUTar(t)
 	cmd = exec.Command(gtar, "--list", "-v", "--numeric-owner", "--full-time", "-z", "-f", filepath.Join(out, packName+".tar"))
 	cmd.Env = append(os.Environ(), "TZ=UTC", "LC_ALL=C")
 	b, err := cmd.CombinedOutput()
@@ -411,16 +403,4 @@ func TestShaSumAndGNUTar(t *testing.T) {
 	if names[0] != "charts/" || names[len(names)-1] != "signatures/root.json" {
 		t.Errorf("order: first %s, last %s", names[0], names[len(names)-1])
 	}
-}
-
-// lookTool finds a real tool the checks drive. A missing tool skips its
-// check on a developer's machine; with BALE_REQUIRE_TOOLS=1, as .ci/run
-// sets, it fails the test, so CI cannot pass by skipping.
-func lookTool(t *testing.T, name string) (string, error) {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil && os.Getenv("BALE_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%s is required (BALE_REQUIRE_TOOLS=1) but not on PATH: %v", name, err)
-	}
-	return path, err
 }

@@ -33,7 +33,7 @@ func fixtureResolver(t *testing.T) (*Resolver, string) {
 	t.Helper()
 	root := repoRoot(t)
 	if _, err := os.Stat(filepath.Join(root, "testdata", "oci", "bootstrap", "index.json")); err != nil {
-		t.Skipf("shared fixtures missing: %v", err)
+		t.Fatalf("in-tree fixtures missing (go run ./internal/fixtures regenerates them): %v", err)
 	}
 	return newResolver(t, Options{Root: root, Offline: true}), filepath.Join(root, fxAirgapSpecDir)
 }
