@@ -36,7 +36,9 @@ signatures/ and pack-index.json) and NAME.tar.sha256 for sha256sum -c.
 Every blob passes through a content-addressed cache (--cache; default
 $XDG_CACHE_HOME/bale) and every step's result is recorded by step id, so
 building a plan again runs no step. Artifacts appear under their final names
-only when complete.
+only when complete. Blobs fetched at build time are held to the same network
+limits as plan's (--timeout, --speed-limit, --speed-time, --request-timeout,
+at most 10 redirects).
 
 It prints each artifact's artifactSha256 (sha256 of the file), the pack's
 rootHash (sha256 of its pack index), its size and the plan id.`,

@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -21,13 +24,16 @@ import (
 
 // planFlags are the flags of every command that resolves a spec.
 type planFlags struct {
-	jobs     int
-	lock     string
-	offline  bool
-	insecure []string
-	timeout  time.Duration
-	retries  int
-	root     string
+	jobs           int
+	lock           string
+	offline        bool
+	insecure       []string
+	timeout        time.Duration
+	speedLimit     byteSize
+	speedTime      time.Duration
+	requestTimeout time.Duration
+	retries        int
+	root           string
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -36,7 +42,11 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.lock, "lock", "", "re-use the pinned digests of this earlier plan instead of resolving tags; an input missing from it is an error")
 	fs.BoolVar(&f.offline, "offline", false, "refuse any network access: local sources and the lock only")
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
-	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.DurationVar(&f.timeout, "timeout", resolve.DefaultTimeout, "longest wait for a response's headers, and for each next byte of its body")
+	f.speedLimit = resolve.DefaultSpeedLimit
+	fs.Var(&f.speedLimit, "speed-limit", "give up on a response body slower than this per second (B, KiB, MiB, kB…) on average over --speed-time; 0 turns the check off")
+	fs.DurationVar(&f.speedTime, "speed-time", resolve.DefaultSpeedTime, "the window --speed-limit is averaged over")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", resolve.DefaultRequestTimeout, "deadline for one request, body included; a retry or redirect is a new request")
 	fs.IntVar(&f.retries, "retries", 3, "retries on 429, 5xx and connection resets, with backoff")
 	fs.StringVar(&f.root, "root", "", "workspace root plan paths are relative to (default: nearest ancestor with cue.mod or .git)")
 }
@@ -47,14 +57,54 @@ func (f *planFlags) resolver(root string) (*resolve.Resolver, error) {
 	if retries == 0 {
 		retries = -1 // the resolver reads 0 as "the default"; --retries 0 means none
 	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--timeout", f.timeout}, {"--speed-time", f.speedTime}, {"--request-timeout", f.requestTimeout}} {
+		if d.v <= 0 {
+			return nil, fmt.Errorf("%s %s: want a positive duration", d.flag, d.v)
+		}
+	}
+	speed := int64(f.speedLimit)
+	if speed == 0 {
+		speed = -1 // the resolver reads 0 as "the default"; --speed-limit 0 means off
+	}
 	return resolve.New(resolve.Options{
-		Root:     root,
-		Insecure: f.insecure,
-		Timeout:  f.timeout,
-		Retries:  retries,
-		Offline:  f.offline,
+		Root:           root,
+		Insecure:       f.insecure,
+		Timeout:        f.timeout,
+		SpeedLimit:     speed,
+		SpeedTime:      f.speedTime,
+		RequestTimeout: f.requestTimeout,
+		Retries:        retries,
+		Offline:        f.offline,
 	})
 }
+
+// byteSize is a flag holding a byte count written as 1024, 1KiB, 2.5MB.
+type byteSize int64
+
+func (b *byteSize) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return fmt.Errorf("%q is not a byte size (like 1024, 1KiB or 2MB)", s)
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []string{"B", "KiB", "MiB", "GiB"} {
+		if n < 1024 || n%1024 != 0 || u == "GiB" {
+			return strconv.FormatInt(n, 10) + u
+		}
+		n /= 1024
+	}
+	return ""
+}
+
+func (b *byteSize) Type() string { return "size" }
 
 // planned is a plan with its canonical bytes and id.
 type planned struct {
@@ -186,6 +236,11 @@ A digest pinned in the spec that disagrees with its source is an error, never
 a silent re-pin. With --lock, tags are not resolved again: the digests of the
 earlier plan are used, and an input missing from it is an error. With
 --offline nothing is fetched over the network.
+
+Every request follows at most 10 redirects and is given up on when its
+headers or next body byte take longer than --timeout, when its body averages
+below --speed-limit over a --speed-time window, or when it is not done within
+--request-timeout; such a request is not retried.
 
 SOURCE_DATE_EPOCH in the environment overrides the spec's build timestamp.`,
 		Example: `  bale plan specs/airgap -o plan.json

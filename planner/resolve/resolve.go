@@ -39,6 +39,18 @@ const (
 	DefaultTimeout = 30 * time.Second
 	// DefaultRetries is Options.Retries's default.
 	DefaultRetries = 3
+	// DefaultSpeedLimit is Options.SpeedLimit's default, in bytes per
+	// second.
+	DefaultSpeedLimit = 1 << 10
+	// DefaultSpeedTime is Options.SpeedTime's default.
+	DefaultSpeedTime = 30 * time.Second
+	// DefaultRequestTimeout is Options.RequestTimeout's default: a 10 GiB
+	// layer at 3 MB/s still fits.
+	DefaultRequestTimeout = time.Hour
+	// MaxRedirects is the most redirects one request follows, on every
+	// client bale uses: registries, token servers, chart repositories and
+	// URL files. A redirect loop ends with an error after it.
+	MaxRedirects = 10
 )
 
 // ErrOffline is wrapped by every error about a network access refused
@@ -78,9 +90,20 @@ type Options struct {
 	// http.DefaultTransport.
 	Transport http.RoundTripper
 	// Timeout bounds each request until its response headers arrive, and
-	// then each pause in its body, so a large layer may take as long as it
-	// needs while a silent server is given up on; 0 means DefaultTimeout.
+	// then each pause in its body; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// SpeedLimit and SpeedTime are a low-speed limit, like curl's
+	// --speed-limit and --speed-time: a response body that brings fewer
+	// than SpeedLimit bytes per second on average over a SpeedTime window
+	// is given up on, so a server trickling a byte now and then cannot hold
+	// bale. 0 means DefaultSpeedLimit and DefaultSpeedTime; a negative
+	// SpeedLimit turns the check off.
+	SpeedLimit int64
+	SpeedTime  time.Duration
+	// RequestTimeout bounds each request from sending it to the end of its
+	// body; 0 means DefaultRequestTimeout. Retries and redirects are new
+	// requests, each with its own deadline.
+	RequestTimeout time.Duration
 	// Retries is how often a request is retried after a 408, 429 or 5xx
 	// status or a reset connection, with exponential backoff; 0 means
 	// DefaultRetries, a negative value none. Timeouts and refused
@@ -131,6 +154,15 @@ func New(opts Options) (*Resolver, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.SpeedLimit == 0 {
+		opts.SpeedLimit = DefaultSpeedLimit
+	}
+	if opts.SpeedTime <= 0 {
+		opts.SpeedTime = DefaultSpeedTime
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
 	r := &Resolver{
 		root:     root,
 		opts:     opts,
@@ -150,12 +182,16 @@ func New(opts Options) (*Resolver, error) {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	r.rt = &guardTransport{r: r, next: &retryTransport{r: r, next: &timeoutTransport{next: base, d: opts.Timeout}}}
+	l := limits{idle: opts.Timeout, speed: max(opts.SpeedLimit, 0), speedTime: opts.SpeedTime, total: opts.RequestTimeout}
+	r.rt = &guardTransport{r: r, next: &retryTransport{r: r, next: &limitTransport{next: base, l: l}}}
+	// guardTransport caps redirects for every client over r.rt, including
+	// go-containerregistry's, whose CheckRedirect has no cap; this one
+	// says the same for bale's own client.
 	r.client = &http.Client{
 		Transport: r.rt,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return errors.New("stopped after 10 redirects")
+			if len(via) >= MaxRedirects {
+				return errTooManyRedirects
 			}
 			return nil
 		},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,8 +46,8 @@ func retryable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	var te *timeoutError
-	if errors.As(err, &te) {
+	var le *limitError
+	if errors.As(err, &le) {
 		return false
 	}
 	var terr *transport.Error
@@ -58,8 +59,15 @@ func retryable(err error) bool {
 		errors.Is(err, io.EOF)
 }
 
+// errTooManyRedirects ends a redirect chain longer than MaxRedirects.
+var errTooManyRedirects = fmt.Errorf("stopped after %d redirects (a redirect loop?)", MaxRedirects)
+
 // guardTransport refuses requests bale must not make: any request when
-// offline, and plain HTTP to hosts not allowed it.
+// offline, plain HTTP to hosts not allowed it, and a redirect beyond
+// MaxRedirects. The redirect cap lives here, below the http.Client, because
+// go-containerregistry's clients replace the standard 10-redirect policy
+// with one that has no cap: a registry answering a redirect loop would
+// otherwise be asked again and again, for ever.
 type guardTransport struct {
 	r    *Resolver
 	next http.RoundTripper
@@ -68,6 +76,9 @@ type guardTransport struct {
 func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if g.r.opts.Offline {
 		return nil, fmt.Errorf("%w: %s %s needs the network", ErrOffline, req.Method, req.URL.Redacted())
+	}
+	if redirects(req) >= MaxRedirects {
+		return nil, errTooManyRedirects
 	}
 	switch req.URL.Scheme {
 	case "https":
@@ -81,86 +92,164 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return g.next.RoundTrip(req)
 }
 
-// timeoutError is a request that got no response, or no body bytes, in
-// time. It is not retried.
-type timeoutError struct {
-	d time.Duration
+// redirects counts the redirects that led to req: http.Client sets a
+// followed request's Response to the redirect that caused it, whose
+// Request is the one before.
+func redirects(req *http.Request) int {
+	n := 0
+	for r := req.Response; r != nil && n <= MaxRedirects; r = r.Request.Response {
+		n++
+		if r.Request == nil {
+			break
+		}
+	}
+	return n
 }
 
-func (e *timeoutError) Error() string {
-	return fmt.Sprintf("no response within %s", e.d)
+// limitError is a request given up on because it broke one of the
+// Resolver's time or speed limits. It is not retried: a server that
+// stalls, trickles or never finishes would only do it again.
+type limitError struct {
+	msg string
 }
+
+func (e *limitError) Error() string { return e.msg }
 
 // Timeout marks the error as a timeout for net.Error-style checks.
-func (e *timeoutError) Timeout() bool { return true }
+func (e *limitError) Timeout() bool { return true }
 
-// timeoutTransport gives each request d to produce response headers and
-// then d for every pause between body reads. A whole-request deadline would
-// cut off large layers; a header-only one would hang on a server that stops
-// mid-body.
-type timeoutTransport struct {
-	next http.RoundTripper
-	d    time.Duration
+// limits are the bounds limitTransport holds every request to.
+type limits struct {
+	// idle bounds the wait for response headers and then every pause
+	// between body bytes.
+	idle time.Duration
+	// speed is the lowest average rate, in bytes per second, a body may
+	// arrive at over each speedTime window; 0 turns the check off.
+	speed     int64
+	speedTime time.Duration
+	// total bounds the whole request, body included.
+	total time.Duration
 }
 
-func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithCancel(req.Context())
-	w := &watchdog{d: t.d, cancel: cancel}
-	w.timer = time.AfterFunc(t.d, w.fire)
+// limitTransport holds each request to its limits: response headers
+// within idle, no pause in the body longer than idle, no speedTime window
+// averaging below speed, and the whole request within total. A pause limit
+// alone is beaten by a server sending one byte every few seconds; a speed
+// limit alone by one sending just enough forever; the overall deadline
+// bounds what both let through, while staying far above what a large
+// layer needs on a working link.
+type limitTransport struct {
+	next http.RoundTripper
+	l    limits
+}
+
+func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	w := &watchdog{l: t.l, cancel: cancel}
+	w.idle = time.AfterFunc(t.l.idle, w.idleFired)
+	w.total = time.AfterFunc(t.l.total, func() {
+		w.fire(fmt.Sprintf("not finished within %s (the per-request deadline)", t.l.total))
+	})
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		w.stop()
-		if w.expired() && req.Context().Err() == nil {
-			return nil, &timeoutError{d: t.d}
+		if e := w.err(); e != nil && req.Context().Err() == nil {
+			return nil, e
 		}
 		return nil, err
+	}
+	w.inBody.Store(true)
+	w.idle.Reset(t.l.idle)
+	if t.l.speed > 0 {
+		w.mu.Lock() // checkSpeed reads w.speed under mu
+		w.speed = time.AfterFunc(t.l.speedTime, w.checkSpeed)
+		w.mu.Unlock()
 	}
 	resp.Body = &watchedBody{rc: resp.Body, w: w, ctx: req.Context()}
 	return resp, nil
 }
 
-// watchdog cancels a request when its timer fires.
+// watchdog cancels a request when it breaks a limit, and remembers which.
 type watchdog struct {
-	d      time.Duration
-	cancel context.CancelFunc
-	timer  *time.Timer
+	l      limits
+	cancel context.CancelCauseFunc
+	idle   *time.Timer
+	total  *time.Timer
+	inBody atomic.Bool  // response headers have arrived
+	bytes  atomic.Int64 // body bytes since the last speed check
 	mu     sync.Mutex
-	fired  bool
+	speed  *time.Timer // under mu; nil until the body starts, or with no speed limit
+	fired  *limitError // under mu
 }
 
-func (w *watchdog) fire() {
+func (w *watchdog) idleFired() {
+	if w.inBody.Load() {
+		w.fire(fmt.Sprintf("no body bytes for %s", w.l.idle))
+		return
+	}
+	w.fire(fmt.Sprintf("no response within %s", w.l.idle))
+}
+
+// checkSpeed ends one speedTime window: too few bytes in it ends the
+// request, enough starts the next window.
+func (w *watchdog) checkSpeed() {
+	n := w.bytes.Swap(0)
+	if float64(n) < float64(w.l.speed)*w.l.speedTime.Seconds() {
+		w.fire(fmt.Sprintf("transfer slower than %d bytes/s over %s (%d bytes arrived; the low-speed limit)", w.l.speed, w.l.speedTime, n))
+		return
+	}
 	w.mu.Lock()
-	w.fired = true
+	w.speed.Reset(w.l.speedTime)
 	w.mu.Unlock()
-	w.cancel()
 }
 
-func (w *watchdog) expired() bool {
+func (w *watchdog) fire(msg string) {
+	w.mu.Lock()
+	if w.fired == nil {
+		w.fired = &limitError{msg: msg}
+	}
+	err := w.fired
+	w.mu.Unlock()
+	w.cancel(err)
+}
+
+// err returns the limit the request broke, or nil.
+func (w *watchdog) err() *limitError {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.fired
 }
 
-// stop releases the request's context and timer.
+// stop releases the request's context and timers.
 func (w *watchdog) stop() {
-	w.timer.Stop()
-	w.cancel()
+	w.idle.Stop()
+	w.total.Stop()
+	w.mu.Lock()
+	if w.speed != nil {
+		w.speed.Stop()
+	}
+	w.mu.Unlock()
+	w.cancel(context.Canceled)
 }
 
-// watchedBody restarts the watchdog on every read that made progress.
+// watchedBody counts body bytes for the speed check and restarts the
+// pause timer on every read that made progress.
 type watchedBody struct {
 	rc  io.ReadCloser
 	w   *watchdog
-	ctx context.Context
+	ctx context.Context // the caller's: its cancel is not a broken limit
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
-		b.w.timer.Reset(b.w.d)
+		b.w.bytes.Add(int64(n))
+		b.w.idle.Reset(b.w.l.idle)
 	}
-	if err != nil && !errors.Is(err, io.EOF) && b.w.expired() && b.ctx.Err() == nil {
-		err = &timeoutError{d: b.w.d}
+	if err != nil && !errors.Is(err, io.EOF) && b.ctx.Err() == nil {
+		if e := b.w.err(); e != nil {
+			err = e
+		}
 	}
 	return n, err
 }
