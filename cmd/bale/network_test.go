@@ -81,7 +81,7 @@ func TestNetworkLimitFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--speed-limit", "fast"}, `"fast" is not a byte size`},
+		{[]string{"--speed-limit", "fast"}, `"fast": want a positive size`},
 		{[]string{"--request-timeout", "0s"}, "--request-timeout 0s: want a positive duration"},
 		{[]string{"--timeout", "-1s"}, "--timeout -1s: want a positive duration"},
 	} {

@@ -5,13 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -81,13 +80,18 @@ func (f *planFlags) resolver(root string) (*resolve.Resolver, error) {
 	})
 }
 
-// byteSize is a flag holding a byte count written as 1024, 1KiB, 2.5MB.
+// byteSize is a flag holding a byte count as parseSize reads it (1024,
+// 1KiB, 2.5MB), or 0.
 type byteSize int64
 
 func (b *byteSize) Set(s string) error {
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n > math.MaxInt64 {
-		return fmt.Errorf("%q is not a byte size (like 1024, 1KiB or 2MB)", s)
+	if strings.TrimSpace(s) == "0" {
+		*b = 0
+		return nil
+	}
+	n, err := parseSize(s)
+	if err != nil {
+		return err
 	}
 	*b = byteSize(n)
 	return nil
