@@ -77,7 +77,10 @@ type readyThenBlock struct{}
 
 func (readyThenBlock) Read([]byte) (int, error) {
 	fmt.Println("ready")
-	select {}
+	// Sleep, not select{}: with no timer pending, the runtime would end
+	// the process as deadlocked before the parent kills it.
+	time.Sleep(time.Hour)
+	return 0, nil
 }
 
 func tempNames(t *testing.T, s *Store) []string {
