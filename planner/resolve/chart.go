@@ -12,13 +12,14 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/ignore"
 	"helm.sh/helm/v3/pkg/repo"
 	"sigs.k8s.io/yaml"
 
@@ -94,22 +95,22 @@ func checkChart(c spec.Chart, digest string, ch *chart.Chart) error {
 
 // chartPath pins a local chart directory or archive.
 func (r *Resolver) chartPath(ctx context.Context, specDir string, c spec.Chart) (plan.Input, *chart.Chart, error) {
-	abs, rel, err := r.local(specDir, c.Path)
+	rel, err := r.local(specDir, c.Path)
 	if err != nil {
 		return plan.Input{}, nil, err
 	}
-	fi, err := os.Stat(abs)
+	fi, err := r.lstatLocal(rel)
 	if err != nil {
 		return plan.Input{}, nil, err
 	}
 	if fi.IsDir() {
-		ch, d, n, err := loadChartDir(abs)
+		ch, d, n, err := r.loadChartDir(rel)
 		if err != nil {
 			return plan.Input{}, nil, err
 		}
 		return plan.Input{Source: plan.Source{Type: plan.SourceDir, Path: rel}, Digest: d, Size: n}, ch, nil
 	}
-	b, err := readChartFile(abs)
+	b, err := r.readChartFile(rel)
 	if err != nil {
 		return plan.Input{}, nil, err
 	}
@@ -120,13 +121,15 @@ func (r *Resolver) chartPath(ctx context.Context, specDir string, c spec.Chart) 
 	return plan.Input{Source: plan.Source{Type: plan.SourceArchive, Path: rel}, Digest: sha256Digest(b), Size: int64(len(b))}, ch, nil
 }
 
-func readChartFile(abs string) ([]byte, error) {
-	f, err := os.Open(abs)
+// readChartFile reads the local chart archive rel, up to
+// MaxChartArchiveSize bytes.
+func (r *Resolver) readChartFile(rel string) ([]byte, error) {
+	f, _, err := r.openLocal(rel, singleLink)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readLimited(f, MaxChartArchiveSize, "chart archive")
+	return readLimited(f, MaxChartArchiveSize, "chart archive "+rel)
 }
 
 // loadChartArchive walks an untrusted chart archive with archive
@@ -145,33 +148,117 @@ func loadChartArchive(ctx context.Context, b []byte) (*chart.Chart, error) {
 	return ch, nil
 }
 
-// loadChartDir loads a chart directory with Helm's loader, after refusing
-// symbolic links and irregular files anywhere in it: Helm's loader follows
-// links, which would let a chart read files outside the workspace.
-func loadChartDir(abs string) (*chart.Chart, string, int64, error) {
-	err := filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			rel, _ := filepath.Rel(abs, p)
-			return fmt.Errorf("chart directory holds a symbolic link, %s: bale does not follow links in charts", filepath.ToSlash(rel))
-		}
-		if !d.IsDir() && !d.Type().IsRegular() {
-			rel, _ := filepath.Rel(abs, p)
-			return fmt.Errorf("chart directory holds an irregular file, %s", filepath.ToSlash(rel))
-		}
-		return nil
-	})
+// loadChartDir loads the chart directory rel. Helm's own LoadDir follows
+// symbolic links and reads files by path, so bale reads the directory
+// itself, through os.Root (see local.go), and hands Helm's LoadFiles what
+// LoadDir would have read: every file not matched by .helmignore (with
+// Helm's defaults), in Helm's walk order, a UTF-8 byte order mark trimmed.
+// It refuses, anywhere in the directory, symbolic links, irregular files
+// and multiply-linked files, and applies the limits of chart archives
+// (archive.ChartLimits: 5 MiB a file, 100 MiB in all, 10,000 entries), so
+// a directory is no easier a way to make bale buffer than an archive.
+func (r *Resolver) loadChartDir(rel string) (*chart.Chart, string, int64, error) {
+	root, err := r.openDir(rel)
 	if err != nil {
 		return nil, "", 0, err
 	}
-	ch, err := loader.LoadDir(abs)
+	defer root.Close()
+	files, err := readChartDir(root, rel)
 	if err != nil {
-		return nil, "", 0, fmt.Errorf("load chart directory: %w", err)
+		return nil, "", 0, err
+	}
+	ch, err := loader.LoadFiles(files)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("load chart directory %s: %w", rel, err)
 	}
 	d, n := DirDigest(ch)
 	return ch, d, n, nil
+}
+
+// utf8BOM is the byte order mark Helm's LoadDir trims from each file.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// readChartDir reads the files of the chart directory open as root (shown
+// as rel in errors) as loadChartDir describes.
+func readChartDir(root *os.Root, rel string) ([]*loader.BufferedFile, error) {
+	lim := archive.ChartLimits()
+	shown := func(n string) string { return rel + "/" + n }
+	rules := ignore.Empty()
+	if _, err := root.Lstat(ignore.HelmIgnore); err == nil {
+		f, _, err := openIn(root, ignore.HelmIgnore, shown(ignore.HelmIgnore), singleLink)
+		if err != nil {
+			return nil, fmt.Errorf("chart directory: %w", err)
+		}
+		b, err := readLimited(f, lim.MaxEntrySize, shown(ignore.HelmIgnore))
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if rules, err = ignore.Parse(bytes.NewReader(b)); err != nil {
+			return nil, fmt.Errorf("%s: %w", shown(ignore.HelmIgnore), err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, localErr(shown(ignore.HelmIgnore), err)
+	}
+	rules.AddDefaults()
+	var (
+		files   []*loader.BufferedFile
+		total   int64
+		entries int
+	)
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		list, err := fs.ReadDir(root.FS(), dir)
+		if err != nil {
+			return localErr(shown(dir), err)
+		}
+		for _, e := range list {
+			n := path.Join(dir, e.Name())
+			if entries++; entries > lim.MaxEntries {
+				return fmt.Errorf("chart directory %s: more than %d entries", rel, lim.MaxEntries)
+			}
+			if e.Type()&fs.ModeSymlink != 0 {
+				return fmt.Errorf("chart directory holds a symbolic link, %s: %s", shown(n), errLinkMsg)
+			}
+			if !e.IsDir() && !e.Type().IsRegular() {
+				return fmt.Errorf("chart directory holds an irregular file, %s", shown(n))
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return localErr(shown(n), err)
+			}
+			if rules.Ignore(n, fi) {
+				continue
+			}
+			if e.IsDir() {
+				if err := walk(n); err != nil {
+					return err
+				}
+				continue
+			}
+			if fi.Size() > lim.MaxEntrySize {
+				return fmt.Errorf("chart file %s is %d bytes, more than the %d-byte limit", shown(n), fi.Size(), lim.MaxEntrySize)
+			}
+			f, _, err := openIn(root, n, shown(n), singleLink)
+			if err != nil {
+				return fmt.Errorf("chart directory: %w", err)
+			}
+			data, err := readLimited(f, lim.MaxEntrySize, "chart file "+shown(n))
+			f.Close()
+			if err != nil {
+				return err
+			}
+			if total += int64(len(data)); total > lim.MaxTotalSize {
+				return fmt.Errorf("chart directory %s: files total more than %d bytes", rel, lim.MaxTotalSize)
+			}
+			files = append(files, &loader.BufferedFile{Name: n, Data: bytes.TrimPrefix(data, utf8BOM)})
+		}
+		return nil
+	}
+	if err := walk("."); err != nil {
+		return nil, err
+	}
+	return files, nil
 }
 
 // DirDigest is the digest bale pins for a chart loaded from a directory,
@@ -381,11 +468,7 @@ func (r *Resolver) loadChart(ctx context.Context, in plan.Input) (*chart.Chart, 
 	var b []byte
 	switch in.Source.Type {
 	case plan.SourceDir:
-		abs, err := r.open(in.Source.Path)
-		if err != nil {
-			return nil, err
-		}
-		ch, d, _, err := loadChartDir(abs)
+		ch, d, _, err := r.loadChartDir(in.Source.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -394,11 +477,8 @@ func (r *Resolver) loadChart(ctx context.Context, in plan.Input) (*chart.Chart, 
 		}
 		return ch, nil
 	case plan.SourceArchive:
-		abs, err := r.open(in.Source.Path)
-		if err != nil {
-			return nil, err
-		}
-		if b, err = readChartFile(abs); err != nil {
+		var err error
+		if b, err = r.readChartFile(in.Source.Path); err != nil {
 			return nil, err
 		}
 	case plan.SourceRepository:

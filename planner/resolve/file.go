@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/bale-build/bale/plan"
@@ -63,24 +62,18 @@ func (v *verifier) Read(p []byte) (int, error) {
 
 func (v *verifier) Close() error { return v.rc.Close() }
 
-// hashFile streams a local file through sha256.
-func hashFile(abs string) (digest string, size int64, err error) {
-	f, err := os.Open(abs)
+// hashLocal streams the local file rel through sha256. The file must be a
+// single-linked regular file reached without symbolic links (see local.go).
+func (r *Resolver) hashLocal(rel string) (digest string, size int64, err error) {
+	f, _, err := r.openLocal(rel, singleLink)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("%s is not a regular file", abs)
-	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return "", 0, err
+		return "", 0, fmt.Errorf("read %s: %w", rel, err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
 }
@@ -140,11 +133,11 @@ func (r *Resolver) file(ctx context.Context, specDir, kind, name string, f spec.
 	case f.Path != "" && f.URL != "":
 		return plan.Input{}, errors.New("set path or url, not both")
 	case f.Path != "":
-		abs, rel, err := r.local(specDir, f.Path)
+		rel, err := r.local(specDir, f.Path)
 		if err != nil {
 			return plan.Input{}, err
 		}
-		d, n, err := hashFile(abs)
+		d, n, err := r.hashLocal(rel)
 		if err != nil {
 			return plan.Input{}, err
 		}
@@ -174,10 +167,10 @@ func (r *Resolver) Signature(ctx context.Context, specDir string, s spec.Signatu
 	if s.Digest != "" && !plan.ValidDigest(s.Digest) {
 		return plan.Input{}, fmt.Errorf("%s: digest %q: want sha256:<64 lowercase hex>", subject("signature", s.Name, s.Path), s.Digest)
 	}
-	abs, rel, err := r.local(specDir, s.Path)
+	rel, err := r.local(specDir, s.Path)
 	if err == nil {
 		var in plan.Input
-		in.Digest, in.Size, err = hashFile(abs)
+		in.Digest, in.Size, err = r.hashLocal(rel)
 		if err == nil {
 			if s.Digest != "" && s.Digest != in.Digest {
 				err = fmt.Errorf("spec pins %s but the content has %s", s.Digest, in.Digest)
@@ -217,11 +210,11 @@ func (r *Resolver) Bundle(ctx context.Context, specDir string, b spec.BundleRef)
 		URL:    b.URL,
 	}
 	if b.Path != "" {
-		abs, rel, err := r.local(specDir, b.Path)
+		rel, err := r.local(specDir, b.Path)
 		if err != nil {
 			return fail(err)
 		}
-		d, n, err := hashFile(abs)
+		d, n, err := r.hashLocal(rel)
 		if err != nil {
 			return fail(err)
 		}
@@ -261,22 +254,9 @@ func (r *Resolver) openFile(ctx context.Context, in plan.Input) (io.ReadCloser, 
 	}
 	switch in.Source.Type {
 	case plan.SourceFile:
-		abs, err := r.open(in.Source.Path)
+		f, fi, err := r.openLocal(in.Source.Path, singleLink)
 		if err != nil {
 			return nil, 0, err
-		}
-		f, err := os.Open(abs)
-		if err != nil {
-			return nil, 0, err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-		if !fi.Mode().IsRegular() {
-			f.Close()
-			return nil, 0, fmt.Errorf("%s is not a regular file", in.Source.Path)
 		}
 		if fi.Size() != size {
 			f.Close()

@@ -13,9 +13,6 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/bale-build/bale/pack"
@@ -35,6 +32,12 @@ const (
 	MaxIndexEntries = 10_000
 	// MaxConfigSize bounds the bytes of one image config.
 	MaxConfigSize = 16 << 20
+	// MaxBlobSize bounds the size a descriptor may declare for a layer
+	// (or any blob): the largest entry bale's own pack reader accepts
+	// (archive.DefaultLimits), so nothing bale plans makes a pack that
+	// `bale verify` refuses, and absurd sizes (2^63-1) are refused by
+	// name before any arithmetic on them.
+	MaxBlobSize = 8 << 30
 )
 
 // refNameAnnotation names an image in an OCI layout's index.json.
@@ -110,8 +113,8 @@ func checkDesc(d pack.Descriptor, what string, maxSize int64) error {
 	if d.Size < 0 {
 		return fmt.Errorf("%s %s: negative size %d", what, d.Digest, d.Size)
 	}
-	if maxSize > 0 && d.Size > maxSize {
-		return fmt.Errorf("%s %s: size %d exceeds the %d-byte limit", what, d.Digest, d.Size, maxSize)
+	if d.Size > maxSize {
+		return fmt.Errorf("%s %s: declared size %d exceeds the %d-byte limit", what, d.Digest, d.Size, maxSize)
 	}
 	return nil
 }
@@ -288,7 +291,7 @@ func (r *Resolver) pinManifest(ctx context.Context, src imageSource, m *pack.Man
 		Layers:    make([]plan.Blob, 0, len(m.Layers)),
 	}
 	for i, l := range m.Layers {
-		if err := checkDesc(l, fmt.Sprintf("layer %d", i), 0); err != nil {
+		if err := checkDesc(l, fmt.Sprintf("layer %d", i), MaxBlobSize); err != nil {
 			return plan.Manifest{}, err
 		}
 		man.Layers = append(man.Layers, plan.Blob{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType})
@@ -460,26 +463,35 @@ func refTag(s string) string {
 // --- layout ---
 
 // layoutSource reads an image from an OCI image layout. Every digest is
-// validated before it becomes a file name, and blob files must be regular
-// files, not links out of the layout.
+// validated before it becomes a file name, and every file is opened
+// through os.Root with no symbolic link at any element (see local.go), so
+// neither a hostile index.json nor a linked blobs/sha256 directory reaches
+// outside the workspace.
 type layoutSource struct {
-	dir string
-	lp  layout.Path
+	r   *Resolver
+	rel string // the layout directory, relative to the workspace root
 }
 
-func (s *layoutSource) blobFile(d string) (v1.Hash, error) {
+// blobRel returns the workspace path of blob d.
+func (s *layoutSource) blobRel(d string) (string, error) {
 	if !plan.ValidDigest(d) {
-		return v1.Hash{}, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", d)
+		return "", fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", d)
 	}
-	h := v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(d, "sha256:")}
-	fi, err := os.Lstat(filepath.Join(s.dir, "blobs", "sha256", h.Hex))
+	return s.rel + "/blobs/sha256/" + strings.TrimPrefix(d, "sha256:"), nil
+}
+
+// open opens blob d. Blobs may have several hard links: their bytes are
+// checked against d (see linkPolicy).
+func (s *layoutSource) open(d string) (*os.File, error) {
+	rel, err := s.blobRel(d)
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("blob %s: %w", d, err)
+		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return v1.Hash{}, fmt.Errorf("blob %s is not a regular file", d)
+	f, _, err := s.r.openLocal(rel, anyLinks)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
 	}
-	return h, nil
+	return f, nil
 }
 
 func (s *layoutSource) manifest(ctx context.Context, d string, size int64) ([]byte, string, error) {
@@ -499,60 +511,58 @@ func (s *layoutSource) manifest(ctx context.Context, d string, size int64) ([]by
 }
 
 func (s *layoutSource) blob(_ context.Context, d string) (io.ReadCloser, error) {
-	h, err := s.blobFile(d)
-	if err != nil {
-		return nil, err
-	}
-	return s.lp.Blob(h)
+	return s.open(d)
 }
 
-// openLayout opens a layout directory and reads its index.json, checking
-// every entry's digest: a hostile index.json may hold "sha256:../../x".
-func openLayout(abs string) (*layoutSource, []pack.Descriptor, error) {
-	lp, err := layout.FromPath(abs)
-	if err != nil {
-		return nil, nil, err
-	}
-	ip := filepath.Join(abs, "index.json")
-	fi, err := os.Lstat(ip)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, errors.New("index.json is not a regular file")
-	}
-	f, err := os.Open(ip)
+// openLayout opens the layout directory rel and reads its index.json, up
+// to MaxManifestSize bytes, checking every entry's digest and size: a
+// hostile index.json may hold "sha256:../../x".
+func (r *Resolver) openLayout(rel string) (*layoutSource, []pack.Descriptor, error) {
+	f, _, err := r.openLocal(rel+"/index.json", singleLink)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	raw, err := readLimited(f, MaxManifestSize, "index.json")
+	raw, err := readLimited(f, MaxManifestSize, rel+"/index.json")
 	if err != nil {
 		return nil, nil, err
 	}
+	entries, err := parseLayoutIndex(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s/index.json: %w", rel, err)
+	}
+	return &layoutSource{r: r, rel: rel}, entries, nil
+}
+
+// parseLayoutIndex decodes an OCI layout's index.json and checks its
+// entries.
+func parseLayoutIndex(raw []byte) ([]pack.Descriptor, error) {
+	if len(raw) > MaxManifestSize {
+		return nil, fmt.Errorf("%d bytes, more than the %d-byte limit", len(raw), MaxManifestSize)
+	}
 	var idx pack.ManifestOrIndex
 	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, nil, fmt.Errorf("parse index.json: %w", err)
+		return nil, fmt.Errorf("parse: %w", err)
 	}
 	if len(idx.Manifests) > MaxIndexEntries {
-		return nil, nil, fmt.Errorf("index.json lists %d manifests, more than the limit of %d", len(idx.Manifests), MaxIndexEntries)
+		return nil, fmt.Errorf("lists %d manifests, more than the limit of %d", len(idx.Manifests), MaxIndexEntries)
 	}
 	for i, e := range idx.Manifests {
-		if err := checkDesc(e, fmt.Sprintf("index.json entry %d", i), MaxManifestSize); err != nil {
-			return nil, nil, err
+		if err := checkDesc(e, fmt.Sprintf("entry %d", i), MaxManifestSize); err != nil {
+			return nil, err
 		}
 	}
-	return &layoutSource{dir: abs, lp: lp}, idx.Manifests, nil
+	return idx.Manifests, nil
 }
 
 // imageLayout pins an image from an OCI layout, selected by ref name, by
 // the pinned digest, or as the layout's only entry.
 func (r *Resolver) imageLayout(ctx context.Context, specDir string, img spec.Image) (plan.Input, error) {
-	abs, rel, err := r.local(specDir, img.Layout.Path)
+	rel, err := r.local(specDir, img.Layout.Path)
 	if err != nil {
 		return plan.Input{}, err
 	}
-	src, entries, err := openLayout(abs)
+	src, entries, err := r.openLayout(rel)
 	if err != nil {
 		return plan.Input{}, err
 	}
@@ -604,104 +614,6 @@ func (r *Resolver) imageLayout(ctx context.Context, specDir string, img spec.Ima
 		plan.Source{Type: plan.SourceLayout, Path: rel, Select: img.Layout.RefName})
 }
 
-// --- tarball ---
-
-// tarballSource reads an image from a docker-save tarball through
-// go-containerregistry, which computes its manifest. For a tarball whose
-// layers are stored uncompressed, that manifest names layers ggcr
-// compresses on the fly, so its digest depends on ggcr's gzip output.
-type tarballSource struct {
-	img v1.Image
-}
-
-func (s *tarballSource) manifest(_ context.Context, d string, size int64) ([]byte, string, error) {
-	raw, err := s.img.RawManifest()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := checkManifestBytes(raw, d, size); err != nil {
-		return nil, "", err
-	}
-	mt, err := s.img.MediaType()
-	return raw, string(mt), err
-}
-
-func (s *tarballSource) blob(_ context.Context, d string) (io.ReadCloser, error) {
-	if !plan.ValidDigest(d) {
-		return nil, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", d)
-	}
-	h, err := v1.NewHash(d)
-	if err != nil {
-		return nil, err
-	}
-	if cn, err := s.img.ConfigName(); err == nil && cn == h {
-		b, err := s.img.RawConfigFile()
-		if err != nil {
-			return nil, err
-		}
-		return io.NopCloser(bytes.NewReader(b)), nil
-	}
-	l, err := s.img.LayerByDigest(h)
-	if err != nil {
-		return nil, err
-	}
-	return l.Compressed()
-}
-
-// openTarball opens the image selected by tag (or the only one) in a
-// docker-save tarball, and returns the tags the tarball lists for it.
-func openTarball(abs, tag string) (*tarballSource, []string, error) {
-	fi, err := os.Stat(abs)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("%s is not a regular file", abs)
-	}
-	opener := func() (io.ReadCloser, error) { return os.Open(abs) }
-	var t *name.Tag
-	if tag != "" {
-		nt, err := name.NewTag(tag)
-		if err != nil {
-			return nil, nil, err
-		}
-		t = &nt
-	}
-	img, err := tarball.Image(opener, t)
-	if err != nil {
-		return nil, nil, err
-	}
-	var tags []string
-	if t != nil {
-		tags = []string{tag}
-	} else if m, err := tarball.LoadManifest(opener); err == nil && len(m) == 1 {
-		tags = append(tags, m[0].RepoTags...)
-	}
-	return &tarballSource{img: img}, tags, nil
-}
-
-// imageTarball pins an image from a docker-save tarball.
-func (r *Resolver) imageTarball(ctx context.Context, specDir string, img spec.Image) (plan.Input, error) {
-	abs, rel, err := r.local(specDir, img.Tarball.Path)
-	if err != nil {
-		return plan.Input{}, err
-	}
-	src, tags, err := openTarball(abs, img.Tarball.Tag)
-	if err != nil {
-		return plan.Input{}, err
-	}
-	raw, err := src.img.RawManifest()
-	if err != nil {
-		return plan.Input{}, err
-	}
-	mt, err := src.img.MediaType()
-	if err != nil {
-		return plan.Input{}, err
-	}
-	return r.finishImage(ctx, img, src, raw, string(mt), tags,
-		plan.Source{Type: plan.SourceTarball, Path: rel, Select: img.Tarball.Tag})
-}
-
 // --- executor access ---
 
 // OpenBlob opens one blob of an image input, from the input's source: the
@@ -732,6 +644,9 @@ func (r *Resolver) openBlob(ctx context.Context, in plan.Input, digest string, v
 	if !ok {
 		return nil, 0, fmt.Errorf("the plan lists no blob %s for this image", digest)
 	}
+	if max := blobLimit(isManifest); size < 0 || size > max {
+		return nil, 0, fmt.Errorf("the plan gives blob %s a size of %d bytes, outside 0..%d", digest, size, max)
+	}
 	src, err := r.sourceFor(ctx, in)
 	if err != nil {
 		return nil, 0, err
@@ -755,29 +670,39 @@ func (r *Resolver) openBlob(ctx context.Context, in plan.Input, digest string, v
 
 // BlobFile returns the path of blob digest of image input in when its
 // source keeps blobs as plain files (an OCI layout directory), so the
-// executor can link the file into its store instead of copying it. The
-// store verifies the linked bytes; BlobFile only vouches that the path is
-// the layout's regular file for that digest, inside the workspace.
+// executor can take the file into its store by path. The store verifies
+// the bytes; BlobFile vouches that the path is the layout's regular file
+// for that digest, reached from the workspace root with no symbolic link
+// at any element (checked through os.Root, as OpenBlob opens it). Between
+// this check and the store's open a local writer could swap an element
+// for a link; the bytes must still hash to digest, and a caller that
+// needs no such window uses OpenBlob, which reads the checked file.
 func (r *Resolver) BlobFile(ctx context.Context, in plan.Input, digest string) (string, bool) {
 	if in.Kind != plan.KindImage || in.Image == nil || in.Source.Type != plan.SourceLayout || !plan.ValidDigest(digest) {
 		return "", false
 	}
-	if _, _, ok := findBlob(in, digest); !ok {
+	if _, size, ok := findBlob(in, digest); !ok || size < 0 || size > MaxBlobSize {
 		return "", false
 	}
-	src, err := r.sourceFor(ctx, in)
+	ls := &layoutSource{r: r, rel: in.Source.Path}
+	rel, err := ls.blobRel(digest)
 	if err != nil {
 		return "", false
 	}
-	ls, ok := src.(*layoutSource)
-	if !ok {
-		return "", false
-	}
-	h, err := ls.blobFile(digest)
+	f, _, err := r.openLocal(rel, anyLinks)
 	if err != nil {
 		return "", false
 	}
-	return filepath.Join(ls.dir, "blobs", "sha256", h.Hex), true
+	f.Close()
+	return filepath.Join(r.root, filepath.FromSlash(rel)), true
+}
+
+// blobLimit is the largest size a plan may give a manifest or other blob.
+func blobLimit(isManifest bool) int64 {
+	if isManifest {
+		return MaxManifestSize
+	}
+	return MaxBlobSize
 }
 
 // findBlob looks digest up among the input's manifests and blobs.
@@ -804,7 +729,7 @@ func findBlob(in plan.Input, d string) (isManifest bool, size int64, ok bool) {
 }
 
 // sourceFor reopens the source an image input was pinned from.
-func (r *Resolver) sourceFor(_ context.Context, in plan.Input) (imageSource, error) {
+func (r *Resolver) sourceFor(ctx context.Context, in plan.Input) (imageSource, error) {
 	switch in.Source.Type {
 	case plan.SourceRegistry:
 		ref, err := r.parseRef(in.Source.Ref)
@@ -816,18 +741,16 @@ func (r *Resolver) sourceFor(_ context.Context, in plan.Input) (imageSource, err
 		}
 		return &registrySource{r: r, repo: ref.Context()}, nil
 	case plan.SourceLayout:
-		abs, err := r.open(in.Source.Path)
-		if err != nil {
+		if err := checkRel(in.Source.Path); err != nil {
 			return nil, err
 		}
-		src, _, err := openLayout(abs)
-		return src, err
+		// Blobs are opened by digest; index.json need not be read again.
+		return &layoutSource{r: r, rel: in.Source.Path}, nil
 	case plan.SourceTarball:
-		abs, err := r.open(in.Source.Path)
-		if err != nil {
+		if err := checkRel(in.Source.Path); err != nil {
 			return nil, err
 		}
-		src, _, err := openTarball(abs, in.Source.Select)
+		src, _, err := r.openTarball(ctx, in.Source.Path, in.Source.Select)
 		return src, err
 	default:
 		return nil, fmt.Errorf("source type %q is not an image source", in.Source.Type)

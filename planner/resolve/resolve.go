@@ -6,7 +6,9 @@
 // manifests fetched by tag are hashed by bale (never the Docker-Content-Digest
 // header), every digest string from a source is validated before it becomes
 // part of a file path, chart archives are walked by archive before
-// Helm's loader sees them, local paths must stay below the workspace root,
+// Helm's loader sees them, local inputs are read through os.Root below the
+// workspace root with no symbolic link at any path element (see local.go),
+// every document is read with a byte cap before it is decoded,
 // and every byte handed to the executor is hashed on the way and compared
 // with the plan. A source that changed between planning and building is an
 // error, never a silent update.
@@ -29,8 +31,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/bale-build/bale/plan"
 )
 
 // Defaults for zero Options fields.
@@ -74,8 +74,9 @@ func EnvKey(ref string) (variable string, ok bool) {
 
 // Options configures a Resolver. The zero value is usable apart from Root.
 type Options struct {
-	// Root is the absolute workspace root. Every local path must resolve,
-	// symbolic links followed, below it; plans record paths relative to it.
+	// Root is the absolute workspace root. Every local path must lie below
+	// it, and no element of it below the root may be a symbolic link; plans
+	// record paths relative to it.
 	Root string
 	// Keychain finds registry credentials; nil means authn.DefaultKeychain,
 	// so ~/.docker/config.json, DOCKER_CONFIG and credential helpers work.
@@ -259,73 +260,6 @@ func (r *Resolver) offline(what string) error {
 		return fmt.Errorf("%w: %s needs the network", ErrOffline, what)
 	}
 	return nil
-}
-
-// local resolves a spec path (relative to specDir) to an absolute path with
-// symbolic links resolved, and its slash path relative to the workspace
-// root. Resolving links first means a link cannot smuggle a file from
-// outside the workspace into a plan.
-func (r *Resolver) local(specDir, p string) (abs, rel string, err error) {
-	if p == "" {
-		return "", "", errors.New("empty path")
-	}
-	if !filepath.IsAbs(specDir) {
-		if specDir, err = filepath.Abs(specDir); err != nil {
-			return "", "", err
-		}
-	}
-	joined := filepath.FromSlash(p)
-	if !filepath.IsAbs(joined) {
-		joined = filepath.Join(specDir, joined)
-	}
-	joined = filepath.Clean(joined)
-	// Check the lexical path first, so the error names the spec's path
-	// rather than a symbolic link target, and a path outside the root is
-	// refused before anything there is touched.
-	if _, ok := within(r.root, joined); !ok {
-		if _, ok := within(r.opts.Root, joined); !ok {
-			return "", "", fmt.Errorf("path %s leaves the workspace root %s", p, r.opts.Root)
-		}
-	}
-	abs, err = filepath.EvalSymlinks(joined)
-	if err != nil {
-		return "", "", err
-	}
-	rel, ok := within(r.root, abs)
-	if !ok {
-		return "", "", fmt.Errorf("path %s leaves the workspace root %s (it resolves to %s)", p, r.opts.Root, abs)
-	}
-	return abs, rel, nil
-}
-
-// within returns p's slash path relative to root and whether p is root or
-// below it.
-func within(root, p string) (string, bool) {
-	rel, err := filepath.Rel(root, p)
-	if err != nil {
-		return "", false
-	}
-	rel = filepath.ToSlash(rel)
-	if !plan.ValidPath(rel) {
-		return "", false
-	}
-	return rel, true
-}
-
-// open resolves a plan path for reading. A plan may come from anywhere, so
-// the path is checked again, links resolved, against the workspace root.
-func (r *Resolver) open(rel string) (string, error) {
-	if !plan.ValidPath(rel) {
-		return "", fmt.Errorf("source path %q is not a clean relative path", rel)
-	}
-	abs, err := filepath.EvalSymlinks(filepath.Join(r.root, filepath.FromSlash(rel)))
-	if err != nil {
-		return "", err
-	}
-	if _, ok := within(r.root, abs); !ok {
-		return "", fmt.Errorf("path %s leaves the workspace root %s (it resolves to %s)", rel, r.opts.Root, abs)
-	}
-	return abs, nil
 }
 
 // sha256Digest returns "sha256:" and the hex sha256 of b.

@@ -1,0 +1,16 @@
+//go:build unix
+
+package resolve
+
+import (
+	"io/fs"
+	"syscall"
+)
+
+// nlink returns the hard link count of fi, or 1 if unknown.
+func nlink(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
