@@ -4,6 +4,7 @@ GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK ?= $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 BENCHTIME   ?= 1x
+FUZZTIME    ?= 20s
 OUT         ?= out
 
 .PHONY: all build test fmt-check vet staticcheck unit bench fuzz demo clean
@@ -37,10 +38,21 @@ bench:
 	# with another package's benchmark.
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
-## fuzz: spec loading and plan decoding under the fuzzer, 60 s each
+## fuzz: every hostile-input reader under the fuzzer, FUZZTIME each, one
+## after another (go test -fuzz takes one target at a time)
+FUZZ_TARGETS = \
+	./planner/spec:FuzzParse \
+	./plan:FuzzDecode \
+	./archive:FuzzWalk \
+	./planner/resolve:FuzzDockerTarball \
+	./planner/resolve:FuzzLayout
+
 fuzz:
-	$(GO) test ./planner/spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
-	$(GO) test ./plan -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
+	done
 
 ## demo: bale's main job on embedded defaults: the real bootstrap pack from
 ## specs/airgap and the fixtures in testdata/, offline, then checked
