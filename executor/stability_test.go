@@ -264,6 +264,14 @@ func TestKilledBuild(t *testing.T) {
 					t.Errorf("killed build left %s under its final name", name)
 				}
 			}
+			// What the killed build was writing stays until it is old
+			// enough; aged, the next build sweeps it (issue 7 point 7).
+			left := cacheTemps(t, cache)
+			t.Logf("killed build left %d temporary files in the cache", len(left))
+			for _, p := range append(left, tempsIn(t, out)...) {
+				old := time.Now().Add(-time.Hour)
+				os.Chtimes(p, old, old)
+			}
 			rp.build(t, out, cache)
 			got := readArtifacts(t, out)
 			for name, b := range want {
@@ -271,6 +279,35 @@ func TestKilledBuild(t *testing.T) {
 					t.Errorf("%s differs after the killed build", name)
 				}
 			}
+			if left := append(cacheTemps(t, cache), tempsIn(t, out)...); len(left) != 0 {
+				t.Errorf("temporary files left after the next build: %q", left)
+			}
 		})
 	}
+}
+
+// cacheTemps lists the temporary files in a cache's directories.
+func cacheTemps(t testing.TB, cache string) []string {
+	t.Helper()
+	var out []string
+	for _, d := range []string{"blobs/sha256", "ac", "stamps"} {
+		out = append(out, tempsIn(t, filepath.Join(cache, d))...)
+	}
+	return out
+}
+
+// tempsIn lists the hidden files in dir.
+func tempsIn(t testing.TB, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), ".") {
+			out = append(out, filepath.Join(dir, de.Name()))
+		}
+	}
+	return out
 }
