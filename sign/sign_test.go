@@ -343,4 +343,3 @@ func TestParsePublicKey(t *testing.T) {
 		}
 	}
 }
-
