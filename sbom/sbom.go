@@ -342,14 +342,14 @@ func modulePackage(m Module) Package {
 		purl += "@" + url.PathEscape(purlVersion)
 	}
 	return Package{
-		Name:             m.Path,
-		SPDXID:           "SPDXRef-Package-go-" + shortHash(m.Path+"@"+version),
-		VersionInfo:      version,
-		DownloadLocation: NoAssertion,
-		LicenseConcluded: NoAssertion,
-		LicenseDeclared:  NoAssertion,
-		CopyrightText:    NoAssertion,
-		ExternalRefs:     []ExternalRef{{Category: "PACKAGE-MANAGER", Type: "purl", Locator: purl}},
+		Name:                  m.Path,
+		SPDXID:                "SPDXRef-Package-go-" + shortHash(m.Path+"@"+version),
+		VersionInfo:           version,
+		DownloadLocation:      NoAssertion,
+		LicenseConcluded:      NoAssertion,
+		LicenseDeclared:       NoAssertion,
+		CopyrightText:         NoAssertion,
+		ExternalRefs:          []ExternalRef{{Category: "PACKAGE-MANAGER", Type: "purl", Locator: purl}},
 		PrimaryPackagePurpose: "LIBRARY",
 	}
 }
