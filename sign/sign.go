@@ -418,3 +418,6 @@ func (v *Verifier) VerifyDSSE(envelopeJSON []byte, wantType string) ([]byte, err
 	}
 	return payload, nil
 }
+
+// Equal reports whether v and o verify with the same public key.
+func (v *Verifier) Equal(o *Verifier) bool { return v.pub.Equal(o.pub) }

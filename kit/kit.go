@@ -1,0 +1,333 @@
+// Package kit defines the offline kit of a release: a directory of signed
+// artifacts with SHA256SUMS, a manifest (offline-kit.json), the public key
+// and a POSIX verify script, plus the dataset manifest format. It builds a
+// kit from plain inputs (Build) and verifies one offline (Verify).
+//
+// The kit directory holds, for a release whose runner, dataset and kit are
+// named R, D and K:
+//
+//	R.tar.gz                 runner bundle (byte-stable tar.gz)
+//	R.sbom.json              SPDX 2.3 SBOM of the runner's files
+//	R.dsse.json              cosign blob bundle signing R.tar.gz
+//	D-HASH.tar.gz            dataset bundle; HASH is DatasetHash of its files
+//	D-HASH.manifest.json     every dataset file with size and sha256, and the tarball's
+//	D-HASH.provenance.json   DSSE envelope: SLSA v1 provenance, subject D-HASH.tar.gz
+//	cosign.pub               the public key everything verifies with
+//	verify.sh                POSIX sh: sha256sum -c, then cosign for every signature
+//	offline-kit.json         the kit manifest: every artifact, kind, size, sha256, signer
+//	SHA256SUMS               every file above, sorted, "HEX  NAME"
+//	SHA256SUMS.cosign.bundle cosign blob bundle signing SHA256SUMS
+//
+// SHA256SUMS lists every file of the kit except itself and its signature
+// (which signs it), so an edit to any file, SHA256SUMS included, breaks a
+// signature. Beside the kit directory's files lie K.tar.gz, the kit as one
+// byte-stable archive, and K.tar.gz.sha256; they are not part of the kit.
+package kit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Fixed file names inside a kit.
+const (
+	ManifestName       = "offline-kit.json"
+	SumsName           = "SHA256SUMS"
+	SumsSignatureName  = "SHA256SUMS.cosign.bundle"
+	PublicKeyName      = "cosign.pub"
+	ScriptName         = "verify.sh"
+	FormatVersion      = 1
+	ManifestKind       = "offline-kit"
+	DatasetManifestKnd = "dataset-manifest"
+)
+
+// Artifact kinds in offline-kit.json.
+const (
+	KindRunner          = "runner-bundle"
+	KindSBOM            = "sbom"
+	KindSignature       = "signature" // a cosign blob bundle
+	KindDataset         = "dataset"
+	KindDatasetManifest = "dataset-manifest"
+	KindProvenance      = "provenance" // a DSSE envelope over SLSA provenance
+	KindPublicKey       = "public-key"
+	KindScript          = "verify-script"
+)
+
+// Artifact is one file of the kit as offline-kit.json lists it.
+type Artifact struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// SignedBy names the kit file whose signature covers this artifact
+	// (a signature bundle or a provenance envelope).
+	SignedBy string `json:"signedBy,omitempty"`
+	// Signs names the artifact a signature or provenance file signs.
+	Signs string `json:"signs,omitempty"`
+	// Describes names the artifact an SBOM or dataset manifest describes.
+	Describes string `json:"describes,omitempty"`
+}
+
+// Manifest is offline-kit.json.
+type Manifest struct {
+	FormatVersion   int    `json:"formatVersion"`
+	Kind            string `json:"kind"`
+	Name            string `json:"name"`
+	Release         string `json:"release"`
+	SourceDateEpoch string `json:"sourceDateEpoch"`
+	PlanID          string `json:"planId,omitempty"`
+	SpecDigest      string `json:"specDigest,omitempty"`
+	// DevKey says the kit is signed with the spec's development key
+	// (COSIGN_ALLOW_DEV_KEY=1): verify.sh warns, and nothing should trust it.
+	DevKey    bool   `json:"devKey"`
+	PublicKey string `json:"publicKey"`
+	// Checksums and ChecksumsSignature name SHA256SUMS and its signature,
+	// which cannot list themselves.
+	Checksums          string `json:"checksums"`
+	ChecksumsSignature string `json:"checksumsSignature"`
+	// Archive is the kit archive's name; it and Archive+".sha256" lie
+	// beside the kit's files and are not part of the kit.
+	Archive   string     `json:"archive,omitempty"`
+	Artifacts []Artifact `json:"artifacts"`
+}
+
+// Artifact returns the artifact named name.
+func (m *Manifest) Artifact(name string) (Artifact, bool) {
+	for _, a := range m.Artifacts {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Artifact{}, false
+}
+
+// MarshalManifest encodes m with sorted artifacts: two-space indented JSON,
+// no HTML escaping, final newline.
+func MarshalManifest(m *Manifest) ([]byte, error) {
+	c := *m
+	c.Artifacts = slices.Clone(m.Artifacts)
+	slices.SortFunc(c.Artifacts, func(a, b Artifact) int { return strings.Compare(a.Name, b.Name) })
+	if c.Artifacts == nil {
+		c.Artifacts = []Artifact{}
+	}
+	return encodeIndent(&c)
+}
+
+// maxJSON bounds the kit's JSON documents read for verification.
+const maxJSON = 64 << 20
+
+// ParseManifest reads offline-kit.json, refusing unknown fields and
+// artifact names that are not plain file names.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := decodeStrict(data, &m); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", ManifestName, err)
+	}
+	if m.FormatVersion != FormatVersion || m.Kind != ManifestKind {
+		return nil, fmt.Errorf("parse %s: formatVersion %d kind %q, want %d %q", ManifestName, m.FormatVersion, m.Kind, FormatVersion, ManifestKind)
+	}
+	seen := map[string]bool{}
+	for _, a := range m.Artifacts {
+		if !ValidName(a.Name) {
+			return nil, fmt.Errorf("parse %s: artifact name %q is not a plain file name", ManifestName, a.Name)
+		}
+		if seen[a.Name] {
+			return nil, fmt.Errorf("parse %s: artifact %s listed twice", ManifestName, a.Name)
+		}
+		seen[a.Name] = true
+	}
+	return &m, nil
+}
+
+// ValidName reports whether name is a plain file name bale writes into a
+// kit: 1 to 255 bytes of ASCII letters, digits, '.', '_', '+' and '-',
+// starting with a letter or digit. Names that need no quoting anywhere keep
+// SHA256SUMS, verify.sh and offline-kit.json unambiguous.
+func ValidName(name string) bool {
+	if name == "" || len(name) > 255 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '+' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Sum is one line of SHA256SUMS.
+type Sum struct {
+	Name   string
+	SHA256 string // hex
+}
+
+// Sums renders SHA256SUMS: one "HEX  NAME" line per file (sha256sum's text
+// mode format, which `sha256sum -c` reads), sorted by name in byte order.
+func Sums(sums []Sum) ([]byte, error) {
+	s := slices.Clone(sums)
+	slices.SortFunc(s, func(a, b Sum) int { return strings.Compare(a.Name, b.Name) })
+	var b bytes.Buffer
+	for i, x := range s {
+		if !ValidName(x.Name) {
+			return nil, fmt.Errorf("%s: file name %q cannot be listed", SumsName, x.Name)
+		}
+		if !isHex64(x.SHA256) {
+			return nil, fmt.Errorf("%s: %s: digest %q is not 64 lowercase hex digits", SumsName, x.Name, x.SHA256)
+		}
+		if i > 0 && s[i-1].Name == x.Name {
+			return nil, fmt.Errorf("%s: %s listed twice", SumsName, x.Name)
+		}
+		b.WriteString(x.SHA256)
+		b.WriteString("  ")
+		b.WriteString(x.Name)
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), nil
+}
+
+// ParseSums reads SHA256SUMS as Sums writes it: strict "HEX  NAME" lines,
+// sorted, no duplicates.
+func ParseSums(data []byte) ([]Sum, error) {
+	if len(data) > maxJSON {
+		return nil, fmt.Errorf("%s is %d bytes, more than %d", SumsName, len(data), maxJSON)
+	}
+	var out []Sum
+	text := string(data)
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		return nil, fmt.Errorf("%s: last line has no newline", SumsName)
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if text == "" {
+			break
+		}
+		hexSum, name, ok := strings.Cut(line, "  ")
+		if !ok || !isHex64(hexSum) || !ValidName(name) {
+			return nil, fmt.Errorf("%s line %d: %q is not \"HEX  NAME\"", SumsName, i+1, line)
+		}
+		if len(out) > 0 && out[len(out)-1].Name >= name {
+			return nil, fmt.Errorf("%s line %d: %s is out of order or repeated", SumsName, i+1, name)
+		}
+		out = append(out, Sum{Name: name, SHA256: hexSum})
+	}
+	return out, nil
+}
+
+// ChecksumLine is the content of a NAME.sha256 file: "HEX  NAME\n".
+func ChecksumLine(hexSum, name string) []byte {
+	return []byte(hexSum + "  " + name + "\n")
+}
+
+// DatasetFile is one file of a dataset bundle.
+type DatasetFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// DatasetArchive is the dataset tarball as its manifest records it.
+type DatasetArchive struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// DatasetManifest is D-HASH.manifest.json.
+type DatasetManifest struct {
+	FormatVersion int    `json:"formatVersion"`
+	Kind          string `json:"kind"`
+	Name          string `json:"name"`
+	// Hash is the {hash} in the dataset's file names: ContentHash, or in a
+	// development kit a placeholder the spec pinned.
+	Hash string `json:"hash"`
+	// ContentHash is DatasetHash(Files).
+	ContentHash string         `json:"contentHash"`
+	Archive     DatasetArchive `json:"archive"`
+	Files       []DatasetFile  `json:"files"`
+}
+
+// DatasetHash is the dataset's content hash, the {hash} of its file names:
+// the hex sha256 of the dataset's SHA256SUMS-style listing ("HEX  PATH\n"
+// per file, sorted by path). It depends on the files' paths and bytes only,
+// not on archive format or compressor, so the same data keeps its name.
+func DatasetHash(files []DatasetFile) string {
+	s := slices.Clone(files)
+	slices.SortFunc(s, func(a, b DatasetFile) int { return strings.Compare(a.Path, b.Path) })
+	h := sha256.New()
+	for _, f := range s {
+		io.WriteString(h, f.SHA256+"  "+f.Path+"\n")
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// MarshalDatasetManifest encodes m with files sorted by path.
+func MarshalDatasetManifest(m *DatasetManifest) ([]byte, error) {
+	c := *m
+	c.Files = slices.Clone(m.Files)
+	slices.SortFunc(c.Files, func(a, b DatasetFile) int { return strings.Compare(a.Path, b.Path) })
+	if c.Files == nil {
+		c.Files = []DatasetFile{}
+	}
+	return encodeIndent(&c)
+}
+
+// ParseDatasetManifest reads a dataset manifest, refusing unknown fields.
+func ParseDatasetManifest(data []byte) (*DatasetManifest, error) {
+	var m DatasetManifest
+	if err := decodeStrict(data, &m); err != nil {
+		return nil, fmt.Errorf("parse dataset manifest: %w", err)
+	}
+	if m.FormatVersion != FormatVersion || m.Kind != DatasetManifestKnd {
+		return nil, fmt.Errorf("parse dataset manifest: formatVersion %d kind %q, want %d %q", m.FormatVersion, m.Kind, FormatVersion, DatasetManifestKnd)
+	}
+	return &m, nil
+}
+
+func encodeIndent(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	if len(data) > maxJSON {
+		return fmt.Errorf("%d bytes, more than %d", len(data), maxJSON)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,265 @@
+package kit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bale-build/bale/internal/fixtures"
+	"github.com/bale-build/bale/sign"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+const fx = "../testdata"
+
+var buildTime = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func devKey(t testing.TB) *sign.Key {
+	t.Helper()
+	k, err := sign.Load(sign.KeyConfig{
+		Key:          "env://COSIGN_KEY",
+		DevKey:       filepath.Join(fx, "keys", "cosign.dev.key"),
+		DevPublicKey: filepath.Join(fx, "keys", "cosign.dev.pub"),
+		Getenv: func(k string) string {
+			return map[string]string{"COSIGN_ALLOW_DEV_KEY": "1", "COSIGN_PASSWORD": fixtures.DevKeyPassword}[k]
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// aocInput is the AOC release of specs/aoc over the committed fixtures.
+func aocInput(key *sign.Key) Input {
+	rf := func(p, dest string, mode int64) FileInput {
+		return FileInput{Path: filepath.Join(fx, "aoc", "runner", p), Dest: dest, Mode: mode, Source: "testdata/aoc/runner/" + p}
+	}
+	df := func(p string) FileInput {
+		return FileInput{Path: filepath.Join(fx, "aoc", "dataset", p), Dest: p, Source: "testdata/aoc/dataset/" + p}
+	}
+	return Input{
+		Release:        "aoc-backfill-release",
+		Name:           "aoc-offline-kit",
+		Time:           buildTime,
+		PlanID:         "sha256:" + strings.Repeat("1", 64),
+		SpecDigest:     "sha256:" + strings.Repeat("2", 64),
+		Tool:           "bale-v0.0.0-test",
+		BuilderVersion: map[string]string{"bale": "v0.0.0-test"},
+		Key:            key,
+		Runner: Runner{
+			Name: "aoc-backfill-runner", Version: "19.5.0",
+			Supplier: "Organization: StellaOps", License: "AGPL-3.0-or-later",
+			Files: []FileInput{
+				rf("bin/aoc-backfill", "bin/aoc-backfill", 0o755),
+				rf("scripts/package-backfill-release.sh", "scripts/package-backfill-release.sh", 0o755),
+				rf("config/backfill.yaml", "config/backfill.yaml", 0),
+				rf("README.md", "README.md", 0),
+			},
+		},
+		Dataset: &Dataset{
+			Name:  "aoc-dataset",
+			Files: []FileInput{df("dataset.json"), df("advisories.ndjson"), df("observations.ndjson"), df("linksets.ndjson")},
+		},
+	}
+}
+
+func buildKit(t testing.TB, in Input) (string, *Manifest) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "out")
+	m, err := Build(context.Background(), dir, in)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	return dir, m
+}
+
+// digests lists every file of dir with its sha256, sorted: the golden form.
+func digests(t testing.TB, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%x  %s\n", sha256.Sum256(data), e.Name())
+	}
+	return b.String()
+}
+
+func TestBuildVerify(t *testing.T) {
+	dir, m := buildKit(t, aocInput(devKey(t)))
+	r, err := Verify(context.Background(), dir, VerifyOptions{TrustedKey: devKey(t).PublicKeyPEM()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() {
+		t.Fatal(r.Err())
+	}
+	for _, c := range []string{CheckFiles, CheckPublicKey, CheckSums, CheckSumsSignature, CheckManifest, CheckSignature, CheckDSSE, CheckProvenance, CheckSBOM, CheckDatasetManifest, CheckArchive} {
+		if !slices.Contains(r.Checks, c) {
+			t.Errorf("check %s did not run (ran %v)", c, r.Checks)
+		}
+	}
+	if !r.DevKey || !m.DevKey {
+		t.Error("a dev-key kit does not say so")
+	}
+	script, _ := os.ReadFile(filepath.Join(dir, ScriptName))
+	if !bytes.Contains(script, []byte("DEVELOPMENT key")) {
+		t.Error("verify.sh of a dev-key kit has no warning")
+	}
+
+	// The kit's digests are pinned, like the pack's.
+	got := digests(t, dir)
+	golden := filepath.Join("testdata", "aoc-kit.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("kit digests differ from %s (-update to rewrite):\n%s", golden, got)
+	}
+
+	// SHA256SUMS lists every kit file but itself and its signature.
+	sums, _ := os.ReadFile(filepath.Join(dir, SumsName))
+	parsed, err := ParseSums(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parsed) != len(m.Artifacts)+1 {
+		t.Errorf("SHA256SUMS lists %d files, want %d", len(parsed), len(m.Artifacts)+1)
+	}
+	for _, s := range parsed {
+		if s.Name == SumsName || s.Name == SumsSignatureName || s.Name == m.Archive {
+			t.Errorf("SHA256SUMS lists %s", s.Name)
+		}
+	}
+}
+
+func TestDatasetHash(t *testing.T) {
+	key := devKey(t)
+	in := aocInput(key)
+	dir, _ := buildKit(t, in)
+	dm, err := os.ReadFile(filepath.Join(dir, "aoc-dataset-"+contentHash(t, in)+".manifest.json"))
+	if err != nil {
+		t.Fatalf("dataset files are not named by the content hash: %v", err)
+	}
+	parsed, err := ParseDatasetManifest(dm)
+	if err != nil || parsed.Hash != parsed.ContentHash || len(parsed.Files) != 4 {
+		t.Fatalf("dataset manifest: %+v, %v", parsed, err)
+	}
+
+	prod, err := sign.ParsePrivateKey(mustRead(t, filepath.Join(fx, "keys", "cosign.dev.key")), []byte(fixtures.DevKeyPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, hash string
+		key        *sign.Key
+		want       string
+	}{
+		{"pinned digest matches", contentHash(t, in), key, ""},
+		{"pinned digest differs", strings.Repeat("0", 64), key, "spec pins hash " + strings.Repeat("0", 64) + " but the files hash to " + contentHash(t, in)},
+		{"placeholder with dev key", "dev-rehearsal-placeholder", key, ""},
+		{"placeholder without dev key", "dev-rehearsal-placeholder", prod, "placeholders are accepted only with the development key"},
+		{"unsafe placeholder", "../x", key, "not a plain file name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := aocInput(tt.key)
+			in.Dataset.Hash = tt.hash
+			dir := t.TempDir()
+			_, err := Build(context.Background(), dir, in)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "aoc-dataset-"+tt.hash+".tar.gz")); err != nil {
+					t.Fatal(err)
+				}
+				if r, err := Verify(context.Background(), dir, VerifyOptions{}); err != nil || !r.OK() {
+					t.Fatalf("Verify: %v %v", err, r.Err())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Build: %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func contentHash(t *testing.T, in Input) string {
+	t.Helper()
+	files, err := datasetFiles(in.Dataset.Files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return DatasetHash(files)
+}
+
+func mustRead(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSumsFormat(t *testing.T) {
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	got, err := Sums([]Sum{{"z.txt", a}, {"B.txt", b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := b + "  B.txt\n" + a + "  z.txt\n"; string(got) != want {
+		t.Fatalf("Sums = %q, want %q", got, want)
+	}
+	for _, bad := range [][]Sum{
+		{{"a b", a}}, {{"../x", a}}, {{".hidden", a}}, {{"-n", a}}, {{"x", "A" + a[1:]}}, {{"x", a}, {"x", b}},
+	} {
+		if _, err := Sums(bad); err == nil {
+			t.Errorf("Sums(%v) accepted", bad)
+		}
+	}
+	for _, bad := range []string{"x", a + " x\n", a + "  b\n" + a + "  a\n", a + "  x"} {
+		if _, err := ParseSums([]byte(bad)); err == nil {
+			t.Errorf("ParseSums(%q) accepted", bad)
+		}
+	}
+}
+
+func hexSum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// TestWriteKitForInspection writes the AOC kit to $BALE_KIT_OUT, for a
+// human to look at; skipped unless set.
+func TestWriteKitForInspection(t *testing.T) {
+	out := os.Getenv("BALE_KIT_OUT")
+	if out == "" {
+		t.Skip("BALE_KIT_OUT not set")
+	}
+	if _, err := Build(context.Background(), out, aocInput(devKey(t))); err != nil {
+		t.Fatal(err)
+	}
+}
