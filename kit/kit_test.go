@@ -8,9 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,14 +255,57 @@ func TestSumsFormat(t *testing.T) {
 
 func hexSum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-// TestWriteKitForInspection writes the AOC kit to $BALE_KIT_OUT, for a
-// human to look at; skipped unless set.
-func TestWriteKitForInspection(t *testing.T) {
+// TestHelperBuildKit builds the AOC kit into $BALE_KIT_OUT under the umask
+// in $BALE_KIT_UMASK; TestByteStability runs it as a subprocess. Skipped
+// unless BALE_KIT_OUT is set.
+func TestHelperBuildKit(t *testing.T) {
 	out := os.Getenv("BALE_KIT_OUT")
 	if out == "" {
 		t.Skip("BALE_KIT_OUT not set")
 	}
+	if u := os.Getenv("BALE_KIT_UMASK"); u != "" {
+		mask, err := strconv.ParseUint(u, 8, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		syscall.Umask(int(mask))
+	}
 	if _, err := Build(context.Background(), out, aocInput(devKey(t))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestByteStability builds the kit in two processes that differ in output
+// directory, working directory, umask, TZ and GOMAXPROCS: every file,
+// signatures included, must be the same bytes, and equal the golden digests.
+func TestByteStability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the test binary twice")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	run := func(out, umask, tz, procs string) string {
+		cmd := exec.Command(exe, "-test.run=^TestHelperBuildKit$", "-test.count=1")
+		cmd.Dir = wd
+		cmd.Env = append(os.Environ(), "BALE_KIT_OUT="+out, "BALE_KIT_UMASK="+umask, "TZ="+tz, "GOMAXPROCS="+procs)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("helper build: %v\n%s", err, b)
+		}
+		return digests(t, out)
+	}
+	a := run(filepath.Join(t.TempDir(), "a"), "022", "UTC", "1")
+	b := run(filepath.Join(t.TempDir(), "deeper", "b"), "077", "Pacific/Chatham", "2")
+	if a != b {
+		t.Fatalf("two builds differ:\n%s\n%s", a, b)
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "aoc-kit.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != string(want) {
+		t.Fatalf("builds differ from the golden digests:\n%s", a)
 	}
 }
