@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/sign"
 )
@@ -307,5 +309,64 @@ func TestByteStability(t *testing.T) {
 	}
 	if a != string(want) {
 		t.Fatalf("builds differ from the golden digests:\n%s", a)
+	}
+}
+
+func TestVerifyArchive(t *testing.T) {
+	dir, m := buildKit(t, aocInput(devKey(t)))
+	path := filepath.Join(dir, m.Archive)
+	r, err := VerifyArchive(context.Background(), path, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Dir != path {
+		t.Fatalf("%v %s", r.Err(), r.Dir)
+	}
+
+	// A kit archive with a tampered member fails naming it.
+	in := aocInput(devKey(t))
+	in.Name = "other-kit"
+	dir2, _ := buildKit(t, in)
+	flip(t, dir2, "cosign.pub")
+	bad := filepath.Join(t.TempDir(), "bad.tar.gz")
+	f, err := os.Create(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir2)
+	var list []archive.Entry
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "other-kit.tar.gz") {
+			continue
+		}
+		p := filepath.Join(dir2, e.Name())
+		st, _ := os.Stat(p)
+		list = append(list, archive.Entry{Name: "other-kit/" + e.Name(), Size: st.Size(), Open: func() (io.ReadCloser, error) { return os.Open(p) }})
+	}
+	list = append(list, archive.Entry{Name: "other-kit/sub/x", Size: 0, Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("")), nil }})
+	if err := archive.WriteTar(context.Background(), f, list[:len(list)-1], buildTime); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r, err = VerifyArchive(context.Background(), bad, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK() || !strings.Contains(r.Err().Error(), "cosign.pub") {
+		t.Fatalf("tampered archive: %v", r.Err())
+	}
+
+	// A subdirectory is refused.
+	f, _ = os.Create(bad)
+	if err := archive.WriteTar(context.Background(), f, list, buildTime); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r, err = VerifyArchive(context.Background(), bad, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK() || !strings.Contains(r.Err().Error(), "other-kit/sub") {
+		t.Fatalf("archive with a subdirectory: %v", r.Err())
 	}
 }
