@@ -157,7 +157,7 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-func devKey(t *testing.T) *Key {
+func devKey(t testing.TB) *Key {
 	t.Helper()
 	k, err := Load(KeyConfig{DevKey: devKeyPath, DevPublicKey: devPubPath,
 		Getenv: env("COSIGN_ALLOW_DEV_KEY", "1", "COSIGN_PASSWORD", fixtures.DevKeyPassword)})
