@@ -48,9 +48,13 @@ func Script(m *Manifest) ([]byte, error) {
 	w("# verify.sh - checks the offline kit %s (release %s), written by bale.\n", m.Name, m.Release)
 	w("# Needs only sha256sum; checks every signature with the shipped %s when\n", PublicKeyName)
 	w("# cosign is on PATH (or COSIGN=/path/to/cosign). Run it from anywhere:\n")
-	w("#   sh verify.sh\n")
+	w("#   sh verify.sh [TRUSTED.pub]\n")
+	w("# With TRUSTED.pub (the release key obtained out of band), the shipped\n")
+	w("# %s must be that key; without it the kit proves integrity, not origin.\n", PublicKeyName)
 	w("# Exit 0: the kit is intact. 1: a check failed (named on stderr). 2: sha256sum missing.\n")
 	w("set -u\n")
+	w("trusted=${1:-}\n")
+	w("case $trusted in ''|/*) ;; *) trusted=$PWD/$trusted ;; esac\n")
 	w("cd -- \"$(dirname -- \"$0\")\" || exit 2\n")
 	w("fail=0\n")
 	w("bad() { printf 'verify.sh: FAIL: %%s\\n' \"$*\" >&2; fail=1; }\n")
@@ -64,6 +68,9 @@ func Script(m *Manifest) ([]byte, error) {
 
 	w("command -v sha256sum >/dev/null 2>&1 || { echo 'verify.sh: sha256sum not found on PATH' >&2; exit 2; }\n\n")
 
+	w("if [ -n \"$trusted\" ]; then\n\tif [ ! -f \"$trusted\" ]; then echo \"verify.sh: trusted key $trusted not found\" >&2; exit 2; fi\n")
+	w("\tif [ \"$(sha256sum < \"$trusted\")\" = \"$(sha256sum < %s)\" ]; then ok \"%s is the trusted key\"; else bad \"%s: is not the trusted key $trusted\"; fi\n", PublicKeyName, PublicKeyName, PublicKeyName)
+	w("else\n\techo 'verify.sh: note: no trusted key given; checking with the shipped %s (integrity, not origin)' >&2\nfi\n\n", PublicKeyName)
 	w("# The kit's files: each present, nothing else beside them.\n")
 	w("for f in")
 	for _, n := range names {
