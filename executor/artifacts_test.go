@@ -133,6 +133,20 @@ func TestNoSharedInodes(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(out2, sum)); !bytes.Equal(got, want) {
 		t.Fatal("editing out1's checksum file changed out2's")
 	}
+	// An output directory from an older bale, whose pack is a hard link
+	// into the store: the rebuild replaces the link with a copy.
+	packHash, _ := v1.NewHash("sha256:" + res.Artifacts[0].SHA256)
+	linked := filepath.Join(out2, packName+".tar")
+	os.Remove(linked)
+	if err := os.Link(store.Path(packHash), linked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := execute(t, src, fx, out2, cache); err != nil {
+		t.Fatal(err)
+	}
+	if sameFile(t, linked, store.Path(packHash)) {
+		t.Error("a hard link into the store survived the rebuild")
+	}
 	// A rebuild into out1 puts the checksum file right again.
 	if _, err := execute(t, src, fx, out1, cache); err != nil {
 		t.Fatal(err)
