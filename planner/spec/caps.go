@@ -34,6 +34,7 @@ var (
 // a spec with a million images is refused in the time it takes to count
 // them, not to check each.
 func (c *checker) caps(schema cue.Value) {
+	maxes := capMaxes(schema)
 	check := func(v cue.Value, at string, lc listCap) {
 		l := v.LookupPath(cue.ParsePath(lc.path))
 		if l.IncompleteKind() != cue.ListKind {
@@ -43,12 +44,7 @@ func (c *checker) caps(schema cue.Value) {
 		if err != nil {
 			return
 		}
-		max, err := schema.LookupPath(cue.ParsePath(lc.max)).Int64()
-		if err != nil {
-			// The schema is embedded and tested; this is a bale bug.
-			panic(fmt.Sprintf("bale's schema has no integer %s: %v", lc.max, err))
-		}
-		if n > max {
+		if max := maxes[lc.max]; n > max {
 			c.add(SeverityError, l, "%s: %d %s; bale allows at most %d (%s in bale's schema)", at+lc.path, n, lc.what, max, lc.max)
 		}
 	}
@@ -70,6 +66,7 @@ func (c *checker) caps(schema cue.Value) {
 // the time it takes to parse it. (Lists that comprehensions compute are
 // counted by caps, once CUE has evaluated them.)
 func (c *checker) sourceCaps(files []*ast.File, schema cue.Value) {
+	maxes := capMaxes(schema)
 	limits := map[string]listCap{}
 	for _, lc := range topCaps {
 		limits[lc.path] = lc
@@ -96,8 +93,7 @@ func (c *checker) sourceCaps(files []*ast.File, schema cue.Value) {
 				walk(v.Elts, k+".", a+".")
 			case *ast.ListLit:
 				if lc, ok := limits[k]; ok {
-					max, err := schema.LookupPath(cue.ParsePath(lc.max)).Int64()
-					if err == nil && int64(len(v.Elts)) > max {
+					if max := maxes[lc.max]; int64(len(v.Elts)) > max {
 						c.addPos(v.Pos(), "%s: %d %s; bale allows at most %d (%s in bale's schema)", a, len(v.Elts), lc.what, max, lc.max)
 						continue
 					}
@@ -122,4 +118,18 @@ func (c *checker) addPos(pos token.Pos, format string, args ...any) {
 		d.File, d.Line, d.Column = rel(c.wd, pos.Filename()), pos.Line(), pos.Column()
 	}
 	c.diags = append(c.diags, d)
+}
+
+// capMaxes reads the caps' numbers from the schema, once per spec.
+func capMaxes(schema cue.Value) map[string]int64 {
+	m := map[string]int64{}
+	for _, lc := range append(append([]listCap(nil), topCaps...), imageCaps...) {
+		n, err := schema.LookupPath(cue.ParsePath(lc.max)).Int64()
+		if err != nil {
+			// The schema is embedded and tested; this is a bale bug.
+			panic(fmt.Sprintf("bale's schema has no integer %s: %v", lc.max, err))
+		}
+		m[lc.max] = n
+	}
+	return m
 }

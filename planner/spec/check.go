@@ -262,8 +262,9 @@ func (c *checker) signing(s cue.Value) {
 // closed reports every field the user wrote that the schema does not allow,
 // walking the user's value beside the schema. CUE reports these too, but
 // not when the same struct has other errors; a spec author wants them all
-// in one run.
-func (c *checker) closed(user, schema cue.Value, path []string) {
+// in one run. m remembers the schema's answers, so the elements of a long
+// list cost a map lookup per field, not a schema lookup.
+func (c *checker) closed(user, schema cue.Value, path []string, m *schemaMemo) {
 	switch user.IncompleteKind() {
 	case cue.StructKind:
 		if schema.IncompleteKind()&cue.StructKind == 0 {
@@ -279,21 +280,52 @@ func (c *checker) closed(user, schema cue.Value, path []string) {
 				continue // definitions, hidden fields and lets are the author's own
 			}
 			p := append(append([]string(nil), path...), sel.Unquoted())
-			if !schema.Allows(sel) {
+			e := m.field(schema, sel)
+			if !e.allowed {
 				c.add(SeverityError, it.Value(), "%s: unknown field %q", fieldPath(p), sel.Unquoted())
 				continue
 			}
-			c.closed(it.Value(), field(schema, sel), p)
+			c.closed(it.Value(), e.schema, p, e.memo)
 		}
 	case cue.ListKind:
-		elem := schema.LookupPath(cue.MakePath(cue.AnyIndex))
-		if !elem.Exists() {
+		if m.elem == nil {
+			m.elem = &memoEntry{schema: schema.LookupPath(cue.MakePath(cue.AnyIndex)), memo: &schemaMemo{}}
+		}
+		if !m.elem.schema.Exists() {
 			return
 		}
 		for i, el := range elems(user) {
-			c.closed(el, elem, append(append([]string(nil), path...), fmt.Sprint(i)))
+			c.closed(el, m.elem.schema, append(append([]string(nil), path...), fmt.Sprint(i)), m.elem.memo)
 		}
 	}
+}
+
+// schemaMemo caches what closed asks of one schema value.
+type schemaMemo struct {
+	fields map[string]*memoEntry
+	elem   *memoEntry
+}
+
+type memoEntry struct {
+	allowed bool
+	schema  cue.Value
+	memo    *schemaMemo
+}
+
+func (m *schemaMemo) field(schema cue.Value, sel cue.Selector) *memoEntry {
+	k := sel.String()
+	if e, ok := m.fields[k]; ok {
+		return e
+	}
+	if m.fields == nil {
+		m.fields = map[string]*memoEntry{}
+	}
+	e := &memoEntry{allowed: schema.Allows(sel), memo: &schemaMemo{}}
+	if e.allowed {
+		e.schema = field(schema, sel)
+	}
+	m.fields[k] = e
+	return e
 }
 
 // field looks up a field of a schema struct whether the schema declares it

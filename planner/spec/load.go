@@ -336,7 +336,7 @@ func evaluateCUE(cfg *load.Config, arg, name, wd string) (in *Instance, diags Di
 		return nil, fromCUE(err, wd, user)
 	}
 	v := schema.FillPath(cue.MakePath(cue.Str("spec")), user).LookupPath(cue.MakePath(cue.Str("spec")))
-	c.closed(user, schema.LookupPath(cue.ParsePath("#Spec")), nil)
+	c.closed(user, schema.LookupPath(cue.ParsePath("#Spec")), nil, &schemaMemo{})
 	c.check()
 	if err := v.Validate(cue.Concrete(true), cue.All()); err != nil {
 		diags = append(diags, fromCUE(err, wd, user)...)
