@@ -20,13 +20,13 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 
+	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/sign"
 )
 
 // lookTool finds a real tool the checks drive: $envVar, else the first of
-// names on PATH. A missing tool skips on a developer's machine; with
-// BALE_REQUIRE_TOOLS=1, as .ci/run sets, it fails, so CI cannot pass by
-// skipping.
+// names on PATH; a missing tool is tooltest.Unavailable (a skip, or a
+// failure under BALE_REQUIRE_TOOLS=1 as .ci/run sets).
 func lookTool(t *testing.T, envVar string, names ...string) string {
 	t.Helper()
 	if p := os.Getenv(envVar); envVar != "" && p != "" {
@@ -37,10 +37,7 @@ func lookTool(t *testing.T, envVar string, names ...string) string {
 			return p
 		}
 	}
-	if os.Getenv("BALE_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%v is required (BALE_REQUIRE_TOOLS=1) but not on PATH (or set %s)", names, envVar)
-	}
-	t.Skipf("%v not on PATH (or set %s)", names, envVar)
+	tooltest.Unavailable(t, "%v not on PATH (or set %s)", names, envVar)
 	return ""
 }
 
