@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/bale-build/bale/planner/spec"
 )
 
 func newEval() *cobra.Command {
@@ -21,7 +23,7 @@ it is formatted, and its sha256 is the spec digest that plans record.`,
 			if err := checkFormat(format, "json", "cue"); err != nil {
 				return err
 			}
-			inst, err := loadOne(cmd.Context(), args, cmd.ErrOrStderr())
+			inst, err := loadOne(cmd.Context(), args, spec.Options{}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -126,15 +126,20 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 	if path != "" {
 		args = append(args, path)
 	}
-	inst, err := loadOne(ctx, args, stderr)
+	// --root confines the CUE loader's reads as well as the plan's paths.
+	var root string
+	if f.root != "" {
+		var err error
+		if root, err = filepath.Abs(f.root); err != nil {
+			return nil, err
+		}
+	}
+	inst, err := loadOne(ctx, args, spec.Options{Root: root}, stderr)
 	if err != nil {
 		return nil, err
 	}
-	root := f.root
 	if root == "" {
 		root = planner.FindRoot(inst.Dir)
-	} else if root, err = filepath.Abs(root); err != nil {
-		return nil, err
 	}
 	r, err := f.resolver(root)
 	if err != nil {
@@ -178,8 +183,8 @@ func isTerminal(w io.Writer) bool {
 
 // loadOne loads the one spec args name, printing its diagnostics
 // (warnings included) to stderr; spec errors end the command with exit 1.
-func loadOne(ctx context.Context, args []string, stderr io.Writer) (*spec.Instance, error) {
-	insts, diags, err := spec.Load(ctx, args, spec.Options{})
+func loadOne(ctx context.Context, args []string, opts spec.Options, stderr io.Writer) (*spec.Instance, error) {
+	insts, diags, err := spec.Load(ctx, args, opts)
 	if err != nil {
 		return nil, err
 	}

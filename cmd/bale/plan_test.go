@@ -130,3 +130,36 @@ func TestDiffTagMoved(t *testing.T) {
 		}
 	}
 }
+
+// TestRootConfinesLoader checks that --root narrows what the CUE loader
+// may read, not only the plan's paths: an embed through a link that stays
+// inside the workspace but leaves --root is refused.
+func TestRootConfinesLoader(t *testing.T) {
+	ws := t.TempDir()
+	for name, body := range map[string]string{
+		"cue.mod/module.cue": "module: \"example.com/ws\"\nlanguage: version: \"v0.12.0\"\n",
+		"other/name.json":    `"from-other"`,
+		"spec/pack.cue": "@extern(embed)\npackage x\n\nbootstrapPack: {\n\tsourceDateEpoch: \"2025-01-01T00:00:00Z\"\n" +
+			"\tbundles: [{name: _n, kind: \"evidence\", digest: \"sha256:" + strings.Repeat("1", 64) + "\", url: \"https://x.example/b\"}]\n}\n" +
+			"_n: _ @embed(file=name.json)\n",
+	} {
+		p := filepath.Join(ws, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../other/name.json", filepath.Join(ws, "spec", "name.json")); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := bale(t, ws, "plan", "spec", "--offline")
+	if code != 0 || !strings.Contains(out, "from-other") {
+		t.Fatalf("default root: exit %d, want the embed read\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	_, errs, code = bale(t, ws, "plan", "spec", "--offline", "--root", "spec")
+	if code != 1 || !strings.Contains(errs, "outside the workspace root") {
+		t.Fatalf("--root spec: exit %d, want 1 naming the workspace rule\nstderr:\n%s", code, errs)
+	}
+}
