@@ -36,6 +36,10 @@ type Limits struct {
 	// bomb) is cut off there. Declared sizes are also summed against it, so
 	// an archive that claims too much is refused at the header.
 	MaxTotalSize int64
+	// GzipMembers accepts a gzip stream of several members, as a bale pack
+	// is written (see WriteMembers). Without it, bytes after the first
+	// member are an error.
+	GzipMembers bool
 }
 
 // DefaultLimits returns limits for bale's own artifacts (bootstrap packs,
@@ -45,6 +49,7 @@ func DefaultLimits() Limits {
 		MaxEntries:   10_000,
 		MaxEntrySize: 8 << 30,
 		MaxTotalSize: 64 << 30,
+		GzipMembers:  true,
 	}
 }
 
@@ -132,9 +137,11 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 		if err != nil {
 			return streamErr("read gzip header", err)
 		}
-		// One member only: bale writes one, and a second would let bytes
-		// appended after a signed archive join the tar stream.
-		zr.Multistream(false)
+		// One member only unless asked: a chart is one, and a second would
+		// let bytes appended after a signed archive join the tar stream. A
+		// pack is many; bytes after its end-of-archive marker must still
+		// be zeros, and only within the limits.
+		zr.Multistream(lim.GzipMembers)
 		stream = zr
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		return errors.New("read archive: zstd compression is not supported")

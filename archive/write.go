@@ -28,6 +28,11 @@ type Entry struct {
 	// order, and the reader is closed before the next entry is opened, so at
 	// most one body is open at a time. Directories have no Open.
 	Open func() (io.ReadCloser, error)
+	// Digest identifies the body's content ("sha256:HEX") when the caller
+	// knows it. It never changes the bytes written: WriteMembers uses it
+	// only to key cached members, and compresses an entry without one
+	// every time.
+	Digest string
 	// Dir marks a directory entry. Parent directories of every entry are
 	// written whether or not they are listed; list one only to include an
 	// empty directory.
@@ -67,29 +72,60 @@ const copyBufSize = 32 << 10
 // WriteTar stops with ctx's error if ctx is cancelled between entries or
 // while a body streams.
 func WriteTar(ctx context.Context, w io.Writer, entries []Entry, mtime time.Time) error {
-	mtime = mtime.Truncate(time.Second).UTC()
-	if s := mtime.Unix(); s < 0 || s > maxOctal11 {
-		// Outside USTAR's unsigned 11-digit octal field; PAX could hold it,
-		// but no build timestamp is legitimately there.
-		return fmt.Errorf("write tar: mtime %s outside 1970-01-01..2242-03-16", mtime.Format(time.RFC3339))
+	mtime, err := checkMtime(mtime)
+	if err != nil {
+		return err
 	}
 	all, err := withParents(entries)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(w)
 	buf := make([]byte, copyBufSize)
 	for i := range all {
-		e := &all[i]
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("write tar entry %s: %w", e.Name, err)
-		}
-		if err := writeEntry(ctx, tw, e, mtime, buf); err != nil {
+		if err := writeSegment(ctx, w, &all[i], mtime, buf); err != nil {
 			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("write tar: close: %w", err)
+	if _, err := w.Write(make([]byte, EndOfArchiveSize)); err != nil {
+		return fmt.Errorf("write tar: end-of-archive marker: %w", err)
+	}
+	return nil
+}
+
+// EndOfArchiveSize is the length of the end-of-archive marker WriteTar
+// writes after the last entry: two zero blocks, with no further padding to
+// a record size.
+const EndOfArchiveSize = 2 * 512
+
+// checkMtime truncates mtime to the second and checks USTAR can hold it.
+func checkMtime(mtime time.Time) (time.Time, error) {
+	mtime = mtime.Truncate(time.Second).UTC()
+	if s := mtime.Unix(); s < 0 || s > maxOctal11 {
+		// Outside USTAR's unsigned 11-digit octal field; PAX could hold it,
+		// but no build timestamp is legitimately there.
+		return mtime, fmt.Errorf("write tar: mtime %s outside 1970-01-01..2242-03-16", mtime.Format(time.RFC3339))
+	}
+	return mtime, nil
+}
+
+// writeSegment writes one entry of a sorted, validated list: its header
+// block(s), its body and the zero padding to the next block. An archive is
+// the concatenation of its entries' segments and the end-of-archive marker;
+// tar headers hold no offsets, so a segment's bytes depend on its entry and
+// the mtime alone, which is what lets a pack compress each one on its own.
+func writeSegment(ctx context.Context, w io.Writer, e *Entry, mtime time.Time, buf []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("write tar entry %s: %w", e.Name, err)
+	}
+	// archive/tar keeps no state from one entry to the next (a PAX
+	// header's name does not count entries), so a writer per segment
+	// writes the same bytes as one writer for the whole archive.
+	tw := tar.NewWriter(w)
+	if err := writeEntry(ctx, tw, e, mtime, buf); err != nil {
+		return err
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write tar entry %s: padding: %w", e.Name, err)
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/klauspost/compress/gzip"
 	"helm.sh/helm/v3/pkg/chart"
 
 	"github.com/bale-build/bale/archive"
@@ -15,10 +14,8 @@ import (
 	"github.com/bale-build/bale/plan"
 )
 
-// chartLevel is the gzip level of chart archives: charts are small text,
-// so the best level costs nothing noticeable and is fixed here rather than
-// taken from the pack's level, so a chart's digest does not depend on it.
-const chartLevel = gzip.BestCompression
+// chartLevel is the gzip level of chart archives (see pack.ChartLevel).
+const chartLevel = pack.ChartLevel
 
 // doChart re-archives a chart: Helm's chartutil.Save stamps the wall clock
 // into every header, so bale writes the archive itself from the files Helm

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/pack"
@@ -136,16 +138,12 @@ func (x *execution) doPack(ctx context.Context, n *node) (outputs, error) {
 	}
 	defer w.Abort()
 	// Large writes keep the store's hashing and file writes efficient;
-	// gzip's output does not depend on how it is buffered.
+	// gzip's output does not depend on how it is buffered. The store
+	// writer hashes the pack as it is written: the pack's digest never
+	// costs a read back.
 	bw := bufio.NewWriterSize(w, 1<<20)
-	zw, err := archive.NewGzipWriter(bw, level, n.def.mtime)
-	if err != nil {
-		return nil, err
-	}
-	if err := archive.WriteTar(ctx, zw, tarEntries, n.def.mtime); err != nil {
-		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
-	}
-	if err := zw.Close(); err != nil {
+	opt := archive.MembersOptions{Level: level, Cache: memberCache{x.store}}
+	if err := archive.WriteMembers(ctx, bw, tarEntries, n.def.mtime, opt); err != nil {
 		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -183,8 +181,9 @@ func (x *execution) level(n *node) (int, error) {
 // it is read: a corrupt blob fails the write instead of entering the pack.
 func (x *execution) storeEntry(ctx context.Context, e cas.Output) archive.Entry {
 	return archive.Entry{
-		Name: e.Path,
-		Size: e.Size,
+		Name:   e.Path,
+		Size:   e.Size,
+		Digest: e.Digest.String(),
 		Open: func() (io.ReadCloser, error) {
 			rc, size, err := x.store.Open(ctx, e.Digest)
 			if err != nil {
@@ -197,6 +196,61 @@ func (x *execution) storeEntry(ctx context.Context, e cas.Output) archive.Entry 
 			return rc, nil
 		},
 	}
+}
+
+// memberCache keeps the pack's compressed gzip members in the store, each
+// under an action-cache entry keyed by archive.MemberKey (a hash of
+// everything that decides the member's bytes, domain-separated from step
+// ids), so a rebuild copies every member whose entry is unchanged.
+type memberCache struct{ store *cas.Store }
+
+// memberOutput is the path a member's action-cache entry records.
+const memberOutput = "member.gz"
+
+func memberID(key string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: key} }
+
+// Get opens the member cached under key. A missing or unreadable entry is
+// a miss: the member is compressed again.
+func (c memberCache) Get(ctx context.Context, key string) (io.ReadCloser, bool, error) {
+	res, ok, err := c.store.GetAction(memberID(key))
+	if err != nil || !ok || len(res.Outputs) != 1 || res.Outputs[0].Path != memberOutput {
+		return nil, false, nil
+	}
+	o := res.Outputs[0]
+	rc, size, err := c.store.Open(ctx, o.Digest)
+	if err != nil {
+		return nil, false, nil
+	}
+	if size != o.Size {
+		rc.Close()
+		return nil, false, nil
+	}
+	return rc, true, nil
+}
+
+// Put stores the member write writes and records it under key.
+func (c memberCache) Put(ctx context.Context, key string, write func(io.Writer) error) (io.ReadCloser, error) {
+	w, err := c.store.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if err := write(bw); err != nil {
+		return nil, err
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	h, size, err := w.Commit()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.store.PutAction(memberID(key), &cas.ActionResult{Outputs: []cas.Output{{Path: memberOutput, Digest: h, Size: size}}}); err != nil {
+		return nil, err
+	}
+	rc, _, err := c.store.Open(ctx, h)
+	return rc, err
 }
 
 // checkAgainstIndex checks that the pack's entries are exactly the pack

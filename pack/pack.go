@@ -32,6 +32,12 @@ const (
 	DockerManifestPath = "images/manifest.json"
 )
 
+// ChartLevel is the gzip level of the chart archives in a pack: charts are
+// small text, so the best level costs nothing noticeable, and it is fixed
+// rather than taken from the pack's level so a chart's digest does not
+// depend on it. `bale verify` re-encodes charts with it.
+const ChartLevel = 9
+
 // Media types bale writes or recognises.
 const (
 	MediaTypeOCIIndex    = "application/vnd.oci.image.index.v1+json"

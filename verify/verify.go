@@ -31,6 +31,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
+
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/internal/ctxio"
 	"github.com/bale-build/bale/pack"
@@ -50,6 +52,8 @@ const (
 	CheckBlobs     = "blobs"       // every OCI blob against its digest and the sizes that reference it
 	CheckOCILayout = "oci-layout"  // oci-layout, index.json, manifest.json: present, valid, consistent
 	CheckChecksum  = "checksum"    // the NAME.sha256 file beside the pack
+	CheckCanonical = "canonical"   // re-encoding the entries with bale's rules gives the pack's exact bytes
+	CheckCharts    = "charts"      // every charts/*.tgz is in bale's canonical chart form for the pack's timestamp
 )
 
 // Report is the result of verifying a pack. It encodes as JSON for
@@ -131,18 +135,28 @@ func PackLimits(ctx context.Context, path string, lim archive.Limits) (*Report, 
 		return nil, fmt.Errorf("verify pack: %w", err)
 	}
 	defer f.Close()
+	// A second reader of the same file is what the re-encoded pack is
+	// compared with, byte for byte, as both streams advance: no copy of
+	// the pack is held in memory.
+	f2, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("verify pack: %w", err)
+	}
+	defer f2.Close()
 	v := &verifier{
+		ctx:   ctx,
 		rep:   &Report{Path: path, Checks: []string{}, Failures: []Failure{}},
 		files: map[string]fileInfo{},
 		dirs:  map[string]bool{},
 		json:  map[string][]byte{},
+		cmp:   &comparer{r: bufio.NewReaderSize(f2, 256<<10), diff: -1, buf: make([]byte, 32<<10)},
 	}
 	fileHash := sha256.New()
 	var head [10]byte
 	n, _ := io.ReadFull(f, head[:])
 	fileHash.Write(head[:n])
 	src := io.TeeReader(f, fileHash)
-	walkErr := archive.Walk(ctx, io.MultiReader(bytes.NewReader(head[:n]), src), lim, v.entry)
+	walkErr := v.walk(io.MultiReader(bytes.NewReader(head[:n]), src), lim)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("verify pack %s: %w", path, err)
 	}
@@ -156,6 +170,7 @@ func PackLimits(ctx context.Context, path string, lim archive.Limits) (*Report, 
 	if walkErr != nil {
 		v.fail("", CheckArchive, "%v", walkErr)
 	}
+	v.finishCanonical(walkErr)
 	ix := v.checkIndex()
 	v.checkGzip(head[:n], ix)
 	v.checkMtime(ix)
@@ -168,6 +183,257 @@ func PackLimits(ctx context.Context, path string, lim archive.Limits) (*Report, 
 	return v.rep, nil
 }
 
+// trailingSlack bounds how far the decompressed stream may run past the
+// end of the entry being read (its header, PAX records and read-ahead
+// included) and past the last entry: a pack ends with exactly the
+// end-of-archive marker, so gigabytes of zeros after it are refused after
+// this many bytes instead of being read to their end.
+const trailingSlack = 2 << 20
+
+// walk decompresses the pack (every gzip member, in order) and walks its
+// tar stream, re-encoding each entry as it streams.
+func (v *verifier) walk(r io.Reader, lim archive.Limits) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		v.canonFail("", "not a gzip stream: %v", err)
+		return fmt.Errorf("read gzip header: %w", err)
+	}
+	zr.Multistream(false)
+	v.startCanonical(zr.Header.Extra)
+	// The tar stream must not itself look compressed: archive.Walk would
+	// decompress it a second time.
+	tr := bufio.NewReaderSize(&capReader{r: &memberReader{br: br, zr: zr}, v: v}, 64<<10)
+	if magic, _ := tr.Peek(4); len(magic) >= 2 && (magic[0] == 0x1f && magic[1] == 0x8b || bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}) || string(magic[:3]) == "BZh") {
+		return errors.New("read archive: the decompressed stream is compressed again")
+	}
+	return archive.Walk(v.ctx, tr, lim, v.entry)
+}
+
+// memberReader decompresses a sequence of gzip members, one at a time,
+// so that what follows the last one is named for what it is.
+type memberReader struct {
+	br      *bufio.Reader
+	zr      *gzip.Reader
+	members int
+}
+
+func (m *memberReader) Read(p []byte) (int, error) {
+	for {
+		n, err := m.zr.Read(p)
+		if !errors.Is(err, io.EOF) {
+			return n, err
+		}
+		m.members++
+		// The member ended and its checksum matched.
+		if _, perr := m.br.Peek(1); errors.Is(perr, io.EOF) {
+			return n, io.EOF
+		}
+		if magic, _ := m.br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+			return n, fmt.Errorf("read archive: trailing data after gzip member %d", m.members)
+		}
+		if err := m.zr.Reset(m.br); err != nil {
+			return n, fmt.Errorf("read gzip member %d header: %w", m.members+1, err)
+		}
+		m.zr.Multistream(false)
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// capReader fails once the decompressed stream runs trailingSlack bytes
+// past what the entries read so far account for.
+type capReader struct {
+	r io.Reader
+	n int64
+	v *verifier
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.v.limit+c.v.cur+trailingSlack {
+		return n, fmt.Errorf("read archive: %w: more than %d bytes of tar stream past the end of the entries (bale writes only the %d-byte end-of-archive marker)", archive.ErrLimit, trailingSlack, archive.EndOfArchiveSize)
+	}
+	return n, err
+}
+
+// startCanonical reads the member parameters from the first member's gzip
+// header; the encoder itself starts at the first entry, whose mtime it
+// takes (the mtime check compares it with the pack index).
+func (v *verifier) startCanonical(extra []byte) {
+	v.ran(CheckCanonical)
+	p, err := archive.ParseMemberExtra(extra)
+	switch {
+	case err != nil:
+		v.canonFail("", "first gzip member: %v: not a pack in bale's member layout %s", err, archive.MemberLayout)
+	case p.Layout != archive.MemberLayout:
+		v.canonFail("", "member layout %q: this bale writes and checks %q", p.Layout, archive.MemberLayout)
+	case p.Compressor != archive.Compressor:
+		v.canonFail("", "compressed by %s: this bale re-encodes with %s, so it cannot check the bytes", p.Compressor, archive.Compressor)
+	default:
+		v.params = &p
+	}
+}
+
+// canonFail records a canonical-form failure and stops re-encoding: after
+// the first difference, every later byte would differ too.
+func (v *verifier) canonFail(entry, format string, args ...any) {
+	v.ran(CheckCanonical)
+	if v.canonDone {
+		return
+	}
+	v.canonDone = true
+	v.params = nil
+	v.fail(entry, CheckCanonical, format, args...)
+}
+
+// segment streams one entry's body through the re-encoder: its tar segment
+// goes, compressed as a member, to the comparer, and body bytes to sink.
+func (v *verifier) segment(h *tar.Header, body io.Reader, sink io.Writer) (int64, error) {
+	if v.enc == nil && !v.canonDone {
+		enc, err := archive.NewMemberEncoder(v.levelOr(0), h.ModTime)
+		if err != nil {
+			v.canonFail(h.Name, "%v", err)
+		} else {
+			v.enc = enc
+		}
+	}
+	e := archive.Entry{Name: h.Name, Mode: h.Mode, Size: h.Size, Dir: h.Typeflag == tar.TypeDir}
+	v.cur = h.Size + blockPad(h.Size)
+	defer func() { v.cur = 0 }()
+	if v.enc == nil || !validMode(e) {
+		if !v.canonDone {
+			v.canonFail(h.Name, "mode %#o: bale writes 0644 or 0755", h.Mode)
+		}
+		n, err := io.Copy(sink, body)
+		v.limit += h.Size + blockPad(h.Size) + 512
+		return n, err
+	}
+	counted := &countWriter{}
+	var member io.WriteCloser
+	if v.params != nil {
+		m, err := v.enc.Member(v.cmp)
+		if err != nil {
+			return 0, err
+		}
+		member = m
+	}
+	var seg io.Writer = counted
+	if member != nil {
+		seg = io.MultiWriter(counted, member)
+	}
+	var n int64
+	if !e.Dir {
+		body = &countReader{r: io.TeeReader(body, sink), n: &n}
+		e.Open = func() (io.ReadCloser, error) { return io.NopCloser(body), nil }
+	}
+	if err := v.enc.Segment(v.ctx, seg, e); err != nil {
+		return n, err
+	}
+	if member != nil {
+		if err := member.Close(); err != nil {
+			return n, err
+		}
+	}
+	v.limit += counted.n
+	if v.params != nil && v.cmp.diff >= 0 {
+		v.canonFail(h.Name, "the pack's bytes differ from bale's encoding of this entry at pack offset %d: not the bytes bale writes for these entries", v.cmp.diff)
+	}
+	return n, nil
+}
+
+func (v *verifier) levelOr(def int) int {
+	if v.params == nil {
+		return def
+	}
+	return v.params.Level
+}
+
+func validMode(e archive.Entry) bool {
+	if e.Dir {
+		return e.Mode == 0o755
+	}
+	return e.Mode == 0o644 || e.Mode == 0o755
+}
+
+func blockPad(n int64) int64 { return (512 - n%512) % 512 }
+
+// finishCanonical re-encodes the end-of-archive member and checks the pack
+// ends with it.
+func (v *verifier) finishCanonical(walkErr error) {
+	if v.params == nil || v.enc == nil {
+		if walkErr == nil && v.enc == nil && !v.canonDone {
+			v.canonFail("", "the pack has no entries")
+		}
+		return
+	}
+	if walkErr != nil {
+		// The archive check reports why; the bytes cannot be bale's.
+		v.canonFail("", "not checked: the archive could not be read")
+		return
+	}
+	if err := v.enc.End(v.cmp); err != nil {
+		v.canonFail("", "re-encode the end-of-archive member: %v", err)
+		return
+	}
+	if v.cmp.diff >= 0 {
+		v.canonFail("", "the end-of-archive member differs from bale's at pack offset %d", v.cmp.diff)
+		return
+	}
+	if _, err := v.cmp.r.ReadByte(); !errors.Is(err, io.EOF) {
+		v.canonFail("", "data after the end-of-archive member at pack offset %d: bale writes nothing after it", v.cmp.off)
+	}
+}
+
+// comparer checks what is written to it against the pack file read from
+// the start; diff is the offset of the first difference, or -1.
+type comparer struct {
+	r    *bufio.Reader
+	off  int64
+	diff int64
+	buf  []byte
+}
+
+func (c *comparer) Write(p []byte) (int, error) {
+	if c.diff >= 0 {
+		return len(p), nil
+	}
+	for rest := p; len(rest) > 0; {
+		chunk := rest[:min(len(rest), len(c.buf))]
+		n, _ := io.ReadFull(c.r, c.buf[:len(chunk)])
+		for i := range n {
+			if c.buf[i] != chunk[i] {
+				c.diff = c.off + int64(i)
+				return len(p), nil
+			}
+		}
+		c.off += int64(n)
+		if n < len(chunk) {
+			c.diff = c.off
+			return len(p), nil
+		}
+		rest = rest[len(chunk):]
+	}
+	return len(p), nil
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+type countReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
 // fileInfo is what verify keeps of one file entry.
 type fileInfo struct {
 	size   int64
@@ -176,6 +442,7 @@ type fileInfo struct {
 
 // verifier accumulates state across one pack.
 type verifier struct {
+	ctx   context.Context
 	rep   *Report
 	files map[string]fileInfo
 	dirs  map[string]bool
@@ -188,6 +455,18 @@ type verifier struct {
 	mtimeSet  bool
 	ranChecks map[string]bool
 	truncated bool
+
+	// The canonical re-encoding: the member parameters from the first
+	// gzip header (nil once a difference is found or if they are not
+	// this bale's), the encoder, and the comparer with the pack's bytes.
+	params    *archive.MemberParams
+	enc       *archive.MemberEncoder
+	cmp       *comparer
+	canonDone bool
+	// limit is the end of the tar stream the entries read so far account
+	// for, and cur the padded size of the entry being read (see
+	// capReader).
+	limit, cur int64
 }
 
 func (v *verifier) ran(checks ...string) {
@@ -227,7 +506,8 @@ func (v *verifier) entry(h *tar.Header, body io.Reader) error {
 	}
 	if h.Typeflag == tar.TypeDir {
 		v.dirs[name] = true
-		return nil
+		_, err := v.segment(h, noBody{}, io.Discard)
+		return err
 	}
 	keep := isPackJSON(name)
 	sum := sha256.New()
@@ -248,18 +528,27 @@ func (v *verifier) entry(h *tar.Header, body io.Reader) error {
 		buf = bytes.NewBuffer(make([]byte, 0, h.Size))
 		v.jsonBytes += h.Size
 	}
-	var w io.Writer = sum
+	sinks := []io.Writer{sum}
 	if buf != nil {
-		w = io.MultiWriter(sum, buf)
+		sinks = append(sinks, buf)
 	}
-	n, err := io.Copy(w, br)
+	var chart *chartCheck
+	if isChart(name) {
+		chart = v.startChart(name, h.ModTime)
+		sinks = append(sinks, chart)
+	}
+	n, err := v.segment(h, br, io.MultiWriter(sinks...))
+	digest := hex.EncodeToString(sum.Sum(nil))
+	if chart != nil {
+		chart.finish(v, digest)
+	}
 	if err != nil {
 		return err
 	}
 	if n != h.Size {
 		return fmt.Errorf("body is %d bytes, header says %d", n, h.Size)
 	}
-	v.files[name] = fileInfo{size: n, sha256: hex.EncodeToString(sum.Sum(nil))}
+	v.files[name] = fileInfo{size: n, sha256: digest}
 	if buf != nil {
 		v.json[name] = buf.Bytes()
 	} else if keep && isPackJSON(name) {
@@ -267,6 +556,11 @@ func (v *verifier) entry(h *tar.Header, body io.Reader) error {
 	}
 	return nil
 }
+
+// noBody is a directory's empty body.
+type noBody struct{}
+
+func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
 
 func isPackJSON(name string) bool {
 	switch name {
@@ -334,16 +628,17 @@ func (v *verifier) checkIndex() *pack.Index {
 	return ix
 }
 
-// checkGzip checks bale's fixed gzip header: no name, comment or extra
-// field, OS byte 255, mtime the build timestamp.
+// checkGzip checks the first member's gzip header: only the extra field
+// bale writes (no name or comment), OS byte 255, mtime the build
+// timestamp. The canonical check covers every later member's.
 func (v *verifier) checkGzip(head []byte, ix *pack.Index) {
 	v.ran(CheckGzip)
 	if len(head) < 10 || head[0] != 0x1f || head[1] != 0x8b || head[2] != 8 {
 		v.fail("", CheckGzip, "not a gzip stream")
 		return
 	}
-	if head[3] != 0 {
-		v.fail("", CheckGzip, "flags %#x: want none (no name, comment or extra field)", head[3])
+	if head[3] != 0x04 {
+		v.fail("", CheckGzip, "flags %#x: want only FEXTRA (bale's member parameters; no name, comment or header CRC)", head[3])
 	}
 	if head[9] != 255 {
 		v.fail("", CheckGzip, "OS byte %d, want 255", head[9])
@@ -626,4 +921,113 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// maxChartFailures bounds the failures reported for one chart archive.
+const maxChartFailures = 10
+
+func isChart(name string) bool {
+	rest, ok := strings.CutPrefix(name, pack.ChartsDir+"/")
+	return ok && strings.HasSuffix(rest, ".tgz") && !strings.Contains(rest, "/")
+}
+
+// chartCheck checks one chart archive as its bytes stream past, in a
+// goroutine reading from a pipe, so no chart is held in memory.
+type chartCheck struct {
+	name string
+	pw   *io.PipeWriter
+	done chan chartResult
+}
+
+type chartResult struct {
+	failures []string
+	sha256   string // of bale's re-encoding of the chart's entries
+}
+
+// startChart starts checking the chart archive name against bale's chart
+// rules for build timestamp mtime.
+func (v *verifier) startChart(name string, mtime time.Time) *chartCheck {
+	v.ran(CheckCharts)
+	pr, pw := io.Pipe()
+	c := &chartCheck{name: name, pw: pw, done: make(chan chartResult, 1)}
+	go func() {
+		res := checkChart(v.ctx, pr, mtime)
+		// Let the pack's walk go on whatever the chart check read.
+		_, _ = io.Copy(io.Discard, pr)
+		c.done <- res
+	}()
+	return c
+}
+
+// Write feeds the chart's bytes to the check; a failed check never fails
+// the pack's own read.
+func (c *chartCheck) Write(p []byte) (int, error) {
+	_, _ = c.pw.Write(p)
+	return len(p), nil
+}
+
+// finish waits for the check and reports it; digest is the sha256 of the
+// chart's bytes in the pack.
+func (c *chartCheck) finish(v *verifier, digest string) {
+	c.pw.Close()
+	res := <-c.done
+	for _, f := range res.failures {
+		v.fail(c.name, CheckCharts, "%s", f)
+	}
+	if len(res.failures) == 0 && res.sha256 != digest {
+		v.fail(c.name, CheckCharts, "not bale's chart archive for these entries: re-encoding them (gzip level %d, build timestamp, sorted, uid/gid 0) gives sha256 %s, the chart is %s", pack.ChartLevel, res.sha256, digest)
+	}
+}
+
+// checkChart walks a chart archive with the chart limits, checks each
+// header against bale's chart rules (mtime the pack's build timestamp,
+// owners 0/0 without names, modes 0644/0755) and re-encodes the entries
+// as bale writes a chart, hashing the result.
+func checkChart(ctx context.Context, r io.Reader, mtime time.Time) chartResult {
+	var res chartResult
+	failf := func(format string, args ...any) {
+		if len(res.failures) < maxChartFailures {
+			res.failures = append(res.failures, fmt.Sprintf(format, args...))
+		}
+	}
+	enc, err := archive.NewMemberEncoder(0, mtime)
+	if err != nil {
+		failf("%v", err)
+		return res
+	}
+	sum := sha256.New()
+	zw, err := archive.NewGzipWriter(sum, pack.ChartLevel, mtime)
+	if err != nil {
+		failf("%v", err)
+		return res
+	}
+	err = archive.Walk(ctx, r, archive.ChartLimits(), func(h *tar.Header, body io.Reader) error {
+		if !h.ModTime.Equal(mtime) {
+			failf("entry %s: mtime %s, want the pack's build timestamp %s", h.Name, h.ModTime.UTC().Format(time.RFC3339), mtime.UTC().Format(time.RFC3339))
+		}
+		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" {
+			failf("entry %s: owner %d/%d %q/%q, want 0/0 without names", h.Name, h.Uid, h.Gid, h.Uname, h.Gname)
+		}
+		e := archive.Entry{Name: h.Name, Mode: h.Mode, Size: h.Size, Dir: h.Typeflag == tar.TypeDir}
+		if !validMode(e) {
+			failf("entry %s: mode %#o, want 0644 or 0755", h.Name, h.Mode)
+			return nil
+		}
+		if !e.Dir {
+			e.Open = func() (io.ReadCloser, error) { return io.NopCloser(body), nil }
+		}
+		return enc.Segment(ctx, zw, e)
+	})
+	if err != nil {
+		failf("read chart archive: %v", err)
+		return res
+	}
+	if _, err := zw.Write(make([]byte, archive.EndOfArchiveSize)); err != nil {
+		failf("%v", err)
+	}
+	if err := zw.Close(); err != nil {
+		failf("%v", err)
+	}
+	res.sha256 = hex.EncodeToString(sum.Sum(nil))
+	return res
 }
