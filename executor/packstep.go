@@ -51,11 +51,16 @@ func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
 			if in.Image == nil {
 				return nil, fmt.Errorf("image step input %s: not an image input", in.Key())
 			}
+			top, err := pack.Top(in)
+			if err != nil {
+				return nil, err
+			}
 			ix.Images = append(ix.Images, pack.Image{
-				Name:      in.Name,
-				Digest:    in.Digest,
-				Tags:      append([]string{}, in.Image.Tags...),
-				Platforms: append([]string{}, in.Image.Platforms...),
+				Name:         in.Name,
+				Digest:       in.Digest,
+				LayoutDigest: top.Digest,
+				Tags:         append([]string{}, in.Image.Tags...),
+				Platforms:    append([]string{}, in.Image.Platforms...),
 			})
 		}
 	}

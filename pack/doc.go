@@ -41,10 +41,13 @@
 //	entries          [{path, size, sha256}] for every file in the pack
 //	                 except pack-index.json itself and directories, sorted
 //	                 by path (byte order); sha256 is bare lowercase hex
-//	images           [{name, digest, tags, platforms}] sorted by name;
-//	                 digest is the image's pinned digest (its index or
-//	                 manifest as resolved), platforms the chosen platforms
-//	                 of an index ([] for a single manifest)
+//	images           [{name, digest, layoutDigest, tags, platforms}]
+//	                 sorted by name; digest is the image's pinned digest
+//	                 (its index or manifest as resolved), layoutDigest
+//	                 the digest images/index.json lists for it (digest
+//	                 itself, or the filtered index's; see below),
+//	                 platforms the chosen platforms of an index ([] for a
+//	                 single manifest)
 //	bundles          [{name, kind, digest, url}] the evidence/mirror
 //	                 bundles the pack references, sorted by name
 //

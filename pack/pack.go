@@ -92,9 +92,13 @@ type Entry struct {
 type Image struct {
 	Name string `json:"name"`
 	// Digest is the image's pinned digest: its index or manifest.
-	Digest    string   `json:"digest"`
-	Tags      []string `json:"tags"`
-	Platforms []string `json:"platforms"`
+	Digest string `json:"digest"`
+	// LayoutDigest is the digest images/index.json lists for the image:
+	// Digest itself, or the filtered index's (see Top) when the plan keeps
+	// only some of an index's platforms.
+	LayoutDigest string   `json:"layoutDigest"`
+	Tags         []string `json:"tags"`
+	Platforms    []string `json:"platforms"`
 }
 
 // Bundle is an evidence or mirror bundle the pack references.
@@ -198,6 +202,12 @@ func (ix *Index) check() error {
 		}
 		if !plan.ValidDigest(im.Digest) {
 			return fmt.Errorf("image %q: digest %q: want sha256:<64 hex>", im.Name, im.Digest)
+		}
+		if !plan.ValidDigest(im.LayoutDigest) {
+			return fmt.Errorf("image %q: layoutDigest %q: want sha256:<64 hex>", im.Name, im.LayoutDigest)
+		}
+		if im.LayoutDigest != im.Digest && len(im.Platforms) == 0 {
+			return fmt.Errorf("image %q: layoutDigest %s differs from digest %s, but only a filtered index (with platforms) may", im.Name, im.LayoutDigest, im.Digest)
 		}
 	}
 	for i, b := range ix.Bundles {

@@ -15,7 +15,7 @@ func TestIndexRoundTrip(t *testing.T) {
 		FormatVersion: FormatVersion, Kind: Kind, Name: "p", PlanID: dg("a"), SpecDigest: dg("b"),
 		SourceDateEpoch: "2025-01-01T00:00:00Z",
 		Entries:         []Entry{{Path: "charts/a.tgz", Size: 1, SHA256: strings.Repeat("c", 64)}},
-		Images:          []Image{{Name: "img", Digest: dg("d")}},
+		Images:          []Image{{Name: "img", Digest: dg("d"), LayoutDigest: dg("d")}},
 	}
 	b, err := MarshalIndex(ix)
 	if err != nil {
@@ -39,6 +39,7 @@ func TestIndexRoundTrip(t *testing.T) {
     {
       "name": "img",
       "digest": "` + dg("d") + `",
+      "layoutDigest": "` + dg("d") + `",
       "tags": [],
       "platforms": []
     }

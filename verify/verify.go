@@ -815,12 +815,48 @@ func (v *verifier) checkLayout(ix *pack.Index) {
 		return
 	}
 	for i, im := range ix.Images {
-		d := index.Manifests[i]
-		// The pinned digest may name an index the pack holds only in
-		// filtered form, so names, not digests, tie the two together.
-		if got := d.Annotations[pack.AnnotationImageName]; got != im.Name {
-			v.fail(pack.OCIIndexPath, CheckOCILayout, "image %d is %q, the pack index says %q", i, got, im.Name)
-		}
+		v.checkImage(i, im, index.Manifests[i], docker)
+	}
+}
+
+// checkImage ties pack-index.json's image i to images/index.json's and
+// images/manifest.json's: name, digest and tags must agree.
+func (v *verifier) checkImage(i int, im pack.Image, d pack.Descriptor, docker []pack.DockerManifest) {
+	at := fmt.Sprintf("image %d (%s)", i, im.Name)
+	if got := d.Annotations[pack.AnnotationImageName]; got != im.Name {
+		v.fail(pack.OCIIndexPath, CheckOCILayout, "image %d is %q, the pack index says %q", i, got, im.Name)
+	}
+	if d.Digest != im.LayoutDigest {
+		v.fail(pack.OCIIndexPath, CheckOCILayout, "%s: lists %s, the pack index's layoutDigest is %s", at, d.Digest, im.LayoutDigest)
+	}
+	var ref string
+	if len(im.Tags) > 0 {
+		ref = im.Tags[0]
+	}
+	if got := d.Annotations[pack.AnnotationRefName]; got != ref {
+		v.fail(pack.OCIIndexPath, CheckOCILayout, "%s: ref name %q, the pack index's first tag is %q", at, got, ref)
+	}
+	if i < len(docker) && !slices.Equal(docker[i].RepoTags, im.Tags) && !(len(docker[i].RepoTags) == 0 && len(im.Tags) == 0) {
+		v.fail(pack.DockerManifestPath, CheckOCILayout, "%s: RepoTags %q, the pack index's tags are %q", at, docker[i].RepoTags, im.Tags)
+	}
+	if im.LayoutDigest == im.Digest || d.Digest != im.LayoutDigest {
+		return
+	}
+	// A filtered index stands in for the pinned one: it must be an index
+	// of exactly the platforms the pack index says were chosen.
+	var doc pack.ManifestOrIndex
+	if err := v.decode(pack.BlobPath(d.Digest), &doc); err != nil {
+		return
+	}
+	var got []string
+	for _, m := range doc.Manifests {
+		got = append(got, m.Platform.String())
+	}
+	want := slices.Clone(im.Platforms)
+	slices.Sort(got)
+	slices.Sort(want)
+	if doc.Manifests == nil || !slices.Equal(got, want) {
+		v.fail(pack.BlobPath(d.Digest), CheckOCILayout, "%s: stands in for pinned index %s, but lists platforms %q, not the chosen %q", at, im.Digest, got, want)
 	}
 }
 

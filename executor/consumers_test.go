@@ -1,0 +1,194 @@
+package executor
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bale-build/bale/archive"
+)
+
+// stdlibPack reads a pack with Go's own compress/gzip (multistream, the
+// default) and archive/tar, not bale's reader.
+func stdlibPack(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("compress/gzip + archive/tar: %v", err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[h.Name] = b
+		}
+	}
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		t.Fatalf("compress/gzip after the tar stream: %v", err)
+	}
+	return files
+}
+
+// TestPackMemberLayout reads the pack member by member with Go's
+// compress/gzip and checks the layout package pack documents: one member
+// per tar entry holding exactly that entry's blocks, each with the same
+// header and "BL" extra field, then one member holding the end-of-archive
+// marker, then nothing.
+func TestPackMemberLayout(t *testing.T) {
+	_, out, _ := builtPack(t)
+	p := filepath.Join(out, packName+".tar")
+	_, dirs := readPack(t, p)
+	files := stdlibPack(t, p)
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first gzip.Header
+	var members [][]byte
+	for {
+		zr.Multistream(false)
+		if len(members) == 0 {
+			first = zr.Header
+		} else if zr.Header.ModTime != first.ModTime || zr.Header.OS != 255 || !bytes.Equal(zr.Header.Extra, first.Extra) || zr.Header.Name != "" || zr.Header.Comment != "" {
+			t.Errorf("member %d header %+v differs from the first's %+v", len(members), zr.Header, first)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, b)
+		if err := zr.Reset(br); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	params, err := archive.ParseMemberExtra(first.Extra)
+	if err != nil || params.Layout != archive.MemberLayout || params.Compressor != archive.Compressor {
+		t.Fatalf("member parameters %+v, %v", params, err)
+	}
+	if want := len(files) + len(dirs) + 1; len(members) != want {
+		t.Fatalf("%d members, want one per entry (%d) and the end marker", len(members), want-1)
+	}
+	for i, m := range members[:len(members)-1] {
+		h, err := tar.NewReader(bytes.NewReader(m)).Next()
+		if err != nil {
+			t.Fatalf("member %d is not one tar entry: %v", i, err)
+		}
+		if body := (h.Size + 511) / 512 * 512; int64(len(m))-body < 512 || len(m)%512 != 0 {
+			t.Errorf("member %d (%s): %d bytes, not the entry's blocks", i, h.Name, len(m))
+		}
+	}
+	if end := members[len(members)-1]; !bytes.Equal(end, make([]byte, archive.EndOfArchiveSize)) {
+		t.Errorf("last member is %d bytes, want the %d-byte end-of-archive marker", len(end), archive.EndOfArchiveSize)
+	}
+}
+
+// TestPackConsumers has every reader a pack is meant for read it: gzip -t,
+// GNU tar -xzf, Python's tarfile, Go's compress/gzip and archive/tar; then
+// skopeo and crane read the layout GNU tar extracted. Each must see exactly
+// the files bale's own reader sees.
+func TestPackConsumers(t *testing.T) {
+	fx, out, _ := builtPack(t)
+	p := filepath.Join(out, packName+".tar")
+	want, _ := readPack(t, p)
+	same := func(who string, got map[string][]byte) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Errorf("%s sees %d files, bale %d", who, len(got), len(want))
+		}
+		for name, b := range want {
+			if g, ok := got[name]; !ok || !bytes.Equal(g, b) {
+				t.Errorf("%s: %s differs or is missing", who, name)
+			}
+		}
+	}
+	same("compress/gzip + archive/tar", stdlibPack(t, p))
+
+	if gz, err := lookTool(t, "gzip"); err == nil {
+		if b, err := exec.Command(gz, "-t", "-v", p).CombinedOutput(); err != nil || !strings.Contains(string(b), "OK") {
+			t.Errorf("gzip -t: %v\n%s", err, b)
+		}
+	} else {
+		t.Log("gzip not installed")
+	}
+
+	if py, err := lookTool(t, "python3"); err == nil {
+		script := `import hashlib, json, sys, tarfile
+t = tarfile.open(sys.argv[1], "r:gz")
+print(json.dumps({m.name: hashlib.sha256(t.extractfile(m).read()).hexdigest() for m in t.getmembers() if m.isfile()}))`
+		b, err := exec.Command(py, "-c", script, p).Output()
+		if err != nil {
+			t.Fatalf("python3 tarfile: %v", err)
+		}
+		var sums map[string]string
+		if err := json.Unmarshal(b, &sums); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]byte{}
+		for name, s := range sums {
+			got[name] = want[name]
+			if s != sha(want[name]) {
+				got[name] = nil
+			}
+		}
+		same("python3 tarfile", got)
+	} else {
+		t.Log("python3 not installed")
+	}
+
+	gtar, err := lookTool(t, "tar")
+	if err != nil {
+		t.Skip("tar not installed")
+	}
+	dir := t.TempDir()
+	if b, err := exec.Command(gtar, "-xzf", p, "-C", dir).CombinedOutput(); err != nil {
+		t.Fatalf("tar -xzf: %v\n%s", err, b)
+	}
+	got := map[string][]byte{}
+	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		got[filepath.ToSlash(rel)], err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("GNU tar -xzf", got)
+	skopeo(t, dir, fx)
+	craneLayout(t, filepath.Join(dir, "images"))
+}
