@@ -36,10 +36,10 @@ type Limits struct {
 	// bomb) is cut off there. Declared sizes are also summed against it, so
 	// an archive that claims too much is refused at the header.
 	MaxTotalSize int64
-	// GzipMembers accepts a gzip stream of several members, as a bale pack
-	// is written (see WriteMembers). Without it, bytes after the first
-	// member are an error.
-	GzipMembers bool
+	// OneGzipMember refuses a gzip stream of more than one member: bytes
+	// after the first member are an error. A bale pack is many members
+	// (see WriteMembers); a chart archive is one.
+	OneGzipMember bool
 }
 
 // DefaultLimits returns limits for bale's own artifacts (bootstrap packs,
@@ -49,7 +49,6 @@ func DefaultLimits() Limits {
 		MaxEntries:   10_000,
 		MaxEntrySize: 8 << 30,
 		MaxTotalSize: 64 << 30,
-		GzipMembers:  true,
 	}
 }
 
@@ -58,9 +57,10 @@ func DefaultLimits() Limits {
 // no chart Helm would load and accepts none Helm would refuse for size.
 func ChartLimits() Limits {
 	return Limits{
-		MaxEntries:   10_000,
-		MaxEntrySize: 5 << 20,
-		MaxTotalSize: 100 << 20,
+		MaxEntries:    10_000,
+		MaxEntrySize:  5 << 20,
+		MaxTotalSize:  100 << 20,
+		OneGzipMember: true,
 	}
 }
 
@@ -137,11 +137,11 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 		if err != nil {
 			return streamErr("read gzip header", err)
 		}
-		// One member only unless asked: a chart is one, and a second would
-		// let bytes appended after a signed archive join the tar stream. A
-		// pack is many; bytes after its end-of-archive marker must still
-		// be zeros, and only within the limits.
-		zr.Multistream(lim.GzipMembers)
+		// A chart is one member, and a second would let bytes appended
+		// after a signed archive join the tar stream. A pack is many;
+		// bytes after its end-of-archive marker must still be zeros, and
+		// only within the limits.
+		zr.Multistream(!lim.OneGzipMember)
 		stream = zr
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		return errors.New("read archive: zstd compression is not supported")
