@@ -132,9 +132,10 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 	return p, nil
 }
 
-// TarLayout names the tar layout rules of archive; it changes when
-// they do, so the change shows in bale diff.
-const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mtime=sourceDateEpoch)"
+// TarLayout names the tar layout rules of archive and the pack's gzip
+// member layout (archive.MemberLayout); it changes when they do, so the
+// change shows in bale diff and misses every cached step.
+const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mtime=sourceDateEpoch), " + archive.MemberLayout + " (a gzip member per entry)"
 
 // job resolves one input.
 type job struct {
