@@ -20,6 +20,49 @@
 // Beside it, NAME.tar.sha256 holds "HEX  NAME.tar\n", so `sha256sum -c`
 // checks it.
 //
+// # Gzip members
+//
+// The tar stream is exactly what archive.WriteTar writes; its gzip framing
+// is a fixed sequence of members (archive.WriteMembers, layout
+// "bale-members/1"):
+//
+//	member 1..N   one per tar entry, in archive order: the entry's header
+//	              block(s) (a PAX header first when USTAR cannot hold the
+//	              entry), its body and the zero padding to 512 bytes
+//	member N+1    the end-of-archive marker: 1024 zero bytes, nothing after
+//
+// Every member has the same gzip header: mtime the build timestamp, OS byte
+// 255, no name or comment, and one extra subfield "BL" whose text is
+// "bale-members/1 level=L COMPRESSOR" (L the target's gzip level 0..9,
+// COMPRESSOR archive.Compressor). RFC 1952 makes concatenated members one
+// stream, so gzip, GNU tar, Python's tarfile, Go's compress/gzip, skopeo
+// and crane read the pack as one tar.gz (`gzip -l` alone misreports sizes,
+// as it does for any multi-member file).
+//
+// Because tar headers hold no offsets, a member's bytes depend only on its
+// entry (path, mode, size, content), the build timestamp, the level and the
+// compressor. The pack step keeps each member of 1 MiB or more in the
+// store under a key of exactly those (archive.MemberKey), so a rebuild
+// after one image changed copies every other member and compresses only
+// the changed ones; members are compressed on all cores and written in
+// order. The pack's sha256 is computed as it is written.
+//
+// `bale verify` re-encodes every entry it reads with these rules (level and
+// compressor from the first member's "BL" field) and compares the result,
+// byte for byte, with the pack through a second reader: any difference in
+// names, headers, member boundaries, gzip headers or compression, and
+// anything after the end-of-archive member, fails the "canonical" check.
+// Past the end of the last entry it reads at most 2 MiB of tar stream.
+// It also re-encodes each charts/*.tgz with the chart rules below and
+// compares digests ("charts" check).
+//
+// # Chart archives
+//
+// A charts/NAME-VERSION.tgz is one gzip member at level 9 (ChartLevel),
+// header as above but without an extra field, holding a tar written by
+// archive.WriteTar with the pack's build timestamp: entries sorted, parent
+// directories listed, uid/gid 0 without names, modes 0644/0755.
+//
 // # JSON encoding
 //
 // Every JSON file bale authors (pack-index.json, index.json, manifest.json,
