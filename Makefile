@@ -45,7 +45,8 @@ FUZZ_TARGETS = \
 	./plan:FuzzDecode \
 	./archive:FuzzWalk \
 	./planner/resolve:FuzzDockerTarball \
-	./planner/resolve:FuzzLayout
+	./planner/resolve:FuzzLayout \
+	./verify:FuzzPack
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
