@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/tooltest"
 )
 
 // stdlibPack reads a pack with Go's own compress/gzip (multistream, the
@@ -136,7 +137,7 @@ func TestPackConsumers(t *testing.T) {
 	}
 	same("compress/gzip + archive/tar", stdlibPack(t, p))
 
-	if gz, err := lookTool(t, "gzip"); err == nil {
+	if gz, ok := tooltest.Find(t, "gzip"); ok {
 		if b, err := exec.Command(gz, "-t", "-v", p).CombinedOutput(); err != nil || !strings.Contains(string(b), "OK") {
 			t.Errorf("gzip -t: %v\n%s", err, b)
 		}
@@ -144,7 +145,7 @@ func TestPackConsumers(t *testing.T) {
 		t.Log("gzip not installed")
 	}
 
-	if py, err := lookTool(t, "python3"); err == nil {
+	if py, ok := tooltest.Find(t, "python3"); ok {
 		script := `import hashlib, json, sys, tarfile
 t = tarfile.open(sys.argv[1], "r:gz")
 print(json.dumps({m.name: hashlib.sha256(t.extractfile(m).read()).hexdigest() for m in t.getmembers() if m.isfile()}))`
@@ -168,16 +169,13 @@ print(json.dumps({m.name: hashlib.sha256(t.extractfile(m).read()).hexdigest() fo
 		t.Log("python3 not installed")
 	}
 
-	gtar, err := lookTool(t, "tar")
-	if err != nil {
-		t.Skip("tar not installed")
-	}
+	gtar := tooltest.RequireGNUTar(t)
 	dir := t.TempDir()
 	if b, err := exec.Command(gtar, "-xzf", p, "-C", dir).CombinedOutput(); err != nil {
 		t.Fatalf("tar -xzf: %v\n%s", err, b)
 	}
 	got := map[string][]byte{}
-	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
