@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -240,4 +241,23 @@ func subfield(s string) []byte {
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// TestWalkGzipMembers: Walk reads a pack's members only when asked; by
+// default a second member is trailing data, as in a chart or a kit.
+func TestWalkGzipMembers(t *testing.T) {
+	b := writeMembers(t, fixedEntries(), MembersOptions{Level: 6})
+	err := Walk(context.Background(), bytes.NewReader(b), Limits{}, func(*tar.Header, io.Reader) error { return nil })
+	// The first member ends after the first entry, without the marker.
+	if !errors.Is(err, ErrTruncated) {
+		t.Errorf("default limits: err = %v, want ErrTruncated", err)
+	}
+	var names []string
+	err = Walk(context.Background(), bytes.NewReader(b), Limits{GzipMembers: true}, func(h *tar.Header, _ io.Reader) error {
+		names = append(names, h.Name)
+		return nil
+	})
+	if err != nil || len(names) != 14 {
+		t.Errorf("GzipMembers: %d entries, err %v", len(names), err)
+	}
 }

@@ -36,10 +36,10 @@ type Limits struct {
 	// bomb) is cut off there. Declared sizes are also summed against it, so
 	// an archive that claims too much is refused at the header.
 	MaxTotalSize int64
-	// OneGzipMember refuses a gzip stream of more than one member: bytes
-	// after the first member are an error. A bale pack is many members
-	// (see WriteMembers); a chart archive is one.
-	OneGzipMember bool
+	// GzipMembers accepts a gzip stream of several members, as a bale pack
+	// is written (see WriteMembers). Without it, bytes after the first
+	// member are an error: a chart, a kit or a bundle is one member.
+	GzipMembers bool
 }
 
 // DefaultLimits returns limits for bale's own artifacts (bootstrap packs,
@@ -57,10 +57,9 @@ func DefaultLimits() Limits {
 // no chart Helm would load and accepts none Helm would refuse for size.
 func ChartLimits() Limits {
 	return Limits{
-		MaxEntries:    10_000,
-		MaxEntrySize:  5 << 20,
-		MaxTotalSize:  100 << 20,
-		OneGzipMember: true,
+		MaxEntries:   10_000,
+		MaxEntrySize: 5 << 20,
+		MaxTotalSize: 100 << 20,
 	}
 }
 
@@ -137,11 +136,11 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 		if err != nil {
 			return streamErr("read gzip header", err)
 		}
-		// A chart is one member, and a second would let bytes appended
-		// after a signed archive join the tar stream. A pack is many;
-		// bytes after its end-of-archive marker must still be zeros, and
-		// only within the limits.
-		zr.Multistream(!lim.OneGzipMember)
+		// One member unless asked: a second would let bytes appended after
+		// a signed archive join the tar stream. A pack is many; bytes
+		// after its end-of-archive marker must still be zeros, and only
+		// within the limits.
+		zr.Multistream(lim.GzipMembers)
 		stream = zr
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		return errors.New("read archive: zstd compression is not supported")

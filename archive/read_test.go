@@ -281,12 +281,12 @@ func TestWalkRejectsHostileArchives(t *testing.T) {
 		{name: "no end marker", input: good[:1024], is: ErrTruncated, want: `after "a": truncated archive: no end-of-archive marker`, gzipped: true},
 		{name: "half end marker", input: good[:1024+512], is: ErrTruncated, want: `no end-of-archive marker`, gzipped: true},
 		{name: "data after end marker", input: append(bytes.Clone(good), append(make([]byte, 512), "evil"...)...), want: `non-zero data after end-of-archive marker`, gzipped: true},
-		{name: "trailing garbage after gzip", input: append(bytes.Clone(goodGz), "garbage"...), lim: Limits{OneGzipMember: true}, want: `trailing data after gzip stream`},
-		{name: "second gzip member", input: append(bytes.Clone(goodGz), gz(t, files(t, "evil"))...), lim: Limits{OneGzipMember: true}, want: `trailing data after gzip stream`},
+		{name: "trailing garbage after gzip", input: append(bytes.Clone(goodGz), "garbage"...), want: `trailing data after gzip stream`},
+		{name: "second gzip member", input: append(bytes.Clone(goodGz), gz(t, files(t, "evil"))...), want: `trailing data after gzip stream`},
 		// Where members are allowed, what follows the end marker is still
 		// refused, in another member or after the last.
-		{name: "trailing garbage after gzip members", input: append(bytes.Clone(goodGz), "garbage after the last member"...), want: `invalid header`},
-		{name: "entries in a member after the end marker", input: append(bytes.Clone(goodGz), gz(t, files(t, "evil"))...), want: `non-zero data after end-of-archive marker`},
+		{name: "trailing garbage after gzip members", input: append(bytes.Clone(goodGz), "garbage after the last member"...), lim: Limits{GzipMembers: true}, want: `invalid header`},
+		{name: "entries in a member after the end marker", input: append(bytes.Clone(goodGz), gz(t, files(t, "evil"))...), lim: Limits{GzipMembers: true}, want: `non-zero data after end-of-archive marker`},
 		{name: "gzip checksum", input: func() []byte {
 			b := bytes.Clone(goodGz)
 			b[len(b)-8] ^= 0xff // first CRC32 byte

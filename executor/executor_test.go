@@ -27,6 +27,10 @@ import (
 
 // readPack returns a pack's files by path, and its directories, read
 // through the hostile reader.
+// packLimits are bale's default limits with gzip members allowed, as a
+// pack is written.
+func packLimits() archive.Limits { return archive.Limits{GzipMembers: true} }
+
 func readPack(t testing.TB, path string) (files map[string][]byte, dirs []string) {
 	t.Helper()
 	f, err := os.Open(path)
@@ -35,7 +39,7 @@ func readPack(t testing.TB, path string) (files map[string][]byte, dirs []string
 	}
 	defer f.Close()
 	files = map[string][]byte{}
-	err = archive.Walk(context.Background(), f, archive.DefaultLimits(), func(h *tar.Header, body io.Reader) error {
+	err = archive.Walk(context.Background(), f, packLimits(), func(h *tar.Header, body io.Reader) error {
 		if h.Typeflag == tar.TypeDir {
 			dirs = append(dirs, h.Name)
 			return nil

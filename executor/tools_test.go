@@ -40,7 +40,7 @@ func extract(t testing.TB, archivePath, dir string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	err = archive.Walk(context.Background(), f, archive.DefaultLimits(), func(h *tar.Header, body io.Reader) error {
+	err = archive.Walk(context.Background(), f, packLimits(), func(h *tar.Header, body io.Reader) error {
 		p := filepath.Join(dir, filepath.FromSlash(h.Name))
 		if h.Typeflag == tar.TypeDir {
 			return os.MkdirAll(p, 0o755)
