@@ -19,6 +19,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -142,9 +143,10 @@ func (s *Store) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) 
 	}
 	defer f.Abort()
 	src := r
-	if size >= 0 {
+	if size >= 0 && size < math.MaxInt64 {
 		// One byte past size is enough to see the content is too long,
-		// without streaming an unbounded remainder.
+		// without streaming an unbounded remainder. (size+1 would wrap at
+		// the largest size, and a limit below zero reads nothing.)
 		src = io.LimitReader(r, size+1)
 	}
 	h := sha256.New()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,6 +152,8 @@ func TestPutRejects(t *testing.T) {
 			[]string{h.String(), "size mismatch: content is 17 bytes, expected 18"}},
 		{"longer than size", context.Background(), h, int64(len(content)) - 1, bytes.NewReader(content), nil,
 			[]string{h.String(), "size mismatch: content is longer than the expected 16 bytes"}},
+		{"largest declared size", context.Background(), h, math.MaxInt64, bytes.NewReader(content), nil,
+			[]string{h.String(), "size mismatch: content is 17 bytes, expected 9223372036854775807"}},
 		{"reader fails", context.Background(), h, -1, io.MultiReader(bytes.NewReader(content[:3]), errReader{diskErr}), diskErr,
 			[]string{h.String()}},
 		{"cancelled", cancelled, h, -1, bytes.NewReader(content), context.Canceled,
