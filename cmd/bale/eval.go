@@ -7,7 +7,10 @@ import (
 )
 
 func newEval() *cobra.Command {
-	var format string
+	var (
+		format string
+		lim    evalLimits
+	)
 	cmd := &cobra.Command{
 		Use:   "eval [PATH]",
 		Short: "Print a spec as bale sees it, defaults filled in",
@@ -23,7 +26,7 @@ it is formatted, and its sha256 is the spec digest that plans record.`,
 			if err := checkFormat(format, "json", "cue"); err != nil {
 				return err
 			}
-			inst, err := loadOne(cmd.Context(), args, spec.Options{}, cmd.ErrOrStderr())
+			inst, err := loadOne(cmd.Context(), args, spec.Options{}, lim, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -39,6 +42,7 @@ it is formatted, and its sha256 is the spec digest that plans record.`,
 			return err
 		},
 	}
+	lim.register(cmd)
 	cmd.Flags().StringVar(&format, "format", "json", "output format: json or cue")
 	return cmd
 }

@@ -33,9 +33,11 @@ type planFlags struct {
 	requestTimeout time.Duration
 	retries        int
 	root           string
+	eval           evalLimits
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
+	f.eval.register(cmd)
 	fs := cmd.Flags()
 	fs.IntVar(&f.jobs, "jobs", 8, "inputs resolved at once")
 	fs.StringVar(&f.lock, "lock", "", "re-use the pinned digests of this earlier plan instead of resolving tags; an input missing from it is an error")
@@ -134,7 +136,7 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 			return nil, err
 		}
 	}
-	inst, err := loadOne(ctx, args, spec.Options{Root: root}, stderr)
+	inst, err := loadOne(ctx, args, spec.Options{Root: root}, f.eval, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +185,8 @@ func isTerminal(w io.Writer) bool {
 
 // loadOne loads the one spec args name, printing its diagnostics
 // (warnings included) to stderr; spec errors end the command with exit 1.
-func loadOne(ctx context.Context, args []string, opts spec.Options, stderr io.Writer) (*spec.Instance, error) {
-	insts, diags, err := spec.Load(ctx, args, opts)
+func loadOne(ctx context.Context, args []string, opts spec.Options, lim evalLimits, stderr io.Writer) (*spec.Instance, error) {
+	insts, diags, err := lim.load(ctx, stderr, args, opts)
 	if err != nil {
 		return nil, err
 	}

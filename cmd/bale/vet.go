@@ -13,6 +13,7 @@ func newVet() *cobra.Command {
 	var (
 		format string
 		strict bool
+		lim    evalLimits
 	)
 	cmd := &cobra.Command{
 		Use:   "vet [PATH...]",
@@ -38,7 +39,7 @@ Exit status: 0 valid, 1 invalid or failed.`,
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
 			}
-			insts, diags, err := spec.Load(cmd.Context(), args, spec.Options{})
+			insts, diags, err := lim.load(cmd.Context(), cmd.ErrOrStderr(), args, spec.Options{})
 			if err != nil {
 				return err
 			}
@@ -81,6 +82,7 @@ Exit status: 0 valid, 1 invalid or failed.`,
 			return nil
 		},
 	}
+	lim.register(cmd)
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat lint warnings as errors")
 	return cmd
