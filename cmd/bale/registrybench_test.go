@@ -58,6 +58,9 @@ func BenchmarkProcessBuildRegistry(b *testing.B) {
 	// process holding a GiB of blobs would report that GiB as its own
 	// peak RSS (ru_maxrss counts the pages shared until exec).
 	regDir := filepath.Join(work, "registry")
+	if err := os.MkdirAll(filepath.Join(regDir, "sha256"), 0o755); err != nil {
+		b.Fatal(err)
+	}
 	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)),
 		registry.WithBlobHandler(registry.NewDiskBlobHandler(regDir)))}
 	go srv.Serve(ln)
