@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,18 +86,55 @@ func timeCmd(b *testing.B, dir, name string, args ...string) time.Duration {
 	return time.Since(start)
 }
 
-// timeBale runs bale and returns the wall time and peak RSS in KiB.
+// timeBale runs bale and returns the wall time and peak RSS in KiB. The
+// peak is the child's own VmHWM, sampled from /proc while it runs: exec
+// starts a new address space, so VmHWM counts only bale, whereas
+// ru_maxrss also counts the pages the child shared with this benchmark
+// process between fork and exec.
 func timeBale(b *testing.B, bin, dir string, args ...string) (time.Duration, int64) {
 	b.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	d := time.Since(start)
-	if err != nil {
-		b.Fatalf("bale %v: %v\n%s", args, err, out)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
 	}
-	return d, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var peak int64
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if kib := vmHWM(cmd.Process.Pid); kib > peak {
+			peak = kib
+		}
+		select {
+		case err := <-done:
+			d := time.Since(start)
+			if err != nil {
+				b.Fatalf("bale %v: %v\n%s", args, err, out.Bytes())
+			}
+			return d, peak
+		case <-tick.C:
+		}
+	}
+}
+
+// vmHWM is a running process's peak resident set in KiB, 0 if unknown.
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // writeWorkload writes dir/oci (an OCI layout of n images whose layers

@@ -54,9 +54,8 @@ func BenchmarkProcessBuildRegistry(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Blobs live on disk, not in this process: a child forked from a
-	// process holding a GiB of blobs would report that GiB as its own
-	// peak RSS (ru_maxrss counts the pages shared until exec).
+	// Blobs live on disk, as a registry's do, and the floor copies the
+	// same files.
 	regDir := filepath.Join(work, "registry")
 	if err := os.MkdirAll(filepath.Join(regDir, "sha256"), 0o755); err != nil {
 		b.Fatal(err)
