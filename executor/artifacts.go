@@ -46,6 +46,9 @@ type staged struct {
 	// nothing), so a failed publish can put it back.
 	backup    string
 	committed bool
+	// mine identifies the file this attempt put at final, so a rollback
+	// never removes or overwrites what a concurrent build put there since.
+	mine os.FileInfo
 }
 
 // writeArtifacts puts every target artifact into OutDir from the store.
@@ -168,7 +171,13 @@ func (x *execution) publish(all []*staged) error {
 			perr = fmt.Errorf("write artifact %s: keep the previous file: %w", st.name, err)
 			break
 		}
-		err := st.f.Commit()
+		mine, err := st.f.OSFile().Stat()
+		if err != nil {
+			perr = fmt.Errorf("write artifact %s: %w", st.name, err)
+			break
+		}
+		st.mine = mine
+		err = st.f.Commit()
 		st.f = nil // committed or removed by Commit
 		if err != nil {
 			perr = fmt.Errorf("write artifact %s: %w", st.name, err)
@@ -217,17 +226,38 @@ func backup(st *staged) error {
 	}
 	dir, base := filepath.Split(st.final)
 	name := filepath.Join(dir, "."+base+".tmp-prev-"+hex.EncodeToString(b[:]))
-	if err := os.Link(st.final, name); err != nil {
+	// A concurrent build may rename its file over final between the Lstat
+	// and the link; linking the inode that rename just freed fails with
+	// ENOENT although final exists. Look again.
+	for range 8 {
+		err = os.Link(st.final, name)
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if _, lerr := os.Lstat(st.final); errors.Is(lerr, fs.ErrNotExist) {
+			return nil // nothing to keep any more
+		}
+	}
+	if err != nil {
 		return err
 	}
 	st.backup = name
 	return nil
 }
 
-// rollback undoes st's publish, if it happened, and drops its backup.
+// rollback undoes st's publish, if it happened and final still holds the
+// file this attempt put there (a concurrent build may have published its
+// own since, which is not this attempt's to remove), and drops its backup.
 func rollback(st *staged) error {
 	if st.committed {
-		var err error
+		st.committed = false
+		fi, err := os.Lstat(st.final)
+		if err != nil || !os.SameFile(fi, st.mine) {
+			if st.backup != "" {
+				_ = os.Remove(st.backup)
+			}
+			return nil
+		}
 		if st.backup != "" {
 			err = os.Rename(st.backup, st.final)
 		} else {
@@ -236,7 +266,6 @@ func rollback(st *staged) error {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("restore %s: %w", st.final, err)
 		}
-		st.committed = false
 		if err := atomicfile.SyncDir(filepath.Dir(st.final)); err != nil {
 			return fmt.Errorf("restore %s: %w", st.final, err)
 		}

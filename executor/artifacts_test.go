@@ -324,3 +324,45 @@ func TestOutputTemporaries(t *testing.T) {
 		t.Errorf("output directory after racing builds: %q", got)
 	}
 }
+
+// TestRollbackSparesAnotherBuildsFile: a failed publish undoes only its own
+// renames. When a concurrent build has put its file at the final name
+// since, the rollback leaves that file (before, it removed it, and racing
+// builds could end with no pack at all).
+func TestRollbackSparesAnotherBuildsFile(t *testing.T) {
+	dir := t.TempDir()
+	final := filepath.Join(dir, "x.tar")
+	for _, withBackup := range []bool{false, true} {
+		if err := os.WriteFile(final, []byte("this attempt's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mine, err := os.Lstat(final)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &staged{name: "x.tar", final: final, committed: true, mine: mine}
+		if withBackup {
+			st.backup = filepath.Join(dir, ".x.tar.tmp-prev-1")
+			if err := os.WriteFile(st.backup, []byte("previous"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Another build publishes over it.
+		other := filepath.Join(dir, ".x.tar.tmp-other")
+		if err := os.WriteFile(other, []byte("another build's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(other, final); err != nil {
+			t.Fatal(err)
+		}
+		if err := rollback(st); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(final); err != nil || string(got) != "another build's" {
+			t.Errorf("backup=%v: final holds %q, %v; want the other build's file", withBackup, got, err)
+		}
+		if got := listDir(t, dir); !slices.Equal(got, []string{"x.tar"}) {
+			t.Errorf("backup=%v: directory holds %q", withBackup, got)
+		}
+	}
+}
