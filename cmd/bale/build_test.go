@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,5 +103,64 @@ func TestBuildRefusals(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir + "/o"); len(entries) != 0 {
 		t.Errorf("a refused build left files: %v", entries)
+	}
+}
+
+// writeWorkspace writes files (path → content) under a new temp workspace
+// with a cue.mod, copies the named testdata/charts entries into it, and
+// returns its root.
+func writeWorkspace(t *testing.T, files map[string]string, charts ...string) string {
+	t.Helper()
+	ws := t.TempDir()
+	files["cue.mod/module.cue"] = "module: \"example.com/ws\"\nlanguage: version: \"v0.12.0\"\n"
+	for name, body := range files {
+		p := filepath.Join(ws, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range charts {
+		if err := os.CopyFS(filepath.Join(ws, c), os.DirFS(filepath.Join("../../testdata/charts", c))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ws
+}
+
+// TestBuildWithoutImages: a chart-only pack builds with an empty but valid
+// OCI layout, verify accepts it, and tar lists the layout's files.
+func TestBuildWithoutImages(t *testing.T) {
+	ws := writeWorkspace(t, map[string]string{
+		"spec/pack.cue": "package x\n\nbootstrapPack: {\n\tname: \"charts-only\"\n\tsourceDateEpoch: \"2025-01-01T00:00:00Z\"\n" +
+			"\tcharts: [{name: \"airgap-controller\", path: \"../airgap-controller\", version: \"1.4.2\"}]\n}\n",
+	}, "airgap-controller")
+	_, errs, code := bale(t, ws, "build", "spec", "-o", "out", "--cache", "cache", "-q")
+	if code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, errs)
+	}
+	tarball := filepath.Join(ws, "out", "charts-only.tar")
+	stdout, errs, code := bale(t, ws, "verify", tarball)
+	if code != 0 || !strings.Contains(stdout, "ok  ") {
+		t.Fatalf("verify: exit %d\n%s%s", code, stdout, errs)
+	}
+	list, err := exec.Command("tar", "-tzf", tarball).Output()
+	if err != nil {
+		t.Fatalf("tar -tzf: %v", err)
+	}
+	for _, want := range []string{"charts/airgap-controller-1.4.2.tgz", "images/oci-layout", "images/index.json", "images/manifest.json"} {
+		if !strings.Contains("\n"+string(list), "\n"+want+"\n") {
+			t.Errorf("tar -tzf lacks %s:\n%s", want, list)
+		}
+	}
+	index, err := exec.Command("tar", "-xzOf", tarball, "images/index.json").Output()
+	if err != nil || !strings.Contains(string(index), `"manifests": []`) {
+		t.Errorf("images/index.json: %v\n%s", err, index)
+	}
+	manifest, err := exec.Command("tar", "-xzOf", tarball, "images/manifest.json").Output()
+	if err != nil || strings.TrimSpace(string(manifest)) != "[]" {
+		t.Errorf("images/manifest.json: %v\n%s", err, manifest)
 	}
 }
