@@ -29,11 +29,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/bale-build/bale/internal/strictjson"
 )
 
 // Fixed file names inside a kit.
@@ -305,18 +306,7 @@ func encodeIndent(v any) ([]byte, error) {
 }
 
 func decodeStrict(data []byte, v any) error {
-	if len(data) > maxJSON {
-		return fmt.Errorf("%d bytes, more than %d", len(data), maxJSON)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON object")
-	}
-	return nil
+	return strictjson.Unmarshal(data, maxJSON, v)
 }
 
 func isHex64(s string) bool {

@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
+	"github.com/bale-build/bale/internal/strictjson"
 	"github.com/bale-build/bale/plan"
 )
 
@@ -148,19 +148,18 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+// MaxIndexSize bounds pack-index.json: 10,000 images with their tags and
+// entries fit many times over.
+const MaxIndexSize = 64 << 20
+
 // ParseIndex decodes pack-index.json strictly: unknown fields, trailing
 // data, another format version or kind, unsorted or duplicate entries and
 // malformed digests are errors. It does not check that data is canonical;
 // compare it with MarshalIndex's output for that.
 func ParseIndex(data []byte) (*Index, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var ix Index
-	if err := dec.Decode(&ix); err != nil {
+	if err := strictjson.Unmarshal(data, MaxIndexSize, &ix); err != nil {
 		return nil, fmt.Errorf("decode pack index: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("decode pack index: data after the JSON object")
 	}
 	if err := ix.check(); err != nil {
 		return nil, fmt.Errorf("decode pack index: %w", err)

@@ -12,10 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bale-build/bale/internal/strictjson"
 )
 
 // Fixed identifiers of the formats.
@@ -195,17 +196,9 @@ const maxStatement = 16 << 20
 // Parse reads a statement, refusing unknown fields, a wrong _type or
 // predicateType, and subjects without a well-formed sha256 digest.
 func Parse(data []byte) (*Statement, error) {
-	if len(data) > maxStatement {
-		return nil, fmt.Errorf("provenance statement is %d bytes, more than %d", len(data), maxStatement)
-	}
 	var st Statement
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&st); err != nil {
+	if err := strictjson.Unmarshal(data, maxStatement, &st); err != nil {
 		return nil, fmt.Errorf("parse provenance statement: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("parse provenance statement: trailing data after the JSON object")
 	}
 	if st.Type != StatementType {
 		return nil, fmt.Errorf("provenance _type %q, want %q", st.Type, StatementType)

@@ -28,6 +28,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bale-build/bale/internal/strictjson"
 )
 
 // SPDX constants bale writes.
@@ -420,17 +422,9 @@ const maxDocument = 64 << 20
 // Parse reads an SBOM bale wrote, refusing unknown fields and documents
 // that are not SPDX 2.3.
 func Parse(data []byte) (*Document, error) {
-	if len(data) > maxDocument {
-		return nil, fmt.Errorf("sbom is %d bytes, more than %d", len(data), maxDocument)
-	}
 	var doc Document
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
+	if err := strictjson.Unmarshal(data, maxDocument, &doc); err != nil {
 		return nil, fmt.Errorf("parse sbom: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("parse sbom: trailing data after the JSON object")
 	}
 	if doc.SPDXVersion != SPDXVersion || doc.SPDXID != DocumentID {
 		return nil, fmt.Errorf("sbom: spdxVersion %q SPDXID %q, want %q %q", doc.SPDXVersion, doc.SPDXID, SPDXVersion, DocumentID)

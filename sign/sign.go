@@ -25,13 +25,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+
+	"github.com/bale-build/bale/internal/strictjson"
 )
 
 // Environment variables the key loading reads, named as cosign names them.
@@ -364,17 +365,9 @@ func (v *Verifier) VerifyDigest(digest [sha256.Size]byte, sig []byte) error {
 // blob's SHA-256 digest. A bundle carrying a certificate or Rekor entry is
 // refused: bale's kits are key-signed and offline.
 func (v *Verifier) VerifyBlob(bundleJSON []byte, digest [sha256.Size]byte) error {
-	if len(bundleJSON) > maxSignatureJSON {
-		return fmt.Errorf("bundle is %d bytes, more than %d", len(bundleJSON), maxSignatureJSON)
-	}
 	var b BlobBundle
-	dec := json.NewDecoder(bytes.NewReader(bundleJSON))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if err := strictjson.Unmarshal(bundleJSON, maxSignatureJSON, &b); err != nil {
 		return fmt.Errorf("parse bundle: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("parse bundle: trailing data after the JSON object")
 	}
 	sig, err := base64.StdEncoding.DecodeString(b.Base64Signature)
 	if err != nil {
@@ -387,17 +380,9 @@ func (v *Verifier) VerifyBlob(bundleJSON []byte, digest [sha256.Size]byte) error
 // valid over PAE(payloadType, payload) with this key, and the payload type
 // must be wantType. It returns the decoded payload.
 func (v *Verifier) VerifyDSSE(envelopeJSON []byte, wantType string) ([]byte, error) {
-	if len(envelopeJSON) > maxSignatureJSON {
-		return nil, fmt.Errorf("envelope is %d bytes, more than %d", len(envelopeJSON), maxSignatureJSON)
-	}
 	var env Envelope
-	dec := json.NewDecoder(bytes.NewReader(envelopeJSON))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
+	if err := strictjson.Unmarshal(envelopeJSON, maxSignatureJSON, &env); err != nil {
 		return nil, fmt.Errorf("parse DSSE envelope: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("parse DSSE envelope: trailing data after the JSON object")
 	}
 	if env.PayloadType != wantType {
 		return nil, fmt.Errorf("DSSE payloadType %q, want %q", env.PayloadType, wantType)

@@ -114,7 +114,7 @@ const maxFailures = 1000
 // follow pack.MaxManifestSize; the pack index lists at most MaxEntries
 // entries of a few hundred bytes each.
 const (
-	maxIndexSize    = 64 << 20
+	maxIndexSize    = pack.MaxIndexSize
 	maxJSONBlobs    = 256 << 20
 	sniffSize       = 512
 	maxChecksumSize = 4096

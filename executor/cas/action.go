@@ -1,7 +1,6 @@
 package cas
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/internal/strictjson"
 )
 
 // maxActionSize bounds an action cache entry read from disk, so a damaged
@@ -105,17 +105,9 @@ func readLimited(path string, max int64) ([]byte, error) {
 
 // decodeAction decodes and validates an action cache entry strictly.
 func decodeAction(data []byte) (*ActionResult, error) {
-	if len(data) > maxActionSize {
-		return nil, fmt.Errorf("larger than %d bytes", maxActionSize)
-	}
 	var res ActionResult
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&res); err != nil {
+	if err := strictjson.Unmarshal(data, maxActionSize, &res); err != nil {
 		return nil, err
-	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
-		return nil, errors.New("data after the JSON value")
 	}
 	if err := res.check(); err != nil {
 		return nil, err
