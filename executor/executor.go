@@ -125,8 +125,9 @@ type Result struct {
 	// Artifacts are the plan's artifacts, in target then artifact order.
 	Artifacts []Artifact `json:"artifacts"`
 	// StepsRun counts steps that ran; StepsCached, steps whose result came
-	// from the action cache. A step run again after a corrupt store entry
-	// was found counts once per run.
+	// from the action cache. They count the final attempt only (after a
+	// corrupt store entry was found and the build started over), so they
+	// sum to the plan's step count.
 	StepsRun    int `json:"stepsRun"`
 	StepsCached int `json:"stepsCached"`
 }
@@ -170,8 +171,8 @@ func Execute(ctx context.Context, p *plan.Plan, planID string, src Source, opts 
 	res := &Result{}
 	for attempt := 1; ; attempt++ {
 		arts, err := x.attempt(ctx)
-		res.StepsRun += int(x.run.Swap(0))
-		res.StepsCached += int(x.cached.Swap(0))
+		res.StepsRun = int(x.run.Swap(0))
+		res.StepsCached = int(x.cached.Swap(0))
 		if err == nil {
 			res.Artifacts = arts
 			return res, nil

@@ -308,6 +308,9 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 			if res2.StepsRun == 0 {
 				t.Error("nothing was rebuilt")
 			}
+			if n := res2.StepsRun + res2.StepsCached; n != len(fx.plan.Steps) {
+				t.Errorf("%d steps run + %d cached = %d, want the plan's %d", res2.StepsRun, res2.StepsCached, n, len(fx.plan.Steps))
+			}
 			if err := store.Verify(context.Background(), packHash); err != nil {
 				t.Errorf("store pack blob after rebuild: %v", err)
 			}

@@ -202,6 +202,8 @@ func buildProgress(w io.Writer, total int) func(executor.Event) {
 				fmt.Fprint(w, "\r\x1b[K")
 			}
 			fmt.Fprintf(w, "cache entry corrupt, dropped and rebuilding: %v\n", e.Err)
+			// The build starts over and reports every step again.
+			done, bytes = 0, 0
 		}
 	}
 }

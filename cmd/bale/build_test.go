@@ -4,11 +4,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/bale-build/bale/executor/cas"
 )
 
 // TestBuildVerify is the README's main job through the CLI: build the real
@@ -162,5 +167,64 @@ func TestBuildWithoutImages(t *testing.T) {
 	manifest, err := exec.Command("tar", "-xzOf", tarball, "images/manifest.json").Output()
 	if err != nil || strings.TrimSpace(string(manifest)) != "[]" {
 		t.Errorf("images/manifest.json: %v\n%s", err, manifest)
+	}
+}
+
+// TestProgressAfterRepair: a corrupt cache entry makes the build start
+// over; progress starts over with it (never "[12/11]") and the summary
+// counts the final attempt, summing to the plan's steps.
+func TestProgressAfterRepair(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	stdout, errs, code := bale(t, "../..", "build", "specs/airgap", "-o", filepath.Join(dir, "out1"), "--cache", cache, "--offline", "--format", "json", "-q")
+	var res buildOutput
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil {
+		t.Fatalf("first build: exit %d\n%s%s", code, stdout, errs)
+	}
+	total := res.StepsRun + res.StepsCached
+	// Damage the pack's blob in the store; a fresh output directory makes
+	// the second build read it.
+	store, err := cas.Open(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := v1.NewHash("sha256:" + res.ArtifactSha256)
+	blob, err := os.ReadFile(store.Path(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob[100] ^= 0x40
+	if err := os.WriteFile(store.Path(h), blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, errs, code = bale(t, "../..", "build", "specs/airgap", "-o", filepath.Join(dir, "out2"), "--cache", cache, "--offline")
+	if code != 0 {
+		t.Fatalf("second build: exit %d\n%s", code, errs)
+	}
+	if !strings.Contains(errs, "cache entry corrupt") {
+		t.Fatalf("the corrupt entry was not found:\n%s", errs)
+	}
+	lines := 0
+	for _, l := range strings.Split(errs, "\n") {
+		var n, of int
+		if _, err := fmt.Sscanf(l, "[%d/%d]", &n, &of); err != nil {
+			continue
+		}
+		lines++
+		if of != total || n < 1 || n > total {
+			t.Errorf("progress line past its total %d: %q", total, l)
+		}
+	}
+	if lines <= total {
+		t.Errorf("%d progress lines; want both attempts shown:\n%s", lines, errs)
+	}
+	var run, cached int
+	for _, l := range strings.Split(stdout, "\n") {
+		if _, err := fmt.Sscanf(l, "%d steps run, %d cached", &run, &cached); err == nil {
+			break
+		}
+	}
+	if run == 0 || run+cached != total {
+		t.Errorf("summary %d run + %d cached, want %d in all:\n%s", run, cached, total, stdout)
 	}
 }
