@@ -14,6 +14,7 @@ import (
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/planner"
+	"github.com/bale-build/bale/planner/resolve"
 )
 
 func newBuild() *cobra.Command {
@@ -93,7 +94,7 @@ rootHash (sha256 of its pack index), its size and the plan id.`,
 			}
 			res, err := executor.Execute(ctx, pl.plan, pl.id, src, opts)
 			if err != nil {
-				if planPath != "" && errors.Is(err, fs.ErrNotExist) {
+				if le := (*resolve.LocalError)(nil); planPath != "" && errors.As(err, &le) && errors.Is(le, fs.ErrNotExist) {
 					return fmt.Errorf("%w\n(a plan's local paths are relative to its workspace root, here %s: run from the workspace the plan was made in, or pass --root)", err, pl.root)
 				}
 				return err

@@ -228,3 +228,28 @@ func TestProgressAfterRepair(t *testing.T) {
 		t.Errorf("summary %d run + %d cached, want %d in all:\n%s", run, cached, total, stdout)
 	}
 }
+
+// TestPlanRootHint: the hint about a plan's workspace root comes with a
+// missing input of a plan file, and only then, not with any "no such file"
+// (an output directory under /proc).
+func TestPlanRootHint(t *testing.T) {
+	const hint = "a plan's local paths are relative to its workspace root"
+	ws := writeWorkspace(t, map[string]string{
+		"spec/pack.cue": "package x\n\nbootstrapPack: {\n\tname: \"charts-only\"\n\tsourceDateEpoch: \"2025-01-01T00:00:00Z\"\n" +
+			"\tcharts: [{name: \"airgap-controller\", path: \"../airgap-controller\", version: \"1.4.2\"}]\n}\n",
+	}, "airgap-controller")
+	if _, errs, code := bale(t, ws, "plan", "spec", "-o", "plan.json"); code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, errs)
+	}
+	_, errs, code := bale(t, ws, "build", "--plan", "plan.json", "-o", "/proc/no-such-dir/out", "--cache", "cache", "-q")
+	if code != 1 || strings.Contains(errs, hint) {
+		t.Errorf("unwritable output: exit %d, want 1 without the hint:\n%s", code, errs)
+	}
+	if err := os.RemoveAll(filepath.Join(ws, "airgap-controller")); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code = bale(t, ws, "build", "--plan", "plan.json", "-o", "out", "--cache", "cache2", "-q")
+	if code != 1 || !strings.Contains(errs, hint) || !strings.Contains(errs, "airgap-controller") {
+		t.Errorf("missing input: exit %d, want 1 with the hint:\n%s", code, errs)
+	}
+}

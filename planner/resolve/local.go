@@ -239,7 +239,22 @@ func cleanDir(dir string) string {
 func localErr(shown string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", shown, pe.Err)
+		err = pe.Err
 	}
-	return fmt.Errorf("%s: %w", shown, err)
+	return &LocalError{Path: shown, Err: err}
 }
+
+// LocalError is a failure to read a local input: a file or directory below
+// the workspace root that a spec or plan names. It lets a caller tell a
+// missing input (errors.Is(err, fs.ErrNotExist)) from other missing files,
+// such as an output directory's.
+type LocalError struct {
+	// Path is the input's path relative to the workspace root.
+	Path string
+	Err  error
+}
+
+func (e *LocalError) Error() string { return e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *LocalError) Unwrap() error { return e.Err }
