@@ -17,7 +17,7 @@ func newCache() *cobra.Command {
 		Use:   "cache",
 		Short: "Inspect and maintain the build cache: du, prune, verify",
 		Long: `The build cache (--cache; default $XDG_CACHE_HOME/bale) holds every blob a
-build fetched or made, by sha256, and every step's result by step id.
+build fetched or made, by sha256, and every step's result under a key of everything that decides its bytes.
 
 Builds hold the cache's lock shared, so any number run at once; prune and
 verify hold it exclusively and wait for running builds to finish. Temporary
