@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
@@ -50,6 +51,11 @@ rootHash (sha256 of its pack index), its size and the plan id.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			// Before planning and fetching, which can take long: an output
+			// directory that cannot be written fails now, not after them.
+			if err := checkOutDir(out); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -160,6 +166,51 @@ func (f *planFlags) planRoot() (string, error) {
 		return "", err
 	}
 	return planner.FindRoot(wd), nil
+}
+
+// checkOutDir checks that the output directory dir can be written: if it
+// exists, by creating and removing a file in it; if not, by checking that
+// its nearest existing ancestor is a directory bale may create entries in.
+// A missing directory is not created here, so a build refused later for
+// another reason leaves nothing behind.
+func checkOutDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("output directory %s is not a directory", dir)
+	case err == nil:
+		f, err := os.CreateTemp(dir, ".bale-probe-*")
+		if err != nil {
+			return fmt.Errorf("output directory %s is not writable: %w", dir, err)
+		}
+		f.Close()
+		if err := os.Remove(f.Name()); err != nil {
+			return fmt.Errorf("output directory %s: remove probe file: %w", dir, err)
+		}
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("output directory %s: %w", dir, err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("output directory %s: %w", dir, err)
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) && p != filepath.Dir(p) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("output directory %s: %w", dir, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("output directory %s cannot be created: %s is not a directory", dir, p)
+		}
+		if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+			return fmt.Errorf("output directory %s cannot be created in %s: %w", dir, p, err)
+		}
+		return nil
+	}
 }
 
 func defaultCache() (string, error) {

@@ -253,3 +253,41 @@ func TestPlanRootHint(t *testing.T) {
 		t.Errorf("missing input: exit %d, want 1 with the hint:\n%s", code, errs)
 	}
 }
+
+// TestUnwritableOutput: an output directory that cannot be created or
+// written fails before any step runs, naming the directory.
+func TestUnwritableOutput(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, out string
+	}{
+		{"parent is a file", filepath.Join(file, "out")},
+		{"read-only", ro},
+		{"below a read-only directory", filepath.Join(ro, "out")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if strings.HasPrefix(tt.out, ro) && os.Geteuid() == 0 {
+				t.Skip("root writes to a read-only directory")
+			}
+			_, errs, code := bale(t, "../..", "build", "specs/airgap", "-o", tt.out, "--cache", filepath.Join(dir, "cache"), "--offline")
+			if code != 1 || !strings.Contains(errs, "output directory "+tt.out) {
+				t.Errorf("exit %d, want 1 naming the directory:\n%s", code, errs)
+			}
+			if strings.Contains(errs, "[1/") || strings.Contains(errs, "resolved") {
+				t.Errorf("work was done before the refusal:\n%s", errs)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "cache")); err == nil {
+				t.Errorf("the cache was opened before the refusal")
+			}
+		})
+	}
+}
