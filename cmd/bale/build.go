@@ -174,6 +174,9 @@ func (f *planFlags) planRoot() (string, error) {
 // A missing directory is not created here, so a build refused later for
 // another reason leaves nothing behind.
 func checkOutDir(dir string) error {
+	if dir == "-" {
+		return fmt.Errorf("-o -: build writes a directory, not a stream; name a directory")
+	}
 	fi, err := os.Stat(dir)
 	switch {
 	case err == nil && !fi.IsDir():

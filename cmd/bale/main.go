@@ -71,7 +71,10 @@ that CI can diff; the same plan gives the same bytes on any machine.`,
   bale version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readVersion().text(),
 	}
+	// --version prints what bale version prints.
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	// --cpuprofile is for finding where time goes; hidden from --help.

@@ -130,3 +130,12 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionFlag: bale --version prints what bale version prints.
+func TestVersionFlag(t *testing.T) {
+	flag, _, code := bale(t, "", "--version")
+	cmd, _, code2 := bale(t, "", "version")
+	if code != 0 || code2 != 0 || flag != cmd || !strings.HasPrefix(flag, "bale ") {
+		t.Errorf("--version: exit %d %q; version: exit %d %q", code, flag, code2, cmd)
+	}
+}

@@ -266,6 +266,9 @@ SOURCE_DATE_EPOCH in the environment overrides the spec's build timestamp.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
+			if out == "-" {
+				out = "" // standard output, as without -o
+			}
 			pl, err := pf.makePlan(cmd.Context(), path, cmd.ErrOrStderr(), true)
 			if err != nil {
 				return err
@@ -293,7 +296,7 @@ SOURCE_DATE_EPOCH in the environment overrides the spec's build timestamp.`,
 		},
 	}
 	pf.register(cmd)
-	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to this file (default: standard output)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to this file; - or none for standard output")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	return cmd
 }

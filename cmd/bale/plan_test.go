@@ -163,3 +163,30 @@ func TestRootConfinesLoader(t *testing.T) {
 		t.Fatalf("--root spec: exit %d, want 1 naming the workspace rule\nstderr:\n%s", code, errs)
 	}
 }
+
+// TestPlanOutputDash: -o - writes the plan to standard output, not to a
+// file named "-"; build, which writes a directory, refuses it.
+func TestPlanOutputDash(t *testing.T) {
+	ws := writeWorkspace(t, map[string]string{
+		"spec/pack.cue": "package x\n\nbootstrapPack: {\n\tname: \"charts-only\"\n\tsourceDateEpoch: \"2025-01-01T00:00:00Z\"\n" +
+			"\tcharts: [{name: \"airgap-controller\", path: \"../airgap-controller\", version: \"1.4.2\"}]\n}\n",
+	}, "airgap-controller")
+	dash, errs, code := bale(t, ws, "plan", "spec", "-o", "-")
+	if code != 0 {
+		t.Fatalf("plan -o -: exit %d\n%s", code, errs)
+	}
+	plain, _, _ := bale(t, ws, "plan", "spec")
+	if dash != plain || !json.Valid([]byte(dash)) {
+		t.Errorf("plan -o - differs from plan without -o:\n%s", dash)
+	}
+	if _, err := os.Stat(filepath.Join(ws, "-")); err == nil {
+		t.Error(`plan -o - created a file named "-"`)
+	}
+	_, errs, code = bale(t, ws, "build", "spec", "-o", "-", "--cache", "cache")
+	if code != 1 || !strings.Contains(errs, "-o -") {
+		t.Errorf("build -o -: exit %d\n%s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(ws, "-")); err == nil {
+		t.Error(`build -o - created a directory named "-"`)
+	}
+}
