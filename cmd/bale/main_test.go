@@ -58,6 +58,9 @@ func TestVetJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("vet --format json is not JSON: %v\n%s", err, out)
 	}
+	if res.FormatVersion != 1 {
+		t.Errorf("formatVersion %d, want 1", res.FormatVersion)
+	}
 	if res.Valid || len(res.Diagnostics) != 1 {
 		t.Fatalf("result %+v", res)
 	}
@@ -127,6 +130,9 @@ func TestHelp(t *testing.T) {
 		out, _, code := bale(t, "", c.Name(), "--help")
 		if code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "bale "+c.Name()) {
 			t.Errorf("bale %s --help: exit %d, lacks an example:\n%s", c.Name(), code, out)
+		}
+		if c.Name() == "vet" && !strings.Contains(out, "formatVersion (currently 1;") {
+			t.Errorf("bale vet --help does not document formatVersion:\n%s", out)
 		}
 	}
 }

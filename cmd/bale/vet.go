@@ -31,6 +31,10 @@ to the working directory. Lint findings (an image by tag without a pinned
 digest, a chart without a pinned version) print as warnings; --strict makes
 them errors.
 
+With --format json, vet prints one object: formatVersion (currently 1; it
+changes only when a field is removed or changes meaning), valid, specs (path
+and digest of each) and diagnostics (file, line, column, severity, message).
+
 Exit status: 0 valid, 1 invalid or failed.`,
 		Example: `  bale vet specs/...
   bale vet specs/airgap/pack.cue --strict
@@ -50,7 +54,7 @@ Exit status: 0 valid, 1 invalid or failed.`,
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {
-				res := vetResult{Valid: !diags.HasErrors(), Diagnostics: diags}
+				res := vetResult{FormatVersion: vetFormatVersion, Valid: !diags.HasErrors(), Diagnostics: diags}
 				for _, in := range insts {
 					res.Specs = append(res.Specs, vetSpec{Path: in.Name, Digest: in.Digest})
 				}
@@ -87,6 +91,10 @@ Exit status: 0 valid, 1 invalid or failed.`,
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat lint warnings as errors")
 	return cmd
 }
+
+// vetFormatVersion is the formatVersion of vet's JSON output. It changes
+// when a field is removed or changes meaning, not when one is added.
+const vetFormatVersion = 1
 
 // vetResult is vet's JSON output.
 type vetResult struct {
