@@ -161,6 +161,12 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 			return nil, fmt.Errorf("SOURCE_DATE_EPOCH: %w", err)
 		}
 		opts.SourceDateEpoch = &ts.Time
+		// CI systems export SOURCE_DATE_EPOCH; the artifact then differs
+		// from one built without it, so say which timestamp wins.
+		if own, ok := specEpoch(inst.Spec); ok && !own.Equal(ts.Time) {
+			fmt.Fprintf(stderr, "bale: SOURCE_DATE_EPOCH=%s overrides the spec's sourceDateEpoch %s: building with %s\n",
+				v, own.UTC().Format(time.RFC3339), ts.Time.UTC().Format(time.RFC3339))
+		}
 	}
 	if progress {
 		opts.Progress = progressLine(stderr, "resolve")
@@ -174,6 +180,19 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 		return nil, err
 	}
 	return &planned{root: root, name: inst.Name, plan: p, bytes: b, id: plan.ID(b)}, nil
+}
+
+// specEpoch returns the build timestamp spec s names, if any.
+func specEpoch(s *spec.Spec) (time.Time, bool) {
+	switch {
+	case s == nil:
+		return time.Time{}, false
+	case s.BootstrapPack != nil:
+		return s.BootstrapPack.SourceDateEpoch.Time, true
+	case s.Release != nil:
+		return s.Release.SourceDateEpoch.Time, true
+	}
+	return time.Time{}, false
 }
 
 // isTerminal reports whether w is a terminal: progress lines and colour
@@ -253,7 +272,8 @@ headers or next body byte take longer than --timeout, when its body averages
 below --speed-limit over a --speed-time window, or when it is not done within
 --request-timeout; such a request is not retried.
 
-SOURCE_DATE_EPOCH in the environment overrides the spec's build timestamp.`,
+SOURCE_DATE_EPOCH in the environment overrides the spec's build timestamp;
+plan and build then say so on standard error, naming both values.`,
 		Example: `  bale plan specs/airgap -o plan.json
   bale plan specs/airgap --lock plan.json --offline -o plan.json
   bale plan specs/airgap --format json | jq .planId`,

@@ -190,3 +190,40 @@ func TestPlanOutputDash(t *testing.T) {
 		t.Error(`build -o - created a directory named "-"`)
 	}
 }
+
+// TestSourceDateEpochNotice: when SOURCE_DATE_EPOCH overrides the spec's
+// timestamp, plan and build say so on stderr, naming both values; when it
+// agrees with the spec, or is unset, they say nothing.
+func TestSourceDateEpochNotice(t *testing.T) {
+	ws := writeWorkspace(t, map[string]string{
+		"spec/pack.cue": "package x\n\nbootstrapPack: {\n\tname: \"charts-only\"\n\tsourceDateEpoch: \"2025-01-01T00:00:00Z\"\n" +
+			"\tcharts: [{name: \"airgap-controller\", path: \"../airgap-controller\", version: \"1.4.2\"}]\n}\n",
+	}, "airgap-controller")
+	tests := []struct {
+		env    string
+		notice bool
+	}{
+		{"", false},
+		{"1735689600", false}, // the spec's own 2025-01-01T00:00:00Z
+		{"1700000000", true},
+	}
+	for _, tt := range tests {
+		t.Setenv("SOURCE_DATE_EPOCH", tt.env)
+		for _, args := range [][]string{
+			{"plan", "spec", "-o", "plan.json"},
+			{"build", "spec", "-o", "out", "--cache", "cache", "-q"},
+		} {
+			_, errs, code := bale(t, ws, args...)
+			if code != 0 {
+				t.Fatalf("SOURCE_DATE_EPOCH=%q bale %v: exit %d\n%s", tt.env, args, code, errs)
+			}
+			got := strings.Contains(errs, "overrides the spec's sourceDateEpoch")
+			if got != tt.notice {
+				t.Errorf("SOURCE_DATE_EPOCH=%q bale %s: notice %v, want %v:\n%s", tt.env, args[0], got, tt.notice, errs)
+			}
+			if tt.notice && !strings.Contains(errs, "SOURCE_DATE_EPOCH=1700000000 overrides the spec's sourceDateEpoch 2025-01-01T00:00:00Z: building with 2023-11-14T22:13:20Z\n") {
+				t.Errorf("bale %s: notice does not name both values:\n%s", args[0], errs)
+			}
+		}
+	}
+}
