@@ -12,10 +12,7 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/plan"
-	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/resolve"
-	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/verify"
 )
 
@@ -37,27 +34,7 @@ func TestRealSpecPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insts, _, err := spec.Load(ctx, []string{filepath.Join(root, "specs", "airgap")}, spec.Options{})
-	if err != nil || len(insts) != 1 {
-		t.Fatalf("load spec: %v (%d instances)", err, len(insts))
-	}
-	r, err := resolve.New(resolve.Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	canonical, err := plan.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The plan goes through its file form, as `bale build --plan` reads it.
-	p, err = plan.Decode(bytes.NewReader(canonical))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, id, r := planSpec(t, root, filepath.Join(root, "specs", "airgap"))
 	var outs []string
 	for range 2 {
 		store, err := cas.Open(t.TempDir())
@@ -65,7 +42,7 @@ func TestRealSpecPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := t.TempDir()
-		res, err := executor.Execute(ctx, p, plan.ID(canonical), r, executor.Options{OutDir: out, Store: store})
+		res, err := executor.Execute(ctx, p, id, r, executor.Options{OutDir: out, Store: store})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package executor_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"io/fs"
@@ -70,7 +71,6 @@ func startFlippingRegistry(t testing.TB) *flippingRegistry {
 // registry and plans a pack holding it from a spec in a temp workspace.
 func registryPlan(t testing.TB, fr *flippingRegistry, layerBytes int64) (*plan.Plan, string, *resolve.Resolver, v1.Hash) {
 	t.Helper()
-	ctx := context.Background()
 	img, err := random.Image(layerBytes, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +100,17 @@ bootstrapPack: {
 	if err := os.WriteFile(filepath.Join(specDir, "pack.cue"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	p, id, r := planSpec(t, root, specDir)
+	return p, id, r, layer
+}
+
+// planSpec plans the one spec in specDir of the workspace at root with the
+// production resolver, as `bale plan` does. The plan goes through its file
+// form, as `bale build --plan` reads it. (The package's internal tests
+// have planWorkspace for the same, offline.)
+func planSpec(t testing.TB, root, specDir string) (*plan.Plan, string, *resolve.Resolver) {
+	t.Helper()
+	ctx := context.Background()
 	insts, diags, err := spec.Load(ctx, []string{specDir}, spec.Options{})
 	if err != nil || len(insts) != 1 {
 		t.Fatalf("load spec: %v (%d instances) %v", err, len(insts), diags)
@@ -116,7 +127,10 @@ bootstrapPack: {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, plan.ID(canonical), r, layer
+	if p, err = plan.Decode(bytes.NewReader(canonical)); err != nil {
+		t.Fatal(err)
+	}
+	return p, plan.ID(canonical), r
 }
 
 // TestRegistryWrongBytes: with each fetched byte hashed once, by the store,
