@@ -23,7 +23,7 @@ import (
 // MemberLayout names the gzip member layout WriteMembers writes. It is
 // recorded in every member's gzip header (see MemberParams) and is part of
 // every cached member's key: a change to the layout must change it.
-const MemberLayout = "bale-members/1"
+const MemberLayout = "bale-members/2"
 
 // memberExtraID is the RFC 1952 extra subfield id ("BL") that carries
 // MemberParams' text.
@@ -39,7 +39,7 @@ type MemberParams struct {
 }
 
 // String renders p as the extra subfield's text:
-// "bale-members/1 level=6 github.com/klauspost/compress@v1.20.3".
+// "bale-members/2 level=6 github.com/klauspost/compress@v1.20.3".
 func (p MemberParams) String() string {
 	return p.Layout + " level=" + strconv.Itoa(p.Level) + " " + p.Compressor
 }
@@ -127,15 +127,76 @@ func (m *MemberEncoder) Segment(ctx context.Context, w io.Writer, e Entry) error
 	return writeSegment(ctx, w, &e, m.mtime, m.buf)
 }
 
-// Member starts one member on w: write its uncompressed content (a
-// Segment, or the end-of-archive marker) to the result and close it.
-func (m *MemberEncoder) Member(w io.Writer) (io.WriteCloser, error) {
-	zw, err := newMemberWriter(m.zw, w, m.level, m.mtime)
-	if err != nil {
-		return nil, err
+// Members returns a writer that compresses what is written to it into
+// members on w: one member per MemberChunk bytes, the last one holding the
+// rest (no member at all if nothing is written). Close writes that last
+// member. WriteMembers splits an entry's segment the same way, so a
+// segment written to Members comes out as the bytes WriteMembers writes
+// for the entry.
+func (m *MemberEncoder) Members(w io.Writer) io.WriteCloser {
+	return &chunkWriter{chunk: make([]byte, 0, MemberChunk), emit: func(chunk []byte) error {
+		return m.chunkMember(w, chunk)
+	}}
+}
+
+// chunkMember writes chunk to w as one member. The compressor sees the
+// chunk in a single Write, here and on WriteMembers' workers, so the two
+// agree whatever the compressor does with write boundaries.
+func (m *MemberEncoder) chunkMember(w io.Writer, chunk []byte) error {
+	return m.member(w, func(zw io.Writer) error {
+		_, err := zw.Write(chunk)
+		return err
+	})
+}
+
+// chunkWriter cuts what is written to it into MemberChunk-byte chunks and
+// hands each to emit; Close emits the remainder. With fresh set, emit owns
+// each chunk it is given and the writer goes on in the buffer fresh
+// returns; without it, the writer reuses its buffer.
+type chunkWriter struct {
+	chunk []byte
+	emit  func([]byte) error
+	fresh func() []byte
+	err   error
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
 	}
-	m.zw = zw
-	return zw, nil
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), MemberChunk-len(c.chunk))
+		c.chunk = append(c.chunk, p[:k]...)
+		p = p[k:]
+		if len(c.chunk) == MemberChunk {
+			if c.err = c.flush(); c.err != nil {
+				return n - len(p), c.err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (c *chunkWriter) flush() error {
+	if err := c.emit(c.chunk); err != nil {
+		return err
+	}
+	if c.fresh != nil {
+		c.chunk = c.fresh()
+	} else {
+		c.chunk = c.chunk[:0]
+	}
+	return nil
+}
+
+// Close emits what is left, if anything.
+func (c *chunkWriter) Close() error {
+	if c.err != nil || len(c.chunk) == 0 {
+		return c.err
+	}
+	c.err = c.flush()
+	return c.err
 }
 
 // End writes to w the final member: the end-of-archive marker.
@@ -161,38 +222,62 @@ func (m *MemberEncoder) member(w io.Writer, body func(io.Writer) error) error {
 	return nil
 }
 
-// MemberCache stores compressed members between builds. Keys are
-// MemberKey's lowercase hex strings; a cache must return for a key exactly
-// the bytes it was given for it.
+// MemberChunk is the most bytes of an entry's tar segment (header blocks,
+// body and padding) one member holds: a larger segment is cut into members
+// of MemberChunk bytes, the last holding the rest. Chunks are compressed
+// independently, so one large entry keeps every core busy and no more than
+// a few chunks are ever in memory.
+const MemberChunk = 1 << 20
+
+// cacheMin is the smallest entry whose members are cached: smaller ones
+// cost less to compress than a cache lookup.
+const cacheMin = 1 << 20
+
+// cacheRatio bounds, in tenths, how large an entry's members may be
+// relative to its segment for them to be cached. Members that barely
+// shrink (already compressed layers) are compressed again faster than
+// they are written to and read back from disk.
+const cacheRatio = 9
+
+// MemberCache stores compressed members between builds, the members of one
+// entry together under one key. Keys are MemberKey's lowercase hex
+// strings; a cache must return for a key exactly the bytes committed under
+// it.
 type MemberCache interface {
-	// Get opens the member stored under key; ok is false on a miss.
+	// Get opens the members stored under key; ok is false on a miss.
 	Get(ctx context.Context, key string) (rc io.ReadCloser, ok bool, err error)
-	// Put stores under key the member that write writes, then opens it.
-	Put(ctx context.Context, key string, write func(io.Writer) error) (io.ReadCloser, error)
+	// Create starts storing members under key.
+	Create(ctx context.Context, key string) (MemberWriter, error)
+}
+
+// MemberWriter receives an entry's members, in order, for a MemberCache.
+type MemberWriter interface {
+	io.Writer
+	// Commit stores what was written under the writer's key.
+	Commit() error
+	// Abort drops what was written.
+	Abort()
 }
 
 // MembersOptions configures WriteMembers.
 type MembersOptions struct {
 	// Level is the gzip level, 0..9.
 	Level int
-	// Workers is how many members are compressed at once; 0 means
+	// Workers is how many chunks are compressed at once; 0 means
 	// GOMAXPROCS. The members are written in order whatever it is.
 	Workers int
 	// Cache, if set, holds the members of entries of 1 MiB or more that
-	// have a Digest, so a rebuild copies them instead of compressing.
-	// Smaller members are compressed every time: that costs less than a
-	// cache lookup.
+	// have a Digest and whose members are at most 90% of their segment,
+	// so a rebuild copies them instead of compressing. Storing in the
+	// cache is best effort: a failure to store costs a later rebuild
+	// time, never this one.
 	Cache MemberCache
 }
 
-// memberBufMax bounds a member compressed into memory: larger entries go
-// through the cache or are compressed straight into the output.
-const memberBufMax = 1 << 20
-
-// MemberKey returns the cache key of e's member: a hash of everything that
-// decides its bytes (layout, compressor, level, mtime, name, type, mode,
-// size and content digest). ok is false for an entry without a Digest,
-// whose content the key could not name.
+// MemberKey returns the cache key of e's members: a hash of everything that
+// decides their bytes (layout, chunk size, compressor, level, mtime, name,
+// type, mode, size and content digest). ok is false for an entry without a
+// Digest, whose content the key could not name.
 func MemberKey(e Entry, level int, mtime time.Time) (key string, ok bool) {
 	if e.Digest == "" || e.Dir {
 		return "", false
@@ -203,12 +288,12 @@ func MemberKey(e Entry, level int, mtime time.Time) (key string, ok bool) {
 	}
 	data, err := json.Marshal(struct {
 		Kind, Layout, Compressor string
-		Level                    int
+		Chunk, Level             int
 		Mtime                    int64
 		Name                     string
 		Mode, Size               int64
 		Digest                   string
-	}{"bale gzip member", MemberLayout, Compressor, level, mtime.Truncate(time.Second).Unix(), e.Name, mode, e.Size, e.Digest})
+	}{"bale gzip member", MemberLayout, Compressor, MemberChunk, level, mtime.Truncate(time.Second).Unix(), e.Name, mode, e.Size, e.Digest})
 	if err != nil {
 		return "", false
 	}
@@ -216,30 +301,41 @@ func MemberKey(e Entry, level int, mtime time.Time) (key string, ok bool) {
 	return hex.EncodeToString(sum[:]), true
 }
 
-// memberResult is one member, ready to be written.
-type memberResult struct {
-	buf    *bytes.Buffer // compressed in memory
-	rc     io.ReadCloser // from the cache
-	inline bool          // to compress straight into the output
-	err    error
+// piece is one item of the archive, in order: a chunk of an entry's
+// segment to compress, or an entry's members from the cache.
+type piece struct {
+	e *Entry
+	// chunk is the uncompressed chunk, n bytes long; done receives its
+	// compressed member.
+	chunk []byte
+	n     int64
+	done  chan compressed
+	// first and last mark an entry's first and last chunk; key is set on
+	// the first chunk of an entry whose members may be cached.
+	first, last bool
+	key         string
+	// cached holds the entry's members from the cache instead.
+	cached io.ReadCloser
 }
 
-type memberJob struct {
-	e    *Entry
-	done chan memberResult
+type compressed struct {
+	buf *bytes.Buffer
+	err error
 }
 
 // WriteMembers writes entries to w as WriteTar would, but as a sequence of
-// gzip members: one per entry (its header block(s), body and padding) in
-// archive order, then one holding the end-of-archive marker. Concatenated
-// gzip members are one gzip stream to every reader (RFC 1952), and tar
-// headers hold no offsets, so each member's bytes depend only on its own
-// entry, the level and mtime: a rebuild reuses every member whose entry is
-// unchanged. Every member has the same gzip header: mtime, OS byte 255 and
-// an extra field "BL" holding MemberParams' text.
+// gzip members: each entry's tar segment (its header block(s), body and
+// padding) cut into members of MemberChunk bytes, in archive order, then
+// one member holding the end-of-archive marker. Concatenated gzip members
+// are one gzip stream to every reader (RFC 1952), and tar headers hold no
+// offsets, so each member's bytes depend only on its own chunk, the level
+// and mtime: a rebuild reuses the members of every unchanged entry. Every
+// member has the same gzip header: mtime, OS byte 255 and an extra field
+// "BL" holding MemberParams' text.
 //
-// Members are compressed by opt.Workers goroutines and written in order;
-// at most a few members are held in memory, each at most 1 MiB.
+// One goroutine reads the entries in order, opt.Workers compress chunks,
+// and the caller's goroutine writes the members in order; a few chunks at
+// most are in memory at once.
 func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.Time, opt MembersOptions) error {
 	mtime, err := checkMtime(mtime)
 	if err != nil {
@@ -256,23 +352,24 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	pool := &sync.Pool{New: func() any { b := make([]byte, 0, MemberChunk); return &b }}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	jobs := make(chan *memberJob)
-	order := make(chan *memberJob, 2*workers)
+	jobs := make(chan *piece)
+	order := make(chan *piece, 2*workers)
+	readErr := make(chan error, 1)
+	var tee *cacheTee
 	defer func() {
 		cancel()
 		wg.Wait()
-		// Every worker has stopped, so each job left either has its
-		// result or never will: close the cache readers of those that do.
-		for j := range order {
-			select {
-			case r := <-j.done:
-				if r.rc != nil {
-					r.rc.Close()
-				}
-			default:
+		// Every goroutine has stopped: close the cache readers left.
+		for p := range order {
+			if p.cached != nil {
+				p.cached.Close()
 			}
+		}
+		if tee != nil {
+			tee.abort()
 		}
 	}()
 	wg.Add(1)
@@ -280,41 +377,64 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 		defer wg.Done()
 		defer close(order)
 		defer close(jobs)
-		for i := range all {
-			j := &memberJob{e: &all[i], done: make(chan memberResult, 1)}
-			select {
-			case order <- j:
-			case <-ctx.Done():
-				return
-			}
-			select {
-			case jobs <- j:
-			case <-ctx.Done():
-				return
-			}
-		}
+		readErr <- readPieces(ctx, all, mtime, opt, pool, order, jobs)
 	}()
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			enc := &MemberEncoder{level: opt.Level, mtime: mtime, buf: make([]byte, copyBufSize)}
-			for j := range jobs {
-				j.done <- compressMember(ctx, enc, j.e, opt)
+			enc := &MemberEncoder{level: opt.Level, mtime: mtime}
+			for p := range jobs {
+				var b bytes.Buffer
+				b.Grow(len(p.chunk) + len(p.chunk)/64 + 256)
+				err := enc.chunkMember(&b, p.chunk)
+				chunk := p.chunk[:0]
+				p.chunk = nil
+				pool.Put(&chunk)
+				p.done <- compressed{buf: &b, err: err}
 			}
 		}()
 	}
 	enc := &MemberEncoder{level: opt.Level, mtime: mtime, buf: make([]byte, copyBufSize)}
-	for j := range order {
-		var res memberResult
+	for p := range order {
+		if p.cached != nil {
+			_, err := io.CopyBuffer(w, ctxio.Reader(ctx, p.cached), enc.buf)
+			if cerr := p.cached.Close(); err == nil {
+				err = cerr
+			}
+			p.cached = nil
+			if err != nil {
+				return fmt.Errorf("write cached members of %s: %w", p.e.Name, err)
+			}
+			continue
+		}
+		var c compressed
 		select {
-		case res = <-j.done:
+		case c = <-p.done:
 		case <-ctx.Done():
-			return fmt.Errorf("write member %s: %w", j.e.Name, ctx.Err())
+			return fmt.Errorf("write member of %s: %w", p.e.Name, ctx.Err())
 		}
-		if err := writeMember(ctx, w, enc, j.e, res); err != nil {
-			return err
+		if c.err != nil {
+			return fmt.Errorf("write member of %s: %w", p.e.Name, c.err)
 		}
+		if p.first && p.key != "" {
+			if mw, err := opt.Cache.Create(ctx, p.key); err == nil {
+				tee = &cacheTee{mw: mw}
+			}
+		}
+		if _, err := w.Write(c.buf.Bytes()); err != nil {
+			return fmt.Errorf("write member of %s: %w", p.e.Name, err)
+		}
+		if tee != nil {
+			tee.add(c.buf.Bytes(), p.n)
+			if p.last {
+				tee.finish()
+				tee = nil
+			}
+		}
+	}
+	if err := <-readErr; err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write members: %w", err)
@@ -325,56 +445,110 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 	return nil
 }
 
-// compressMember prepares one entry's member on a worker.
-func compressMember(ctx context.Context, enc *MemberEncoder, e *Entry, opt MembersOptions) memberResult {
-	if err := ctx.Err(); err != nil {
-		return memberResult{err: err}
-	}
-	if e.Dir || e.Size < memberBufMax {
-		var b bytes.Buffer
-		err := enc.member(&b, func(zw io.Writer) error { return writeSegment(ctx, zw, e, enc.mtime, enc.buf) })
-		return memberResult{buf: &b, err: err}
-	}
-	key, ok := MemberKey(*e, opt.Level, enc.mtime)
-	if opt.Cache == nil || !ok {
-		return memberResult{inline: true}
-	}
-	rc, hit, err := opt.Cache.Get(ctx, key)
-	if err != nil {
-		return memberResult{err: fmt.Errorf("cached member %s: %w", e.Name, err)}
-	}
-	if hit {
-		return memberResult{rc: rc}
-	}
-	rc, err = opt.Cache.Put(ctx, key, func(w io.Writer) error {
-		return enc.member(w, func(zw io.Writer) error { return writeSegment(ctx, zw, e, enc.mtime, enc.buf) })
-	})
-	if err != nil {
-		return memberResult{err: fmt.Errorf("cache member %s: %w", e.Name, err)}
-	}
-	return memberResult{rc: rc}
+// cacheTee copies an entry's members to the cache while they stay under
+// cacheRatio tenths of the segment, and drops them once they do not.
+type cacheTee struct {
+	mw       MemberWriter
+	raw, out int64
+	done     bool
 }
 
-// writeMember writes one prepared member to w, in archive order.
-func writeMember(ctx context.Context, w io.Writer, enc *MemberEncoder, e *Entry, res memberResult) error {
-	switch {
-	case res.err != nil:
-		return res.err
-	case res.buf != nil:
-		if _, err := w.Write(res.buf.Bytes()); err != nil {
-			return fmt.Errorf("write member %s: %w", e.Name, err)
-		}
-		return nil
-	case res.rc != nil:
-		_, err := io.CopyBuffer(w, ctxio.Reader(ctx, res.rc), enc.buf)
-		if cerr := res.rc.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("write cached member %s: %w", e.Name, err)
-		}
-		return nil
-	default:
-		return enc.member(w, func(zw io.Writer) error { return writeSegment(ctx, zw, e, enc.mtime, enc.buf) })
+func (t *cacheTee) add(member []byte, raw int64) {
+	if t.done {
+		return
 	}
+	t.raw += raw
+	t.out += int64(len(member))
+	if _, err := t.mw.Write(member); err != nil || t.out*10 > t.raw*cacheRatio {
+		t.abort()
+	}
+}
+
+func (t *cacheTee) finish() {
+	if !t.done {
+		t.done = true
+		_ = t.mw.Commit() // best effort: a failure is a miss next time
+	}
+}
+
+func (t *cacheTee) abort() {
+	if !t.done {
+		t.done = true
+		t.mw.Abort()
+	}
+}
+
+// readPieces reads every entry in order: an entry with cached members
+// becomes one piece; any other is cut into chunks, each sent both to order
+// (to be written in turn) and to jobs (to be compressed).
+func readPieces(ctx context.Context, all []Entry, mtime time.Time, opt MembersOptions, pool *sync.Pool, order, jobs chan<- *piece) error {
+	buf := make([]byte, copyBufSize)
+	send := func(p *piece) error {
+		select {
+		case order <- p:
+		case <-ctx.Done():
+			if p.cached != nil {
+				p.cached.Close()
+			}
+			return fmt.Errorf("write members: %w", ctx.Err())
+		}
+		if p.cached != nil {
+			return nil
+		}
+		select {
+		case jobs <- p:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("write members: %w", ctx.Err())
+		}
+	}
+	fresh := func() []byte { return (*pool.Get().(*[]byte))[:0] }
+	for i := range all {
+		e := &all[i]
+		key := ""
+		if opt.Cache != nil && e.Size >= cacheMin {
+			if k, ok := MemberKey(*e, opt.Level, mtime); ok {
+				rc, hit, err := opt.Cache.Get(ctx, k)
+				if err != nil {
+					return fmt.Errorf("cached members of %s: %w", e.Name, err)
+				}
+				if hit {
+					if err := send(&piece{e: e, cached: rc}); err != nil {
+						return err
+					}
+					continue
+				}
+				key = k
+			}
+		}
+		// Each chunk is held back until the next one is cut (or the
+		// segment ends), so the entry's last chunk is marked as such.
+		var held *piece
+		cw := &chunkWriter{chunk: fresh(), fresh: fresh, emit: func(chunk []byte) error {
+			p := &piece{e: e, chunk: chunk, n: int64(len(chunk)), done: make(chan compressed, 1)}
+			if held == nil {
+				p.first, p.key = true, key
+			} else if err := send(held); err != nil {
+				return err
+			}
+			held = p
+			return nil
+		}}
+		if err := writeSegment(ctx, cw, e, mtime, buf); err != nil {
+			return err
+		}
+		if err := cw.Close(); err != nil {
+			return err
+		}
+		left := cw.chunk[:0]
+		pool.Put(&left)
+		if held == nil {
+			return fmt.Errorf("write members of %s: empty tar segment", e.Name)
+		}
+		held.last = true
+		if err := send(held); err != nil {
+			return err
+		}
+	}
+	return nil
 }

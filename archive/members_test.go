@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -21,7 +22,7 @@ import (
 type memCache struct {
 	mu         sync.Mutex
 	m          map[string][]byte
-	hits, puts int
+	hits, puts, aborts int
 }
 
 func (c *memCache) Get(_ context.Context, key string) (io.ReadCloser, bool, error) {
@@ -34,20 +35,30 @@ func (c *memCache) Get(_ context.Context, key string) (io.ReadCloser, bool, erro
 	return io.NopCloser(bytes.NewReader(b)), ok, nil
 }
 
-func (c *memCache) Put(_ context.Context, key string, write func(io.Writer) error) (io.ReadCloser, error) {
-	var buf bytes.Buffer
-	if err := write(&buf); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string][]byte{}
-	}
-	c.m[key] = buf.Bytes()
-	c.puts++
-	return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+func (c *memCache) Create(_ context.Context, key string) (MemberWriter, error) {
+	return &memWriter{c: c, key: key}, nil
 }
+
+type memWriter struct {
+	c   *memCache
+	key string
+	buf bytes.Buffer
+}
+
+func (w *memWriter) Write(p []byte) (int, error) { return w.buf.Write(p) }
+
+func (w *memWriter) Commit() error {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	if w.c.m == nil {
+		w.c.m = map[string][]byte{}
+	}
+	w.c.m[w.key] = w.buf.Bytes()
+	w.c.puts++
+	return nil
+}
+
+func (w *memWriter) Abort() { w.c.mu.Lock(); w.c.aborts++; w.c.mu.Unlock() }
 
 // bigEntry is a file of size bytes from a deterministic sample, with a
 // digest standing for its content and a count of how often it is opened.
@@ -259,5 +270,116 @@ func TestWalkGzipMembers(t *testing.T) {
 	})
 	if err != nil || len(names) != 14 {
 		t.Errorf("GzipMembers: %d entries, err %v", len(names), err)
+	}
+}
+
+// randomEntry is a file of size incompressible bytes.
+func randomEntry(name string, size int64, digest string) Entry {
+	return Entry{
+		Name: name, Size: size, Digest: digest,
+		Open: func() (io.ReadCloser, error) {
+			b := make([]byte, size)
+			var x uint64 = 88172645463325252
+			for i := range b {
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				b[i] = byte(x)
+			}
+			return io.NopCloser(bytes.NewReader(b)), nil
+		},
+	}
+}
+
+// TestMemberChunks: segments are cut into members of MemberChunk bytes at
+// every boundary case; the bytes are WriteTar's once decompressed and are
+// exactly what MemberEncoder.Members gives for each segment (the encoding
+// `bale verify` compares a pack with); members that do not shrink are not
+// cached.
+func TestMemberChunks(t *testing.T) {
+	const C = MemberChunk
+	var opens atomic.Int64
+	for _, tc := range []struct {
+		name    string
+		body    int64 // body size; the segment adds a 512-byte header and padding
+		members int
+	}{
+		{"segment a block under a chunk", C - 1024 - 1, 1},
+		{"segment exactly a chunk", C - 512, 1},
+		{"segment a block over a chunk", C, 2},
+		{"segment exactly three chunks", 3*C - 512, 3},
+		{"three chunks and a bit", 3*C + 5, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			entries := []Entry{bigEntry("data/text", tc.body, "sha256:text", &opens), randomEntry("data/random", tc.body, "sha256:random")}
+			cache := &memCache{}
+			got := writeMembers(t, entries, MembersOptions{Level: 6, Workers: 3, Cache: cache})
+			if !bytes.Equal(gunzip(t, got), writeTar(t, entries, buildTime)) {
+				t.Fatal("decompressed stream differs from WriteTar's")
+			}
+			// One member per chunk of each file, one for the directory,
+			// one for the end of the archive.
+			br := bufio.NewReader(bytes.NewReader(got))
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for {
+				zr.Multistream(false)
+				if _, err := io.Copy(io.Discard, zr); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				if err := zr.Reset(br); errors.Is(err, io.EOF) {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := 2*tc.members + 2; n != want {
+				t.Errorf("%d members, want %d", n, want)
+			}
+			// The encoding verify uses, segment by segment.
+			enc, err := NewMemberEncoder(6, buildTime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, err := withParents(entries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want bytes.Buffer
+			for _, e := range all {
+				m := enc.Members(&want)
+				if err := enc.Segment(context.Background(), m, e); err != nil {
+					t.Fatal(err)
+				}
+				if err := m.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := enc.End(&want); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Error("WriteMembers differs from MemberEncoder.Members")
+			}
+			// The text entry is cached (if it is large enough to be),
+			// the random one never.
+			wantPuts := 0
+			if tc.body >= cacheMin {
+				wantPuts = 1
+			}
+			if cache.puts != wantPuts {
+				t.Errorf("%d entries cached, want %d", cache.puts, wantPuts)
+			}
+			if tc.body >= cacheMin && cache.aborts != 1 {
+				t.Errorf("%d cache writes dropped, want 1 (the random entry)", cache.aborts)
+			}
+			if warm := writeMembers(t, entries, MembersOptions{Level: 6, Workers: 1, Cache: cache}); !bytes.Equal(warm, got) {
+				t.Error("warm rebuild differs")
+			}
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/internal/ctxio"
 	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/plan"
 )
 
 // Artifacts are published all or nothing, and the digest printed for each
@@ -51,12 +52,62 @@ type staged struct {
 	mine os.FileInfo
 }
 
-// writeArtifacts puts every target artifact into OutDir from the store.
+// stagedPack is a pack a pack step wrote to a temporary file in OutDir.
+type stagedPack struct {
+	f *atomicfile.File
+	o cas.Output
+}
+
+// stagePack hands the pack in f, output o, to writeArtifacts.
+func (x *execution) stagePack(name string, f *atomicfile.File, o cas.Output) {
+	x.stagedMu.Lock()
+	defer x.stagedMu.Unlock()
+	if x.staged == nil {
+		x.staged = map[string]stagedPack{}
+	}
+	if prev, ok := x.staged[name]; ok {
+		_ = prev.f.Abort()
+	}
+	x.staged[name] = stagedPack{f: f, o: o}
+}
+
+// takeStaged removes and returns the staged pack for artifact name, if it
+// holds output o.
+func (x *execution) takeStaged(name string, o cas.Output) *atomicfile.File {
+	x.stagedMu.Lock()
+	defer x.stagedMu.Unlock()
+	sp, ok := x.staged[name]
+	if !ok {
+		return nil
+	}
+	delete(x.staged, name)
+	if sp.o.Digest != o.Digest || sp.o.Size != o.Size {
+		_ = sp.f.Abort()
+		return nil
+	}
+	return sp.f
+}
+
+// dropStaged removes the staged packs not published.
+func (x *execution) dropStaged() {
+	x.stagedMu.Lock()
+	defer x.stagedMu.Unlock()
+	for name, sp := range x.staged {
+		_ = sp.f.Abort()
+		delete(x.staged, name)
+	}
+}
+
+// writeArtifacts puts every target artifact into OutDir from the store,
+// or, for a derived output such as a pack, from the file its step staged
+// in OutDir or by making it again.
 func (x *execution) writeArtifacts(ctx context.Context) ([]Artifact, error) {
 	made := map[string]cas.Output{}
+	maker := map[string]*node{}
 	for _, n := range x.nodes {
 		for _, o := range n.result.Outputs {
 			made[o.Path] = o
+			maker[o.Path] = n
 		}
 	}
 	if err := os.MkdirAll(x.outDir, 0o755); err != nil {
@@ -77,7 +128,7 @@ func (x *execution) writeArtifacts(ctx context.Context) ([]Artifact, error) {
 			if !ok {
 				return nil, fmt.Errorf("artifact %s: no step produces it", name)
 			}
-			st, err := x.stage(ctx, name, o)
+			st, err := x.stage(ctx, name, o, maker[name])
 			if err != nil {
 				return nil, fmt.Errorf("write artifact %s: %w", name, err)
 			}
@@ -103,14 +154,22 @@ func (x *execution) writeArtifacts(ctx context.Context) ([]Artifact, error) {
 	return arts, nil
 }
 
-// stage readies artifact name, blob o, for publishing at OutDir/name.
-func (x *execution) stage(ctx context.Context, name string, o cas.Output) (*staged, error) {
+// stage readies artifact name, output o of step n, for publishing at
+// OutDir/name.
+func (x *execution) stage(ctx context.Context, name string, o cas.Output, n *node) (*staged, error) {
 	final := filepath.Join(x.outDir, name)
 	st := &staged{name: name, final: final, o: o}
 	// Temporary files of this artifact left by a killed build; a live
-	// build's are locked and spared.
+	// build's (this one's staged pack among them) are locked and spared.
 	base := "." + filepath.Base(final) + ".tmp-"
 	_, _, _ = atomicfile.RemoveStale(filepath.Dir(final), cas.StaleAge, func(n string) bool { return strings.HasPrefix(n, base) })
+	if o.Derived {
+		// Written by its step in this attempt, hashed as it was written.
+		if f := x.takeStaged(name, o); f != nil {
+			st.f = f
+			return st, nil
+		}
+	}
 	same, err := x.unchanged(ctx, final, o)
 	if err != nil || same {
 		return st, err
@@ -119,12 +178,39 @@ func (x *execution) stage(ctx context.Context, name string, o cas.Output) (*stag
 	if err != nil {
 		return nil, err
 	}
-	if err := x.store.CopyTo(ctx, o.Digest, o.Size, f.OSFile()); err != nil {
+	if o.Derived {
+		err = x.rederive(ctx, o, n, f)
+	} else if err = x.store.CopyTo(ctx, o.Digest, o.Size, f.OSFile()); err != nil {
+		err = blobMissing(err)
+	}
+	if err != nil {
 		_ = f.Abort()
-		return nil, blobMissing(err)
+		return nil, err
 	}
 	st.f = f
 	return st, nil
+}
+
+// rederive makes derived output o of cached step n again into f, and
+// checks the bytes written, hashed on their way, are o's.
+func (x *execution) rederive(ctx context.Context, o cas.Output, n *node, f *atomicfile.File) error {
+	if n == nil || n.step.Action != plan.ActionPack {
+		return fmt.Errorf("no step can make %s again", o.Path)
+	}
+	h, size, err := x.writePack(ctx, n, f)
+	if err != nil {
+		return err
+	}
+	if h != o.Digest || size != o.Size {
+		// The pieces are read trusting their stamps; a blob corrupted
+		// below the file system changes the pack. Find and drop it, and
+		// the build starts over without it.
+		if err := x.checkPieces(ctx, n); err != nil {
+			return fmt.Errorf("pack %s made again from the cache differs from the one recorded: %w", o.Path, err)
+		}
+		return fmt.Errorf("pack %s made again from the cache is %d bytes, sha256 %s; the cached step recorded %d bytes, %s: the cache or this bale's encoder changed (run bale cache verify, or build with a fresh cache)", o.Path, size, h.Hex, o.Size, o.Digest.Hex)
+	}
+	return nil
 }
 
 // unchanged reports whether the file at final is artifact o already: a

@@ -57,7 +57,7 @@ func stdlibPack(t *testing.T, path string) map[string][]byte {
 
 // TestPackMemberLayout reads the pack member by member with Go's
 // compress/gzip and checks the layout package pack documents: one member
-// per tar entry holding exactly that entry's blocks, each with the same
+// per archive.MemberChunk bytes of each tar entry's blocks, each with the same
 // header and "BL" extra field, then one member holding the end-of-archive
 // marker, then nothing.
 func TestPackMemberLayout(t *testing.T) {
@@ -99,17 +99,33 @@ func TestPackMemberLayout(t *testing.T) {
 	if err != nil || params.Layout != archive.MemberLayout || params.Compressor != archive.Compressor {
 		t.Fatalf("member parameters %+v, %v", params, err)
 	}
-	if want := len(files) + len(dirs) + 1; len(members) != want {
-		t.Fatalf("%d members, want one per entry (%d) and the end marker", len(members), want-1)
-	}
-	for i, m := range members[:len(members)-1] {
+	// Each entry's segment (header, body, padding) is cut into members
+	// of archive.MemberChunk bytes: walk the members entry by entry.
+	big := 0
+	for i := 0; i < len(members)-1; i++ {
+		m := members[i]
 		h, err := tar.NewReader(bytes.NewReader(m)).Next()
 		if err != nil {
-			t.Fatalf("member %d is not one tar entry: %v", i, err)
+			t.Fatalf("member %d does not start a tar entry: %v", i, err)
 		}
-		if body := (h.Size + 511) / 512 * 512; int64(len(m))-body < 512 || len(m)%512 != 0 {
-			t.Errorf("member %d (%s): %d bytes, not the entry's blocks", i, h.Name, len(m))
+		seg := 512 + (h.Size+511)/512*512
+		for got := int64(len(m)); got < seg; got += int64(len(members[i])) {
+			if len(m) != archive.MemberChunk {
+				t.Fatalf("member %d (%s) is %d bytes and not the entry's last: want %d", i, h.Name, len(m), archive.MemberChunk)
+			}
+			i++
+			big++
+			if i >= len(members)-1 {
+				t.Fatalf("entry %s: members end before its segment does", h.Name)
+			}
+			m = members[i]
 		}
+	}
+	if want := len(files) + len(dirs) + big + 1; len(members) != want {
+		t.Fatalf("%d members, want one per entry (%d), %d more for chunks, and the end marker", len(members), len(files)+len(dirs), big)
+	}
+	if big == 0 {
+		t.Error("no entry spans several members: the fixture should have one")
 	}
 	if end := members[len(members)-1]; !bytes.Equal(end, make([]byte, archive.EndOfArchiveSize)) {
 		t.Errorf("last member is %d bytes, want the %d-byte end-of-archive marker", len(end), archive.EndOfArchiveSize)

@@ -210,6 +210,11 @@ type execution struct {
 	progress   func(Event)
 	progressMu sync.Mutex
 
+	// staged holds, by artifact name, the packs this attempt's pack steps
+	// wrote to temporary files in outDir, for writeArtifacts to publish.
+	stagedMu sync.Mutex
+	staged   map[string]stagedPack
+
 	run, cached atomic.Int64
 }
 
@@ -388,6 +393,7 @@ func (x *execution) emit(e Event) {
 
 // attempt runs every step and writes the artifacts.
 func (x *execution) attempt(ctx context.Context) ([]Artifact, error) {
+	defer x.dropStaged()
 	if err := x.runSteps(ctx); err != nil {
 		return nil, err
 	}

@@ -253,7 +253,7 @@ func flip(t testing.TB, path string, off int64) {
 }
 
 func TestCorruptStoreIsRebuilt(t *testing.T) {
-	for _, tc := range []string{"pack blob", "layer blob", "chart blob", "action entry"} {
+	for _, tc := range []string{"layer blob, pack cached", "layer blob", "chart blob", "action entry"} {
 		t.Run(tc, func(t *testing.T) {
 			fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 			cache := t.TempDir()
@@ -268,8 +268,10 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 			x, _ := newExecution(fx.plan, fx.planID, fx.src, Options{OutDir: ref, Store: store})
 			packKey := x.nodes[len(x.nodes)-2].key
 			switch tc {
-			case "pack blob":
-				flip(t, store.Path(packHash), 100)
+			case "layer blob, pack cached":
+				// The pack is made again into a fresh directory from the
+				// entries, the corrupt layer among them.
+				flip(t, store.Path(layer), 20)
 			case "layer blob":
 				// The pack must be rebuilt for the layer to be read.
 				flip(t, store.Path(layer), 20)
@@ -311,8 +313,10 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 			if n := res2.StepsRun + res2.StepsCached; n != len(fx.plan.Steps) {
 				t.Errorf("%d steps run + %d cached = %d, want the plan's %d", res2.StepsRun, res2.StepsCached, n, len(fx.plan.Steps))
 			}
-			if err := store.Verify(context.Background(), packHash); err != nil {
-				t.Errorf("store pack blob after rebuild: %v", err)
+			// The pack is a derived output: the store keeps its pieces,
+			// never a second copy of it.
+			if ok, _ := store.Has(packHash); ok {
+				t.Error("the store holds the pack")
 			}
 		})
 	}

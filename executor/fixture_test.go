@@ -52,6 +52,9 @@ type fixture struct {
 // fixtureOpts varies what changes content (compression level).
 type fixtureOpts struct {
 	level int
+	// big adds a 3 MiB incompressible file to the app image, so its layer
+	// is an entry cut into several gzip members.
+	big bool
 }
 
 // testLayer is a deterministic gzip'd tar layer: go-containerregistry's
@@ -161,7 +164,19 @@ func makeFixture(t testing.TB, dir string, opts fixtureOpts) *fixture {
 		opts.level = 1
 	}
 	shared := newTestLayer(t, types.OCILayer, map[string]string{"etc/os-release": "ID=bale-test\n"})
-	appLayer := newTestLayer(t, types.OCILayer, map[string]string{"bin/app": "#!/bin/sh\necho app\n"})
+	appFiles := map[string]string{"bin/app": "#!/bin/sh\necho app\n"}
+	if opts.big {
+		b := make([]byte, 3<<20)
+		x := uint64(88172645463325252)
+		for i := range b {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			b[i] = byte(x)
+		}
+		appFiles["bin/big"] = string(b)
+	}
+	appLayer := newTestLayer(t, types.OCILayer, appFiles)
 	app := testImage(t, true, "linux/amd64", shared, appLayer)
 
 	var plats []v1.Image

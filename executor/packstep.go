@@ -3,8 +3,15 @@ package executor
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	gohash "hash"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/executor/atomicfile"
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
@@ -101,30 +109,67 @@ func (x *execution) bundles(n *node) ([]pack.Bundle, error) {
 	return out, nil
 }
 
-// doPack streams every entry of the pack from the store into a gzip'd tar,
-// itself streamed into the store: memory stays flat whatever the size. The
-// entry set is checked against the pack index first, so the pack holds
-// exactly what its index lists.
+// doPack writes the pack, streaming every entry from the store into a
+// gzip'd tar: memory stays flat whatever the size. The entry set is checked
+// against the pack index first, so the pack holds exactly what its index
+// lists.
+//
+// The pack is not kept in the store: it is written straight to a
+// temporary file in the output directory, hashed on its way, and published
+// with the other artifacts (see writeArtifacts); its result records only
+// its digest and size (a Derived output). Its pieces are in the store (the
+// entries, and the compressed members worth keeping), so a later build
+// that wants the pack elsewhere assembles it again, reusing those members,
+// for about the cost of a copy.
 //
 // Output: "PACK" (the artifact NAME.tar).
 func (x *execution) doPack(ctx context.Context, n *node) (outputs, error) {
+	name := n.target.packName
+	out := outputs{}
+	if !slices.Contains(n.target.t.Artifacts, name) {
+		h, size, err := x.writePack(ctx, n, io.Discard)
+		if err != nil {
+			return nil, err
+		}
+		return out, out.addDerived(name, h, size)
+	}
+	if err := os.MkdirAll(x.outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create output directory: %w", err)
+	}
+	f, err := atomicfile.Create(filepath.Join(x.outDir, name))
+	if err != nil {
+		return nil, fmt.Errorf("write pack %s: %w", name, err)
+	}
+	h, size, err := x.writePack(ctx, n, f)
+	if err != nil {
+		_ = f.Abort()
+		return nil, err
+	}
+	// writeArtifacts publishes it, or the attempt's end drops it.
+	x.stagePack(name, f, cas.Output{Path: name, Digest: h, Size: size, Derived: true})
+	return out, out.addDerived(name, h, size)
+}
+
+// writePack writes n's pack to w and returns its digest and size, hashed
+// as it is written.
+func (x *execution) writePack(ctx context.Context, n *node, w io.Writer) (v1.Hash, int64, error) {
 	level, err := x.level(n)
 	if err != nil {
-		return nil, err
+		return v1.Hash{}, 0, err
 	}
 	entries, err := packEntries(n)
 	if err != nil {
-		return nil, err
+		return v1.Hash{}, 0, err
 	}
 	if err := x.checkAgainstIndex(ctx, entries); err != nil {
-		return nil, err
+		return v1.Hash{}, 0, err
 	}
 	tarEntries := make([]archive.Entry, 0, len(entries))
 	dirs := map[string]bool{}
 	for _, e := range entries {
 		name, err := archive.CleanName(e.Path)
 		if err != nil || name != e.Path || !plan.ValidPath(e.Path) {
-			return nil, fmt.Errorf("pack entry %q: not a clean path inside the pack", e.Path)
+			return v1.Hash{}, 0, fmt.Errorf("pack entry %q: not a clean path inside the pack", e.Path)
 		}
 		for d := name; strings.Contains(d, "/"); {
 			d = d[:strings.LastIndexByte(d, '/')]
@@ -135,31 +180,65 @@ func (x *execution) doPack(ctx context.Context, n *node) (outputs, error) {
 	// What is built must also pass `bale verify`, whose reader refuses
 	// archives past its default entry limit.
 	if total := len(tarEntries) + len(dirs); total > archive.DefaultLimits().MaxEntries {
-		return nil, fmt.Errorf("pack has %d entries with directories, more than the %d a pack may hold", total, archive.DefaultLimits().MaxEntries)
+		return v1.Hash{}, 0, fmt.Errorf("pack has %d entries with directories, more than the %d a pack may hold", total, archive.DefaultLimits().MaxEntries)
 	}
-	w, err := x.store.Writer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer w.Abort()
-	// Large writes keep the store's hashing and file writes efficient;
-	// gzip's output does not depend on how it is buffered. The store
-	// writer hashes the pack as it is written: the pack's digest never
-	// costs a read back.
-	bw := bufio.NewWriterSize(w, 1<<20)
+	// Large writes keep hashing and file writes efficient; gzip's output
+	// does not depend on how it is buffered.
+	hw := &hashWriter{w: w, h: sha256.New()}
+	bw := bufio.NewWriterSize(hw, 1<<20)
 	opt := archive.MembersOptions{Level: level, Cache: memberCache{x.store}}
 	if err := archive.WriteMembers(ctx, bw, tarEntries, n.def.mtime, opt); err != nil {
-		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
+		return v1.Hash{}, 0, fmt.Errorf("write pack %s: %w", n.target.packName, err)
 	}
 	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("write pack %s: %w", n.target.packName, err)
+		return v1.Hash{}, 0, fmt.Errorf("write pack %s: %w", n.target.packName, err)
 	}
-	h, size, err := w.Commit()
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(hw.h.Sum(nil))}, hw.n, nil
+}
+
+// checkPieces re-hashes, whatever their stamps say, every blob n's pack is
+// made from (its entries and its cached members) and drops the corrupt
+// ones. The error wraps cas.ErrCorrupt if it found any.
+func (x *execution) checkPieces(ctx context.Context, n *node) error {
+	level, err := x.level(n)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := outputs{}
-	return out, out.add(n.target.packName, h, size)
+	entries, err := packEntries(n)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	check := func(h v1.Hash) {
+		if err := x.store.Verify(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	for _, e := range entries {
+		check(e.Digest)
+		key, ok := archive.MemberKey(x.storeEntry(ctx, e), level, n.def.mtime)
+		if !ok {
+			continue
+		}
+		if res, hit, _ := x.store.GetAction(memberID(key)); hit && len(res.Outputs) == 1 && !res.Outputs[0].Derived {
+			check(res.Outputs[0].Digest)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hashWriter hashes and counts what it writes to w.
+type hashWriter struct {
+	w io.Writer
+	h gohash.Hash
+	n int64
+}
+
+func (hw *hashWriter) Write(p []byte) (int, error) {
+	n, err := hw.w.Write(p)
+	hw.h.Write(p[:n])
+	hw.n += int64(n)
+	return n, err
 }
 
 // level returns the pack step's gzip level from its params, or from the
@@ -203,22 +282,27 @@ func (x *execution) storeEntry(ctx context.Context, e cas.Output) archive.Entry 
 	}
 }
 
-// memberCache keeps the pack's compressed gzip members in the store, each
-// under an action-cache entry keyed by archive.MemberKey (a hash of
-// everything that decides the member's bytes, domain-separated from step
-// ids), so a rebuild copies every member whose entry is unchanged.
+// memberCache keeps the pack's compressed gzip members in the store, an
+// entry's members as one blob under an action-cache entry keyed by
+// archive.MemberKey (a hash of everything that decides the members' bytes,
+// domain-separated from step ids), so a rebuild copies the members of
+// every unchanged entry. WriteMembers stores only members that compress
+// well; the others are compressed again, which costs less than writing
+// them and reading them back.
 type memberCache struct{ store *cas.Store }
 
-// memberOutput is the path a member's action-cache entry records.
-const memberOutput = "member.gz"
+// memberOutput is the path a member entry's action-cache result records.
+const memberOutput = "members.gz"
 
 func memberID(key string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: key} }
 
-// Get opens the member cached under key. A missing or unreadable entry is
-// a miss: the member is compressed again.
+// Get opens the members cached under key. A missing or unreadable entry is
+// a miss: the members are compressed again. The blob is verified as it is
+// read, so a corrupt one fails the pack (and the build starts over without
+// it) rather than entering it.
 func (c memberCache) Get(ctx context.Context, key string) (io.ReadCloser, bool, error) {
 	res, ok, err := c.store.GetAction(memberID(key))
-	if err != nil || !ok || len(res.Outputs) != 1 || res.Outputs[0].Path != memberOutput {
+	if err != nil || !ok || len(res.Outputs) != 1 || res.Outputs[0].Path != memberOutput || res.Outputs[0].Derived {
 		return nil, false, nil
 	}
 	o := res.Outputs[0]
@@ -233,30 +317,34 @@ func (c memberCache) Get(ctx context.Context, key string) (io.ReadCloser, bool, 
 	return rc, true, nil
 }
 
-// Put stores the member write writes and records it under key.
-func (c memberCache) Put(ctx context.Context, key string, write func(io.Writer) error) (io.ReadCloser, error) {
+// Create starts storing members under key.
+func (c memberCache) Create(ctx context.Context, key string) (archive.MemberWriter, error) {
 	w, err := c.store.Writer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer w.Abort()
-	bw := bufio.NewWriterSize(w, 1<<20)
-	if err := write(bw); err != nil {
-		return nil, err
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, err
-	}
-	h, size, err := w.Commit()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.store.PutAction(memberID(key), &cas.ActionResult{Outputs: []cas.Output{{Path: memberOutput, Digest: h, Size: size}}}); err != nil {
-		return nil, err
-	}
-	rc, _, err := c.store.Open(ctx, h)
-	return rc, err
+	return &memberWriter{store: c.store, key: key, w: w}, nil
 }
+
+// memberWriter stores an entry's members as a blob and records it under
+// the entry's key.
+type memberWriter struct {
+	store *cas.Store
+	key   string
+	w     *cas.BlobWriter
+}
+
+func (m *memberWriter) Write(p []byte) (int, error) { return m.w.Write(p) }
+
+func (m *memberWriter) Commit() error {
+	h, size, err := m.w.Commit()
+	if err != nil {
+		return err
+	}
+	return m.store.PutAction(memberID(m.key), &cas.ActionResult{Outputs: []cas.Output{{Path: memberOutput, Digest: h, Size: size}}})
+}
+
+func (m *memberWriter) Abort() { _ = m.w.Abort() }
 
 // checkAgainstIndex checks that the pack's entries are exactly the pack
 // index plus the index itself, with the same sizes and digests.
@@ -295,8 +383,8 @@ func (x *execution) checkAgainstIndex(ctx context.Context, entries []cas.Output)
 	return nil
 }
 
-// doChecksum writes NAME.tar.sha256 in sha256sum format. The pack's digest
-// is its store key, so the pack is not read again.
+// doChecksum writes NAME.tar.sha256 in sha256sum format from the digest
+// the pack step recorded: the pack is not read again.
 //
 // Output: "NAME.tar.sha256".
 func (x *execution) doChecksum(ctx context.Context, n *node) (outputs, error) {

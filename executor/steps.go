@@ -59,6 +59,18 @@ func (o outputs) add(path string, h v1.Hash, size int64) error {
 	return nil
 }
 
+// addDerived records a Derived output (see cas.Output): its digest and
+// size, not a blob.
+func (o outputs) addDerived(path string, h v1.Hash, size int64) error {
+	if err := o.add(path, h, size); err != nil {
+		return err
+	}
+	out := o[path]
+	out.Derived = true
+	o[path] = out
+	return nil
+}
+
 // result checks that the step produced exactly what the plan declares:
 // a difference means the planner and executor disagree on an action's
 // outputs rule, and guessing would ship a pack the plan does not describe.
@@ -183,6 +195,9 @@ func packEntries(n *node) ([]cas.Output, error) {
 	var entries []cas.Output
 	for _, o := range outs {
 		if p, ok := strings.CutPrefix(o.Path, prefix); ok {
+			if o.Derived {
+				return nil, fmt.Errorf("pack entry %s: made by a step that keeps no copy in the store", p)
+			}
 			o.Path = p
 			entries = append(entries, o)
 		}

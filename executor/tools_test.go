@@ -63,7 +63,8 @@ func extract(t testing.TB, archivePath, dir string) {
 // dir and the extraction dir.
 func builtPack(t *testing.T) (*fixture, string, string) {
 	t.Helper()
-	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
+	// With an entry larger than a gzip member's chunk.
+	fx := makeFixture(t, t.TempDir(), fixtureOpts{big: true})
 	out := t.TempDir()
 	build(t, fx, out, t.TempDir(), 0)
 	dir := t.TempDir()

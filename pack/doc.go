@@ -24,28 +24,35 @@
 //
 // The tar stream is exactly what archive.WriteTar writes; its gzip framing
 // is a fixed sequence of members (archive.WriteMembers, layout
-// "bale-members/1"):
+// "bale-members/2"):
 //
-//	member 1..N   one per tar entry, in archive order: the entry's header
-//	              block(s) (a PAX header first when USTAR cannot hold the
-//	              entry), its body and the zero padding to 512 bytes
-//	member N+1    the end-of-archive marker: 1024 zero bytes, nothing after
+//	members       for each tar entry, in archive order, its segment (its
+//	              header block(s), a PAX header first when USTAR cannot
+//	              hold the entry, its body and the zero padding to 512
+//	              bytes) cut into members of archive.MemberChunk (1 MiB)
+//	              uncompressed bytes, the last holding the rest; each
+//	              chunk is compressed on its own, in one piece
+//	last member   the end-of-archive marker: 1024 zero bytes, nothing after
 //
 // Every member has the same gzip header: mtime the build timestamp, OS byte
 // 255, no name or comment, and one extra subfield "BL" whose text is
-// "bale-members/1 level=L COMPRESSOR" (L the target's gzip level 0..9,
+// "bale-members/2 level=L COMPRESSOR" (L the target's gzip level 0..9,
 // COMPRESSOR archive.Compressor). RFC 1952 makes concatenated members one
 // stream, so gzip, GNU tar, Python's tarfile, Go's compress/gzip, skopeo
 // and crane read the pack as one tar.gz (`gzip -l` alone misreports sizes,
 // as it does for any multi-member file).
 //
 // Because tar headers hold no offsets, a member's bytes depend only on its
-// entry (path, mode, size, content), the build timestamp, the level and the
-// compressor. The pack step keeps each member of 1 MiB or more in the
-// store under a key of exactly those (archive.MemberKey), so a rebuild
-// after one image changed copies every other member and compresses only
-// the changed ones; members are compressed on all cores and written in
-// order. The pack's sha256 is computed as it is written.
+// chunk of its entry (path, mode, size, content), the build timestamp, the
+// level and the compressor. Chunks are compressed on all cores and written
+// in order, and the pack's sha256 is computed as it is written, straight
+// into the output directory: the cache keeps the pack's pieces, not the
+// pack. The members of an entry of 1 MiB or more that compress to 90% or
+// less are kept in the cache under a key of exactly those inputs
+// (archive.MemberKey), so a rebuild after one image changed copies them
+// and compresses only the rest; members of incompressible entries (image
+// layers are already compressed) are compressed again, which is faster
+// than writing them to the cache and reading them back.
 //
 // `bale verify` re-encodes every entry it reads with these rules (level and
 // compressor from the first member's "BL" field) and compares the result,

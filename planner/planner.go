@@ -135,7 +135,7 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 // TarLayout names the tar layout rules of archive and the pack's gzip
 // member layout (archive.MemberLayout); it changes when they do, so the
 // change shows in bale diff and misses every cached step.
-const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mtime=sourceDateEpoch), " + archive.MemberLayout + " (a gzip member per entry)"
+const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mtime=sourceDateEpoch), " + archive.MemberLayout + " (gzip members of at most 1 MiB of one entry each)"
 
 // job resolves one input.
 type job struct {

@@ -290,7 +290,7 @@ func (v *verifier) canonFail(entry, format string, args ...any) {
 }
 
 // segment streams one entry's body through the re-encoder: its tar segment
-// goes, compressed as a member, to the comparer, and body bytes to sink.
+// goes, compressed as members, to the comparer, and body bytes to sink.
 func (v *verifier) segment(h *tar.Header, body io.Reader, sink io.Writer) (int64, error) {
 	if v.enc == nil && !v.canonDone {
 		enc, err := archive.NewMemberEncoder(v.levelOr(0), h.ModTime)
@@ -314,11 +314,7 @@ func (v *verifier) segment(h *tar.Header, body io.Reader, sink io.Writer) (int64
 	counted := &countWriter{}
 	var member io.WriteCloser
 	if v.params != nil {
-		m, err := v.enc.Member(v.cmp)
-		if err != nil {
-			return 0, err
-		}
-		member = m
+		member = v.enc.Members(v.cmp)
 	}
 	var seg io.Writer = counted
 	if member != nil {

@@ -182,13 +182,23 @@ func TestProgressAfterRepair(t *testing.T) {
 		t.Fatalf("first build: exit %d\n%s%s", code, stdout, errs)
 	}
 	total := res.StepsRun + res.StepsCached
-	// Damage the pack's blob in the store; a fresh output directory makes
-	// the second build read it.
+	// Damage a blob the pack is made from; a fresh output directory makes
+	// the second build read it to make the pack again.
 	store, err := cas.Open(cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, _ := v1.NewHash("sha256:" + res.ArtifactSha256)
+	ents, err := os.ReadDir(filepath.Join(cache, "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h v1.Hash
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Size() > 200 && !strings.HasPrefix(e.Name(), ".") {
+			h, _ = v1.NewHash("sha256:" + e.Name())
+			break
+		}
+	}
 	blob, err := os.ReadFile(store.Path(h))
 	if err != nil {
 		t.Fatal(err)

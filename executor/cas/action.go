@@ -26,14 +26,21 @@ type ActionResult struct {
 	Outputs []Output `json:"outputs"`
 }
 
-// Output is one file a step produced, stored as a blob.
+// Output is one file a step produced, stored as a blob unless Derived.
 type Output struct {
 	// Path is the output's path as the step names it.
 	Path string `json:"path"`
-	// Digest is the blob holding the output's content.
+	// Digest is the sha256 of the output's content: the blob holding it,
+	// unless Derived.
 	Digest v1.Hash `json:"digest"`
-	// Size is the blob's length in bytes.
+	// Size is the content's length in bytes.
 	Size int64 `json:"size"`
+	// Derived marks an output the store does not hold: its step wrote it
+	// where it was wanted and recorded only its digest and size, and it is
+	// made again from the store's other entries when it is wanted again.
+	// Keeping a large artifact such as a pack in the store as well would
+	// cost a second write of every byte.
+	Derived bool `json:"derived,omitempty"`
 }
 
 func (s *Store) actionPath(stepID v1.Hash) string { return filepath.Join(s.ac, stepID.Hex) }
@@ -55,7 +62,8 @@ func (r *ActionResult) check() error {
 }
 
 // GetAction returns the cached result of step stepID. It reports a hit only
-// if every output blob is still present with its recorded size, so a result
+// if every output blob (every output not Derived) is still present with its
+// recorded size, so a result
 // never points at content that is gone (the content itself is verified when
 // read; see Open). A missing entry is a miss with a nil error. An entry that
 // cannot be decoded, has unknown fields or invalid outputs is deleted and
@@ -82,6 +90,9 @@ func (s *Store) GetAction(stepID v1.Hash) (*ActionResult, bool, error) {
 		return nil, false, err
 	}
 	for _, o := range res.Outputs {
+		if o.Derived {
+			continue
+		}
 		if ok, n := s.Has(o.Digest); !ok || n != o.Size {
 			return nil, false, nil
 		}

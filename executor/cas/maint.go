@@ -259,7 +259,12 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (*PruneResult, err
 		res.EvictedBytes += b.size
 	}
 	res.Kept, res.KeptBytes = len(blobs)-res.Evicted, total
-	n, err := s.dropDangling(actions, func(h v1.Hash) bool { return gone[h.Hex] || byHex[h.Hex] == nil })
+	// An entry whose outputs are all derived names no blob; it goes when
+	// it is old itself, or when no blob is left to make its outputs from.
+	derivedOnly := func(a actionUse) bool {
+		return (opts.OlderThan > 0 && now.Sub(a.used) > opts.OlderThan) || res.Kept == 0
+	}
+	n, err := s.dropDangling(actions, func(h v1.Hash) bool { return gone[h.Hex] || byHex[h.Hex] == nil }, derivedOnly)
 	res.Actions = n
 	if err != nil {
 		return res, fmt.Errorf("prune: %w", err)
@@ -344,18 +349,26 @@ func (s *Store) listActions(ctx context.Context) ([]actionUse, error) {
 }
 
 // dropDangling removes the action entries that could not be read or name
-// a blob for which missing reports true, and returns how many it removed.
-func (s *Store) dropDangling(actions []actionUse, missing func(v1.Hash) bool) (int, error) {
+// a blob for which missing reports true, and those naming no blob at all
+// (every output derived) for which derivedOnly reports true, and returns
+// how many it removed.
+func (s *Store) dropDangling(actions []actionUse, missing func(v1.Hash) bool, derivedOnly func(actionUse) bool) (int, error) {
 	n := 0
 	for _, a := range actions {
 		drop := a.res == nil
 		if !drop {
+			stored := 0
 			for _, o := range a.res.Outputs {
+				if o.Derived {
+					continue
+				}
+				stored++
 				if missing(o.Digest) {
 					drop = true
 					break
 				}
 			}
+			drop = drop || (stored == 0 && len(a.res.Outputs) > 0 && derivedOnly(a))
 		}
 		if !drop {
 			continue
@@ -447,6 +460,9 @@ func (s *Store) VerifyAll(ctx context.Context) (*VerifyReport, error) {
 			reason = "cannot be read as an action cache entry"
 		} else {
 			for _, o := range a.res.Outputs {
+				if o.Derived {
+					continue
+				}
 				if ok, n := s.Has(o.Digest); !ok || n != o.Size {
 					reason = fmt.Sprintf("names output %s, blob %s, which is not in the cache", o.Path, o.Digest)
 					break

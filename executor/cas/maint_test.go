@@ -358,3 +358,56 @@ func TestVerifyAll(t *testing.T) {
 		t.Fatalf("second pass: %+v %v", rep, err)
 	}
 }
+
+// TestDerivedOutputs: an entry whose output is derived (not in the store)
+// is a hit without a blob, survives cache verify, and goes in a prune when
+// it is old itself or when no blob is left to make its output from.
+func TestDerivedOutputs(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	day := 24 * time.Hour
+	key := digest([]byte("pack step"))
+	setup := func(t *testing.T, used time.Time) *Store {
+		s := newStore(t)
+		putAction(t, s, "entry step", now, "an entry")
+		res := &ActionResult{Outputs: []Output{{Path: "pack.tar", Digest: digest([]byte("pack bytes")), Size: 10, Derived: true}}}
+		if err := s.PutAction(key, res); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(s.actionPath(key), used, used)
+		return s
+	}
+	s := setup(t, now)
+	if res, hit, err := s.GetAction(key); err != nil || !hit || !res.Outputs[0].Derived {
+		t.Fatalf("derived output: hit %v, err %v, %+v", hit, err, res)
+	}
+	if rep, err := s.VerifyAll(ctx); err != nil || len(rep.Evicted) != 0 {
+		t.Fatalf("verify evicted %+v (%v)", rep, err)
+	}
+	for _, tc := range []struct {
+		name  string
+		used  time.Time
+		opts  PruneOptions
+		kept  bool
+		blobs bool
+	}{
+		{"recent, blobs kept", now, PruneOptions{OlderThan: 3 * day}, true, true},
+		{"old", now.Add(-5 * day), PruneOptions{OlderThan: 3 * day}, false, true},
+		{"every blob evicted", now, PruneOptions{MaxSize: 1}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := setup(t, tc.used)
+			if _, err := s.Prune(ctx, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			_, hit, _ := s.GetAction(key)
+			if hit != tc.kept {
+				t.Errorf("derived entry kept = %v, want %v", hit, tc.kept)
+			}
+			_, entryHit, _ := s.GetAction(digest([]byte("entry step")))
+			if entryHit != tc.blobs {
+				t.Errorf("entry step kept = %v, want %v", entryHit, tc.blobs)
+			}
+		})
+	}
+}
