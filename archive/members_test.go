@@ -20,8 +20,8 @@ import (
 
 // memCache is a MemberCache in memory that counts hits and stores.
 type memCache struct {
-	mu         sync.Mutex
-	m          map[string][]byte
+	mu                 sync.Mutex
+	m                  map[string][]byte
 	hits, puts, aborts int
 }
 
