@@ -91,6 +91,14 @@ type Options struct {
 	// found cached, finishes or fails, and as each artifact is written.
 	// Calls are serialised, so it need not lock.
 	Progress func(Event)
+	// Getenv reads the signing environment of a release (COSIGN_KEY,
+	// COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY, the variable an env:// key
+	// reference names) and the go command's locations; nil means
+	// os.Getenv.
+	Getenv func(string) string
+	// Warn, if not nil, is told what the user must know even when nothing
+	// runs: a release signed with the spec's development key.
+	Warn func(string)
 }
 
 // Event kinds.
@@ -209,6 +217,8 @@ type execution struct {
 
 	progress   func(Event)
 	progressMu sync.Mutex
+	getenvFn   func(string) string
+	warnFn     func(string)
 
 	// staged holds, by artifact name, the packs this attempt's pack steps
 	// wrote to temporary files in outDir, for writeArtifacts to publish.
@@ -228,6 +238,8 @@ type node struct {
 	needs  []*node
 	// key is the action cache key, def's hash.
 	key v1.Hash
+	// signer is a release step's located (not yet decrypted) key.
+	signer *located
 
 	// Set by the attempt that runs the node; read by dependents only
 	// after done is closed.
@@ -284,6 +296,8 @@ func newExecution(p *plan.Plan, planID string, src Source, opts Options) (*execu
 		outDir:   opts.OutDir,
 		jobs:     jobs,
 		progress: opts.Progress,
+		getenvFn: opts.Getenv,
+		warnFn:   opts.Warn,
 	}
 	if err := x.graph(p, planID); err != nil {
 		return nil, err
@@ -303,12 +317,21 @@ func (x *execution) graph(p *plan.Plan, planID string) error {
 	packs := map[string]*target{}     // "NAME.tar" -> target
 	artifacts := map[string]*target{} // artifact name -> target
 	for _, t := range p.Targets {
-		if t.Kind != plan.TargetBootstrapPack {
-			// Planned but not buildable here: say so rather than build
-			// nothing and succeed.
-			return fmt.Errorf("execute plan: target %s has kind %q; this version of bale builds %q targets only", t.Name, t.Kind, plan.TargetBootstrapPack)
+		tg := &target{t: t}
+		switch t.Kind {
+		case plan.TargetBootstrapPack:
+			tg.packName = t.Name + ".tar"
+			packs[tg.packName] = tg
+		case plan.TargetRelease:
+			// A go-build step writes an entry of a bundle artifact.
+			for _, a := range t.Artifacts {
+				packs[a] = tg
+			}
+		default:
+			// Not buildable here: say so rather than build nothing and
+			// succeed.
+			return fmt.Errorf("execute plan: target %s has kind %q; this version of bale builds %q and %q targets", t.Name, t.Kind, plan.TargetBootstrapPack, plan.TargetRelease)
 		}
-		tg := &target{t: t, packName: t.Name + ".tar"}
 		x.targets = append(x.targets, tg)
 		for _, a := range t.Artifacts {
 			if artifacts[a] != nil {
@@ -316,7 +339,6 @@ func (x *execution) graph(p *plan.Plan, planID string) error {
 			}
 			artifacts[a] = tg
 		}
-		packs[tg.packName] = tg
 	}
 	byID := map[string]*node{}
 	for i, s := range p.Steps {
@@ -365,8 +387,16 @@ func (x *execution) graph(p *plan.Plan, planID string) error {
 			n.needs = append(n.needs, d)
 			def.Needs = append(def.Needs, d.key.Hex)
 		}
-		if s.Action == plan.ActionPackIndex {
+		switch s.Action {
+		case plan.ActionPackIndex:
 			def.Plan = &planRef{ID: planID, SpecDigest: p.Spec.Digest}
+		case plan.ActionRelease:
+			// The kit records the plan and spec and is signed: the key's
+			// identity is part of its definition.
+			def.Plan = &planRef{ID: planID, SpecDigest: p.Spec.Digest}
+			if def.Signer, n.signer, err = x.releaseSigner(context.Background(), def); err != nil {
+				return fmt.Errorf("%s: %w", at, err)
+			}
 		}
 		if err := def.checkOutputs(n.target.packName); err != nil {
 			return fmt.Errorf("%s: %w", at, err)

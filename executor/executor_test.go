@@ -395,7 +395,7 @@ func TestPlanErrors(t *testing.T) {
 			}
 			restep(fx.plan)
 		}, "which the step does not produce"},
-		{"release target", func(fx *fixture) { fx.plan.Targets[0].Kind = "release" }, `kind "release"`},
+		{"release target", func(fx *fixture) { fx.plan.Targets[0].Kind = "release" }, `built by a release step exactly when it is a release`},
 		{"missing bundle kind", func(fx *fixture) {
 			for i, s := range fx.plan.Steps {
 				if s.Action == plan.ActionPackIndex {

@@ -55,6 +55,8 @@ type stepDef struct {
 	// (pack-index), which a step id cannot include since the plan id
 	// hashes the step ids.
 	Plan *planRef `json:"plan,omitempty"`
+	// Signer identifies a release step's signing key (see signerRef).
+	Signer *signerRef `json:"signer,omitempty"`
 
 	// mtime is SourceDateEpoch parsed: every archive header's time.
 	mtime time.Time
@@ -139,6 +141,18 @@ func (d *stepDef) checkOutputs(packName string) error {
 		want = []string{packName}
 	case plan.ActionChecksum:
 		want = []string{packName + ".sha256"}
+	case plan.ActionGoBuild:
+		// One binary inside a .tar.gz artifact of the release.
+		if len(s.Outputs) == 1 {
+			if art, dest, ok := strings.Cut(s.Outputs[0], ":"); ok && strings.HasSuffix(art, ".tar.gz") && slices.Contains(d.Target.Artifacts, art) && dest != "" {
+				want = s.Outputs
+			}
+		}
+		if want == nil {
+			return fmt.Errorf("a go-build step writes one binary inside a .tar.gz artifact of its release, not %q", s.Outputs)
+		}
+	case plan.ActionRelease:
+		want = d.Target.Artifacts
 	default:
 		return fmt.Errorf("unknown action %q (this executor knows %s)", s.Action, strings.Join(plan.Actions(), ", "))
 	}

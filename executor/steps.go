@@ -39,6 +39,10 @@ func (x *execution) do(ctx context.Context, n *node) (*cas.ActionResult, error) 
 		out, err = x.doPack(ctx, n)
 	case plan.ActionChecksum:
 		out, err = x.doChecksum(ctx, n)
+	case plan.ActionGoBuild:
+		out, err = x.doGoBuild(ctx, n)
+	case plan.ActionRelease:
+		out, err = x.doRelease(ctx, n)
 	default:
 		return nil, fmt.Errorf("unknown action %q (this executor knows %s)", n.step.Action, strings.Join(plan.Actions(), ", "))
 	}

@@ -33,6 +33,10 @@ type FileInput struct {
 	// Source names where the file came from (the spec's path or URL); the
 	// dataset's provenance records it as the dependency's uri.
 	Source string
+	// SHA256 and Size, when SHA256 is set, are the file's known hex sha256
+	// and size (a content-store blob's), so Build need not hash it again.
+	SHA256 string
+	Size   int64
 }
 
 // Runner is the runner bundle of a release.
@@ -52,6 +56,8 @@ type Dataset struct {
 	// Dependencies are recorded in the provenance besides the dataset's
 	// files (e.g. the runner bundle); may be empty.
 	Dependencies []provenance.Dependency
+	// BuilderID and BuildType override the provenance's defaults.
+	BuilderID, BuildType string
 }
 
 // Input is everything Build needs; all of it comes from the plan.
@@ -68,6 +74,9 @@ type Input struct {
 	Key            *sign.Key
 	Runner         Runner
 	Dataset        *Dataset
+	// GzipLevel is the bundles' and kit archive's gzip level, 1 to 9; 0
+	// means gzip.BestCompression.
+	GzipLevel int
 }
 
 // Names are the file names Build writes for a release.
@@ -229,6 +238,8 @@ func (b *builder) build() error {
 			Dependencies:   deps,
 			BuilderVersion: in.BuilderVersion,
 			Time:           in.Time,
+			BuilderID:      in.Dataset.BuilderID,
+			BuildType:      in.Dataset.BuildType,
 		})
 		if err != nil {
 			return err
@@ -311,6 +322,10 @@ func datasetName(pinned, content string, dev bool) (string, error) {
 func datasetFiles(files []FileInput) ([]DatasetFile, error) {
 	out := make([]DatasetFile, 0, len(files))
 	for _, f := range files {
+		if f.SHA256 != "" {
+			out = append(out, DatasetFile{Path: f.Dest, Size: f.Size, SHA256: f.SHA256})
+			continue
+		}
 		sum, size, err := hashFile(f.Path)
 		if err != nil {
 			return nil, fmt.Errorf("dataset file %s: %w", f.Dest, err)
@@ -396,7 +411,11 @@ func (b *builder) writeEntries(name string, entries []archive.Entry) ([sha256.Si
 	defer f.Abort()
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
-	zw, err := archive.NewGzipWriter(cw, gzipLevel, b.in.Time)
+	level := gzipLevel
+	if b.in.GzipLevel > 0 && b.in.GzipLevel <= 9 {
+		level = b.in.GzipLevel
+	}
+	zw, err := archive.NewGzipWriter(cw, level, b.in.Time)
 	if err != nil {
 		return [sha256.Size]byte{}, 0, err
 	}

@@ -34,6 +34,9 @@ const (
 	KindSignature = "signature"
 	KindBundle    = "bundle"
 	KindKey       = "key"
+	// KindGo is a Go module's source tree, pinned by its tree digest (see
+	// package gobuild), from which a go-build step builds a main package.
+	KindGo = "go"
 )
 
 // Source types: where an input's bytes come from.
@@ -83,6 +86,9 @@ type Builder struct {
 	Tar string `json:"tar"`
 	// Compressor is the compression module and version.
 	Compressor string `json:"compressor"`
+	// Go is the Go toolchain's version ("go1.26.8") for a plan that builds
+	// Go binaries; a toolchain change shows in bale diff.
+	Go string `json:"go,omitempty"`
 }
 
 // Target is one artifact set the plan builds.

@@ -12,7 +12,8 @@ import (
 const (
 	// TargetBootstrapPack is a bootstrap pack: NAME.tar and NAME.tar.sha256.
 	TargetBootstrapPack = "bootstrapPack"
-	// TargetRelease is a release bundle set; planned, not yet built.
+	// TargetRelease is a release: its runner and dataset bundles and the
+	// offline kit that carries them, built by one release step.
 	TargetRelease = "release"
 )
 
@@ -43,6 +44,16 @@ const (
 //	            → "N.tar"
 //	checksum    Needs [pack], Params {name?} → "N.tar.sha256"
 //
+// A release target R is built by at most some go-build steps and one
+// release step:
+//
+//	go-build    Inputs [one go], Params {name?, package, goos, goarch,
+//	            ldflags?} → "B.tar.gz:DEST": a binary inside the runner
+//	            bundle B.tar.gz
+//	release     Inputs [every file and key input], Needs [every go-build
+//	            step], Params (see ParamRunner and the rest)
+//	            → every artifact of R, exactly as the target lists them
+//
 // Entry steps are chart, image, copy and oci-layout. A "name" param marked
 // "?" is informational (it makes a plan easier to read) and is not used.
 const (
@@ -53,6 +64,8 @@ const (
 	ActionPackIndex = "pack-index"
 	ActionPack      = "pack"
 	ActionChecksum  = "checksum"
+	ActionGoBuild   = "go-build"
+	ActionRelease   = "release"
 )
 
 // Step parameters.
@@ -70,6 +83,33 @@ const (
 	// each bundle's kind ("bundleKind.NAME": "evidence"): an input has no
 	// field for it.
 	ParamBundleKindPrefix = "bundleKind."
+
+	// ParamPackage, ParamGOOS, ParamGOARCH and ParamLDFlags are a go-build
+	// step's main package (relative to its module, "./cmd/x"), target
+	// platform and linker flags.
+	ParamPackage = "package"
+	ParamGOOS    = "goos"
+	ParamGOARCH  = "goarch"
+	ParamLDFlags = "ldflags"
+
+	// Release step params: the runner bundle's name and version and SBOM
+	// supplier and license; the dataset bundle's name and the {hash} of its
+	// file names; the offline kit's name; the signing key reference
+	// ("env://VAR" or a file) and the provenance builder id and build type.
+	ParamRunner        = "runner"
+	ParamRunnerVersion = "runnerVersion"
+	ParamSupplier      = "supplier"
+	ParamLicense       = "license"
+	ParamDataset       = "dataset"
+	ParamDatasetHash   = "datasetHash"
+	ParamKit           = "kit"
+	ParamKey           = "key"
+	ParamBuilderID     = "builderId"
+	ParamBuildType     = "buildType"
+	// ParamModePrefix prefixes a release step's params giving a file
+	// input's mode in its bundle ("mode.R/bin/x": "0755"); files without
+	// one are 0644.
+	ParamModePrefix = "mode."
 )
 
 // CompressionGzip is the one compression algorithm packs use.
@@ -88,6 +128,8 @@ type ActionRule struct {
 	Params, Required []string
 	// ParamPrefix, if set, admits params with that prefix.
 	ParamPrefix string
+	// MoreInputKinds are further kinds the step's inputs may have.
+	MoreInputKinds []string
 }
 
 // entryActions are the actions whose outputs are entries of a pack.
@@ -110,13 +152,19 @@ func Rule(action string) (ActionRule, bool) {
 		return ActionRule{Needs: append([]string{ActionPackIndex}, entryActions...), Params: []string{ParamName, ParamCompression, ParamLevel}, Required: []string{ParamCompression, ParamLevel}}, true
 	case ActionChecksum:
 		return ActionRule{Needs: []string{ActionPack}, Params: []string{ParamName}}, true
+	case ActionGoBuild:
+		return ActionRule{InputKind: KindGo, OneInput: true, Params: []string{ParamName, ParamPackage, ParamGOOS, ParamGOARCH, ParamLDFlags}, Required: []string{ParamPackage, ParamGOOS, ParamGOARCH}}, true
+	case ActionRelease:
+		return ActionRule{InputKind: KindFile, MoreInputKinds: []string{KindKey}, Needs: []string{ActionGoBuild},
+			Params:   []string{ParamName, ParamRunner, ParamRunnerVersion, ParamSupplier, ParamLicense, ParamDataset, ParamDatasetHash, ParamKit, ParamKey, ParamBuilderID, ParamBuildType},
+			Required: []string{ParamRunner, ParamRunnerVersion, ParamKit}, ParamPrefix: ParamModePrefix}, true
 	}
 	return ActionRule{}, false
 }
 
 // Actions lists every action, in pipeline order.
 func Actions() []string {
-	return []string{ActionChart, ActionImage, ActionCopy, ActionOCILayout, ActionPackIndex, ActionPack, ActionChecksum}
+	return []string{ActionChart, ActionImage, ActionCopy, ActionOCILayout, ActionPackIndex, ActionPack, ActionChecksum, ActionGoBuild, ActionRelease}
 }
 
 // CheckSteps checks that the plan's steps follow the step contract and
@@ -235,8 +283,8 @@ func (p *Plan) checkStep(s Step, byID map[string]Step) error {
 		if !ok {
 			return fmt.Errorf("unknown input %q", k)
 		}
-		if in.Kind != rule.InputKind {
-			return fmt.Errorf("input %s is a %s, action %s takes %s inputs", k, in.Kind, s.Action, rule.InputKind)
+		if in.Kind != rule.InputKind && !slices.Contains(rule.MoreInputKinds, in.Kind) {
+			return fmt.Errorf("input %s is a %s, action %s takes %s inputs", k, in.Kind, s.Action, strings.Join(append([]string{rule.InputKind}, rule.MoreInputKinds...), " or "))
 		}
 		if seen[k] {
 			return fmt.Errorf("input %s named twice", k)
@@ -310,6 +358,17 @@ func (p *Plan) checkStep(s Step, byID map[string]Step) error {
 		if len(s.Needs) != 1 {
 			return fmt.Errorf("needs %d steps, want the one pack step", len(s.Needs))
 		}
+	case ActionRelease:
+		for k, v := range s.Params {
+			if name, ok := strings.CutPrefix(k, ParamModePrefix); ok {
+				if !seen[KindFile+"/"+name] {
+					return fmt.Errorf("param %q names file %s, which is not among the step's inputs", k, name)
+				}
+				if v != "0644" && v != "0755" {
+					return fmt.Errorf("param %q: mode %q, want 0644 or 0755", k, v)
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -332,7 +391,9 @@ func (p *Plan) checkTargets() error {
 				return fmt.Errorf("plan targets[%d] (%s): compression %s level %d: want gzip 0 to 9", i, t.Name, t.Compression.Algorithm, t.Compression.Level)
 			}
 		case TargetRelease:
-			// Planned, built by no step yet.
+			if len(t.Artifacts) == 0 {
+				return fmt.Errorf("plan targets[%d] (%s): a release without artifacts", i, t.Name)
+			}
 		default:
 			return fmt.Errorf("plan targets[%d] (%s): unknown kind %q", i, t.Name, t.Kind)
 		}
@@ -347,19 +408,21 @@ func (p *Plan) checkTargets() error {
 	packOf := map[string]Step{}      // pack artifact -> its pack step
 	indexOf := map[string][]Step{}   // pack artifact -> its pack-index steps
 	entryOf := map[string][]string{} // pack artifact -> ids of its entry steps
+	releaseOf := map[string]Step{}   // release target -> its release step
+	builtIn := map[string]string{}   // runner bundle -> a go-build step making an entry of it
 	for i, s := range p.Steps {
 		at := fmt.Sprintf("plan steps[%d] (%s %s)", i, s.Action, s.ID)
 		var art string
 		for _, o := range s.Outputs {
 			a, _, entry := strings.Cut(o, ":")
-			if art != "" && a != art {
+			if art != "" && a != art && s.Action != ActionRelease {
 				return fmt.Errorf("%s: outputs in both %s and %s", at, art, a)
 			}
 			art = a
 			if _, ok := declared[a]; !ok {
 				return fmt.Errorf("%s: output %q belongs to no target's artifact", at, o)
 			}
-			switch isEntry := slices.Contains(entryActions, s.Action) || s.Action == ActionPackIndex; {
+			switch isEntry := slices.Contains(entryActions, s.Action) || s.Action == ActionPackIndex || s.Action == ActionGoBuild; {
 			case isEntry && !entry:
 				return fmt.Errorf("%s: output %q: a %s step writes entries inside a pack", at, o, s.Action)
 			case !isEntry && entry:
@@ -392,6 +455,16 @@ func (p *Plan) checkTargets() error {
 			}
 		case ActionPackIndex:
 			indexOf[art] = append(indexOf[art], s)
+		case ActionRelease:
+			// Its outputs are its target's artifacts, exactly.
+			for _, t := range p.Targets {
+				if t.Name == declared[art] && (t.Kind != TargetRelease || !slices.Equal(t.Artifacts, s.Outputs)) {
+					return fmt.Errorf("%s: outputs %q are not release target %s's artifacts %q", at, s.Outputs, t.Name, t.Artifacts)
+				}
+			}
+			releaseOf[declared[art]] = s
+		case ActionGoBuild:
+			builtIn[art] = s.ID
 		default:
 			entryOf[art] = append(entryOf[art], s.ID)
 		}
@@ -427,6 +500,17 @@ func (p *Plan) checkTargets() error {
 	for a := range entryOf {
 		if _, ok := packOf[a]; !ok {
 			return fmt.Errorf("plan: entries of %s, which no pack step writes", a)
+		}
+	}
+	for i, t := range p.Targets {
+		if _, ok := releaseOf[t.Name]; ok != (t.Kind == TargetRelease) {
+			return fmt.Errorf("plan targets[%d] (%s): a %s target is built by a release step exactly when it is a release", i, t.Name, t.Kind)
+		}
+	}
+	for a, id := range builtIn {
+		rel, ok := releaseOf[declared[a]]
+		if !ok || made[a] != rel.ID || !slices.Contains(rel.Needs, id) {
+			return fmt.Errorf("plan: go-build step %s writes into %s, which no release step needing it writes", id, a)
 		}
 	}
 	return nil

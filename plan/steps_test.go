@@ -182,7 +182,9 @@ func TestDecodeInconsistentPlan(t *testing.T) {
 // TestStepContract: every action has a rule, and the rule's params are
 // the ones the constants name.
 func TestStepContract(t *testing.T) {
-	known := []string{ParamName, ParamVersion, ParamCompression, ParamLevel}
+	known := []string{ParamName, ParamVersion, ParamCompression, ParamLevel,
+		ParamPackage, ParamGOOS, ParamGOARCH, ParamLDFlags,
+		ParamRunner, ParamRunnerVersion, ParamSupplier, ParamLicense, ParamDataset, ParamDatasetHash, ParamKit, ParamKey, ParamBuilderID, ParamBuildType}
 	for _, a := range Actions() {
 		r, ok := Rule(a)
 		if !ok {

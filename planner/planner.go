@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/gobuild"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/resolve"
@@ -54,6 +55,9 @@ type Options struct {
 	Offline bool
 	// Progress, when set, is told about each input as it is resolved.
 	Progress func(key string, done, total int)
+	// GoVersion returns the Go toolchain version that builds the runner's
+	// Go binaries; nil means the go command's (go env GOVERSION).
+	GoVersion func(context.Context) (string, error)
 }
 
 // FindRoot returns the workspace root for a spec directory: the nearest
@@ -114,14 +118,13 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 		}
 	}
 	if s.Release != nil {
-		// Release bundles are planned (every input pinned) but not yet
-		// built: their steps come with the release executor.
-		p.Targets = append(p.Targets, plan.Target{
-			Kind:        plan.TargetRelease,
-			Name:        s.Release.Name,
-			Compression: plan.Compression{Algorithm: s.Release.Compression.Algorithm, Level: s.Release.Compression.Level},
-			Artifacts:   []string{},
-		})
+		goVersion := opts.GoVersion
+		if goVersion == nil {
+			goVersion = func(ctx context.Context) (string, error) { return gobuild.Version(ctx, "", nil) }
+		}
+		if err := releaseSteps(ctx, p, s.Release, goVersion); err != nil {
+			return nil, fmt.Errorf("plan %s: %w", inst.Name, err)
+		}
 	}
 	if p.Steps == nil {
 		p.Steps = []plan.Step{}
@@ -219,6 +222,7 @@ func collect(dir string, s *spec.Spec) []job {
 			}
 		}
 		addFiles(rel.Runner.Name, rel.Runner.Files)
+		jobs = append(jobs, goJobs(dir, rel)...)
 		if rel.Dataset != nil {
 			addFiles(rel.Dataset.Name, rel.Dataset.Files)
 		}

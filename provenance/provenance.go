@@ -62,6 +62,10 @@ type Input struct {
 	BuilderVersion map[string]string
 	// Time is the build timestamp (sourceDateEpoch); it is every time field.
 	Time time.Time
+	// BuilderID and BuildType override the builder.id and buildType
+	// (BuilderID and BuildType when empty), as a spec's provenance block
+	// names them.
+	BuilderID, BuildType string
 }
 
 // Statement is an in-toto Statement v1 with a SLSA v1 predicate.
@@ -156,18 +160,25 @@ func New(in Input) (*Statement, error) {
 		deps = []Dependency{}
 	}
 	ts := in.Time.UTC().Format(time.RFC3339)
+	builderID, buildType := BuilderID, BuildType
+	if in.BuilderID != "" {
+		builderID = in.BuilderID
+	}
+	if in.BuildType != "" {
+		buildType = in.BuildType
+	}
 	return &Statement{
 		Type:          StatementType,
 		Subject:       subjects,
 		PredicateType: PredicateType,
 		Predicate: Provenance{
 			BuildDefinition: BuildDefinition{
-				BuildType:            BuildType,
+				BuildType:            buildType,
 				ExternalParameters:   ExternalParameters{SpecDigest: in.SpecDigest, PlanID: in.PlanID, Target: in.Target},
 				ResolvedDependencies: deps,
 			},
 			RunDetails: RunDetails{
-				Builder:  Builder{ID: BuilderID, Version: in.BuilderVersion},
+				Builder:  Builder{ID: builderID, Version: in.BuilderVersion},
 				Metadata: Metadata{InvocationID: in.PlanID, StartedOn: ts, FinishedOn: ts},
 			},
 		},

@@ -210,6 +210,27 @@ func ParsePrivateKey(pemText, password []byte) (*Key, error) {
 	}, nil
 }
 
+// LoadPEM decrypts a cosign private key held in memory (as Load does for a
+// key it reads), recording where it came from and whether it is the spec's
+// development key. With devPub set, the development public key must match.
+func LoadPEM(pemText, password []byte, source string, dev bool, devPub []byte) (*Key, error) {
+	k, err := ParsePrivateKey(pemText, password)
+	if err != nil {
+		return nil, fmt.Errorf("load signing key %s: %w", source, err)
+	}
+	k.source, k.dev = source, dev
+	if devPub != nil {
+		pub, err := ParsePublicKey(devPub)
+		if err != nil {
+			return nil, fmt.Errorf("load development public key: %w", err)
+		}
+		if !pub.pub.Equal(&k.priv.PublicKey) {
+			return nil, fmt.Errorf("development public key does not match development key %s", source)
+		}
+	}
+	return k, nil
+}
+
 // Dev reports whether this is the spec's development key.
 func (k *Key) Dev() bool { return k.dev }
 

@@ -94,7 +94,8 @@ rootHash (sha256 of its pack index), its size and the plan id.`,
 			if err != nil {
 				return err
 			}
-			opts := executor.Options{OutDir: out, Store: store, Jobs: pf.jobs}
+			opts := executor.Options{OutDir: out, Store: store, Jobs: pf.jobs,
+				Warn: func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) }}
 			if !quiet {
 				opts.Progress = buildProgress(stderr, len(pl.plan.Steps))
 			}

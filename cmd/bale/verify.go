@@ -9,24 +9,40 @@ import (
 )
 
 func newVerify() *cobra.Command {
-	var format string
+	var format, keyFile string
 	cmd := &cobra.Command{
-		Use:   "verify PACK",
-		Short: "Check a bootstrap pack offline",
+		Use:   "verify PACK | KIT",
+		Short: "Check a bootstrap pack or a release's offline kit, offline",
 		Long: `verify checks a bootstrap pack with nothing but the pack: the gzip and tar
 structure, uniform metadata (owner 0/0, modes 0644/0755, every mtime the
 build timestamp, sorted entries, explicit directories), every entry against
 the pack index, every OCI blob against its digest and size, index.json
 against manifest.json, and the NAME.sha256 file beside the pack if present.
 
-It names the entry and the check behind each failure. Exit status: 0 good,
-1 any failure.`,
+Given a release's offline kit (the directory bale build wrote, or its
+NAME.tar.gz archive) it checks, in process: exactly the kit's files,
+SHA256SUMS and its signature, offline-kit.json, every cosign bundle, every
+DSSE envelope over its PAE, the provenance subject digests, the SBOM's file
+checksums against the runner tarball and the dataset manifest against the
+dataset tarball. Without --key the kit is checked against its own
+cosign.pub (integrity, not origin).
+
+It names the entry (or kit file) and the check behind each failure. Exit
+status: 0 good, 1 any failure.`,
 		Example: `  bale verify out/bootstrap-pack-v1.tar
-  bale verify out/bootstrap-pack-v1.tar --format json | jq .failures`,
+  bale verify out/bootstrap-pack-v1.tar --format json | jq .failures
+  bale verify out/aoc --key cosign.pub
+  bale verify out/aoc/aoc-offline-kit.tar.gz --format json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
+			}
+			if isKitPath(args[0]) {
+				return verifyKit(cmd, args[0], format, keyFile)
+			}
+			if keyFile != "" {
+				return fmt.Errorf("verify: --key applies to offline kits; a bootstrap pack is not signed")
 			}
 			rep, err := verify.Pack(cmd.Context(), args[0])
 			if err != nil {
@@ -51,5 +67,6 @@ It names the entry and the check behind each failure. Exit status: 0 good,
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	cmd.Flags().StringVar(&keyFile, "key", "", "an offline kit must be signed with this PEM public key (cosign.pub from a trusted place)")
 	return cmd
 }

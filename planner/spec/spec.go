@@ -125,10 +125,21 @@ type Release struct {
 
 // RunnerBundle is a tool packaged with its SBOM and signature.
 type RunnerBundle struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Files   []File `json:"files"`
-	SBOM    SBOM   `json:"sbom"`
+	Name    string    `json:"name"`
+	Version string    `json:"version"`
+	Files   []File    `json:"files"`
+	Go      []GoBuild `json:"go,omitempty"`
+	SBOM    SBOM      `json:"sbom"`
+}
+
+// GoBuild is a Go main package built from source into a runner bundle.
+type GoBuild struct {
+	Module  string `json:"module"`
+	Package string `json:"package"`
+	Dest    string `json:"dest"`
+	GOOS    string `json:"goos"`
+	GOARCH  string `json:"goarch"`
+	LDFlags string `json:"ldflags"`
 }
 
 // SBOM says how a runner bundle's SBOM is written.

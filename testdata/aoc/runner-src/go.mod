@@ -1,0 +1,3 @@
+module stellaops.dev/aoc-backfill
+
+go 1.26
