@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	_ "time/tzdata" // TZ=Asia/Kolkata must take effect without system zoneinfo
+
+	"github.com/bale-build/bale/internal/fixtures"
+	"github.com/bale-build/bale/internal/tooltest"
+	"github.com/bale-build/bale/kit"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// The AOC release as `bale build specs/aoc -o out/aoc` writes it with the
+// development key. Its dataset names carry the spec's placeholder hash.
+const (
+	aocRunner     = "aoc-backfill-runner.tar.gz"
+	aocRunnerSig  = "aoc-backfill-runner.dsse.json"
+	aocDataset    = "aoc-dataset-dev-rehearsal-placeholder.tar.gz"
+	aocProvenance = "aoc-dataset-dev-rehearsal-placeholder.provenance.json"
+	aocArchive    = "aoc-offline-kit.tar.gz"
+)
+
+// devEnv permits the spec's development key and clears any release key.
+func devEnv(t *testing.T) {
+	t.Setenv("COSIGN_KEY", "")
+	t.Setenv("COSIGN_ALLOW_DEV_KEY", "1")
+	t.Setenv("COSIGN_PASSWORD", fixtures.DevKeyPassword)
+}
+
+// buildAOC builds specs/aoc through the CLI into a new directory and
+// returns it and the cache.
+func buildAOC(t *testing.T) (out, cache string) {
+	t.Helper()
+	devEnv(t)
+	out, cache = filepath.Join(t.TempDir(), "aoc"), t.TempDir()
+	_, errs, code := bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", cache)
+	if code != 0 {
+		t.Fatalf("bale build specs/aoc: exit %d\n%s", code, errs)
+	}
+	if !strings.Contains(errs, "DEVELOPMENT key") {
+		t.Errorf("a dev-key build does not warn on stderr:\n%s", errs)
+	}
+	return out, cache
+}
+
+// dirDigests lists every file of dir with its sha256, sorted: the golden
+// form, as kit/testdata/aoc-kit.golden has it.
+func dirDigests(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%x  %s\n", sha256.Sum256(data), e.Name())
+	}
+	return b.String()
+}
+
+// TestReleaseBuild: bale build specs/aoc writes every file of the kit, named
+// from the spec, pinned by a golden digest file; bale verify passes on the
+// directory and the archive; a warm rebuild runs no step and decrypts no
+// key (a wrong password would fail a decryption).
+func TestReleaseBuild(t *testing.T) {
+	out, cache := buildAOC(t)
+	got := dirDigests(t, out)
+	golden := filepath.Join(repoDir(), "cmd", "bale", "testdata", "aoc-kit.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("kit digests differ from %s (go test ./cmd/bale -run TestReleaseBuild -update to accept):\n%s", golden, got)
+	}
+	for _, name := range []string{aocRunner, "aoc-backfill-runner.sbom.json", aocRunnerSig, aocDataset,
+		"aoc-dataset-dev-rehearsal-placeholder.manifest.json", aocProvenance, kit.SumsName, kit.ScriptName,
+		kit.PublicKeyName, kit.ManifestName, aocArchive, aocArchive + ".sha256"} {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("kit file %s: %v", name, err)
+		}
+	}
+	m, err := os.ReadFile(filepath.Join(out, kit.ManifestName))
+	if err != nil || !bytes.Contains(m, []byte(`"devKey": true`)) {
+		t.Errorf("offline-kit.json of a dev-key build does not say so: %v\n%s", err, m)
+	}
+
+	for _, target := range []string{out, filepath.Join(out, aocArchive)} {
+		stdout, errs, code := bale(t, "", "verify", target, "--format", "json")
+		if code != 0 {
+			t.Fatalf("bale verify %s: exit %d\n%s%s", target, code, stdout, errs)
+		}
+		var rep kitVerifyOutput
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Kind != kit.ManifestKind || !rep.DevKey || len(rep.Failures) != 0 {
+			t.Errorf("bale verify %s --format json: %v\n%s", target, err, stdout)
+		}
+	}
+
+	// Warm: nothing runs, and the key is not decrypted.
+	t.Setenv("COSIGN_PASSWORD", "not-the-password")
+	stdout, errs, code := bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", cache)
+	if code != 0 || !strings.Contains(stdout, "nothing to do: all 2 steps cached") {
+		t.Fatalf("warm rebuild: exit %d\n%s%s", code, stdout, errs)
+	}
+	if again := dirDigests(t, out); again != got {
+		t.Errorf("warm rebuild changed the kit:\n%s", again)
+	}
+	// Cold with the wrong password: the key must open.
+	_, errs, code = bale(t, "../..", "build", "specs/aoc", "-o", t.TempDir(), "--cache", t.TempDir())
+	if code != 1 || !strings.Contains(errs, "COSIGN_PASSWORD") {
+		t.Errorf("cold build with a wrong password: exit %d, want 1 naming COSIGN_PASSWORD\n%s", code, errs)
+	}
+}
+
+// TestReleaseKeys: without a key and without COSIGN_ALLOW_DEV_KEY=1 the
+// build fails naming both variables; with the key file given as
+// COSIGN_KEY the kit is not a development kit, and the spec's placeholder
+// dataset hash is refused; an unknown key reference scheme is refused.
+func TestReleaseKeys(t *testing.T) {
+	t.Setenv("COSIGN_KEY", "")
+	t.Setenv("COSIGN_ALLOW_DEV_KEY", "")
+	t.Setenv("COSIGN_PASSWORD", fixtures.DevKeyPassword)
+	out := filepath.Join(t.TempDir(), "aoc")
+	_, errs, code := bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", t.TempDir())
+	if code != 1 || !strings.Contains(errs, "COSIGN_KEY") || !strings.Contains(errs, "COSIGN_ALLOW_DEV_KEY") {
+		t.Errorf("no key: exit %d, want 1 naming COSIGN_KEY and COSIGN_ALLOW_DEV_KEY:\n%s", code, errs)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("a refused build created %s", out)
+	}
+
+	root := repoDir()
+	t.Setenv("COSIGN_KEY", filepath.Join(root, "testdata", "keys", "cosign.dev.key"))
+	_, errs, code = bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", t.TempDir())
+	if code != 1 || !strings.Contains(errs, "dev-rehearsal-placeholder") || !strings.Contains(errs, "COSIGN_ALLOW_DEV_KEY=1") {
+		t.Errorf("a release key with a placeholder dataset hash: exit %d, want 1 naming the placeholder:\n%s", code, errs)
+	}
+	t.Setenv("COSIGN_KEY", "awskms://alias/release")
+	_, errs, code = bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", t.TempDir())
+	if code != 1 || !strings.Contains(errs, "only env://VAR and file paths") {
+		t.Errorf("a KMS key reference: exit %d\n%s", code, errs)
+	}
+}
+
+// cosignTool finds cosign v2 or v3 as the kit tests do: $BALE_COSIGN2 or
+// cosign2 on PATH (and so on); a missing tool is a skip, or a failure
+// under BALE_REQUIRE_TOOLS=1.
+func cosignTool(t *testing.T, v string) string {
+	t.Helper()
+	if p := os.Getenv("BALE_COSIGN" + v); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("cosign" + v)
+	if err != nil {
+		tooltest.Unavailable(t, "cosign%s not on PATH (or set BALE_COSIGN%s)", v, v)
+	}
+	return p
+}
+
+// runTool runs a real tool in dir with a private HOME (cosign's TUF cache).
+func runTool(t *testing.T, dir string, env []string, name string, args ...string) (bool, string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	home := t.TempDir()
+	cmd.Env = append(append(os.Environ(), "HOME="+home, "TUF_ROOT="+filepath.Join(home, "tuf")), env...)
+	o, err := cmd.CombinedOutput()
+	return err == nil, string(o)
+}
+
+// seedCommands are the seed's verification commands as the README shows
+// them, run in the kit directory.
+func seedCommands(cosign string) [][]string {
+	return [][]string{
+		{"sha256sum", "-c", kit.SumsName},
+		{cosign, "verify-blob", "--key", kit.PublicKeyName, "--bundle", aocRunnerSig, "--insecure-ignore-tlog", aocRunner},
+		{cosign, "verify-blob-attestation", "--key", kit.PublicKeyName, "--type", "slsaprovenance1", "--signature", aocProvenance, "--insecure-ignore-tlog", aocDataset},
+		{"sh", kit.ScriptName},
+	}
+}
+
+// TestReleaseRealTools runs the seed's commands, as typed, with cosign v2
+// and v3 against the kit bale build wrote, then tampers with it: each
+// tampering fails bale verify (naming the file), verify.sh and cosign.
+func TestReleaseRealTools(t *testing.T) {
+	if _, err := exec.LookPath("sha256sum"); err != nil {
+		tooltest.Unavailable(t, "sha256sum not on PATH")
+	}
+	out, _ := buildAOC(t)
+	for _, v := range []string{"2", "3"} {
+		t.Run("cosign"+v, func(t *testing.T) {
+			bin := cosignTool(t, v)
+			env := []string{"COSIGN=" + bin}
+			for _, c := range seedCommands(bin) {
+				ok, o := runTool(t, out, env, c[0], c[1:]...)
+				if !ok || (c[0] == "sh" && (!strings.Contains(o, "verified") || strings.Contains(o, "NOT checked"))) {
+					t.Errorf("%s: %s", strings.Join(c, " "), o)
+				}
+			}
+		})
+	}
+
+	tampers := []struct {
+		name, file string
+		edit       func(data []byte) []byte
+	}{
+		{"runner byte flipped", aocRunner, func(d []byte) []byte { d[len(d)/2] ^= 1; return d }},
+		{"dataset byte flipped", aocDataset, func(d []byte) []byte { d[len(d)/2] ^= 1; return d }},
+		{"provenance payloadType changed", aocProvenance, func(d []byte) []byte {
+			return bytes.Replace(d, []byte("application/vnd.in-toto+json"), []byte("application/vnd.in-toto+jsom"), 1)
+		}},
+	}
+	for _, tc := range tampers {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "aoc")
+			copyDir(t, out, dir)
+			p := filepath.Join(dir, tc.file)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, tc.edit(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, errs, code := bale(t, "", "verify", dir)
+			if code != 1 || !strings.Contains(errs, tc.file) {
+				t.Errorf("bale verify: exit %d, want 1 naming %s:\n%s", code, tc.file, errs)
+			}
+			for _, v := range []string{"2", "3"} {
+				bin := cosignTool(t, v)
+				if ok, o := runTool(t, dir, []string{"COSIGN=" + bin}, "sh", kit.ScriptName); ok || !strings.Contains(o, tc.file) {
+					t.Errorf("verify.sh with cosign%s: passed=%v, want a failure naming %s:\n%s", v, ok, tc.file, o)
+				}
+				c := seedCommands(bin)[1]
+				if tc.file != aocRunner {
+					c = seedCommands(bin)[2]
+				}
+				if ok, o := runTool(t, dir, nil, c[0], c[1:]...); ok {
+					t.Errorf("cosign%s %s passed:\n%s", v, c[1], o)
+				}
+			}
+		})
+	}
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// copyTree copies the files under src (relative to the repository root)
+// into the workspace dst, modes kept.
+func copyTree(t *testing.T, root, dst string, tops ...string) {
+	t.Helper()
+	for _, top := range tops {
+		err := filepath.WalkDir(filepath.Join(root, top), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			target := filepath.Join(dst, rel)
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return os.MkdirAll(target, 0o755)
+			}
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			o, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm())
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(o, in); err != nil {
+				o.Close()
+				return err
+			}
+			return o.Close()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestReleaseByteStability builds specs/aoc with this test binary as bale
+// (BALE_TEST_CLI=1), in child processes, from workspace copies at other
+// paths, under other umasks, time zones and GOMAXPROCS, each with a cold
+// cache (so the Go binary and every signature are made again): every kit
+// file is byte-identical to the in-process build's.
+func TestReleaseByteStability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocess builds")
+	}
+	ref, _ := buildAOC(t)
+	want := dirDigests(t, ref)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := repoDir()
+	runs := []struct{ name, umask, tz, procs string }{
+		{"umask022 UTC GOMAXPROCS=1", "022", "UTC", "1"},
+		{"umask077 Kolkata GOMAXPROCS=2", "077", "Asia/Kolkata", "2"},
+	}
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			ws := filepath.Join(t.TempDir(), "some", "other", "checkout")
+			copyTree(t, root, ws, "specs/aoc", "testdata/aoc", "testdata/keys")
+			if err := os.Mkdir(filepath.Join(ws, ".git"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "aoc")
+			cmd := exec.Command("sh", "-c", `umask "$1"; shift; exec "$@"`, "sh", r.umask, exe, "build", "specs/aoc", "-o", out, "--cache", t.TempDir(), "-q")
+			cmd.Dir = ws
+			cmd.Env = append(os.Environ(), "BALE_TEST_CLI=1", "TZ="+r.tz, "GOMAXPROCS="+r.procs,
+				"COSIGN_KEY=", "COSIGN_ALLOW_DEV_KEY=1", "COSIGN_PASSWORD="+fixtures.DevKeyPassword)
+			o, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("child build: %v\n%s", err, o)
+			}
+			if got := dirDigests(t, out); got != want {
+				t.Errorf("kit differs from the reference build:\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// repoDir is the repository's root, wherever the test has changed to.
+func repoDir() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..", "..")
+}
