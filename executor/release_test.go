@@ -1,0 +1,175 @@
+package executor_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bale-build/bale/executor"
+	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/internal/fixtures"
+	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/planner"
+	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/sign"
+)
+
+// aocWorkspace copies the AOC spec and its fixtures into a new workspace,
+// so a test may edit them.
+func aocWorkspace(t *testing.T) string {
+	t.Helper()
+	src, _ := filepath.Abs("..")
+	dst := t.TempDir()
+	for _, top := range []string{"specs/aoc", "testdata/aoc", "testdata/keys"} {
+		err := filepath.WalkDir(filepath.Join(src, top), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			if d.IsDir() {
+				return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			info, _ := d.Info()
+			return os.WriteFile(filepath.Join(dst, rel), data, info.Mode().Perm())
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dst, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// planAOC plans the workspace's AOC spec through its file form.
+func planAOC(t *testing.T, root string) (*plan.Plan, *resolve.Resolver, error) {
+	t.Helper()
+	ctx := context.Background()
+	insts, diags, err := spec.Load(ctx, []string{filepath.Join(root, "specs", "aoc")}, spec.Options{WorkDir: root})
+	if err != nil || len(insts) != 1 {
+		t.Fatalf("load spec: %v %v", err, diags)
+	}
+	r, err := resolve.New(resolve.Options{Root: root, Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: root})
+	return p, r, err
+}
+
+// devGetenv is a signing environment permitting the development key.
+func devGetenv(k string) string {
+	return map[string]string{"COSIGN_ALLOW_DEV_KEY": "1", "COSIGN_PASSWORD": fixtures.DevKeyPassword, "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "GOCACHE": os.Getenv("GOCACHE")}[k]
+}
+
+func executeAOC(t *testing.T, p *plan.Plan, r *resolve.Resolver, getenv func(string) string) (*executor.Result, error) {
+	t.Helper()
+	canonical, err := plan.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := cas.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return executor.Execute(context.Background(), p, plan.ID(canonical), r, executor.Options{OutDir: filepath.Join(t.TempDir(), "out"), Store: store, Getenv: getenv})
+}
+
+// TestReleaseRefusals: each hostile or stale input is refused, naming it.
+func TestReleaseRefusals(t *testing.T) {
+	editSpec := func(t *testing.T, root, old, new string) {
+		t.Helper()
+		p := filepath.Join(root, "specs", "aoc", "release.cue")
+		data, _ := os.ReadFile(p)
+		edited := strings.Replace(string(data), old, new, 1)
+		if edited == string(data) {
+			t.Fatalf("the spec no longer has %q", old)
+		}
+		os.WriteFile(p, []byte(edited), 0o644)
+	}
+	t.Run("ldflags running another linker", func(t *testing.T) {
+		root := aocWorkspace(t)
+		editSpec(t, root, `ldflags: "-s -w`, `ldflags: "-linkmode=external -extld=/bin/sh -s -w`)
+		if _, _, err := planAOC(t, root); err == nil || !strings.Contains(err.Error(), "-linkmode=external") {
+			t.Errorf("plan: %v", err)
+		}
+	})
+	t.Run("pinned dataset hash that is not the content's", func(t *testing.T) {
+		root := aocWorkspace(t)
+		pinned := strings.Repeat("ab", 32)
+		editSpec(t, root, `hash: "dev-rehearsal-placeholder"`, `hash: "`+pinned+`"`)
+		if _, _, err := planAOC(t, root); err == nil || !strings.Contains(err.Error(), pinned) || !strings.Contains(err.Error(), "files hash to") {
+			t.Errorf("plan: %v", err)
+		}
+	})
+	t.Run("symlink in the Go module", func(t *testing.T) {
+		root := aocWorkspace(t)
+		os.Symlink("/etc/passwd", filepath.Join(root, "testdata", "aoc", "runner-src", "passwd"))
+		if _, _, err := planAOC(t, root); err == nil || !strings.Contains(err.Error(), "passwd is not a regular file") {
+			t.Errorf("plan: %v", err)
+		}
+	})
+	t.Run("Go source changed since planning", func(t *testing.T) {
+		root := aocWorkspace(t)
+		p, r, err := planAOC(t, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		main := filepath.Join(root, "testdata", "aoc", "runner-src", "cmd", "aoc-backfill", "main.go")
+		data, _ := os.ReadFile(main)
+		os.WriteFile(main, append(data, "\n// edited\n"...), 0o644)
+		if _, err := executeAOC(t, p, r, devGetenv); err == nil || !strings.Contains(err.Error(), "changed since planning") {
+			t.Errorf("execute: %v", err)
+		}
+	})
+	t.Run("another Go toolchain than the plan's", func(t *testing.T) {
+		root := aocWorkspace(t)
+		p, r, err := planAOC(t, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Builder.Go = "go1.20.1"
+		if _, err := executeAOC(t, p, r, devGetenv); err == nil || !strings.Contains(err.Error(), "the plan builds with go1.20.1 but the go command is go1.") {
+			t.Errorf("execute: %v", err)
+		}
+	})
+	t.Run("no key", func(t *testing.T) {
+		root := aocWorkspace(t)
+		p, r, err := planAOC(t, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = executeAOC(t, p, r, func(string) string { return "" })
+		if !errors.Is(err, sign.ErrNoKey) || !strings.Contains(err.Error(), "COSIGN_KEY") || !strings.Contains(err.Error(), "COSIGN_ALLOW_DEV_KEY") {
+			t.Errorf("execute: %v", err)
+		}
+	})
+	t.Run("key from a file named by COSIGN_KEY", func(t *testing.T) {
+		root := aocWorkspace(t)
+		editSpec(t, root, `hash: "dev-rehearsal-placeholder"`, `hash: "6034e64dc816c857c1a9ab3da6bcb13c2711264f6b1cdafc2dc66f411899f770"`)
+		p, r, err := planAOC(t, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyFile := filepath.Join(root, "testdata", "keys", "cosign.dev.key")
+		res, err := executeAOC(t, p, r, func(k string) string {
+			return map[string]string{"COSIGN_KEY": keyFile, "COSIGN_PASSWORD": fixtures.DevKeyPassword, "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}[k]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StepsRun != 2 {
+			t.Errorf("ran %d steps, want 2", res.StepsRun)
+		}
+	})
+}
