@@ -73,6 +73,9 @@ func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
 		}
 	}
 	slices.SortFunc(ix.Images, func(a, b pack.Image) int { return strings.Compare(a.Name, b.Name) })
+	if ix.Charts, err = charts(n, ix.Entries); err != nil {
+		return nil, err
+	}
 	bundles, err := x.bundles(n)
 	if err != nil {
 		return nil, err
@@ -88,6 +91,46 @@ func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
 	}
 	out := outputs{}
 	return out, out.add(n.entry(pack.IndexPath), h, size)
+}
+
+// charts returns the charts section of a pack index from the chart and
+// values steps n needs: each chart's upstream digest and source from its
+// input, its re-archived file's digest from entries.
+func charts(n *node, entries []pack.Entry) ([]pack.Chart, error) {
+	sums := make(map[string]pack.Entry, len(entries))
+	for _, e := range entries {
+		sums[e.Path] = e
+	}
+	var out []pack.Chart
+	byName := map[string]int{}
+	for _, d := range needOfAction(n, plan.ActionChart) {
+		in := d.def.Inputs[0]
+		if in.Chart == nil {
+			return nil, fmt.Errorf("chart step input %s: not a chart input", in.Key())
+		}
+		path := pack.ChartPath(in.Name, in.Chart.Version)
+		e, ok := sums[path]
+		if !ok {
+			return nil, fmt.Errorf("chart %s: no entry %s", in.Name, path)
+		}
+		src := pack.ChartSource{Type: in.Source.Type, Path: in.Source.Path, URL: in.Source.URL, Ref: in.Source.Ref}
+		byName[in.Name] = len(out)
+		out = append(out, pack.Chart{Name: in.Name, Version: in.Chart.Version, Path: path, SHA256: e.SHA256, UpstreamDigest: in.Digest, Source: src})
+	}
+	for _, d := range needOfAction(n, plan.ActionValues) {
+		name, version := d.step.Params[plan.ParamName], d.step.Params[plan.ParamVersion]
+		i, ok := byName[name]
+		if !ok || out[i].Version != version {
+			return nil, fmt.Errorf("values for chart %s %s: the pack has no such chart", name, version)
+		}
+		e, ok := sums[pack.ValuesPath(name, version)]
+		if !ok {
+			return nil, fmt.Errorf("values for chart %s: no entry %s", name, pack.ValuesPath(name, version))
+		}
+		out[i].Values = &e
+	}
+	slices.SortFunc(out, func(a, b pack.Chart) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // bundles returns the bundles a pack index lists: the bundle inputs the

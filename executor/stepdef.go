@@ -21,7 +21,7 @@ import (
 // definition into bytes (entry layout, chart gzip level, JSON documents).
 // Bump it with any change to them that the plan format and pack format
 // versions do not already mark: it is part of every cache key.
-const actionRules = "bale-actions/1"
+const actionRules = "bale-actions/2"
 
 // stepDef is everything a step's action may read from the plan: the step
 // itself, the inputs it names (whole, digests, sources, tags and all), the
@@ -133,6 +133,8 @@ func (d *stepDef) checkOutputs(packName string) error {
 		}
 	case plan.ActionCopy:
 		want = []string{entry(pack.SignaturePath(d.Inputs[0].Name))}
+	case plan.ActionValues:
+		want = []string{entry(pack.ValuesPath(s.Params[plan.ParamName], s.Params[plan.ParamVersion]))}
 	case plan.ActionOCILayout:
 		want = []string{entry(pack.OCILayoutPath), entry(pack.OCIIndexPath), entry(pack.DockerManifestPath)}
 	case plan.ActionPackIndex:

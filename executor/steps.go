@@ -31,6 +31,8 @@ func (x *execution) do(ctx context.Context, n *node) (*cas.ActionResult, error) 
 		out, err = x.doImage(ctx, n)
 	case plan.ActionCopy:
 		out, err = x.doCopy(ctx, n)
+	case plan.ActionValues:
+		out, err = x.doValues(ctx, n)
 	case plan.ActionOCILayout:
 		out, err = x.doOCILayout(ctx, n)
 	case plan.ActionPackIndex:

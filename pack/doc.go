@@ -10,6 +10,8 @@
 // header rules) holding, sorted by path with every parent directory listed:
 //
 //	charts/CHART-VERSION.tgz        each chart, re-archived by bale
+//	charts/CHART-VERSION.values-airgap.yaml
+//	                                its values file, when the spec gives one
 //	images/oci-layout               {"imageLayoutVersion": "1.0.0"}
 //	images/index.json               OCI index of every image (see below)
 //	images/manifest.json            docker-save list of the same images
@@ -98,6 +100,13 @@
 //	                 itself, or the filtered index's; see below),
 //	                 platforms the chosen platforms of an index ([] for a
 //	                 single manifest)
+//	charts           [{name, version, path, sha256, upstreamDigest,
+//	                 source: {type, path|url|ref}, values?: {path, size,
+//	                 sha256}}] sorted by name; path and sha256 are the
+//	                 re-archived chart's entry, upstreamDigest the digest
+//	                 the plan pinned (the archive as published, or a
+//	                 directory's file-list digest), values the chart's
+//	                 values-airgap.yaml entry when the spec gives one
 //	bundles          [{name, kind, digest, url}] the evidence/mirror
 //	                 bundles the pack references, sorted by name
 //

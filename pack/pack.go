@@ -77,7 +77,39 @@ type Index struct {
 	SourceDateEpoch string   `json:"sourceDateEpoch"`
 	Entries         []Entry  `json:"entries"`
 	Images          []Image  `json:"images"`
+	Charts          []Chart  `json:"charts"`
 	Bundles         []Bundle `json:"bundles"`
+}
+
+// Chart is one Helm chart in the pack. The pack holds bale's re-archived
+// chart (byte-stable), whose digest differs from the archive the plan
+// pinned upstream; both are recorded, so the chart's provenance survives.
+type Chart struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Path is the re-archived chart in the pack; SHA256 its lowercase hex
+	// sha256 (its entry's).
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	// UpstreamDigest is the digest the plan pinned: of the chart archive
+	// as published, or for a chart directory of its sorted file list and
+	// contents.
+	UpstreamDigest string `json:"upstreamDigest"`
+	// Source is where the chart came from, as the plan records it: "dir"
+	// or "archive" with its workspace-relative path, "repository" with the
+	// repository URL, or "oci" with the OCI reference.
+	Source ChartSource `json:"source"`
+	// Values is the values file that travels with the chart
+	// (values-airgap.yaml), if the spec gives one.
+	Values *Entry `json:"values,omitempty"`
+}
+
+// ChartSource is where a chart came from.
+type ChartSource struct {
+	Type string `json:"type"`
+	Path string `json:"path,omitempty"`
+	URL  string `json:"url,omitempty"`
+	Ref  string `json:"ref,omitempty"`
 }
 
 // Entry is one file in the pack.
@@ -130,6 +162,7 @@ func MarshalIndex(ix *Index) ([]byte, error) {
 	out := *ix
 	out.Entries = nonNil(out.Entries)
 	out.Images = nonNil(out.Images)
+	out.Charts = nonNil(out.Charts)
 	out.Bundles = nonNil(out.Bundles)
 	for i := range out.Images {
 		out.Images[i].Tags = nonNil(out.Images[i].Tags)
@@ -209,6 +242,24 @@ func (ix *Index) check() error {
 			return fmt.Errorf("image %q: layoutDigest %s differs from digest %s, but only a filtered index (with platforms) may", im.Name, im.LayoutDigest, im.Digest)
 		}
 	}
+	entries := make(map[string]string, len(ix.Entries))
+	for _, e := range ix.Entries {
+		entries[e.Path] = e.SHA256
+	}
+	for i, c := range ix.Charts {
+		if i > 0 && ix.Charts[i-1].Name >= c.Name {
+			return fmt.Errorf("chart %q: charts are not sorted by name or repeat one", c.Name)
+		}
+		if c.Path != ChartPath(c.Name, c.Version) || entries[c.Path] == "" || entries[c.Path] != c.SHA256 {
+			return fmt.Errorf("chart %q %q: path %q, sha256 %q: want the entry %s with its sha256", c.Name, c.Version, c.Path, c.SHA256, ChartPath(c.Name, c.Version))
+		}
+		if !plan.ValidDigest(c.UpstreamDigest) || c.Source.Type == "" {
+			return fmt.Errorf("chart %q: upstreamDigest %q, source type %q: want sha256:<64 hex> and a source", c.Name, c.UpstreamDigest, c.Source.Type)
+		}
+		if v := c.Values; v != nil && (v.Path != ValuesPath(c.Name, c.Version) || entries[v.Path] == "" || entries[v.Path] != v.SHA256) {
+			return fmt.Errorf("chart %q values: path %q, sha256 %q: want the entry %s with its sha256", c.Name, v.Path, v.SHA256, ValuesPath(c.Name, c.Version))
+		}
+	}
 	for i, b := range ix.Bundles {
 		if i > 0 && ix.Bundles[i-1].Name >= b.Name {
 			return fmt.Errorf("bundle %q: bundles are not sorted by name or repeat one", b.Name)
@@ -246,6 +297,12 @@ func BlobPath(digest string) string {
 // ChartPath returns the pack path of a chart archive.
 func ChartPath(name, version string) string {
 	return ChartsDir + "/" + name + "-" + version + ".tgz"
+}
+
+// ValuesPath returns the pack path of the values file that travels with
+// chart name at version: beside its archive.
+func ValuesPath(name, version string) string {
+	return ChartsDir + "/" + name + "-" + version + ".values-airgap.yaml"
 }
 
 // SignaturePath returns the pack path of a signature file.

@@ -44,6 +44,7 @@ func TestIndexRoundTrip(t *testing.T) {
       "platforms": []
     }
   ],
+  "charts": [],
   "bundles": []
 }
 `
@@ -79,6 +80,55 @@ func TestParseIndexRejects(t *testing.T) {
 	}
 	if _, err := ParseIndex([]byte(strings.Replace(base, "%s", "[]", 1) + "{}")); err == nil {
 		t.Error("trailing data accepted")
+	}
+}
+
+// TestChartsSection: a chart and its values file must be entries of the
+// pack with the sha256 the section gives, at the paths the rules say.
+func TestChartsSection(t *testing.T) {
+	c64, d64 := strings.Repeat("c", 64), strings.Repeat("d", 64)
+	good := func() *Index {
+		return &Index{
+			FormatVersion: FormatVersion, Kind: Kind, Name: "p", PlanID: dg("a"), SpecDigest: dg("b"),
+			Entries: []Entry{
+				{Path: "charts/web-1.0.0.tgz", Size: 1, SHA256: c64},
+				{Path: "charts/web-1.0.0.values-airgap.yaml", Size: 2, SHA256: d64},
+			},
+			Charts: []Chart{{
+				Name: "web", Version: "1.0.0", Path: "charts/web-1.0.0.tgz", SHA256: c64, UpstreamDigest: dg("e"),
+				Source: ChartSource{Type: "repository", URL: "https://charts.example/"},
+				Values: &Entry{Path: "charts/web-1.0.0.values-airgap.yaml", Size: 2, SHA256: d64},
+			}},
+		}
+	}
+	b, err := MarshalIndex(good())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := ParseIndex(b); err != nil || back.Charts[0].Values.SHA256 != d64 {
+		t.Fatalf("round trip: %v %+v", err, back)
+	}
+	for name, edit := range map[string]func(*Index){
+		"not an entry":        func(ix *Index) { ix.Entries = ix.Entries[1:] },
+		"other sha256":        func(ix *Index) { ix.Charts[0].SHA256 = d64 },
+		"other path":          func(ix *Index) { ix.Charts[0].Path = "charts/other.tgz" },
+		"version off":         func(ix *Index) { ix.Charts[0].Version = "2.0.0" },
+		"bad upstream":        func(ix *Index) { ix.Charts[0].UpstreamDigest = "sha256:x" },
+		"no source":           func(ix *Index) { ix.Charts[0].Source = ChartSource{} },
+		"values not an entry": func(ix *Index) { ix.Entries = ix.Entries[:1] },
+		"values other sha":    func(ix *Index) { ix.Charts[0].Values.SHA256 = c64 },
+		"values other path":   func(ix *Index) { ix.Charts[0].Values.Path = "charts/web-1.0.0.tgz" },
+		"unsorted": func(ix *Index) {
+			c := ix.Charts[0]
+			c.Name, c.Values = "a", nil
+			ix.Charts = append(ix.Charts, c)
+		},
+	} {
+		ix := good()
+		edit(ix)
+		if _, err := MarshalIndex(ix); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
 

@@ -32,6 +32,7 @@ const (
 	KindChart     = "chart"
 	KindFile      = "file"
 	KindSignature = "signature"
+	KindValues    = "values"
 	KindBundle    = "bundle"
 	KindKey       = "key"
 	// KindGo is a Go module's source tree, pinned by its tree digest (see

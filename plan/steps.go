@@ -33,6 +33,9 @@ const (
 //	            → "N.tar:" + each path of pack.ImageEntries(input)
 //	copy        Inputs [one signature], Params {name?}
 //	            → "N.tar:signatures/S"
+//	values      Inputs [one values file], Params {name, version} (the
+//	            chart it travels with, an input of the plan)
+//	            → "N.tar:charts/NAME-VERSION.values-airgap.yaml"
 //	oci-layout  Inputs [every image], Needs [every image step]
 //	            → "N.tar:images/oci-layout", "N.tar:images/index.json",
 //	              "N.tar:images/manifest.json"
@@ -54,12 +57,13 @@ const (
 //	            step], Params (see ParamRunner and the rest)
 //	            → every artifact of R, exactly as the target lists them
 //
-// Entry steps are chart, image, copy and oci-layout. A "name" param marked
+// Entry steps are chart, image, copy, values and oci-layout. A "name" param marked
 // "?" is informational (it makes a plan easier to read) and is not used.
 const (
 	ActionChart     = "chart"
 	ActionImage     = "image"
 	ActionCopy      = "copy"
+	ActionValues    = "values"
 	ActionOCILayout = "oci-layout"
 	ActionPackIndex = "pack-index"
 	ActionPack      = "pack"
@@ -133,7 +137,7 @@ type ActionRule struct {
 }
 
 // entryActions are the actions whose outputs are entries of a pack.
-var entryActions = []string{ActionChart, ActionImage, ActionCopy, ActionOCILayout}
+var entryActions = []string{ActionChart, ActionImage, ActionCopy, ActionValues, ActionOCILayout}
 
 // Rule returns the layout rule of action.
 func Rule(action string) (ActionRule, bool) {
@@ -144,6 +148,8 @@ func Rule(action string) (ActionRule, bool) {
 		return ActionRule{InputKind: KindImage, OneInput: true, Params: []string{ParamName}}, true
 	case ActionCopy:
 		return ActionRule{InputKind: KindSignature, OneInput: true, Params: []string{ParamName}}, true
+	case ActionValues:
+		return ActionRule{InputKind: KindValues, OneInput: true, Params: []string{ParamName, ParamVersion}, Required: []string{ParamName, ParamVersion}}, true
 	case ActionOCILayout:
 		return ActionRule{InputKind: KindImage, Needs: []string{ActionImage}}, true
 	case ActionPackIndex:
@@ -164,7 +170,7 @@ func Rule(action string) (ActionRule, bool) {
 
 // Actions lists every action, in pipeline order.
 func Actions() []string {
-	return []string{ActionChart, ActionImage, ActionCopy, ActionOCILayout, ActionPackIndex, ActionPack, ActionChecksum, ActionGoBuild, ActionRelease}
+	return []string{ActionChart, ActionImage, ActionCopy, ActionValues, ActionOCILayout, ActionPackIndex, ActionPack, ActionChecksum, ActionGoBuild, ActionRelease}
 }
 
 // CheckSteps checks that the plan's steps follow the step contract and
@@ -322,6 +328,13 @@ func (p *Plan) checkStep(s Step, byID map[string]Step) error {
 	case ActionChart:
 		if in := ins[0]; in.Chart == nil || in.Chart.Version != s.Params[ParamVersion] {
 			return fmt.Errorf("param version %q is not the version input %s pins", s.Params[ParamVersion], in.Key())
+		}
+	case ActionValues:
+		// The chart it travels with is in the plan, at that version.
+		name, version := s.Params[ParamName], s.Params[ParamVersion]
+		c, ok := p.Input(KindChart + "/" + name)
+		if ins[0].Name != name || !ok || c.Chart == nil || c.Chart.Version != version {
+			return fmt.Errorf("values %s for chart %s %s: no such chart input in the plan", ins[0].Key(), name, version)
 		}
 	case ActionOCILayout:
 		// Its images are exactly those its image steps fetched.

@@ -112,6 +112,12 @@ func TestDecodeInconsistentPlan(t *testing.T) {
 		{"chart version param disagrees with the input", func(p *Plan) {
 			stepOf(p, ActionChart).Params[ParamVersion] = "9.9.9"
 		}, `param version "9.9.9" is not the version input chart/airgap-controller pins`},
+		{"values for a chart version the plan lacks", func(p *Plan) {
+			stepOf(p, ActionValues).Params[ParamVersion] = "9.9.9"
+		}, "no such chart input in the plan"},
+		{"values for another chart", func(p *Plan) {
+			stepOf(p, ActionValues).Params[ParamName] = "mirror-agent"
+		}, "no such chart input in the plan"},
 		{"unknown action", func(p *Plan) { stepOf(p, ActionCopy).Action = "exfiltrate" }, `unknown action "exfiltrate"`},
 		{"unknown param", func(p *Plan) { stepOf(p, ActionImage).Params["platform"] = "linux/amd64" }, `unknown param "platform" for action image`},
 		{"missing param", func(p *Plan) { delete(stepOf(p, ActionPack).Params, ParamLevel) }, `missing param "level"`},

@@ -185,6 +185,15 @@ func collect(dir string, s *spec.Spec) []job {
 				}
 			}
 			jobs = append(jobs, j)
+			if v := c.Values; v != nil {
+				jobs = append(jobs, job{key: plan.KindValues + "/" + c.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+					f := spec.File{Path: v.Path, Digest: v.Digest, Mode: 0o644}
+					if lock != nil {
+						f.Digest = lock.Digest
+					}
+					return r.File(ctx, dir, plan.KindValues, c.Name, f)
+				}})
+			}
 		}
 		for _, sig := range bp.Signatures {
 			sig := sig
@@ -397,6 +406,18 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
 			})
 			imageKeys = append(imageKeys, in.Key())
 			imageSteps = append(imageSteps, id)
+		case plan.KindValues:
+			c, ok := p.Input(plan.KindChart + "/" + in.Name)
+			if !ok || c.Chart == nil {
+				return fmt.Errorf("values file %s: no chart %s", in.Source.Path, in.Name)
+			}
+			id := add(plan.Step{
+				Action:  plan.ActionValues,
+				Inputs:  []string{in.Key()},
+				Params:  map[string]string{plan.ParamName: in.Name, plan.ParamVersion: c.Chart.Version},
+				Outputs: []string{entry(tarName, pack.ValuesPath(in.Name, c.Chart.Version))},
+			})
+			entrySteps = append(entrySteps, id)
 		case plan.KindSignature:
 			id := add(plan.Step{
 				Action:  plan.ActionCopy,

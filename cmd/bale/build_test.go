@@ -37,7 +37,7 @@ func TestBuildVerify(t *testing.T) {
 		"  artifactSha256  " + wantSum + "\n",
 		"  rootHash        " + wantRoot + "\n",
 		"planId sha256:",
-		"11 steps run, 0 cached",
+		"12 steps run, 0 cached",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("build output lacks %q:\n%s", want, stdout)
@@ -53,7 +53,7 @@ func TestBuildVerify(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil {
 		t.Fatalf("warm build --format json: exit %d\n%s", code, stdout)
 	}
-	if res.StepsRun != 0 || res.StepsCached != 11 || res.Artifacts[0].SHA256 != wantSum || res.Artifacts[0].RootHash != wantRoot ||
+	if res.StepsRun != 0 || res.StepsCached != 12 || res.Artifacts[0].SHA256 != wantSum || res.Artifacts[0].RootHash != wantRoot ||
 		res.ArtifactSha256 != wantSum || res.RootHash != wantRoot || res.Path != filepath.Join(out, "bootstrap-pack-v1.tar") || res.Size != int64(len(pack)) {
 		t.Errorf("warm build: %+v", res)
 	}

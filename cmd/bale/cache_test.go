@@ -30,7 +30,7 @@ func TestCacheCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(stdout), &u) != nil {
 		t.Fatalf("du: exit %d\n%s%s", code, stdout, errs)
 	}
-	if u.Blobs == 0 || u.Actions != 11 || u.Temps != 1 || u.TempBytes != 4096 || u.Bytes < u.BlobBytes {
+	if u.Blobs == 0 || u.Actions != 12 || u.Temps != 1 || u.TempBytes != 4096 || u.Bytes < u.BlobBytes {
 		t.Errorf("du: %+v", u)
 	}
 	if stdout, _, code := bale(t, "", "cache", "du", "--cache", cache); code != 0 || !strings.Contains(stdout, "blobs ") || !strings.Contains(stdout, "temporary ") {

@@ -35,7 +35,7 @@ func TestPlanAndDiff(t *testing.T) {
 	// --format json carries the same id.
 	out, _, code = bale(t, "../..", "plan", "specs/airgap", "--offline", "--format", "json")
 	var s planSummary
-	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s.PlanID != "sha256:"+hex.EncodeToString(sum[:]) || s.Inputs != 9 {
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s.PlanID != "sha256:"+hex.EncodeToString(sum[:]) || s.Inputs != 10 {
 		t.Errorf("plan --format json: exit %d %+v\n%s", code, s, out)
 	}
 

@@ -119,8 +119,8 @@ func (r *Resolver) File(ctx context.Context, specDir, kind, name string, f spec.
 }
 
 func (r *Resolver) file(ctx context.Context, specDir, kind, name string, f spec.File) (plan.Input, error) {
-	if kind != plan.KindFile && kind != plan.KindKey {
-		return plan.Input{}, fmt.Errorf("kind %q: want %q or %q", kind, plan.KindFile, plan.KindKey)
+	if kind != plan.KindFile && kind != plan.KindKey && kind != plan.KindValues {
+		return plan.Input{}, fmt.Errorf("kind %q: want %q, %q or %q", kind, plan.KindFile, plan.KindKey, plan.KindValues)
 	}
 	if f.Digest != "" && !plan.ValidDigest(f.Digest) {
 		return plan.Input{}, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", f.Digest)
@@ -241,7 +241,7 @@ func (r *Resolver) OpenFile(ctx context.Context, in plan.Input) (io.ReadCloser, 
 
 func (r *Resolver) openFile(ctx context.Context, in plan.Input) (io.ReadCloser, int64, error) {
 	switch in.Kind {
-	case plan.KindFile, plan.KindKey, plan.KindSignature, plan.KindBundle:
+	case plan.KindFile, plan.KindKey, plan.KindSignature, plan.KindBundle, plan.KindValues:
 	default:
 		return nil, 0, fmt.Errorf("input %s is not a file", in.Key())
 	}

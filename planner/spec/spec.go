@@ -70,6 +70,15 @@ type Chart struct {
 	OCI        string `json:"oci,omitempty"`
 	Version    string `json:"version,omitempty"`
 	Digest     string `json:"digest,omitempty"`
+	// Values is a values file (values-airgap.yaml) that travels in the
+	// pack beside the chart.
+	Values *ValuesFile `json:"values,omitempty"`
+}
+
+// ValuesFile is a chart's values file: a local file, optionally pinned.
+type ValuesFile struct {
+	Path   string `json:"path"`
+	Digest string `json:"digest,omitempty"`
 }
 
 // File is one file placed in an artifact; exactly one of Path and URL is
