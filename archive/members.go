@@ -352,7 +352,10 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	// Chunks and compressed members are recycled: a fresh megabyte per
+	// chunk costs more in clearing memory than compressing it does.
 	pool := &sync.Pool{New: func() any { b := make([]byte, 0, MemberChunk); return &b }}
+	outPool := &sync.Pool{New: func() any { return new(bytes.Buffer) }}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	jobs := make(chan *piece)
@@ -385,13 +388,14 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 			defer wg.Done()
 			enc := &MemberEncoder{level: opt.Level, mtime: mtime}
 			for p := range jobs {
-				var b bytes.Buffer
+				b := outPool.Get().(*bytes.Buffer)
+				b.Reset()
 				b.Grow(len(p.chunk) + len(p.chunk)/64 + 256)
-				err := enc.chunkMember(&b, p.chunk)
+				err := enc.chunkMember(b, p.chunk)
 				chunk := p.chunk[:0]
 				p.chunk = nil
 				pool.Put(&chunk)
-				p.done <- compressed{buf: &b, err: err}
+				p.done <- compressed{buf: b, err: err}
 			}
 		}()
 	}
@@ -432,6 +436,7 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 				tee = nil
 			}
 		}
+		outPool.Put(c.buf)
 	}
 	if err := <-readErr; err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,12 @@ func BenchmarkProcessBuildRegistry(b *testing.B) {
 		floor := timeCmd(b, work, "sh", "-c", "cp -r registry/sha256 "+run+"-floor && sha256sum "+run+"-floor/* >/dev/null && sync")
 		syncDisk(b)
 		args := []string{"build", "spec", "-q", "-o", run + "-out", "--cache", run + "-cache", "--root", work}
-		cold, coldRSS := timeBale(b, bin, work, args...)
+		coldArgs := args
+		if p := os.Getenv("BALE_BENCH_CPUPROFILE"); p != "" {
+			// Where the cold build's time goes (go tool pprof).
+			coldArgs = append(slices.Clone(args), "--cpuprofile", p)
+		}
+		cold, coldRSS := timeBale(b, bin, work, coldArgs...)
 		syncDisk(b)
 		noop, _ := timeBale(b, bin, work, args...)
 		syncDisk(b)
@@ -97,7 +103,11 @@ func BenchmarkProcessBuildRegistry(b *testing.B) {
 		// re-planned, the warm cache reused.
 		w.change(b, i)
 		syncDisk(b)
-		changed, _ := timeBale(b, bin, work, args...)
+		changedArgs := args
+		if p := os.Getenv("BALE_BENCH_CPUPROFILE"); p != "" {
+			changedArgs = append(slices.Clone(args), "--cpuprofile", p+".change1")
+		}
+		changed, _ := timeBale(b, bin, work, changedArgs...)
 
 		b.ReportMetric(floor.Seconds(), "floor-s")
 		b.ReportMetric(cold.Seconds(), "cold-s")
