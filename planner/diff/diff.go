@@ -143,6 +143,9 @@ func Plans(oldName, newName, oldID, newID string, a, b *plan.Plan) *Report {
 	if a.Builder.Compressor != b.Builder.Compressor {
 		r.Builder = append(r.Builder, FieldChange{"compressor", a.Builder.Compressor, b.Builder.Compressor})
 	}
+	if a.Builder.Go != b.Builder.Go {
+		r.Builder = append(r.Builder, FieldChange{"go", a.Builder.Go, b.Builder.Go})
+	}
 	r.Targets = targets(a.Targets, b.Targets)
 
 	old := make(map[string]*plan.Input, len(a.Inputs))

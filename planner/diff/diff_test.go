@@ -87,6 +87,11 @@ func TestPlans(t *testing.T) {
 				t.Errorf("identical plans reported changes: %+v", r)
 			}
 		}},
+		{"Go toolchain changed", func(p *plan.Plan) { p.Builder.Go = "go1.27.0" }, func(t *testing.T, r *Report) {
+			if len(r.Builder) != 1 || r.Builder[0] != (FieldChange{"go", "", "go1.27.0"}) {
+				t.Errorf("builder = %+v", r.Builder)
+			}
+		}},
 		{"tag moved, one platform", func(p *plan.Plan) {
 			p.Inputs[0] = image("agent", "r.example/agent:2", 30, map[string]int{"linux/amd64": 21, "linux/arm64/v8": 32})
 			*p = *build(p.Inputs...)
