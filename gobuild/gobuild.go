@@ -141,6 +141,7 @@ type Options struct {
 var (
 	platformRE = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
 	packageRE  = regexp.MustCompile(`^\.(/[A-Za-z0-9_.+-]+)*$`)
+	versionRE  = regexp.MustCompile(`^go1\.[0-9]+(\.[0-9]+)?((rc|beta)[0-9]+)?$`)
 	ldXRE      = regexp.MustCompile(`^[A-Za-z0-9_./-]+\.[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_.+:@/,=-]*$`)
 )
 
@@ -193,10 +194,17 @@ func env(getenv func(string) string, goos, goarch string) []string {
 	return e
 }
 
-// Version returns the go command's toolchain version ("go1.26.8").
+// Version returns the go command's toolchain version ("go1.26.8"). It
+// reads the VERSION file of the GOROOT the go command lies in when there is
+// one, as the go command itself does with GOTOOLCHAIN=local, and asks
+// `go env GOVERSION` otherwise: a warm rebuild should not wait for a go
+// process.
 func Version(ctx context.Context, goCmd string, getenv func(string) string) (string, error) {
 	if goCmd == "" {
 		goCmd = "go"
+	}
+	if v, ok := rootVersion(goCmd, getenv); ok {
+		return v, nil
 	}
 	cmd := exec.CommandContext(ctx, goCmd, "env", "GOVERSION")
 	cmd.Env = env(getenv, "linux", "amd64")
@@ -211,6 +219,39 @@ func Version(ctx context.Context, goCmd string, getenv func(string) string) (str
 		return "", fmt.Errorf("go env GOVERSION: unexpected %q", v)
 	}
 	return v, nil
+}
+
+// rootVersion reads GOROOT/VERSION for the go command at goCmd (found on
+// the PATH getenv gives), when it is GOROOT/bin/go.
+func rootVersion(goCmd string, getenv func(string) string) (string, bool) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	p := goCmd
+	if !strings.Contains(goCmd, "/") {
+		for dir := range strings.SplitSeq(getenv("PATH"), ":") {
+			if dir == "" {
+				continue
+			}
+			if fi, err := os.Stat(filepath.Join(dir, goCmd)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				p = filepath.Join(dir, goCmd)
+				break
+			}
+		}
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil || filepath.Base(filepath.Dir(real)) != "bin" {
+		return "", false
+	}
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(real)), "VERSION"))
+	if err != nil {
+		return "", false
+	}
+	v, _, _ := strings.Cut(string(data), "\n")
+	if !versionRE.MatchString(v) {
+		return "", false
+	}
+	return v, true
 }
 
 // Build runs go build for o.

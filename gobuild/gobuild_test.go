@@ -146,3 +146,22 @@ func TestBuildReproducible(t *testing.T) {
 		t.Error("Build accepted -extld")
 	}
 }
+
+// TestVersion: the GOROOT/VERSION fast path says what go env GOVERSION says.
+func TestVersion(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command")
+	}
+	out, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Version(context.Background(), "", nil)
+	if err != nil || v != strings.TrimSpace(string(out)) {
+		t.Errorf("Version = %q, %v; go env GOVERSION says %s", v, err, out)
+	}
+	// A go command outside a GOROOT layout falls back to asking it.
+	if _, ok := rootVersion("/nonexistent/go", nil); ok {
+		t.Error("rootVersion of a missing command")
+	}
+}
