@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	stdhash "hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -304,6 +305,55 @@ func (x *execution) fileOf(ctx context.Context, in plan.Input, dest string, mode
 	return kit.FileInput{Path: x.store.Path(h), Dest: dest, Mode: mode, Source: src, SHA256: h.Hex, Size: in.Size}, nil
 }
 
+// streamedFile is a dataset file read from the Source as the tarball is
+// written, checked against its planned digest and size by the reader.
+func (x *execution) streamedFile(ctx context.Context, in plan.Input, dest string, mode int64) kit.FileInput {
+	src := in.Source.Path
+	if src == "" {
+		src = in.Source.URL
+	}
+	return kit.FileInput{Dest: dest, Mode: mode, Source: src, SHA256: strings.TrimPrefix(in.Digest, "sha256:"), Size: in.Size,
+		Open: func() (io.ReadCloser, error) {
+			rc, size, err := x.src.OpenFile(ctx, in)
+			if err != nil {
+				return nil, err
+			}
+			if size >= 0 && size != in.Size {
+				rc.Close()
+				return nil, fmt.Errorf("%s is %d bytes, the plan says %d", in.Key(), size, in.Size)
+			}
+			return &checkedReader{rc: rc, h: sha256.New(), want: in.Digest, size: in.Size, what: in.Key()}, nil
+		}}
+}
+
+// checkedReader fails at its end unless the bytes hash to want and are
+// size long: a Source need not verify what it returns.
+type checkedReader struct {
+	rc   io.ReadCloser
+	h    stdhash.Hash
+	n    int64
+	want string
+	size int64
+	what string
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.rc.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	if c.n > c.size {
+		return n, fmt.Errorf("%s: more than the planned %d bytes: it changed since planning", c.what, c.size)
+	}
+	if err == io.EOF {
+		if got := "sha256:" + hex.EncodeToString(c.h.Sum(nil)); c.n != c.size || got != c.want {
+			return n, fmt.Errorf("%s: %d bytes hashing to %s, not the planned %d bytes %s: it changed since planning", c.what, c.n, got, c.size, c.want)
+		}
+	}
+	return n, err
+}
+
+func (c *checkedReader) Close() error { return c.rc.Close() }
+
 // baleVersion is the version the kit's SBOM and provenance name as their
 // tool and builder.
 func baleVersion() string {
@@ -369,11 +419,10 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 			in.Runner.Files = append(in.Runner.Files, f)
 			deps = append(deps, provenance.Dependency{Name: fi.Key(), URI: f.Source, Digest: provenance.Digest{SHA256: f.SHA256}})
 		} else if dest, ok := strings.CutPrefix(fi.Name, dataset+"/"); ok && dataset != "" {
-			f, err := x.fileOf(ctx, fi, dest, mode)
-			if err != nil {
-				return nil, err
-			}
-			in.Dataset.Files = append(in.Dataset.Files, f)
+			// A dataset file is streamed from its source into the tarball,
+			// not copied into the store first: the source's reader fails
+			// the build unless the bytes are the planned ones.
+			in.Dataset.Files = append(in.Dataset.Files, x.streamedFile(ctx, fi, dest, mode))
 		} else {
 			return nil, fmt.Errorf("file %s belongs to neither runner %s nor dataset %s", fi.Name, runner, dataset)
 		}

@@ -132,6 +132,20 @@ func TestReleaseRefusals(t *testing.T) {
 			t.Errorf("execute: %v", err)
 		}
 	})
+	t.Run("dataset file changed since planning", func(t *testing.T) {
+		root := aocWorkspace(t)
+		p, r, err := planAOC(t, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(root, "testdata", "aoc", "dataset", "advisories.ndjson")
+		data, _ := os.ReadFile(f)
+		data[10] ^= 1 // same size, other bytes
+		os.WriteFile(f, data, 0o644)
+		if _, err := executeAOC(t, p, r, devGetenv); err == nil || !strings.Contains(err.Error(), "changed since planning") || !strings.Contains(err.Error(), "advisories.ndjson") {
+			t.Errorf("execute: %v", err)
+		}
+	})
 	t.Run("another Go toolchain than the plan's", func(t *testing.T) {
 		root := aocWorkspace(t)
 		p, r, err := planAOC(t, root)

@@ -37,6 +37,12 @@ type FileInput struct {
 	// and size (a content-store blob's), so Build need not hash it again.
 	SHA256 string
 	Size   int64
+	// Open, with SHA256 and Size set, opens a dataset file's bytes instead
+	// of Path: a reader that fails at its end unless the bytes are SHA256
+	// (the executor's planned-input reader), so a large dataset is read
+	// once, straight into the tarball. Runner files are always read from
+	// Path, which the SBOM reads too.
+	Open func() (io.ReadCloser, error)
 }
 
 // Runner is the runner bundle of a release.
@@ -392,6 +398,10 @@ func (b *builder) write(name string, data []byte) error {
 func (b *builder) writeTar(name string, files []FileInput) ([sha256.Size]byte, int64, error) {
 	entries := make([]archive.Entry, 0, len(files))
 	for _, f := range files {
+		if f.Open != nil && f.SHA256 != "" {
+			entries = append(entries, archive.Entry{Name: f.Dest, Mode: f.Mode, Size: f.Size, Open: f.Open})
+			continue
+		}
 		st, err := os.Stat(f.Path)
 		if err != nil {
 			return [sha256.Size]byte{}, 0, fmt.Errorf("%s: file %s: %w", name, f.Dest, err)
