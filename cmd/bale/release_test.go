@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -222,47 +227,96 @@ func TestReleaseRealTools(t *testing.T) {
 		})
 	}
 
+	flip := func(name string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			p := filepath.Join(dir, name)
+			d, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d[len(d)/2] ^= 1
+			os.WriteFile(p, d, 0o644)
+		}
+	}
 	tampers := []struct {
-		name, file string
-		edit       func(data []byte) []byte
+		name  string
+		apply func(t *testing.T, dir string)
+		// names is the kit file bale verify and verify.sh must name;
+		// cosign is the seed command (1 runner, 2 dataset) that must fail,
+		// 0 for a tampering cosign cannot see.
+		names  string
+		cosign int
 	}{
-		{"runner byte flipped", aocRunner, func(d []byte) []byte { d[len(d)/2] ^= 1; return d }},
-		{"dataset byte flipped", aocDataset, func(d []byte) []byte { d[len(d)/2] ^= 1; return d }},
-		{"provenance payloadType changed", aocProvenance, func(d []byte) []byte {
-			return bytes.Replace(d, []byte("application/vnd.in-toto+json"), []byte("application/vnd.in-toto+jsom"), 1)
-		}},
+		{"runner byte flipped", flip(aocRunner), aocRunner, 1},
+		{"dataset byte flipped", flip(aocDataset), aocDataset, 2},
+		{"provenance payloadType changed", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, aocProvenance)
+			d, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.Replace(d, []byte("application/vnd.in-toto+json"), []byte("application/vnd.in-toto+jsom"), 1), 0o644)
+		}, aocProvenance, 2},
+		{"SHA256SUMS edited to match a flipped runner", func(t *testing.T, dir string) {
+			flip(aocRunner)(t, dir)
+			d, _ := os.ReadFile(filepath.Join(dir, aocRunner))
+			sums, _ := os.ReadFile(filepath.Join(dir, kit.SumsName))
+			var lines []string
+			for l := range strings.SplitSeq(strings.TrimSuffix(string(sums), "\n"), "\n") {
+				if strings.HasSuffix(l, "  "+aocRunner) {
+					l = fmt.Sprintf("%x  %s", sha256.Sum256(d), aocRunner)
+				}
+				lines = append(lines, l)
+			}
+			os.WriteFile(filepath.Join(dir, kit.SumsName), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+		}, kit.SumsName, 1},
+		{"a file added", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "extra.sh"), []byte("#!/bin/sh\n"), 0o755)
+		}, "extra.sh", 0},
 	}
 	for _, tc := range tampers {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "aoc")
 			copyDir(t, out, dir)
-			p := filepath.Join(dir, tc.file)
-			data, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, tc.edit(data), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			tc.apply(t, dir)
 			_, errs, code := bale(t, "", "verify", dir)
-			if code != 1 || !strings.Contains(errs, tc.file) {
-				t.Errorf("bale verify: exit %d, want 1 naming %s:\n%s", code, tc.file, errs)
+			if code != 1 || !strings.Contains(errs, tc.names) {
+				t.Errorf("bale verify: exit %d, want 1 naming %s:\n%s", code, tc.names, errs)
 			}
 			for _, v := range []string{"2", "3"} {
 				bin := cosignTool(t, v)
-				if ok, o := runTool(t, dir, []string{"COSIGN=" + bin}, "sh", kit.ScriptName); ok || !strings.Contains(o, tc.file) {
-					t.Errorf("verify.sh with cosign%s: passed=%v, want a failure naming %s:\n%s", v, ok, tc.file, o)
+				if ok, o := runTool(t, dir, []string{"COSIGN=" + bin}, "sh", kit.ScriptName); ok || !strings.Contains(o, tc.names) {
+					t.Errorf("verify.sh with cosign%s: passed=%v, want a failure naming %s:\n%s", v, ok, tc.names, o)
 				}
-				c := seedCommands(bin)[1]
-				if tc.file != aocRunner {
-					c = seedCommands(bin)[2]
+				if tc.cosign == 0 {
+					continue
 				}
+				c := seedCommands(bin)[tc.cosign]
 				if ok, o := runTool(t, dir, nil, c[0], c[1:]...); ok {
 					t.Errorf("cosign%s %s passed:\n%s", v, c[1], o)
 				}
 			}
 		})
 	}
+
+	// Another key: bale verify --key and cosign --key with it fail.
+	t.Run("wrong key", func(t *testing.T) {
+		other := filepath.Join(t.TempDir(), "other.pub")
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+		os.WriteFile(other, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+		_, errs, code := bale(t, "", "verify", out, "--key", other)
+		if code != 1 || !strings.Contains(errs, kit.PublicKeyName) {
+			t.Errorf("bale verify --key another key: exit %d\n%s", code, errs)
+		}
+		for _, v := range []string{"2", "3"} {
+			c := seedCommands(cosignTool(t, v))[1]
+			c[3] = other
+			if ok, o := runTool(t, out, nil, c[0], c[1:]...); ok {
+				t.Errorf("cosign%s verify-blob --key another key passed:\n%s", v, o)
+			}
+		}
+	})
 }
 
 func copyDir(t *testing.T, src, dst string) {
