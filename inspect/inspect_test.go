@@ -101,7 +101,10 @@ func TestDemoPack(t *testing.T) {
 			t.Errorf("chart %s: values images %+v, want image.repository nginx", c.Name, c.Images)
 		}
 	}
-	rep.Path = filepath.Base(rep.Path)
+	// The file's own bytes depend on how the pack is cut into gzip
+	// members, which is not what inspect reports on; they are checked
+	// against the file above.
+	rep.Path, rep.SHA256, rep.Size = filepath.Base(rep.Path), "", 0
 	got, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		t.Fatal(err)
