@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/bale-build/bale/internal/demopack"
+	"github.com/bale-build/bale/verify"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -101,10 +102,18 @@ func TestDemoPack(t *testing.T) {
 			t.Errorf("chart %s: values images %+v, want image.repository nginx", c.Name, c.Images)
 		}
 	}
-	// The file's own bytes depend on how the pack is cut into gzip
-	// members, which is not what inspect reports on; they are checked
-	// against the file above.
-	rep.Path, rep.SHA256, rep.Size = filepath.Base(rep.Path), "", 0
+	vrep, err := verify.Pack(context.Background(), p)
+	if err != nil || !vrep.OK() {
+		t.Fatalf("verify the demo pack: %v %v", err, vrep.Err())
+	}
+	if rep.RootHash != vrep.RootHash || !strings.HasPrefix(rep.PlanID, "sha256:") {
+		t.Errorf("rootHash %s planId %q, verify says rootHash %s", rep.RootHash, rep.PlanID, vrep.RootHash)
+	}
+	// The file's bytes, and the plan id and root hash, change with the
+	// pack's gzip member layout and the plan format, which are not what
+	// inspect reports on; they are checked against the file and verify
+	// above.
+	rep.Path, rep.SHA256, rep.Size, rep.RootHash, rep.PlanID = filepath.Base(rep.Path), "", 0, "", ""
 	got, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		t.Fatal(err)
