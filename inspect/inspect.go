@@ -117,6 +117,12 @@ type Chart struct {
 	AppVersion string `json:"appVersion"`
 	Size       int64  `json:"size"`
 	SHA256     string `json:"sha256"`
+	// UpstreamDigest and Source are the pack index's: the digest the plan
+	// pinned and where the chart came from.
+	UpstreamDigest string           `json:"upstreamDigest,omitempty"`
+	Source         pack.ChartSource `json:"source"`
+	// Values is the values-airgap.yaml travelling with the chart, if any.
+	Values *pack.Entry `json:"values,omitempty"`
 	// Images are the image references the chart's default values hold.
 	Images []ValuesImage `json:"images"`
 	// ValuesError says why values.yaml could not be read for images.
@@ -397,6 +403,14 @@ func (s *scanner) report() (*Report, error) {
 	}
 	if rep.Charts == nil {
 		rep.Charts = []Chart{}
+	}
+	for i := range rep.Charts {
+		c := &rep.Charts[i]
+		for _, ic := range ix.Charts {
+			if ic.Path == c.Path {
+				c.UpstreamDigest, c.Source, c.Values = ic.UpstreamDigest, ic.Source, ic.Values
+			}
+		}
 	}
 	if rep.Signatures == nil {
 		rep.Signatures = []File{}

@@ -74,13 +74,13 @@ func writeInspect(out io.Writer, rep *inspect.Report) error {
 		}
 	}
 	if len(rep.Charts) > 0 {
-		fmt.Fprintf(w, "\nCHARTS\nSIZE\tNAME\tVERSION\tAPP VERSION\tVALUES IMAGES\n")
+		fmt.Fprintf(w, "\nCHARTS\nSIZE\tNAME\tVERSION\tAPP VERSION\tUPSTREAM\tVALUES IMAGES\n")
 		for _, c := range rep.Charts {
 			refs := make([]string, len(c.Images))
 			for i, im := range c.Images {
 				refs[i] = im.Key + "=" + im.Ref
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", humanBytes(c.Size), c.Name, c.Version, orDash(c.AppVersion), orDash(strings.Join(refs, " ")))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", humanBytes(c.Size), c.Name, c.Version, orDash(c.AppVersion), orDash(c.UpstreamDigest), orDash(strings.Join(refs, " ")))
 		}
 	}
 	if len(rep.Signatures) > 0 {
