@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -147,5 +148,33 @@ release: {
 `
 	if err := os.WriteFile(filepath.Join(work, "spec", "release.cue"), []byte(spec), 0o644); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkProcessVerifyKit compares the whole-process `bale verify` of the
+// AOC kit (directory and archive) with `sh verify.sh` (sha256sum and, when
+// cosign2 is on PATH or in BALE_COSIGN2, every signature with cosign).
+func BenchmarkProcessVerifyKit(b *testing.B) {
+	bin := buildBale(b)
+	b.Setenv("COSIGN_KEY", "")
+	b.Setenv("COSIGN_ALLOW_DEV_KEY", "1")
+	b.Setenv("COSIGN_PASSWORD", fixtures.DevKeyPassword)
+	out := filepath.Join(b.TempDir(), "aoc")
+	runBale(b, bin, repoDir(), 0, "build", "specs/aoc", "-q", "-o", out, "--cache", b.TempDir())
+	cosign := os.Getenv("BALE_COSIGN2")
+	if cosign == "" {
+		cosign, _ = exec.LookPath("cosign2")
+	}
+	if cosign != "" {
+		b.Setenv("COSIGN", cosign)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dir, _ := timeBale(b, bin, out, "verify", out)
+		arch, _ := timeBale(b, bin, out, "verify", filepath.Join(out, "aoc-offline-kit.tar.gz"))
+		script := timeCmd(b, out, "sh", "verify.sh")
+		b.ReportMetric(dir.Seconds()*1000, "bale-verify-dir-ms")
+		b.ReportMetric(arch.Seconds()*1000, "bale-verify-archive-ms")
+		b.ReportMetric(script.Seconds()*1000, "verify.sh-ms")
 	}
 }
