@@ -1,6 +1,7 @@
 package executor_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -155,6 +156,53 @@ func TestReleaseRefusals(t *testing.T) {
 		p.Builder.Go = "go1.20.1"
 		if _, err := executeAOC(t, p, r, devGetenv); err == nil || !strings.Contains(err.Error(), "the plan builds with go1.20.1 but the go command is go1.") {
 			t.Errorf("execute: %v", err)
+		}
+	})
+	t.Run("edited plans", func(t *testing.T) {
+		root := aocWorkspace(t)
+		edits := []struct {
+			name string
+			edit func(p *plan.Plan)
+			want string
+		}{
+			{"artifact dropped from the target", func(p *plan.Plan) {
+				p.Targets[0].Artifacts = p.Targets[0].Artifacts[1:]
+			}, "belongs to no target's artifact"},
+			{"go-build writing into another artifact", func(p *plan.Plan) {
+				p.Steps[0].Outputs = []string{"cosign.pub:bin/aoc-backfill"}
+			}, "writes into cosign.pub, not the runner bundle"},
+			{"release step without its go-build need", func(p *plan.Plan) {
+				p.Steps[1].Needs = nil
+			}, "no release step needing it"},
+			{"a mode that is not 0644 or 0755", func(p *plan.Plan) {
+				p.Steps[1].Params["mode.aoc-backfill-runner/README.md"] = "4755"
+			}, "want 0644 or 0755"},
+		}
+		for _, e := range edits {
+			p, _, err := planAOC(t, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Steps[0].Action != plan.ActionGoBuild || p.Steps[1].Action != plan.ActionRelease {
+				t.Fatalf("steps %s, %s: want go-build, release", p.Steps[0].Action, p.Steps[1].Action)
+			}
+			e.edit(p)
+			// Keep every step id valid, as a careful editor would.
+			old := p.Steps[0].ID
+			p.Steps[0].ID = plan.StepID(p.Steps[0])
+			for i, n := range p.Steps[1].Needs {
+				if n == old {
+					p.Steps[1].Needs[i] = p.Steps[0].ID
+				}
+			}
+			p.Steps[1].ID = plan.StepID(p.Steps[1])
+			canonical, err := plan.Marshal(p)
+			if err == nil {
+				_, err = plan.Decode(bytes.NewReader(canonical))
+			}
+			if err == nil || !strings.Contains(err.Error(), e.want) {
+				t.Errorf("%s: %v, want an error containing %q", e.name, err, e.want)
+			}
 		}
 	})
 	t.Run("no key", func(t *testing.T) {

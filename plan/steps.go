@@ -525,6 +525,9 @@ func (p *Plan) checkTargets() error {
 		if !ok || made[a] != rel.ID || !slices.Contains(rel.Needs, id) {
 			return fmt.Errorf("plan: go-build step %s writes into %s, which no release step needing it writes", id, a)
 		}
+		if want := rel.Params[ParamRunner] + ".tar.gz"; a != want {
+			return fmt.Errorf("plan: go-build step %s writes into %s, not the runner bundle %s", id, a, want)
+		}
 	}
 	return nil
 }
