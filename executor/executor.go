@@ -18,6 +18,14 @@
 // action makes by package pack's rules, so a plan the executor cannot honour
 // fails whole, naming the step.
 //
+// A release target is built by go-build steps (a Go binary from a snapshot
+// of its pinned module tree, see package gobuild) and one release step
+// (the offline kit, see package kit). The release step signs: its key is
+// located at graph time and its identity (the sha256 of the encrypted
+// key, and whether it is the development key) is part of the step's
+// definition, so a cached kit is reused without decrypting the key, and
+// another key never reuses it.
+//
 // # Cache keys
 //
 // A step's action cache key is derived from everything its action reads

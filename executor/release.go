@@ -168,7 +168,14 @@ func (x *execution) releaseSigner(ctx context.Context, def *stepDef) (*signerRef
 		return nil, nil, err
 	}
 	if h := def.Step.Params[plan.ParamDatasetHash]; h != "" && !isHex64(h) && !l.dev {
-		return nil, nil, fmt.Errorf("dataset %s: hash %q is a placeholder, not a content hash; placeholders are accepted only with the development key (%s=1)", def.Step.Params[plan.ParamDataset], h, sign.EnvAllowDevKey)
+		ds := def.Step.Params[plan.ParamDataset]
+		var files []kit.DatasetFile
+		for _, in := range def.Inputs {
+			if dest, ok := strings.CutPrefix(in.Name, ds+"/"); ok && in.Kind == plan.KindFile {
+				files = append(files, kit.DatasetFile{Path: dest, Size: in.Size, SHA256: strings.TrimPrefix(in.Digest, "sha256:")})
+			}
+		}
+		return nil, nil, fmt.Errorf("dataset %s: hash %q is a placeholder, accepted only with the development key (%s=1); a release pins the content hash: hash: %q", ds, h, sign.EnvAllowDevKey, kit.DatasetHash(files))
 	}
 	if l.dev {
 		x.warn(fmt.Sprintf("release %s is signed with the spec's DEVELOPMENT key (%s=1): offline-kit.json and verify.sh say so; do not ship it", def.Target.Name, sign.EnvAllowDevKey))

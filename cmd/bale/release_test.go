@@ -169,7 +169,8 @@ func TestReleaseKeys(t *testing.T) {
 	root := repoDir()
 	t.Setenv("COSIGN_KEY", filepath.Join(root, "testdata", "keys", "cosign.dev.key"))
 	_, errs, code = bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", t.TempDir())
-	if code != 1 || !strings.Contains(errs, "dev-rehearsal-placeholder") || !strings.Contains(errs, "COSIGN_ALLOW_DEV_KEY=1") {
+	if code != 1 || !strings.Contains(errs, "dev-rehearsal-placeholder") || !strings.Contains(errs, "COSIGN_ALLOW_DEV_KEY=1") ||
+		!strings.Contains(errs, `hash: "6034e64dc816c857c1a9ab3da6bcb13c2711264f6b1cdafc2dc66f411899f770"`) {
 		t.Errorf("a release key with a placeholder dataset hash: exit %d, want 1 naming the placeholder:\n%s", code, errs)
 	}
 	t.Setenv("COSIGN_KEY", "awskms://alias/release")
