@@ -99,6 +99,6 @@ that CI can diff; the same plan gives the same bytes on any machine.`,
 			profFile.Close()
 		}
 	}
-	root.AddCommand(newVet(), newEval(), newPlan(), newDiff(), newBuild(), newVerify(), newInspect(), newPush(), newCache(), newVersion())
+	root.AddCommand(newVet(), newEval(), newPlan(), newDiff(), newBuild(), newVerify(), newInspect(), newPush(), newPublish(), newPull(), newCache(), newVersion())
 	return root
 }

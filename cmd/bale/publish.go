@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bale-build/bale/publish"
+)
+
+func newPublish() *cobra.Command {
+	var (
+		to, format, endpoint, caFile string
+		pathStyle, insecure, trust   bool
+		jobs                         int
+		partSize                     byteSize = publish.DefaultPartSize
+	)
+	cmd := &cobra.Command{
+		Use:   "publish OUT --to s3://BUCKET[/PREFIX] | oci://REGISTRY/REPO:TAG",
+		Short: "Upload a build's output directory to a release bucket or an OCI registry",
+		Long: `publish uploads every file of a build's output directory OUT (a pack, its
+.sha256, a kit's SHA256SUMS...). Each file is hashed first and checked
+against the NAME.sha256 and SHA256SUMS beside it; symbolic links are
+refused. Checksum files (and SHA256SUMS.cosign.bundle) go last, so a reader
+never sees sums for a file that is not there yet.
+
+s3://BUCKET/PREFIX: credentials and region from the standard AWS chain
+(AWS_ACCESS_KEY_ID..., ~/.aws, SSO, instance roles); --endpoint and
+--path-style for S3-compatible servers. Each object carries
+x-amz-checksum-sha256 (per part above --part-size) and its hex sha256 as
+metadata "sha256". An object already there with that sha256 and size is not
+uploaded again but read back and hashed (unless --trust-existing); every
+upload is read back too. An object whose bytes on the server are not the
+file's is uploaded again and reported as repaired.
+
+oci://REGISTRY/REPO:TAG: one OCI artifact (artifactType
+application/vnd.bale.release.v1), one layer per file titled with its path
+(org.opencontainers.image.title), so bale pull, oras pull and crane fetch it.`,
+		Example: `  bale publish out --to s3://releases/bale/v1.0.0
+  bale publish out --to s3://releases/v1 --endpoint http://127.0.0.1:7070 --path-style
+  bale publish out --to oci://registry.example/releases/airgap:v1.0.0`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			var rep *publish.Report
+			var err error
+			switch {
+			case strings.HasPrefix(to, "s3://"):
+				rep, err = publish.S3(cmd.Context(), args[0], to, publish.S3Options{
+					Endpoint: endpoint, PathStyle: pathStyle, Jobs: jobs, PartSize: int64(partSize), TrustExisting: trust,
+				})
+			case strings.HasPrefix(to, "oci://"):
+				rt, terr := registryTransport(caFile)
+				if terr != nil {
+					return terr
+				}
+				rep, err = publish.OCI(cmd.Context(), args[0], to, publish.OCIOptions{Jobs: jobs, Insecure: insecure, Transport: rt})
+			default:
+				return fmt.Errorf("--to %q: want s3://BUCKET[/PREFIX] or oci://REGISTRY/REPO:TAG", to)
+			}
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			return writePublish(cmd.OutOrStdout(), rep)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&to, "to", "", "destination: s3://BUCKET[/PREFIX] or oci://REGISTRY/REPO:TAG")
+	_ = cmd.MarkFlagRequired("to")
+	f.StringVar(&format, "format", "text", "output format: text or json")
+	f.StringVar(&endpoint, "endpoint", "", "S3-compatible server URL (default AWS)")
+	f.BoolVar(&pathStyle, "path-style", false, "address the bucket in the URL path, not the host name")
+	f.Var(&partSize, "part-size", "multipart part size, and the size above which files go in parts (at least 5MiB)")
+	f.BoolVar(&trust, "trust-existing", false, "do not read back objects already present with the file's sha256")
+	f.IntVar(&jobs, "jobs", publish.DefaultJobs, "concurrent uploads")
+	f.BoolVar(&insecure, "insecure", false, "oci://: use plain HTTP (loopback registries always may)")
+	f.StringVar(&caFile, "ca-file", "", "oci://: PEM CA certificates to trust beside the system's")
+	return cmd
+}
+
+func newPull() *cobra.Command {
+	var (
+		out, format, caFile string
+		insecure            bool
+		jobs                int
+	)
+	cmd := &cobra.Command{
+		Use:   "pull oci://REGISTRY/REPO:TAG|@DIGEST -o DIR",
+		Short: "Fetch what bale publish put in a registry, verified",
+		Long: `pull fetches an artifact bale publish --to oci://... wrote into DIR, which must
+be empty or absent: every file byte-identical, checked against its digest
+as it is written (under a temporary name, renamed when whole), then every
+.sha256 and SHA256SUMS checked against the files. A title that could leave
+DIR, repeats, or clashes with another is refused before anything is
+written.`,
+		Example: `  bale pull oci://registry.example/releases/airgap:v1.0.0 -o kit/
+  bale pull oci://registry.example/releases/airgap@sha256:… -o kit/ --format json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			rt, err := registryTransport(caFile)
+			if err != nil {
+				return err
+			}
+			rep, err := publish.Pull(cmd.Context(), args[0], out, publish.OCIOptions{Jobs: jobs, Insecure: insecure, Transport: rt})
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			return writePublish(cmd.OutOrStdout(), rep)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&out, "output", "o", "", "directory to write the files into (empty or absent)")
+	_ = cmd.MarkFlagRequired("output")
+	f.StringVar(&format, "format", "text", "output format: text or json")
+	f.IntVar(&jobs, "jobs", publish.DefaultJobs, "concurrent downloads")
+	f.BoolVar(&insecure, "insecure", false, "use plain HTTP (loopback registries always may)")
+	f.StringVar(&caFile, "ca-file", "", "PEM CA certificates to trust beside the system's")
+	return cmd
+}
+
+func writePublish(out io.Writer, rep *publish.Report) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "%s", rep.To)
+	if rep.Digest != "" {
+		fmt.Fprintf(w, "  %s", rep.Digest)
+	}
+	if rep.Uploaded+rep.Existing+rep.Repaired > 0 {
+		fmt.Fprintf(w, "\n  %d uploaded, %d already there (read back unless --trust-existing), %d repaired", rep.Uploaded, rep.Existing, rep.Repaired)
+	}
+	fmt.Fprintf(w, "\n  %d files\n\nACTION\tSIZE\tPATH\tSHA256\n", len(rep.Files))
+	for _, f := range rep.Files {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.Action, humanBytes(f.Size), f.Path, f.SHA256)
+	}
+	return w.Flush()
+}
