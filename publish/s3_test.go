@@ -32,7 +32,7 @@ type versity struct {
 	puts     atomic.Int64
 }
 
-func startVersity(t *testing.T) *versity {
+func startVersity(t testing.TB) *versity {
 	t.Helper()
 	bin := tooltest.Require(t, "versitygw")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,7 +85,7 @@ func startVersity(t *testing.T) *versity {
 	return v
 }
 
-func (v *versity) client(t *testing.T) *s3.Client {
+func (v *versity) client(t testing.TB) *s3.Client {
 	t.Helper()
 	cfg, err := config.LoadDefaultConfig(context.Background())
 	if err != nil {
