@@ -41,9 +41,11 @@ them unless --trust-existing; an interrupted push is finished by running it
 again. Credentials come from the docker config and credential helpers.
 
 --values-airgap DIR writes NAME-VERSION.values-airgap.yaml per chart, for
-helm install -f: each image reference in the chart's default values (a
-string "image" key, or a map with "repository" and optional "registry",
-"tag", "digest") pointed at the mirror; see bale push --help for the keys.`,
+helm install -f, setting only the keys it rewrites in the chart's default
+values: a string KEY.image becomes REGISTRY/PREFIX/REPO:TAG; in a map with
+"repository", KEY.repository becomes REGISTRY/PREFIX/REPO, or PREFIX/REPO
+with KEY.registry set to REGISTRY when the map has a "registry" key; tags
+and digests are kept. References inside lists are left alone.`,
 		Example: `  bale push out/bootstrap-pack-v1.tar mirror.example:5000/airgap \
       --sha256 "$(cut -d' ' -f1 out/bootstrap-pack-v1.tar.sha256)"
   bale push pack.tar localhost:5000 --format json | jq -r '.refs[].ref'
