@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // The OCI distribution grammar, as github.com/distribution/reference
@@ -71,6 +73,33 @@ func ValidateRepoTag(s string) error {
 		return fmt.Errorf("image tag %s: %w", quote(s), err)
 	}
 	return nil
+}
+
+// DockerHub is the registry a reference without one names, as docker,
+// crane and helm read it: "alpine:3.19" is
+// "index.docker.io/library/alpine:3.19".
+const DockerHub = name.DefaultRegistry
+
+// NormalizeRef returns image reference s with its registry and repository
+// in full, the tag and digest as written: Docker Hub's short forms
+// ("alpine:3.19", "library/alpine", "docker.io/library/alpine@sha256:…")
+// become "index.docker.io/library/alpine…". Plans and packs record the
+// full form, so one image has one name whichever way a spec spells it.
+// A reference without a tag stays without one (it resolves ":latest").
+func NormalizeRef(s string) (string, error) {
+	r, err := name.ParseReference(s)
+	if err != nil {
+		return "", err
+	}
+	out := r.Context().Name()
+	base, dig, hasDigest := strings.Cut(s, "@")
+	if i := strings.LastIndexByte(base, ':'); i > strings.LastIndexByte(base, '/') {
+		out += base[i:]
+	}
+	if hasDigest {
+		out += "@" + dig
+	}
+	return out, nil
 }
 
 // quote quotes s for a message, escaped (a hostile name's control and

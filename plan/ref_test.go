@@ -78,3 +78,33 @@ func TestDecodeRefusesBadTags(t *testing.T) {
 		t.Errorf("Decode of an image named ../../x = %v, want an image name error", err)
 	}
 }
+
+// TestNormalizeRef: Docker Hub's short names mean what they mean to docker,
+// crane and helm; full names are kept as written.
+func TestNormalizeRef(t *testing.T) {
+	const d = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+	for _, tt := range []struct{ in, want string }{
+		{"alpine:3.19", "index.docker.io/library/alpine:3.19"},
+		{"alpine", "index.docker.io/library/alpine"},
+		{"alpine@" + d, "index.docker.io/library/alpine@" + d},
+		{"alpine:3.19@" + d, "index.docker.io/library/alpine:3.19@" + d},
+		{"library/alpine", "index.docker.io/library/alpine"},
+		{"bitnami/redis:7", "index.docker.io/bitnami/redis:7"},
+		{"docker.io/library/alpine:3.19", "index.docker.io/library/alpine:3.19"},
+		{"docker.io/alpine:3.19", "index.docker.io/library/alpine:3.19"},
+		{"index.docker.io/library/alpine:3.19", "index.docker.io/library/alpine:3.19"},
+		{"r.example/web:1", "r.example/web:1"},
+		{"localhost:5000/a/b:1", "localhost:5000/a/b:1"},
+		{"127.0.0.1:5000/a@" + d, "127.0.0.1:5000/a@" + d},
+	} {
+		got, err := NormalizeRef(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("NormalizeRef(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "Alpine:3", "a:b:c", "alpine@sha256:abc"} {
+		if got, err := NormalizeRef(bad); err == nil {
+			t.Errorf("NormalizeRef(%q) = %q, want an error", bad, got)
+		}
+	}
+}

@@ -125,29 +125,34 @@ func (c *checker) images(list cue.Value, at string) {
 		switch src {
 		case "ref":
 			ref, rv, _ := str(el, "ref")
-			r, err := name.ParseReference(ref, name.StrictValidation)
+			// Docker Hub's short names ("alpine:3.19") are references
+			// as docker, crane and helm read them: no StrictValidation.
+			r, err := name.ParseReference(ref)
 			if err != nil {
-				// Weak validation fills in ":latest"; say so rather than
-				// fail, since it resolves, but never silently.
-				if _, werr := name.ParseReference(ref); werr != nil {
-					c.add(SeverityError, rv, "%s.ref: invalid image reference %q: %v", ep, ref, werr)
-					break
-				}
-				c.add(SeverityWarning, rv, "%s.ref: %q has no tag or digest; it resolves \":latest\", which moves", ep, ref)
-				if !hasDigest {
-					break
-				}
+				c.add(SeverityError, rv, "%s.ref: invalid image reference %q: %v", ep, ref, err)
+				break
 			}
 			if err := plan.ValidateRepository(r.Context().RepositoryStr()); err != nil {
 				c.add(SeverityError, rv, "%s.ref: %v", ep, err)
 				break
 			}
-			if d, ok := r.(name.Digest); ok {
+			full, _ := plan.NormalizeRef(ref)
+			spelt := fmt.Sprintf("%q", ref)
+			if full != ref {
+				spelt += " (" + full + ")"
+			}
+			base, _, byDigest := strings.Cut(ref, "@")
+			hasTag := strings.LastIndexByte(base, ':') > strings.LastIndexByte(base, '/')
+			if d, ok := r.(name.Digest); ok && byDigest {
 				if hasDigest && d.DigestStr() != digest {
 					c.add(SeverityError, dv, "%s.digest: %s disagrees with the reference's digest %s", ep, digest, d.DigestStr())
 				}
 			} else if !hasDigest {
-				c.add(SeverityWarning, rv, "%s.ref: %q is a tag without a pinned digest; a moved tag changes the build", ep, ref)
+				if hasTag {
+					c.add(SeverityWarning, rv, "%s.ref: %s is a tag without a pinned digest; a moved tag changes the build", ep, spelt)
+				} else {
+					c.add(SeverityWarning, rv, "%s.ref: %s has no tag or digest; it resolves \":latest\", which moves", ep, spelt)
+				}
 			}
 		case "layout":
 			if _, _, ok := str(el, "layout.refName"); !ok && !hasDigest {

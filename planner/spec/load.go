@@ -356,6 +356,7 @@ func evaluateCUE(cfg *load.Config, arg, name, wd string) (in *Instance, diags Di
 	if err := dec.Decode(&s); err != nil {
 		return nil, append(diags, Diagnostic{File: c.fallback, Line: 1, Column: 1, Severity: SeverityError, Message: "decode evaluated spec: " + err.Error()})
 	}
+	s.normalize()
 	canon, err := json.MarshalIndent(&s, "", "  ")
 	if err != nil {
 		return nil, append(diags, Diagnostic{File: c.fallback, Line: 1, Column: 1, Severity: SeverityError, Message: "encode evaluated spec: " + err.Error()})

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/bale-build/bale/plan"
 )
 
 // Spec is an evaluated spec: the schema's defaults filled in.
@@ -48,6 +50,27 @@ type Image struct {
 	Digest    string         `json:"digest,omitempty"`
 	Platforms []string       `json:"platforms,omitempty"`
 	Tags      []string       `json:"tags,omitempty"`
+}
+
+// normalize writes every image reference in full (Docker Hub's short names
+// with their registry and "library/"), so the plan, the tag a pack takes
+// from the reference and the spec digest are the same whichever way a spec
+// spells an image. An image's own tags are the pack's names as the author
+// wrote them, short or full (docker save writes Docker Hub names short), and
+// are kept. The checker has accepted each reference; one that no longer
+// parses is left for the resolver to refuse.
+func (s *Spec) normalize() {
+	if s.BootstrapPack == nil {
+		return
+	}
+	for i := range s.BootstrapPack.Images {
+		img := &s.BootstrapPack.Images[i]
+		if img.Ref != "" {
+			if full, err := plan.NormalizeRef(img.Ref); err == nil {
+				img.Ref = full
+			}
+		}
+	}
 }
 
 // LayoutSource is an image in an OCI image layout directory.

@@ -216,3 +216,24 @@ func TestDirectoryNeedsPackage(t *testing.T) {
 		t.Errorf("a single file needs no package clause: %v", diags)
 	}
 }
+
+// TestShortRefsNormalized: a Docker Hub short reference and its full form
+// are one spec: the same decoded reference, the same spec digest. Tags are
+// the pack's names as written.
+func TestShortRefsNormalized(t *testing.T) {
+	const d = "sha256:1349ce72c65098f07ef79be4d6089445426b9ef3eeedb2c0bf24dcc00a39f866"
+	short := `bootstrapPack: {sourceDateEpoch: 0, images: [{name: "a", ref: "alpine:3.19", digest: "` + d + `", tags: ["alpine:3.19", "r.example/a:1"]}]}` + "\n"
+	full := `bootstrapPack: {sourceDateEpoch: 0, images: [{name: "a", ref: "index.docker.io/library/alpine:3.19", digest: "` + d + `", tags: ["alpine:3.19", "r.example/a:1"]}]}` + "\n"
+	a, da, _ := Parse(context.Background(), "a.cue", []byte(short), "")
+	b, db, _ := Parse(context.Background(), "b.cue", []byte(full), "")
+	if a == nil || b == nil {
+		t.Fatalf("parse: %v %v", da, db)
+	}
+	img := a.Spec.BootstrapPack.Images[0]
+	if img.Ref != "index.docker.io/library/alpine:3.19" || img.Tags[0] != "alpine:3.19" || img.Tags[1] != "r.example/a:1" {
+		t.Errorf("decoded %+v", img)
+	}
+	if a.Digest != b.Digest {
+		t.Errorf("short and full spellings differ in spec digest: %s %s", a.Digest, b.Digest)
+	}
+}
