@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -103,7 +104,14 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 	jobs := collect(inst.Dir, s)
 	inputs, err := resolveAll(ctx, jobs, opts)
 	if err != nil {
-		return nil, fmt.Errorf("plan %s: %w", inst.Name, err)
+		var ie *InputError
+		if !errors.As(err, &ie) {
+			return nil, fmt.Errorf("plan %s: %w", inst.Name, err)
+		}
+		// Each failure names its place in the spec, as vet's diagnostics
+		// do; the spec's name would only repeat the file's.
+		placeErrors(err, inst)
+		return nil, err
 	}
 	plan.SortInputs(inputs)
 	for i := 1; i < len(inputs); i++ {
@@ -140,10 +148,76 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 // change shows in bale diff and misses every cached step.
 const TarLayout = "bale-tar/1 (ustar, sorted, explicit dirs, 0/0, 0644/0755, mtime=sourceDateEpoch), " + archive.MemberLayout + " (gzip members of at most 1 MiB of one entry each)"
 
+// InputError is the failure to pin one input, placed where the spec names
+// it: "pack.cue:12:9: images[0] app1: registry.example/app1:9.9: tag 9.9
+// not found in registry.example/app1 (tags: 1.0, 1.1)".
+type InputError struct {
+	// File, Line and Column are the position of the input's source in
+	// the spec (File relative to the working directory it was loaded
+	// from).
+	File         string
+	Line, Column int
+	// Field is the input's place in the spec, such as "images[0]" or
+	// "release.runner.files[2]".
+	Field string
+	// Name is the input's name.
+	Name string
+	// Err is what went wrong; a *resolve.Error for a source that failed.
+	Err error
+
+	pos string // the CUE path Pos looks up
+}
+
+func (e *InputError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		fmt.Fprintf(&b, "%s:%d:%d: ", e.File, e.Line, e.Column)
+	}
+	fmt.Fprintf(&b, "%s %s: ", e.Field, e.Name)
+	var re *resolve.Error
+	if !errors.As(e.Err, &re) {
+		b.WriteString(e.Err.Error())
+		return b.String()
+	}
+	b.WriteString(re.Source + ": ")
+	var le *resolve.LocalError
+	if errors.As(re.Err, &le) && errors.Is(le, fs.ErrNotExist) {
+		// The source is the path as the spec wrote it; the element the
+		// file system lacked (a parent, relative to the workspace root)
+		// would only confuse.
+		b.WriteString("no such file or directory")
+		return b.String()
+	}
+	b.WriteString(re.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns the underlying error.
+func (e *InputError) Unwrap() error { return e.Err }
+
+// placeErrors fills in the spec position of every InputError in err.
+func placeErrors(err error, inst *spec.Instance) {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		if ie, ok := e.(*InputError); ok && ie.File == "" {
+			ie.File, ie.Line, ie.Column = inst.Pos(ie.pos)
+		}
+	}
+}
+
 // job resolves one input.
 type job struct {
-	key     string
-	resolve func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error)
+	key string
+	// path is the CUE path of the input's source field in the spec
+	// ("bootstrapPack.images[0].ref"), field its short place
+	// ("images[0]") and name its name, for errors.
+	path, field, name string
+	resolve           func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error)
 	// remote is set for an input fetched over the network: it says
 	// whether a locked input pins the source the spec names now.
 	remote func(lock plan.Input) bool
@@ -153,9 +227,10 @@ type job struct {
 func collect(dir string, s *spec.Spec) []job {
 	var jobs []job
 	if bp := s.BootstrapPack; bp != nil {
-		for _, img := range bp.Images {
+		for i, img := range bp.Images {
 			img := img
-			j := job{key: plan.KindImage + "/" + img.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+			field := fmt.Sprintf("images[%d]", i)
+			j := job{key: plan.KindImage + "/" + img.Name, field: field, name: img.Name, path: "bootstrapPack." + field + "." + imageSource(img), resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 				if lock != nil {
 					img = lockImage(img, lock)
 				}
@@ -166,9 +241,10 @@ func collect(dir string, s *spec.Spec) []job {
 			}
 			jobs = append(jobs, j)
 		}
-		for _, c := range bp.Charts {
+		for i, c := range bp.Charts {
 			c := c
-			j := job{key: plan.KindChart + "/" + c.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+			field := fmt.Sprintf("charts[%d]", i)
+			j := job{key: plan.KindChart + "/" + c.Name, field: field, name: c.Name, path: "bootstrapPack." + field + "." + chartSource(c), resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 				if lock != nil {
 					c.Digest = lock.Digest
 				}
@@ -195,28 +271,35 @@ func collect(dir string, s *spec.Spec) []job {
 				}})
 			}
 		}
-		for _, sig := range bp.Signatures {
+		for i, sig := range bp.Signatures {
 			sig := sig
-			jobs = append(jobs, job{key: plan.KindSignature + "/" + sig.Name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+			field := fmt.Sprintf("signatures[%d]", i)
+			jobs = append(jobs, job{key: plan.KindSignature + "/" + sig.Name, field: field, name: sig.Name, path: "bootstrapPack." + field + ".path", resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 				if lock != nil {
 					sig.Digest = lock.Digest
 				}
 				return r.Signature(ctx, dir, sig)
 			}})
 		}
-		for _, b := range bp.Bundles {
+		for i, b := range bp.Bundles {
 			b := b
-			jobs = append(jobs, job{key: plan.KindBundle + "/" + b.Name, resolve: func(ctx context.Context, r Resolver, _ *plan.Input) (plan.Input, error) {
+			field := fmt.Sprintf("bundles[%d]", i)
+			jobs = append(jobs, job{key: plan.KindBundle + "/" + b.Name, field: field, name: b.Name, path: "bootstrapPack." + field, resolve: func(ctx context.Context, r Resolver, _ *plan.Input) (plan.Input, error) {
 				return r.Bundle(ctx, dir, b)
 			}})
 		}
 	}
 	if rel := s.Release; rel != nil {
-		addFiles := func(bundle string, files []spec.File) {
-			for _, f := range files {
+		addFiles := func(at, bundle string, files []spec.File) {
+			for i, f := range files {
 				f := f
 				name := bundle + "/" + f.Dest
-				j := job{key: plan.KindFile + "/" + name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+				field := fmt.Sprintf("%s[%d]", at, i)
+				src := "path"
+				if f.URL != "" {
+					src = "url"
+				}
+				j := job{key: plan.KindFile + "/" + name, field: field, name: f.Dest, path: "release." + field + "." + src, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 					if lock != nil {
 						f.Digest = lock.Digest
 					}
@@ -230,15 +313,15 @@ func collect(dir string, s *spec.Spec) []job {
 				jobs = append(jobs, j)
 			}
 		}
-		addFiles(rel.Runner.Name, rel.Runner.Files)
+		addFiles("runner.files", rel.Runner.Name, rel.Runner.Files)
 		jobs = append(jobs, goJobs(dir, rel)...)
 		if rel.Dataset != nil {
-			addFiles(rel.Dataset.Name, rel.Dataset.Files)
+			addFiles("dataset.files", rel.Dataset.Name, rel.Dataset.Files)
 		}
 		if dk := rel.Signing.DevKey; dk != nil {
-			for _, k := range []struct{ name, path string }{{"dev.key", dk.Key}, {"dev.pub", dk.PublicKey}} {
+			for _, k := range []struct{ name, path, field string }{{"dev.key", dk.Key, "key"}, {"dev.pub", dk.PublicKey, "publicKey"}} {
 				k := k
-				jobs = append(jobs, job{key: plan.KindKey + "/" + k.name, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+				jobs = append(jobs, job{key: plan.KindKey + "/" + k.name, field: "release.signing.devKey." + k.field, name: k.name, path: "release.signing.devKey." + k.field, resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 					f := spec.File{Path: k.path, Mode: 0o644}
 					if lock != nil {
 						f.Digest = lock.Digest
@@ -249,6 +332,28 @@ func collect(dir string, s *spec.Spec) []job {
 		}
 	}
 	return jobs
+}
+
+// imageSource names the field holding an image's source.
+func imageSource(img spec.Image) string {
+	switch {
+	case img.Layout != nil:
+		return "layout"
+	case img.Tarball != nil:
+		return "tarball"
+	}
+	return "ref"
+}
+
+// chartSource names the field holding a chart's source.
+func chartSource(c spec.Chart) string {
+	switch {
+	case c.Repository != "":
+		return "repository"
+	case c.OCI != "":
+		return "oci"
+	}
+	return "path"
 }
 
 // lockImage pins an image to its locked digest, so the registry is asked
@@ -306,7 +411,7 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 		if locked != nil {
 			in, ok := locked[j.key]
 			if !ok {
-				errs[i] = fmt.Errorf("input %s is not in the lock plan; plan without --lock to pin it", j.key)
+				errs[i] = j.fail(fmt.Errorf("input %s is not in the lock plan; plan without --lock to pin it", j.key))
 				continue
 			}
 			lock = &in
@@ -315,7 +420,7 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 				// this input's facts, as long as it pins what the spec
 				// names.
 				if !j.remote(in) {
-					errs[i] = fmt.Errorf("input %s: the spec names a different source than the lock plan (%s); plan online to pin it", j.key, lockSource(in.Source))
+					errs[i] = j.fail(fmt.Errorf("input %s: the spec names a different source than the lock plan (%s); plan online to pin it", j.key, lockSource(in.Source)))
 					continue
 				}
 				out[i] = in
@@ -335,7 +440,12 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 				// an unchanged spec is the same plan.
 				in.Source = lock.Source
 			}
-			out[i], errs[i] = in, err
+			out[i] = in
+			if err != nil && ctx.Err() == nil {
+				errs[i] = j.fail(err)
+			} else if err != nil {
+				errs[i] = err
+			}
 			if opts.Progress != nil {
 				mu.Lock()
 				done++
@@ -353,6 +463,11 @@ func resolveAll(ctx context.Context, jobs []job, opts Options) ([]plan.Input, er
 		return nil, err
 	}
 	return out, nil
+}
+
+// fail places err at the job's input in the spec.
+func (j job) fail(err error) error {
+	return &InputError{Field: j.field, Name: j.name, Err: err, pos: j.path}
 }
 
 // lockSource renders a locked source for an error message.

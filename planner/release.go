@@ -23,10 +23,11 @@ type GoResolver interface {
 // RUNNER/DEST.
 func goJobs(dir string, rel *spec.Release) []job {
 	var jobs []job
-	for _, g := range rel.Runner.Go {
+	for i, g := range rel.Runner.Go {
 		g := g
 		name := rel.Runner.Name + "/" + g.Dest
-		jobs = append(jobs, job{key: plan.KindGo + "/" + name, resolve: func(ctx context.Context, r Resolver, _ *plan.Input) (plan.Input, error) {
+		field := fmt.Sprintf("runner.go[%d]", i)
+		jobs = append(jobs, job{key: plan.KindGo + "/" + name, field: field, name: g.Dest, path: "release." + field, resolve: func(ctx context.Context, r Resolver, _ *plan.Input) (plan.Input, error) {
 			gr, ok := r.(GoResolver)
 			if !ok {
 				return plan.Input{}, fmt.Errorf("go %s: this resolver cannot pin Go source trees", name)

@@ -100,5 +100,30 @@ that CI can diff; the same plan gives the same bytes on any machine.`,
 		}
 	}
 	root.AddCommand(newVet(), newEval(), newPlan(), newDiff(), newBuild(), newVerify(), newInspect(), newPush(), newPublish(), newPull(), newCache(), newVersion())
+	withUsage(root)
 	return root
+}
+
+// withUsage makes every usage error of c and its subcommands (a wrong
+// number of arguments, an unknown or malformed flag) end with the
+// command's usage line: SilenceUsage keeps the full help out of real
+// failures, but a person who typed the command wrong needs the right form.
+func withUsage(c *cobra.Command) {
+	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError(c, err) })
+	if args := c.Args; args != nil {
+		c.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return usageError(c, err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		withUsage(sub)
+	}
+}
+
+// usageError adds c's usage line to err.
+func usageError(c *cobra.Command, err error) error {
+	return fmt.Errorf("%w\nUsage: %s\nRun '%s --help' for more", err, c.UseLine(), c.CommandPath())
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -173,13 +174,37 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 	}
 	p, err := planner.Plan(ctx, inst, opts)
 	if err != nil {
-		return nil, err
+		return nil, f.explain(stderr, err)
 	}
 	b, err := plan.Marshal(p)
 	if err != nil {
 		return nil, err
 	}
 	return &planned{root: root, name: inst.Name, plan: p, bytes: b, id: plan.ID(b)}, nil
+}
+
+// explain prints a planning failure for a person: every input that failed
+// on a line of its own at its place in the spec, as vet prints diagnostics,
+// and what to do about the failures a flag decides.
+func (f *planFlags) explain(stderr io.Writer, err error) error {
+	var ie *planner.InputError
+	if !errors.As(err, &ie) {
+		return err
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		fmt.Fprintln(stderr, e)
+	}
+	switch {
+	case errors.Is(err, resolve.ErrOffline) && f.lock == "":
+		fmt.Fprintln(stderr, "bale: --offline resolves only local sources; pass --lock PLAN, a plan made online, to take registry and URL inputs from it")
+	case errors.Is(err, resolve.ErrOutsideRoot):
+		fmt.Fprintln(stderr, "bale: local paths must stay inside the workspace root: the nearest directory above the spec holding cue.mod or .git; name another with --root")
+	}
+	return &exitError{code: 1, reported: true}
 }
 
 // specEpoch returns the build timestamp spec s names, if any.

@@ -20,7 +20,8 @@ func newVet() *cobra.Command {
 		Short: "Check specs against bale's schemas",
 		Long: `vet loads each spec and checks it against bale's embedded schemas: types,
 closed structs (an unknown field is an error), digests, safe names, exactly
-one source per image and chart, no duplicates.
+one source per image and chart, no duplicates, and that every local path the
+spec names exists. Nothing is fetched.
 
 PATH is a .cue file, a directory holding one CUE package, or DIR/... for every
 package below DIR (testdata and directories starting with '.' or '_' are
@@ -46,6 +47,11 @@ Exit status: 0 valid, 1 invalid or failed.`,
 			insts, diags, err := lim.load(cmd.Context(), cmd.ErrOrStderr(), args, spec.Options{})
 			if err != nil {
 				return err
+			}
+			// A spec that names a file that is not there is not buildable
+			// here, whatever its types say.
+			for _, in := range insts {
+				diags = append(diags, in.CheckPaths()...)
 			}
 			if strict {
 				for i := range diags {

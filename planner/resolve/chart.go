@@ -71,7 +71,7 @@ func (r *Resolver) Chart(ctx context.Context, specDir string, c spec.Chart) (pla
 		err = checkChart(c, in.Digest, ch)
 	}
 	if err != nil {
-		return plan.Input{}, fmt.Errorf("%s: %w", subject("chart", c.Name, what), err)
+		return plan.Input{}, inputErr("chart", c.Name, what, err)
 	}
 	in.Kind, in.Name = plan.KindChart, c.Name
 	in.Chart = &plan.Chart{Version: ch.Metadata.Version, AppVersion: ch.Metadata.AppVersion}
@@ -313,10 +313,14 @@ func (r *Resolver) chartRepo(ctx context.Context, c spec.Chart) (plan.Input, *ch
 		versions = append(versions, v.Version)
 	}
 	if cv == nil {
-		if len(versions) > 10 {
-			versions = append(versions[:10], "…")
+		if _, ok := idx.Entries[c.Name]; !ok {
+			names := make([]string, 0, len(idx.Entries))
+			for n := range idx.Entries {
+				names = append(names, n)
+			}
+			return plan.Input{}, nil, fmt.Errorf("index.yaml has no chart %q (charts: %s)", c.Name, shownList(names))
 		}
-		return plan.Input{}, nil, fmt.Errorf("%s has no chart %s version %s (versions: %s)", indexURL, c.Name, c.Version, strings.Join(versions, ", "))
+		return plan.Input{}, nil, fmt.Errorf("index.yaml has no version %s of chart %s (versions: %s)", c.Version, c.Name, shownList(versions))
 	}
 	if len(cv.URLs) == 0 {
 		return plan.Input{}, nil, fmt.Errorf("%s: chart %s %s lists no URL", indexURL, c.Name, c.Version)

@@ -89,8 +89,11 @@ func TestChartRepository(t *testing.T) {
 		t.Fatalf("LoadChart: %v", err)
 	}
 
-	if _, err := r.Chart(bg, "/", spec.Chart{Name: "demo", Repository: url, Version: "0.2.0"}); err == nil || !strings.Contains(err.Error(), "no chart demo version 0.2.0") {
+	if _, err := r.Chart(bg, "/", spec.Chart{Name: "demo", Repository: url, Version: "0.2.0"}); err == nil || !strings.Contains(err.Error(), "no version 0.2.0 of chart demo (versions: 0.1.0)") {
 		t.Fatalf("missing version: err = %v", err)
+	}
+	if _, err := r.Chart(bg, "/", spec.Chart{Name: "nodemo", Repository: url, Version: "0.1.0"}); err == nil || !strings.Contains(err.Error(), `no chart "nodemo" (charts: demo)`) {
+		t.Fatalf("missing chart: err = %v", err)
 	}
 
 	tampered.Store(true)

@@ -113,7 +113,7 @@ func (r *Resolver) File(ctx context.Context, specDir, kind, name string, f spec.
 		if k == "" {
 			k = "file"
 		}
-		return plan.Input{}, fmt.Errorf("%s: %w", subject(k, name, what), err)
+		return plan.Input{}, inputErr(k, name, what, err)
 	}
 	return in, nil
 }
@@ -165,7 +165,7 @@ func (r *Resolver) file(ctx context.Context, specDir, kind, name string, f spec.
 // Signature pins DSSE or TUF metadata copied into a pack unchanged.
 func (r *Resolver) Signature(ctx context.Context, specDir string, s spec.SignatureFile) (plan.Input, error) {
 	if s.Digest != "" && !plan.ValidDigest(s.Digest) {
-		return plan.Input{}, fmt.Errorf("%s: digest %q: want sha256:<64 lowercase hex>", subject("signature", s.Name, s.Path), s.Digest)
+		return plan.Input{}, inputErr("signature", s.Name, s.Path, fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", s.Digest))
 	}
 	rel, err := r.local(specDir, s.Path)
 	if err == nil {
@@ -181,7 +181,7 @@ func (r *Resolver) Signature(ctx context.Context, specDir string, s spec.Signatu
 			}
 		}
 	}
-	return plan.Input{}, fmt.Errorf("%s: %w", subject("signature", s.Name, s.Path), err)
+	return plan.Input{}, inputErr("signature", s.Name, s.Path, err)
 }
 
 // Bundle records a referenced evidence or mirror bundle by the digest and
@@ -194,7 +194,7 @@ func (r *Resolver) Bundle(ctx context.Context, specDir string, b spec.BundleRef)
 		what = b.Path
 	}
 	fail := func(err error) (plan.Input, error) {
-		return plan.Input{}, fmt.Errorf("%s: %w", subject("bundle", b.Name, what), err)
+		return plan.Input{}, inputErr("bundle", b.Name, what, err)
 	}
 	if !plan.ValidDigest(b.Digest) {
 		return fail(fmt.Errorf("digest %q: want sha256:<64 lowercase hex>", b.Digest))

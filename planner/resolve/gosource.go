@@ -17,7 +17,7 @@ import (
 func (r *Resolver) GoSource(ctx context.Context, specDir, name string, g spec.GoBuild) (plan.Input, error) {
 	in, err := r.goSource(ctx, specDir, name, g)
 	if err != nil {
-		return plan.Input{}, fmt.Errorf("%s: %w", subject(plan.KindGo, name, g.Module), err)
+		return plan.Input{}, inputErr(plan.KindGo, name, g.Module, err)
 	}
 	return in, nil
 }

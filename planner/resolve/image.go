@@ -175,7 +175,7 @@ func (r *Resolver) Image(ctx context.Context, specDir string, img spec.Image) (p
 		what, err = "no source", errors.New("set one of ref, layout and tarball")
 	}
 	if err != nil {
-		return plan.Input{}, fmt.Errorf("%s: %w", subject("image", img.Name, what), err)
+		return plan.Input{}, inputErr("image", img.Name, what, err)
 	}
 	return in, nil
 }
@@ -427,7 +427,7 @@ func (r *Resolver) imageRegistry(ctx context.Context, img spec.Image) (plan.Inpu
 	}
 	desc, err := r.puller.Get(ctx, ref)
 	if err != nil {
-		return plan.Input{}, err
+		return plan.Input{}, r.registryErr(ctx, ref, err)
 	}
 	raw := desc.Manifest
 	if d, ok := ref.(name.Digest); ok {

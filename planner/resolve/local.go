@@ -43,6 +43,20 @@ const (
 	anyLinks
 )
 
+// ErrOutsideRoot is wrapped by the error for a local path that leaves the
+// workspace root.
+var ErrOutsideRoot = errors.New("outside the workspace root")
+
+// rootError is a local path that leaves the workspace root; it is
+// ErrOutsideRoot.
+type rootError struct{ path, root string }
+
+func (e *rootError) Error() string {
+	return fmt.Sprintf("path %s leaves the workspace root %s", e.path, e.root)
+}
+
+func (e *rootError) Is(target error) bool { return target == ErrOutsideRoot }
+
 // errLinkMsg is the explanation appended to refused links.
 const errLinkMsg = "bale does not follow links in local inputs"
 
@@ -72,7 +86,7 @@ func (r *Resolver) local(specDir, p string) (rel string, err error) {
 	if rel, ok := within(r.opts.Root, joined); ok {
 		return rel, nil
 	}
-	return "", fmt.Errorf("path %s leaves the workspace root %s", p, r.opts.Root)
+	return "", &rootError{path: p, root: r.opts.Root}
 }
 
 // within returns p's slash path relative to root and whether p is below

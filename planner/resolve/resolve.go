@@ -281,7 +281,29 @@ func readLimited(r io.Reader, max int64, what string) ([]byte, error) {
 	return b, nil
 }
 
-// subject formats the "(…)" part of an error: what the spec named.
-func subject(kind, name, what string) string {
-	return fmt.Sprintf("resolve %s %s (%s)", kind, name, what)
+// Error is the failure to pin one spec input. Its Source is what the spec
+// named (a reference, repository URL or local path as written), so a
+// caller can say where without repeating the resolver's words.
+type Error struct {
+	// Kind is the input's kind: image, chart, file, key, signature or
+	// bundle.
+	Kind string
+	// Name is the input's name in the spec.
+	Name string
+	// Source is what the spec named, as written.
+	Source string
+	// Err is what went wrong.
+	Err error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("resolve %s %s (%s): %v", e.Kind, e.Name, e.Source, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// inputErr wraps err as the failure to pin input kind/name from what.
+func inputErr(kind, name, what string, err error) error {
+	return &Error{Kind: kind, Name: name, Source: what, Err: err}
 }

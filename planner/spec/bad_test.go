@@ -95,7 +95,7 @@ func TestBadSpecs(t *testing.T) {
 			"testdata/bad/two-sources.cue:8:3: bootstrapPack.images[0]: image \"web\" has 2 sources (ref, tarball): set exactly one of ref, layout or tarball",
 		}},
 		{"unknown-field", []string{
-			"testdata/bad/unknown-field.cue:5:2: bootstrapPack.imagez: unknown field \"imagez\"",
+			"testdata/bad/unknown-field.cue:5:2: bootstrapPack.imagez: unknown field \"imagez\"; did you mean \"images\"?",
 		}},
 		{"url-no-digest", []string{
 			"testdata/bad/url-no-digest.cue:10:12: release.runner.files[0].digest: a url file needs a pinned sha256 digest",

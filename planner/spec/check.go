@@ -287,7 +287,11 @@ func (c *checker) closed(user, schema cue.Value, path []string, m *schemaMemo) {
 			p := append(append([]string(nil), path...), sel.Unquoted())
 			e := m.field(schema, sel)
 			if !e.allowed {
-				c.add(SeverityError, it.Value(), "%s: unknown field %q", fieldPath(p), sel.Unquoted())
+				msg := fmt.Sprintf("%s: unknown field %q", fieldPath(p), sel.Unquoted())
+				if near := nearest(sel.Unquoted(), m.names(schema)); near != "" {
+					msg += fmt.Sprintf("%s%q?", didYouMean, near)
+				}
+				c.add(SeverityError, it.Value(), "%s", msg)
 				continue
 			}
 			c.closed(it.Value(), e.schema, p, e.memo)
@@ -309,6 +313,60 @@ func (c *checker) closed(user, schema cue.Value, path []string, m *schemaMemo) {
 type schemaMemo struct {
 	fields map[string]*memoEntry
 	elem   *memoEntry
+	known  []string // the schema's field names, once asked for
+}
+
+// names returns the field names schema declares, regular, optional or
+// required.
+func (m *schemaMemo) names(schema cue.Value) []string {
+	if m.known != nil {
+		return m.known
+	}
+	m.known = []string{}
+	it, err := schema.Fields(cue.Optional(true))
+	if err != nil {
+		return m.known
+	}
+	for it.Next() {
+		if sel := it.Selector(); sel.LabelType() == cue.StringLabel {
+			m.known = append(m.known, sel.Unquoted())
+		}
+	}
+	return m.known
+}
+
+// nearest returns the name in names closest to s by edit distance, if it is
+// close enough to be the likely intent (at most a third of s's length, and
+// at most 3 edits), or "".
+func nearest(s string, names []string) string {
+	best, bestD := "", min(3, max(1, len(s)/3))+1
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(n)); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 type memoEntry struct {

@@ -42,6 +42,9 @@ func (d Diagnostic) String() string {
 	return pos + ": " + d.Message
 }
 
+// didYouMean starts the suggestion an unknown field's message may end with.
+const didYouMean = "; did you mean "
+
 // Diagnostics is a list of problems. As an error it reads as one line per
 // problem.
 type Diagnostics []Diagnostic
@@ -68,11 +71,19 @@ func (ds Diagnostics) HasErrors() bool {
 // dedupe drops a diagnostic that repeats another's position and message,
 // and a CUE "unknown field" that the closedness walk also reported.
 func (ds Diagnostics) dedupe() Diagnostics {
+	// The walk's "unknown field" may add a suggestion CUE's lacks: keep
+	// the one that helps.
+	suggested := map[string]bool{}
+	for _, d := range ds {
+		if base, _, ok := strings.Cut(d.String(), didYouMean); ok {
+			suggested[base] = true
+		}
+	}
 	seen := map[string]bool{}
 	out := ds[:0]
 	for _, d := range ds {
 		k := d.String()
-		if seen[k] {
+		if seen[k] || suggested[k] {
 			continue
 		}
 		seen[k] = true

@@ -41,8 +41,33 @@ type Instance struct {
 	// Warnings are lint findings: problems that do not stop a build.
 	Warnings Diagnostics
 
-	value cue.Value
-	json  []byte
+	value    cue.Value
+	user     cue.Value // the spec as written, for positions
+	wd       string    // positions are shown relative to it
+	fallback string    // the spec's first file, for a value without a position
+	json     []byte
+}
+
+// Pos returns the position, in the spec's files, of the value at path (a
+// CUE path such as "bootstrapPack.images[0]"): the file relative to the
+// working directory the spec was loaded from, line and column. A value the
+// spec does not write itself (a default) gives its nearest enclosing value
+// that it does, and at worst the spec's first file at 1:1.
+func (in *Instance) Pos(path string) (file string, line, col int) {
+	p := cue.ParsePath(path)
+	if p.Err() == nil && in.user.Exists() {
+		sels := p.Selectors()
+		for n := len(sels); n >= 0; n-- {
+			v := in.user.LookupPath(cue.MakePath(sels[:n]...))
+			if !v.Exists() {
+				continue
+			}
+			if ps := v.Pos(); ps.IsValid() && ps.Filename() != schemas.Filename && ps.Filename() != "" {
+				return rel(in.wd, ps.Filename()), ps.Line(), ps.Column()
+			}
+		}
+	}
+	return in.fallback, 1, 1
 }
 
 // JSON returns the evaluated spec as canonical JSON: fields in schema order,
@@ -369,6 +394,9 @@ func evaluateCUE(cfg *load.Config, arg, name, wd string) (in *Instance, diags Di
 		Digest:   "sha256:" + hex.EncodeToString(sum[:]),
 		Warnings: diags,
 		value:    v,
+		user:     user,
+		wd:       wd,
+		fallback: c.fallback,
 		json:     canon,
 	}, diags
 }
