@@ -19,18 +19,26 @@ func newDiff() *cobra.Command {
 		Use:   "diff OLD NEW",
 		Short: "Show what changed between two plans",
 		Long: `diff compares two plans: inputs added, removed and re-pinned (old -> new
-digest, and which platforms), sources changed, build timestamp and builder
-changes, steps and outputs changed.
+digest, and which platforms of an index), sources changed, build timestamp
+and builder changes, steps added and removed, and the outputs whose content
+differs, by path: + added, - removed, ~ changed; unchanged outputs are not
+listed. A blob's content is its digest; an output the build computes (an
+index.json, the pack) is known by its recipe's digest (the step, the inputs
+it reads, the timestamp and the builder).
 
 Either side may be a plan file (*.json) or a spec, which is planned first
-(with the same flags as bale plan).
+(with the same flags as bale plan). Online, a spec's tags are resolved
+again, so the diff shows tags that moved. With --offline and no --lock, the
+plan file on the other side is the lock: the diff shows what the spec
+changed.
 
 Exit status (the terraform plan -detailed-exitcode convention):
   0  no change
   2  changes
   1  error`,
 		Example: `  bale diff old-plan.json plan.json
-  bale diff plan.json specs/airgap --offline          # is the lock still current?
+  bale diff plan.json specs/airgap                    # did a tag move since plan.json?
+  bale diff plan.json specs/airgap --offline          # did the spec change since plan.json?
   bale diff main.json pr.json --format markdown > comment.md`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -38,6 +46,17 @@ Exit status (the terraform plan -detailed-exitcode convention):
 				return err
 			}
 			var sides [2]*planned
+			// A plan and a spec, offline: the plan is the lock, so a
+			// registry input is compared as the plan pinned it and the
+			// question answered is "did the spec change?".
+			if pf.offline && pf.lock == "" {
+				for _, a := range args {
+					if strings.HasSuffix(a, ".json") {
+						pf.lock = a
+						break
+					}
+				}
+			}
 			for i, a := range args {
 				var err error
 				if strings.HasSuffix(a, ".json") {

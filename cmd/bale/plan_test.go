@@ -124,10 +124,42 @@ func TestDiffTagMoved(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("diff after a tag move: exit %d, want 2\n%s%s", code, out, errs)
 	}
-	for _, want := range []string{"inputs re-pinned (1)", "~ image/web registry " + ref, first + " -> " + second} {
+	for _, want := range []string{"inputs re-pinned (1)", "~ image/web registry " + ref, first + " -> " + second,
+		// Outputs by content: the moved manifest is a new blob, the old
+		// one is gone, index.json changes; the constant oci-layout and
+		// the single platform (named by the input line) do not show.
+		"\n  + bootstrap-pack-v1.tar:images/blobs/sha256/" + strings.TrimPrefix(second, "sha256:") + "\n",
+		"\n  - bootstrap-pack-v1.tar:images/blobs/sha256/" + strings.TrimPrefix(first, "sha256:") + "\n",
+		"\n  ~ bootstrap-pack-v1.tar:images/index.json  recipe sha256:",
+	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("diff output lacks %q:\n%s", want, out)
 		}
+	}
+	for _, not := range []string{"oci-layout\n", "(single)", "single-platform"} {
+		if strings.Contains(out, not) {
+			t.Errorf("diff output shows %q:\n%s", not, out)
+		}
+	}
+	out, _, code = bale(t, dir, "diff", "old.json", ".", "--format", "json")
+	var r struct {
+		FormatVersion int `json:"formatVersion"`
+		Outputs       []struct{ Path, Change, Old, New string }
+	}
+	if code != 2 || json.Unmarshal([]byte(out), &r) != nil || r.FormatVersion != 2 || len(r.Outputs) == 0 {
+		t.Errorf("diff --format json: exit %d\n%s", code, out)
+	}
+	for _, o := range r.Outputs {
+		if o.Change == "+" && o.New != second && strings.HasSuffix(o.Path, strings.TrimPrefix(second, "sha256:")) {
+			t.Errorf("added output %+v: want its digest %s", o, second)
+		}
+	}
+	// The --help example, offline: the plan is the lock, the spec did not
+	// change, so no change, and nothing fetched.
+	srv.Close()
+	out, errs, code = bale(t, dir, "diff", "old.json", ".", "--offline")
+	if code != 0 || !strings.Contains(out, "no changes") {
+		t.Errorf("diff old.json . --offline: exit %d, want 0\n%s%s", code, out, errs)
 	}
 }
 

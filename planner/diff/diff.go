@@ -4,15 +4,20 @@
 package diff
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 )
 
-// FormatVersion is the version of the JSON report.
-const FormatVersion = 1
+// FormatVersion is the version of the JSON report. Version 2 replaced
+// outputsChanged (paths) with outputs (path, change, old and new digest).
+const FormatVersion = 2
 
 // Report is what changed between two plans. Every list is sorted.
 type Report struct {
@@ -33,7 +38,31 @@ type Report struct {
 	SourceChanged   []SourceDiff  `json:"sourceChanged"`
 	StepsAdded      []StepRef     `json:"stepsAdded"`
 	StepsRemoved    []StepRef     `json:"stepsRemoved"`
-	OutputsChanged  []string      `json:"outputsChanged"`
+	// Outputs are the outputs whose content differs: added, removed or
+	// changed. Unchanged outputs (a blob both plans write, the constant
+	// oci-layout file) are omitted.
+	Outputs []Output `json:"outputs"`
+}
+
+// The changes an Output can have.
+const (
+	Added   = "+"
+	Removed = "-"
+	Changed = "~"
+)
+
+// Output is an output whose content differs between the plans. Old and New
+// say what the content is known by: the blob's digest for a
+// content-addressed blob, the file's digest for one whose bytes are fixed,
+// and otherwise "recipe:" and the digest of its recipe: the step, the
+// inputs it reads, the build timestamp and the builder (the plan does not
+// hold bytes that only the build computes; the same recipe makes the same
+// bytes).
+type Output struct {
+	Path   string `json:"path"`
+	Change string `json:"change"`
+	Old    string `json:"old,omitempty"`
+	New    string `json:"new,omitempty"`
 }
 
 // Change is an old and a new value.
@@ -90,7 +119,7 @@ type StepRef struct {
 func (r *Report) Empty() bool {
 	return r.Same || (r.Spec == nil && r.SourceDateEpoch == nil && len(r.Builder) == 0 && len(r.Targets) == 0 &&
 		len(r.Added) == 0 && len(r.Removed) == 0 && len(r.Repinned) == 0 && len(r.SourceChanged) == 0 &&
-		len(r.StepsAdded) == 0 && len(r.StepsRemoved) == 0 && len(r.OutputsChanged) == 0)
+		len(r.StepsAdded) == 0 && len(r.StepsRemoved) == 0 && len(r.Outputs) == 0)
 }
 
 // SourceString renders a source on one line.
@@ -126,7 +155,7 @@ func Plans(oldName, newName, oldID, newID string, a, b *plan.Plan) *Report {
 		SourceChanged:  []SourceDiff{},
 		StepsAdded:     []StepRef{},
 		StepsRemoved:   []StepRef{},
-		OutputsChanged: []string{},
+		Outputs:        []Output{},
 	}
 	if r.Same {
 		return r
@@ -176,25 +205,14 @@ func Plans(oldName, newName, oldID, newID string, a, b *plan.Plan) *Report {
 	}
 
 	oldSteps := make(map[string]bool, len(a.Steps))
-	oldOut := map[string]string{}
 	for _, s := range a.Steps {
 		oldSteps[s.ID] = true
-		for _, o := range s.Outputs {
-			oldOut[o] = s.ID
-		}
 	}
 	newSteps := make(map[string]bool, len(b.Steps))
-	changed := map[string]bool{}
 	for _, s := range b.Steps {
 		newSteps[s.ID] = true
 		if !oldSteps[s.ID] {
 			r.StepsAdded = append(r.StepsAdded, StepRef{Action: s.Action, ID: s.ID, Outputs: s.Outputs})
-			for _, o := range s.Outputs {
-				changed[o] = true
-			}
-		}
-		for _, o := range s.Outputs {
-			delete(oldOut, o)
 		}
 	}
 	for _, s := range a.Steps {
@@ -202,13 +220,7 @@ func Plans(oldName, newName, oldID, newID string, a, b *plan.Plan) *Report {
 			r.StepsRemoved = append(r.StepsRemoved, StepRef{Action: s.Action, ID: s.ID, Outputs: s.Outputs})
 		}
 	}
-	for o := range oldOut {
-		changed[o] = true // an output no new step makes
-	}
-	for o := range changed {
-		r.OutputsChanged = append(r.OutputsChanged, o)
-	}
-	sort.Strings(r.OutputsChanged)
+	r.Outputs = outputs(contents(a), contents(b))
 	sortSteps := func(s []StepRef) {
 		sort.Slice(s, func(i, j int) bool {
 			if s[i].Action != s[j].Action {
@@ -220,6 +232,95 @@ func Plans(oldName, newName, oldID, newID string, a, b *plan.Plan) *Report {
 	sortSteps(r.StepsAdded)
 	sortSteps(r.StepsRemoved)
 	return r
+}
+
+// outputs compares two plans' output contents by path.
+func outputs(a, b map[string]string) []Output {
+	out := []Output{}
+	for p, nd := range b {
+		od, ok := a[p]
+		switch {
+		case !ok:
+			out = append(out, Output{Path: p, Change: Added, New: nd})
+		case od != nd:
+			out = append(out, Output{Path: p, Change: Changed, Old: od, New: nd})
+		}
+	}
+	for p, od := range a {
+		if _, ok := b[p]; !ok {
+			out = append(out, Output{Path: p, Change: Removed, Old: od})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// ociLayoutDigest is the digest of the one output whose bytes never change:
+// images/oci-layout, as the executor writes it.
+func ociLayoutDigest() string {
+	b, err := pack.EncodeJSON(pack.OCILayout{ImageLayoutVersion: "1.0.0"})
+	if err != nil {
+		return "" // a constant struct does not fail to encode
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// contents maps every output path of p to what its content is known by:
+// a blob's digest (its path is its digest), the fixed oci-layout file's
+// digest, or else its recipe.
+func contents(p *plan.Plan) map[string]string {
+	m := map[string]string{}
+	layout := ociLayoutDigest()
+	var whole []plan.Step
+	for _, s := range p.Steps {
+		switch s.Action {
+		case plan.ActionPackIndex, plan.ActionPack, plan.ActionChecksum:
+			whole = append(whole, s) // after every entry, below
+			continue
+		}
+		r := recipe(p, s)
+		for _, o := range s.Outputs {
+			_, entry, inPack := strings.Cut(o, ":")
+			switch {
+			case inPack && strings.HasPrefix(entry, pack.BlobsDir+"/"):
+				m[o] = "sha256:" + strings.TrimPrefix(entry, pack.BlobsDir+"/")
+			case inPack && entry == pack.OCILayoutPath:
+				m[o] = layout
+			default:
+				m[o] = r
+			}
+		}
+	}
+	// The pack index lists every entry, the pack holds them, the checksum
+	// is the pack's: each changes with any entry.
+	entries := make([]string, 0, len(m))
+	for o, k := range m {
+		entries = append(entries, o+"="+k)
+	}
+	sort.Strings(entries)
+	for _, s := range whole {
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\n%s\n", recipe(p, s), strings.Join(entries, "\n"))
+		for _, o := range s.Outputs {
+			m[o] = "recipe:sha256:" + hex.EncodeToString(h.Sum(nil))
+		}
+	}
+	return m
+}
+
+// recipe digests what decides the bytes of step s's outputs, as far as the
+// plan holds it: the step (action, parameters, outputs), the inputs it
+// reads in full, the build timestamp and the builder.
+func recipe(p *plan.Plan, s plan.Step) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", s.ID, p.SourceDateEpoch, p.Builder.Tar, p.Builder.Compressor)
+	enc := json.NewEncoder(h)
+	for _, k := range s.Inputs {
+		in, _ := p.Input(k)
+		_ = enc.Encode(in) // plan inputs always encode
+	}
+	return "recipe:sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 func targets(a, b []plan.Target) []FieldChange {
@@ -255,10 +356,14 @@ func platforms(a, b *plan.Input) []PlatformChange {
 	if a.Image == nil || b.Image == nil {
 		return nil
 	}
+	if !a.Image.Index && !b.Image.Index {
+		// One manifest on each side: its move is the input's own.
+		return nil
+	}
 	m := map[string]*PlatformChange{}
 	get := func(p string) *PlatformChange {
 		if p == "" {
-			p = "(single)"
+			p = "single-platform manifest"
 		}
 		if m[p] == nil {
 			m[p] = &PlatformChange{Platform: p}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -53,11 +54,22 @@ func build(inputs ...plan.Input) *plan.Plan {
 		Inputs:          inputs,
 	}
 	plan.SortInputs(p.Inputs)
+	var keys []string
 	for _, in := range p.Inputs {
-		s := plan.Step{Action: "image", Inputs: []string{in.Key()}, Outputs: []string{"p.tar:images/blobs/sha256/" + strings.TrimPrefix(in.Digest, "sha256:")}}
+		// The top manifest and every config, as pack.ImageEntries lists
+		// them: a config two plans share is the same blob.
+		outs := []string{"p.tar:images/blobs/sha256/" + strings.TrimPrefix(in.Digest, "sha256:")}
+		for _, m := range in.Image.Manifests {
+			outs = append(outs, "p.tar:images/blobs/sha256/"+strings.TrimPrefix(m.Config.Digest, "sha256:"))
+		}
+		s := plan.Step{Action: "image", Inputs: []string{in.Key()}, Outputs: outs}
 		s.ID = plan.StepID(s)
 		p.Steps = append(p.Steps, s)
+		keys = append(keys, in.Key())
 	}
+	s := plan.Step{Action: "oci-layout", Inputs: keys, Outputs: []string{"p.tar:images/index.json", "p.tar:images/oci-layout"}}
+	s.ID = plan.StepID(s)
+	p.Steps = append(p.Steps, s)
 	return p
 }
 
@@ -103,8 +115,37 @@ func TestPlans(t *testing.T) {
 			if len(pc) != 1 || pc[0].Platform != "linux/arm64/v8" || pc[0].Old != dg(22) || pc[0].New != dg(32) {
 				t.Errorf("platforms = %+v", pc)
 			}
-			if len(r.StepsAdded) != 1 || len(r.StepsRemoved) != 1 || len(r.OutputsChanged) != 2 {
-				t.Errorf("steps +%d -%d, outputs %v", len(r.StepsAdded), len(r.StepsRemoved), r.OutputsChanged)
+			if len(r.StepsAdded) != 1 || len(r.StepsRemoved) != 1 {
+				t.Errorf("steps +%d -%d", len(r.StepsAdded), len(r.StepsRemoved))
+			}
+			// By content: the moved index and the new platform's config
+			// are added, the old ones removed, index.json changes; the
+			// unchanged amd64 config and the constant oci-layout do not
+			// show.
+			want := []Output{
+				{Path: "p.tar:images/blobs/sha256/" + strings.TrimPrefix(dg(1022), "sha256:"), Change: Removed, Old: dg(1022)},
+				{Path: "p.tar:images/blobs/sha256/" + strings.TrimPrefix(dg(1032), "sha256:"), Change: Added, New: dg(1032)},
+				{Path: "p.tar:images/blobs/sha256/" + strings.TrimPrefix(dg(20), "sha256:"), Change: Removed, Old: dg(20)},
+				{Path: "p.tar:images/blobs/sha256/" + strings.TrimPrefix(dg(30), "sha256:"), Change: Added, New: dg(30)},
+			}
+			sort.Slice(want, func(i, j int) bool { return want[i].Path < want[j].Path })
+			got := r.Outputs
+			if len(got) != len(want)+1 || got[len(got)-1].Path != "p.tar:images/index.json" || got[len(got)-1].Change != Changed ||
+				!strings.HasPrefix(got[len(got)-1].Old, "recipe:sha256:") {
+				t.Fatalf("outputs = %+v", got)
+			}
+			for i, w := range want {
+				if got[i] != w {
+					t.Errorf("outputs[%d] = %+v, want %+v", i, got[i], w)
+				}
+			}
+		}},
+		{"single-platform image re-pinned", func(p *plan.Plan) {
+			p.Inputs[1] = image("web", "r.example/web:1", 12, map[string]int{"linux/amd64": 13})
+			*p = *build(p.Inputs...)
+		}, func(t *testing.T, r *Report) {
+			if len(r.Repinned) != 1 || len(r.Repinned[0].Platforms) != 0 {
+				t.Errorf("repinned %+v: a single manifest's platform line only repeats the input's", r.Repinned)
 			}
 		}},
 		{"added and removed", func(p *plan.Plan) {

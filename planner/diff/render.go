@@ -78,9 +78,16 @@ func (r *Report) Text(w io.Writer, colour bool) error {
 	for _, s := range r.StepsRemoved {
 		fmt.Fprintf(bw, "  - %s %s\n", s.Action, short(s.ID))
 	}
-	section("outputs changed", len(r.OutputsChanged))
-	for _, o := range r.OutputsChanged {
-		fmt.Fprintf(bw, "  ~ %s\n", o)
+	section("outputs", len(r.Outputs))
+	for _, o := range r.Outputs {
+		switch o.Change {
+		case Added:
+			fmt.Fprintf(bw, "  %s%s\n", paint("32", "+ "+o.Path), unlessNamed(o.Path, o.New))
+		case Removed:
+			fmt.Fprintf(bw, "  %s%s\n", paint("31", "- "+o.Path), unlessNamed(o.Path, o.Old))
+		default:
+			fmt.Fprintf(bw, "  %s  %s -> %s\n", paint("33", "~ "+o.Path), short(o.Old), short(o.New))
+		}
 	}
 	return bw.Flush()
 }
@@ -153,14 +160,23 @@ func (r *Report) Markdown(w io.Writer) error {
 		rows = append(rows, fmt.Sprintf("| `%s` | `%s` | `%s` |", s.Key, md(s.Old), md(s.New)))
 	}
 	table("Sources changed", "| input | old | new |\n|---|---|---|", rows)
-	if len(r.OutputsChanged) > 0 {
-		fmt.Fprintf(bw, "<details><summary>%d outputs changed</summary>\n\n", len(r.OutputsChanged))
-		for _, o := range r.OutputsChanged {
-			fmt.Fprintf(bw, "- `%s`\n", o)
+	if len(r.Outputs) > 0 {
+		fmt.Fprintf(bw, "<details><summary>%d outputs differ</summary>\n\n| | output | old | new |\n|---|---|---|---|\n", len(r.Outputs))
+		for _, o := range r.Outputs {
+			fmt.Fprintf(bw, "| %s | `%s` | `%s` | `%s` |\n", o.Change, md(o.Path), short(orNone(o.Old)), short(orNone(o.New)))
 		}
 		fmt.Fprintln(bw, "\n</details>")
 	}
 	return bw.Flush()
+}
+
+// unlessNamed renders digest d after path p, unless p is named by it (a
+// blob's path is its digest).
+func unlessNamed(p, d string) string {
+	if hex, ok := strings.CutPrefix(d, "sha256:"); ok && strings.HasSuffix(p, "/"+hex) {
+		return ""
+	}
+	return "  " + short(d)
 }
 
 func orNone(s string) string {
@@ -170,12 +186,17 @@ func orNone(s string) string {
 	return s
 }
 
-// short abbreviates a digest for people; JSON keeps it whole.
+// short abbreviates a digest (or "recipe:" and a digest) for people; JSON
+// keeps it whole.
 func short(d string) string {
-	if strings.HasPrefix(d, "sha256:") && len(d) > 19 {
-		return d[:19]
+	step, rest := "", d
+	if r, ok := strings.CutPrefix(d, "recipe:"); ok {
+		step, rest = "recipe ", r
 	}
-	return d
+	if strings.HasPrefix(rest, "sha256:") && len(rest) > 19 {
+		return step + rest[:19]
+	}
+	return step + rest
 }
 
 // md keeps a value from breaking a Markdown table cell.
