@@ -141,21 +141,21 @@ func SourceString(s plan.Source) string {
 // oldID and newID are their plan ids.
 func Plans(oldName, newName, oldID, newID string, a, b *plan.Plan) *Report {
 	r := &Report{
-		FormatVersion:  FormatVersion,
-		Old:            oldName,
-		New:            newName,
-		OldPlanID:      oldID,
-		NewPlanID:      newID,
-		Same:           oldID == newID,
-		Builder:        []FieldChange{},
-		Targets:        []FieldChange{},
-		Added:          []InputRef{},
-		Removed:        []InputRef{},
-		Repinned:       []Repin{},
-		SourceChanged:  []SourceDiff{},
-		StepsAdded:     []StepRef{},
-		StepsRemoved:   []StepRef{},
-		Outputs:        []Output{},
+		FormatVersion: FormatVersion,
+		Old:           oldName,
+		New:           newName,
+		OldPlanID:     oldID,
+		NewPlanID:     newID,
+		Same:          oldID == newID,
+		Builder:       []FieldChange{},
+		Targets:       []FieldChange{},
+		Added:         []InputRef{},
+		Removed:       []InputRef{},
+		Repinned:      []Repin{},
+		SourceChanged: []SourceDiff{},
+		StepsAdded:    []StepRef{},
+		StepsRemoved:  []StepRef{},
+		Outputs:       []Output{},
 	}
 	if r.Same {
 		return r
