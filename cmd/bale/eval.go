@@ -26,7 +26,7 @@ it is formatted, and its sha256 is the spec digest that plans record.`,
 			if err := checkFormat(format, "json", "cue"); err != nil {
 				return err
 			}
-			inst, err := loadOne(cmd.Context(), args, spec.Options{}, lim, cmd.ErrOrStderr())
+			inst, err := loadOne(cmd.Context(), args, spec.Options{}, lim, false, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -34,6 +34,7 @@ type planFlags struct {
 	requestTimeout time.Duration
 	retries        int
 	root           string
+	strict         bool
 	eval           evalLimits
 }
 
@@ -50,6 +51,7 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.speedTime, "speed-time", resolve.DefaultSpeedTime, "the window --speed-limit is averaged over")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", resolve.DefaultRequestTimeout, "deadline for one request, body included; a retry or redirect is a new request")
 	fs.IntVar(&f.retries, "retries", 3, "retries on 429, 5xx and connection resets, with backoff")
+	fs.BoolVar(&f.strict, "strict", false, "treat lint warnings (an image by tag without a digest, a chart without a version) as errors; bale pin writes the pins")
 	fs.StringVar(&f.root, "root", "", "workspace root plan paths are relative to (default: nearest ancestor with cue.mod or .git)")
 }
 
@@ -123,8 +125,10 @@ type planned struct {
 	id    string
 }
 
-// makePlan loads the one spec at path and plans it.
-func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer, progress bool) (*planned, error) {
+// load loads the one spec at path, under --root, printing its
+// diagnostics; with --strict, lint warnings are errors. It returns the
+// spec and its workspace root.
+func (f *planFlags) load(ctx context.Context, path string, stderr io.Writer) (*spec.Instance, string, error) {
 	args := []string{}
 	if path != "" {
 		args = append(args, path)
@@ -134,16 +138,30 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 	if f.root != "" {
 		var err error
 		if root, err = filepath.Abs(f.root); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	inst, err := loadOne(ctx, args, spec.Options{Root: root}, f.eval, stderr)
+	inst, err := loadOne(ctx, args, spec.Options{Root: root}, f.eval, f.strict, stderr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if root == "" {
 		root = planner.FindRoot(inst.Dir)
 	}
+	return inst, root, nil
+}
+
+// makePlan loads the one spec at path and plans it.
+func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer, progress bool) (*planned, error) {
+	inst, root, err := f.load(ctx, path, stderr)
+	if err != nil {
+		return nil, err
+	}
+	return f.planInstance(ctx, inst, root, stderr, progress)
+}
+
+// planInstance plans a loaded spec whose workspace root is root.
+func (f *planFlags) planInstance(ctx context.Context, inst *spec.Instance, root string, stderr io.Writer, progress bool) (*planned, error) {
 	r, err := f.resolver(root)
 	if err != nil {
 		return nil, err
@@ -229,10 +247,15 @@ func isTerminal(w io.Writer) bool {
 
 // loadOne loads the one spec args name, printing its diagnostics
 // (warnings included) to stderr; spec errors end the command with exit 1.
-func loadOne(ctx context.Context, args []string, opts spec.Options, lim evalLimits, stderr io.Writer) (*spec.Instance, error) {
+func loadOne(ctx context.Context, args []string, opts spec.Options, lim evalLimits, strict bool, stderr io.Writer) (*spec.Instance, error) {
 	insts, diags, err := lim.load(ctx, stderr, args, opts)
 	if err != nil {
 		return nil, err
+	}
+	if strict {
+		for i := range diags {
+			diags[i].Severity = spec.SeverityError
+		}
 	}
 	for _, d := range diags {
 		fmt.Fprintln(stderr, d.String())

@@ -21,6 +21,7 @@ import (
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/format"
 	"cuelang.org/go/cue/load"
+	"cuelang.org/go/cue/token"
 	"cuelang.org/go/mod/modconfig"
 
 	"github.com/bale-build/bale/schemas"
@@ -54,20 +55,31 @@ type Instance struct {
 // spec does not write itself (a default) gives its nearest enclosing value
 // that it does, and at worst the spec's first file at 1:1.
 func (in *Instance) Pos(path string) (file string, line, col int) {
-	p := cue.ParsePath(path)
-	if p.Err() == nil && in.user.Exists() {
-		sels := p.Selectors()
-		for n := len(sels); n >= 0; n-- {
-			v := in.user.LookupPath(cue.MakePath(sels[:n]...))
-			if !v.Exists() {
-				continue
-			}
-			if ps := v.Pos(); ps.IsValid() && ps.Filename() != schemas.Filename && ps.Filename() != "" {
-				return rel(in.wd, ps.Filename()), ps.Line(), ps.Column()
-			}
-		}
+	if p, ok := in.SourcePos(path); ok {
+		return rel(in.wd, p.Filename()), p.Line(), p.Column()
 	}
 	return in.fallback, 1, 1
+}
+
+// SourcePos returns the position of the value at path, or of its nearest
+// enclosing value, in the spec's own files, with the file's full name; ok
+// is false when the spec writes none of them.
+func (in *Instance) SourcePos(path string) (token.Pos, bool) {
+	p := cue.ParsePath(path)
+	if p.Err() != nil || !in.user.Exists() {
+		return token.NoPos, false
+	}
+	sels := p.Selectors()
+	for n := len(sels); n >= 0; n-- {
+		v := in.user.LookupPath(cue.MakePath(sels[:n]...))
+		if !v.Exists() {
+			continue
+		}
+		if ps := v.Pos(); ps.IsValid() && ps.Filename() != schemas.Filename && ps.Filename() != "" {
+			return ps, true
+		}
+	}
+	return token.NoPos, false
 }
 
 // JSON returns the evaluated spec as canonical JSON: fields in schema order,

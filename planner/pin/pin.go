@@ -1,0 +1,224 @@
+// Package pin writes what a plan resolved back into a spec's CUE source:
+// the digest of every image named by tag and the version of every local
+// chart that leaves it open, so that vet --strict, plan --strict and
+// build --strict accept the spec. The source is edited as a CUE syntax
+// tree and printed with cue/format, so comments and the rest of the file
+// stay as they were.
+package pin
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/format"
+	"cuelang.org/go/cue/parser"
+	"cuelang.org/go/cue/token"
+
+	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/planner/spec"
+)
+
+// Pin is one value a spec leaves open.
+type Pin struct {
+	// Path is the CUE path of the field to add, such as
+	// "bootstrapPack.images[0].digest".
+	Path string
+	// Input is the plan input's key, such as "image/web".
+	Input string
+	// Field is the field to add ("digest" or "version") and After the
+	// field of the same struct it follows ("ref", "layout", "path").
+	Field, After string
+	// Value is what the plan resolved; empty until Resolve.
+	Value string
+}
+
+// Anchor is the CUE path of the field the pin follows.
+func (p Pin) Anchor() string {
+	return strings.TrimSuffix(p.Path, "."+p.Field) + "." + p.After
+}
+
+// Missing lists what inst leaves unpinned, in spec order: images named by
+// tag (or an OCI layout without refName) with no digest, local charts with
+// no version. It needs no network.
+func Missing(inst *spec.Instance) []Pin {
+	var out []Pin
+	bp := inst.Spec.BootstrapPack
+	if bp == nil {
+		return nil
+	}
+	for i, img := range bp.Images {
+		if img.Digest != "" {
+			continue
+		}
+		at := fmt.Sprintf("bootstrapPack.images[%d]", i)
+		switch {
+		case img.Ref != "" && !strings.Contains(img.Ref, "@"):
+			out = append(out, Pin{Path: at + ".digest", Input: plan.KindImage + "/" + img.Name, Field: "digest", After: "ref"})
+		case img.Layout != nil && img.Layout.RefName == "":
+			out = append(out, Pin{Path: at + ".digest", Input: plan.KindImage + "/" + img.Name, Field: "digest", After: "layout"})
+		}
+	}
+	for i, c := range bp.Charts {
+		if c.Path != "" && c.Version == "" {
+			out = append(out, Pin{Path: fmt.Sprintf("bootstrapPack.charts[%d].version", i), Input: plan.KindChart + "/" + c.Name, Field: "version", After: "path"})
+		}
+	}
+	return out
+}
+
+// Resolve fills in each pin's value from plan p.
+func Resolve(pins []Pin, p *plan.Plan) error {
+	for i := range pins {
+		in, ok := p.Input(pins[i].Input)
+		if !ok {
+			return fmt.Errorf("pin %s: the plan has no input %s", pins[i].Path, pins[i].Input)
+		}
+		switch pins[i].Field {
+		case "digest":
+			pins[i].Value = in.Digest
+		case "version":
+			if in.Chart == nil {
+				return fmt.Errorf("pin %s: input %s is not a chart", pins[i].Path, pins[i].Input)
+			}
+			pins[i].Value = in.Chart.Version
+		}
+	}
+	return nil
+}
+
+// Edit is one spec file with pins written into it.
+type Edit struct {
+	// File is the file's full name.
+	File string
+	Old  []byte
+	New  []byte
+}
+
+// Apply writes pins into the source files of inst that hold the structs
+// they belong to. It reads the files but writes nothing: the caller shows
+// and writes the edits. A pin whose struct the spec does not write as a
+// literal beside the field it follows (a value computed by an expression,
+// say) is an error naming it, for the author to pin by hand.
+func Apply(inst *spec.Instance, pins []Pin) ([]Edit, error) {
+	byFile := map[string][]located{}
+	seen := map[token.Pos]string{}
+	for _, pn := range pins {
+		anchor := pn.Anchor()
+		pos, ok := inst.SourcePos(anchor)
+		if !ok {
+			return nil, fmt.Errorf("pin %s: the spec does not write %s in a file", pn.Path, anchor)
+		}
+		if other, dup := seen[pos]; dup {
+			// One struct in the source makes both (a comprehension, a
+			// shared definition): one value cannot pin both.
+			return nil, fmt.Errorf("pin %s: %s and %s are written by the same struct at %s; pin them by hand", pn.Path, other, anchor, pos)
+		}
+		seen[pos] = anchor
+		byFile[pos.Filename()] = append(byFile[pos.Filename()], located{pin: pn, line: pos.Line(), col: pos.Column()})
+	}
+	files := make([]string, 0, len(byFile))
+	for f := range byFile {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	var edits []Edit
+	for _, name := range files {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("pin: %w", err)
+		}
+		f, err := parser.ParseFile(name, src, parser.ParseComments)
+		if err != nil {
+			return nil, fmt.Errorf("pin: parse %s: %w", name, err)
+		}
+		for _, l := range byFile[name] {
+			if err := insert(f, l); err != nil {
+				return nil, err
+			}
+		}
+		out, err := format.Node(f)
+		if err != nil {
+			return nil, fmt.Errorf("pin: format %s: %w", name, err)
+		}
+		edits = append(edits, Edit{File: name, Old: src, New: out})
+	}
+	return edits, nil
+}
+
+// located is a pin and the position of the field it follows.
+type located struct {
+	pin       Pin
+	line, col int
+}
+
+// insert adds l's field after the field at l's position, in the struct
+// literal holding it.
+func insert(f *ast.File, l located) error {
+	var (
+		stack []ast.Node
+		done  bool
+	)
+	ast.Walk(f, func(n ast.Node) bool {
+		if done {
+			return false
+		}
+		// after runs only for a node whose children were walked: push
+		// only when returning true.
+		descend := func() bool { stack = append(stack, n); return true }
+		fd, ok := n.(*ast.Field)
+		if !ok || fd.Value == nil || len(stack) == 0 {
+			return descend()
+		}
+		// CUE places a field's value at its label.
+		p := fd.Pos()
+		if p.Line() != l.line || p.Column() != l.col || label(fd) != l.pin.After {
+			return descend()
+		}
+		var elts *[]ast.Decl
+		switch s := stack[len(stack)-1].(type) {
+		case *ast.StructLit:
+			elts = &s.Elts
+		case *ast.File:
+			elts = &s.Decls
+		default:
+			return descend()
+		}
+		for i, d := range *elts {
+			if d != fd {
+				continue
+			}
+			nf := &ast.Field{Label: ast.NewIdent(l.pin.Field), Value: ast.NewString(l.pin.Value)}
+			// One field a line, or all on one, as the struct is written.
+			if p.RelPos() >= token.Newline {
+				ast.SetRelPos(nf, token.Newline)
+			} else {
+				ast.SetRelPos(nf, token.Blank)
+			}
+			*elts = append((*elts)[:i+1], append([]ast.Decl{nf}, (*elts)[i+1:]...)...)
+			done = true
+			return false
+		}
+		return descend()
+	}, func(ast.Node) { stack = stack[:len(stack)-1] })
+	if !done {
+		return fmt.Errorf("pin %s: %s is not written as a field of a struct literal; add %s: %s by hand", l.pin.Path, l.pin.After, l.pin.Field, strconv.Quote(l.pin.Value))
+	}
+	return nil
+}
+
+// label returns a field's name as written, quoted or not.
+func label(fd *ast.Field) string {
+	name, _, err := ast.LabelName(fd.Label)
+	if err != nil {
+		return ""
+	}
+	return name
+}
+
+// Changed says whether the edit changes the file.
+func (e Edit) Changed() bool { return !bytes.Equal(e.Old, e.New) }
