@@ -117,6 +117,7 @@ const (
 	EventFailed   = "failed"   // a step failed; Err says why
 	EventArtifact = "artifact" // an artifact was written to OutDir
 	EventRetry    = "retry"    // a corrupt store entry was found and dropped; the build runs again
+	EventFetched  = "fetched"  // bytes of an image's blobs arrived; Subject is the image's name
 )
 
 // Event reports progress.
@@ -132,7 +133,8 @@ type Event struct {
 	// Err is set for EventFailed and EventRetry.
 	Err error
 	// Bytes is the total size of the step's outputs, for EventDone and
-	// EventCached.
+	// EventCached; for EventFetched, the bytes that arrived since the last
+	// such event for the same image.
 	Bytes int64
 }
 

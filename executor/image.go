@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 )
@@ -125,6 +127,13 @@ func (x *execution) fetch(ctx context.Context, in plan.Input, digest string, siz
 			return h, nil
 		}
 	}
+	if ra, ok := x.src.(RangeBlobOpener); ok && size >= resumeMin {
+		err := x.fetchResumable(ctx, ra, in, digest, h, size)
+		if !errors.Is(err, cas.ErrBusy) {
+			return h, err
+		}
+		// Another build is fetching this blob: fetch it whole.
+	}
 	open := x.src.OpenBlob
 	if ro, ok := x.src.(RawBlobOpener); ok {
 		// Put hashes what it writes: a second hash on the way would
@@ -139,10 +148,89 @@ func (x *execution) fetch(ctx context.Context, in plan.Input, digest string, siz
 	if n >= 0 && n != size {
 		return v1.Hash{}, fmt.Errorf("image %s: blob %s is %d bytes, the plan says %d", in.Name, digest, n, size)
 	}
-	if err := x.store.Put(ctx, h, size, rc); err != nil {
+	if err := x.store.Put(ctx, h, size, x.counting(in.Name, rc)); err != nil {
 		return v1.Hash{}, fmt.Errorf("image %s: %w", in.Name, err)
 	}
 	return h, nil
+}
+
+// counting reports the bytes read from r as EventFetched events of image
+// name, at most one per fetchReport bytes (and one at the end).
+func (x *execution) counting(name string, r io.Reader) io.Reader {
+	if x.progress == nil {
+		return r
+	}
+	return &countingReader{x: x, name: name, r: r}
+}
+
+// fetchReport is how many fetched bytes make one progress event.
+const fetchReport = 256 << 10
+
+type countingReader struct {
+	x       *execution
+	name    string
+	r       io.Reader
+	pending int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.pending += int64(n)
+	if c.pending >= fetchReport || err != nil && c.pending > 0 {
+		c.x.emit(Event{Kind: EventFetched, Action: plan.ActionImage, Subject: c.name, Bytes: c.pending})
+		c.pending = 0
+	}
+	return n, err
+}
+
+// RangeBlobOpener is implemented by a Source that can open an image blob
+// from a byte offset (planner/resolve.Resolver, with HTTP Range requests),
+// so an interrupted fetch resumes instead of starting over.
+type RangeBlobOpener interface {
+	// OpenRawBlobAt is RawBlobOpener.OpenRawBlob from byte offset on. It
+	// returns where the reader starts (offset, or 0 when the source sends
+	// the blob whole) and the blob's size.
+	OpenRawBlobAt(ctx context.Context, in plan.Input, digest string, offset int64) (rc io.ReadCloser, start, size int64, err error)
+}
+
+// resumeMin is the smallest blob fetched resumably: below it, a partial
+// file and a Range request cost more than fetching again.
+const resumeMin = 1 << 20
+
+// fetchResumable fetches blob h of image in into the store through a
+// partial download that survives an interrupted build: the bytes fetched
+// so far are kept under the store's partial/ directory, the next run asks
+// the source for the rest, and the store takes the blob only once every
+// byte, old and new, hashes to its digest.
+func (x *execution) fetchResumable(ctx context.Context, ra RangeBlobOpener, in plan.Input, digest string, h v1.Hash, size int64) error {
+	p, err := x.store.Resume(ctx, h, size)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", in.Name, err)
+	}
+	defer p.Close()
+	if p.Offset() < size {
+		rc, start, n, err := ra.OpenRawBlobAt(ctx, in, digest, p.Offset())
+		if err != nil {
+			return fmt.Errorf("image %s: open blob %s: %w", in.Name, digest, err)
+		}
+		defer rc.Close()
+		if n >= 0 && n != size {
+			return fmt.Errorf("image %s: blob %s is %d bytes, the plan says %d", in.Name, digest, n, size)
+		}
+		if start != p.Offset() {
+			// The source sent it whole.
+			if err := p.Restart(); err != nil {
+				return fmt.Errorf("image %s: %w", in.Name, err)
+			}
+		}
+		if _, err := p.ReadFrom(x.counting(in.Name, rc)); err != nil {
+			return fmt.Errorf("image %s: fetch blob %s: %w", in.Name, digest, err)
+		}
+	}
+	if err := p.Commit(); err != nil {
+		return fmt.Errorf("image %s: %w", in.Name, err)
+	}
+	return nil
 }
 
 // topIndex checks an index image's raw index against the plan and, when

@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/resolve"
 )
@@ -97,7 +99,7 @@ rootHash (sha256 of its pack index), its size and the plan id.`,
 			opts := executor.Options{OutDir: out, Store: store, Jobs: pf.jobs,
 				Warn: func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) }}
 			if !quiet {
-				opts.Progress = buildProgress(stderr, len(pl.plan.Steps))
+				opts.Progress = buildProgress(stderr, pl.plan)
 			}
 			res, err := executor.Execute(ctx, pl.plan, pl.id, src, opts)
 			if err != nil {
@@ -225,41 +227,125 @@ func defaultCache() (string, error) {
 	return filepath.Join(dir, "bale"), nil
 }
 
-// buildProgress shows one rewritten line on a terminal and one line per
-// finished step elsewhere, each with the step's bytes and the running total.
-func buildProgress(w io.Writer, total int) func(executor.Event) {
-	tty := isTerminal(w)
-	done := 0
-	var bytes int64
-	return func(e executor.Event) {
-		switch e.Kind {
-		case executor.EventDone, executor.EventCached:
-			done++
-			bytes += e.Bytes
-			verb := "built "
-			if e.Kind == executor.EventCached {
-				verb = "cached"
-			}
-			subject := e.Subject
-			if i := strings.Index(subject, ":"); i >= 0 {
-				subject = subject[i+1:]
-			}
-			line := fmt.Sprintf("[%d/%d] %s %-10s %9s  (%s total)  %s", done, total, verb, e.Action, humanBytes(e.Bytes), humanBytes(bytes), subject)
-			if tty {
-				fmt.Fprintf(w, "\r\x1b[K%s", line)
-				if done == total {
-					fmt.Fprint(w, "\r\x1b[K")
-				}
-				return
-			}
-			fmt.Fprintln(w, line)
-		case executor.EventRetry:
-			if tty {
-				fmt.Fprint(w, "\r\x1b[K")
-			}
-			fmt.Fprintf(w, "cache entry corrupt, dropped and rebuilding: %v\n", e.Err)
-			// The build starts over and reports every step again.
-			done, bytes = 0, 0
+// buildProgress reports a build for people. On a terminal it rewrites one
+// line: the steps done, the image being fetched with its bytes done and
+// total, the fetch rate and the time left; the pack step says it is
+// packing. Elsewhere (CI logs) it prints one line per finished step.
+func buildProgress(w io.Writer, p *plan.Plan) func(executor.Event) { return newProgress(w, p).event }
+
+// newProgress sets up buildProgress's state for plan p.
+func newProgress(w io.Writer, p *plan.Plan) *progress {
+	pr := &progress{w: w, tty: isTerminal(w), total: len(p.Steps), start: time.Now(),
+		names: map[string]string{}, imageSize: map[string]int64{}, imageDone: map[string]int64{}}
+	for _, s := range p.Steps {
+		if n := s.Params[plan.ParamName]; n != "" {
+			pr.names[s.ID] = n
 		}
 	}
+	for _, in := range p.Inputs {
+		if in.Kind != plan.KindImage || in.Image == nil {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, m := range in.Image.Manifests {
+			for _, b := range append([]plan.Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...) {
+				if !seen[b.Digest] {
+					seen[b.Digest] = true
+					pr.imageSize[in.Name] += b.Size
+				}
+			}
+		}
+		pr.fetchTotal += pr.imageSize[in.Name]
+	}
+	return pr
+}
+
+// progress is buildProgress's state.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	total int
+	done  int
+	start time.Time
+	last  time.Time // the last terminal redraw
+	// names maps a step id to the name of what it builds.
+	names map[string]string
+	// imageSize and imageDone are each image's bytes to fetch and
+	// fetched (or found cached); fetchTotal and fetched their sums.
+	imageSize, imageDone map[string]int64
+	fetchTotal, fetched  int64
+	// fetchedNow counts only bytes that arrived in this run, for the rate.
+	fetchedNow int64
+}
+
+func (pr *progress) event(e executor.Event) {
+	switch e.Kind {
+	case executor.EventFetched:
+		pr.imageDone[e.Subject] += e.Bytes
+		pr.fetched += e.Bytes
+		pr.fetchedNow += e.Bytes
+		if pr.tty && time.Since(pr.last) >= 100*time.Millisecond {
+			pr.last = time.Now()
+			fmt.Fprintf(pr.w, "\r\x1b[K[%d/%d] fetching %s %s", pr.done, pr.total, e.Subject, pr.bytesLine(e.Subject))
+		}
+	case executor.EventStart:
+		if pr.tty && e.Action == plan.ActionPack {
+			fmt.Fprintf(pr.w, "\r\x1b[K[%d/%d] packing %s", pr.done, pr.total, pr.names[e.StepID])
+		}
+	case executor.EventDone, executor.EventCached:
+		pr.done++
+		verb := "built "
+		if e.Kind == executor.EventCached {
+			verb = "cached"
+		}
+		name := pr.names[e.StepID]
+		if e.Action == plan.ActionImage {
+			// Whatever was not fetched was in the cache.
+			rest := pr.imageSize[name] - pr.imageDone[name]
+			pr.imageDone[name] += rest
+			pr.fetched += rest
+		}
+		if name == "" {
+			name = e.Subject
+			if i := strings.Index(name, ":"); i >= 0 {
+				name = name[i+1:]
+			}
+		}
+		line := fmt.Sprintf("[%d/%d] %s %-10s %9s  %s", pr.done, pr.total, verb, e.Action, humanBytes(e.Bytes), name)
+		if pr.tty {
+			fmt.Fprintf(pr.w, "\r\x1b[K%s", line)
+			if pr.done == pr.total {
+				fmt.Fprint(pr.w, "\r\x1b[K")
+			}
+			return
+		}
+		fmt.Fprintln(pr.w, line)
+	case executor.EventRetry:
+		if pr.tty {
+			fmt.Fprint(pr.w, "\r\x1b[K")
+		}
+		fmt.Fprintf(pr.w, "cache entry corrupt, dropped and rebuilding: %v\n", e.Err)
+		// The build starts over and reports every step again.
+		pr.done = 0
+		for k := range pr.imageDone {
+			pr.imageDone[k] = 0
+		}
+		pr.fetched = 0
+	}
+}
+
+// bytesLine says how far image name's fetch is, with the rate of this run
+// and the time left for every image's bytes at that rate.
+func (pr *progress) bytesLine(name string) string {
+	s := fmt.Sprintf("%s / %s", humanBytes(pr.imageDone[name]), humanBytes(pr.imageSize[name]))
+	elapsed := time.Since(pr.start).Seconds()
+	if elapsed < 0.5 || pr.fetchedNow == 0 {
+		return s
+	}
+	rate := float64(pr.fetchedNow) / elapsed
+	s += fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
+	if left := pr.fetchTotal - pr.fetched; left > 0 {
+		s += "  ETA " + time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String()
+	}
+	return s
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,7 @@ import (
 // the evaluation guard) is tested without building another binary.
 func TestMain(m *testing.M) {
 	if os.Getenv("BALE_TEST_CLI") == "1" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(runProcess())
 	}
 	os.Exit(m.Run())
 }

@@ -30,11 +30,24 @@ func (e *exitError) Error() string {
 	return fmt.Sprintf("exit status %d", e.code)
 }
 
-func main() {
+func main() { os.Exit(runProcess()) }
+
+// exitInterrupted is the exit status after Ctrl-C or SIGTERM: 128 + SIGINT,
+// as shells report a command ended by it.
+const exitInterrupted = 130
+
+// runProcess runs bale on the process's arguments: the first Ctrl-C (or
+// SIGTERM) cancels the command, which stops promptly, keeping in the cache
+// what was fully fetched and verified; a second one ends the process at
+// once.
+func runProcess() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // the next signal has its default effect
+	}()
+	return run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
 // run executes the command line args and returns the process exit code.
@@ -44,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "bale: interrupted; what was fetched and verified is kept in the cache, and a partly fetched blob resumes where it stopped")
+		return exitInterrupted
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {

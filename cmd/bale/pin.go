@@ -16,6 +16,7 @@ type pinOptions struct {
 	plan   planFlags
 	check  bool
 	dryRun bool
+	quiet  bool
 }
 
 // pinResult is what bale pin found and did.
@@ -60,6 +61,7 @@ unpinned, at its place in the spec, and exits 1 if there is any.`,
 	o.plan.register(cmd)
 	cmd.Flags().BoolVar(&o.check, "check", false, "resolve nothing: list what is unpinned and exit 1 if anything is")
 	cmd.Flags().BoolVarP(&o.dryRun, "dry-run", "n", false, "print the diff, write nothing")
+	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress on standard error")
 	return cmd
 }
 
@@ -80,7 +82,7 @@ func (o *pinOptions) run(cmd *cobra.Command, path string) (*pinResult, error) {
 		}
 		return res, nil
 	}
-	pl, err := o.plan.planInstance(ctx, inst, root, stderr, true)
+	pl, err := o.plan.planInstance(ctx, inst, root, stderr, !o.quiet)
 	if err != nil {
 		return nil, err
 	}

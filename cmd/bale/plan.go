@@ -301,6 +301,7 @@ func newPlan() *cobra.Command {
 		pf     planFlags
 		out    string
 		format string
+		quiet  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "plan [PATH]",
@@ -337,7 +338,7 @@ plan and build then say so on standard error, naming both values.`,
 			if out == "-" {
 				out = "" // standard output, as without -o
 			}
-			pl, err := pf.makePlan(cmd.Context(), path, cmd.ErrOrStderr(), true)
+			pl, err := pf.makePlan(cmd.Context(), path, cmd.ErrOrStderr(), !quiet)
 			if err != nil {
 				return err
 			}
@@ -365,6 +366,7 @@ plan and build then say so on standard error, naming both values.`,
 	}
 	pf.register(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to this file; - or none for standard output")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress on standard error")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	return cmd
 }
