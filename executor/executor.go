@@ -156,7 +156,7 @@ type Artifact struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
 	// SHA256 is the lowercase hex sha256 of the file.
-	SHA256 string `json:"sha256"`
+	SHA256 string `json:"artifactSha256"`
 	// RootHash is, for a bootstrap pack, the hex sha256 of its pack index.
 	RootHash string `json:"rootHash,omitempty"`
 }

@@ -62,7 +62,7 @@ type Report struct {
 	// Path is the pack verified.
 	Path string `json:"path"`
 	// SHA256 is the hex sha256 of the pack file.
-	SHA256 string `json:"sha256"`
+	SHA256 string `json:"artifactSha256"`
 	// RootHash is the hex sha256 of the pack index, if one was found.
 	RootHash string `json:"rootHash,omitempty"`
 	// Entries counts the tar entries read.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -135,9 +136,31 @@ func withUsage(c *cobra.Command) {
 			return nil
 		}
 	}
+	completeFormat(c)
 	for _, sub := range c.Commands() {
 		withUsage(sub)
 	}
+}
+
+// completeFormat makes shell completion offer the values of c's --format
+// flag, as its usage line lists them ("output format: text, json or
+// markdown"), so one place says them.
+func completeFormat(c *cobra.Command) {
+	f := c.Flags().Lookup("format")
+	if f == nil {
+		return
+	}
+	_, list, ok := strings.Cut(f.Usage, "output format: ")
+	if !ok {
+		return
+	}
+	var values []string
+	for _, part := range strings.Split(strings.ReplaceAll(list, " or ", ", "), ", ") {
+		if v := strings.TrimSpace(part); v != "" {
+			values = append(values, v)
+		}
+	}
+	_ = c.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
 }
 
 // usageError adds c's usage line to err.

@@ -44,7 +44,8 @@ func (p Pin) Anchor() string {
 
 // Missing lists what inst leaves unpinned, in spec order: images named by
 // tag (or an OCI layout without refName) with no digest, local charts with
-// no version. It needs no network.
+// no version; a field marked @bale(allow="unpinned") is not listed. It
+// needs no network.
 func Missing(inst *spec.Instance) []Pin {
 	var out []Pin
 	bp := inst.Spec.BootstrapPack
@@ -56,6 +57,9 @@ func Missing(inst *spec.Instance) []Pin {
 			continue
 		}
 		at := fmt.Sprintf("bootstrapPack.images[%d]", i)
+		if inst.Allowed(at+".ref", spec.AllowUnpinned) || inst.Allowed(at+".layout", spec.AllowUnpinned) {
+			continue
+		}
 		switch {
 		case img.Ref != "" && !strings.Contains(img.Ref, "@"):
 			out = append(out, Pin{Path: at + ".digest", Input: plan.KindImage + "/" + img.Name, Field: "digest", After: "ref"})
@@ -64,7 +68,7 @@ func Missing(inst *spec.Instance) []Pin {
 		}
 	}
 	for i, c := range bp.Charts {
-		if c.Path != "" && c.Version == "" {
+		if c.Path != "" && c.Version == "" && !inst.Allowed(fmt.Sprintf("bootstrapPack.charts[%d].path", i), spec.AllowUnpinned) {
 			out = append(out, Pin{Path: fmt.Sprintf("bootstrapPack.charts[%d].version", i), Input: plan.KindChart + "/" + c.Name, Field: "version", After: "path"})
 		}
 	}

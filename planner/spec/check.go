@@ -147,7 +147,7 @@ func (c *checker) images(list cue.Value, at string) {
 				if hasDigest && d.DigestStr() != digest {
 					c.add(SeverityError, dv, "%s.digest: %s disagrees with the reference's digest %s", ep, digest, d.DigestStr())
 				}
-			} else if !hasDigest {
+			} else if !hasDigest && !allowed(rv, AllowUnpinned) {
 				if hasTag {
 					c.add(SeverityWarning, rv, "%s.ref: %s is a tag without a pinned digest; a moved tag changes the build", ep, spelt)
 				} else {
@@ -155,7 +155,7 @@ func (c *checker) images(list cue.Value, at string) {
 				}
 			}
 		case "layout":
-			if _, _, ok := str(el, "layout.refName"); !ok && !hasDigest {
+			if _, _, ok := str(el, "layout.refName"); !ok && !hasDigest && !allowed(el.LookupPath(cue.ParsePath("layout")), AllowUnpinned) {
 				c.add(SeverityWarning, el.LookupPath(cue.ParsePath("layout")), "%s.layout: neither refName nor digest is set; the layout must hold exactly one image", ep)
 			}
 		}
@@ -168,6 +168,27 @@ func (c *checker) images(list cue.Value, at string) {
 			c.repoTag(t, ep+".tarball.tag")
 		}
 	}
+}
+
+// AllowUnpinned, in a field's attribute @bale(allow="unpinned"), mutes the
+// lint warning that the input the field names is not pinned (an image ref
+// by tag without a digest, a local chart path without a version, a layout
+// without refName or digest): the author knows and means it, and
+// --strict and bale pin --check accept it.
+const AllowUnpinned = "unpinned"
+
+// allowed says whether v carries @bale(allow="what"), muting that lint
+// warning for it.
+func allowed(v cue.Value, what string) bool {
+	if !v.Exists() {
+		return false
+	}
+	a := v.Attribute("bale")
+	if a.Err() != nil {
+		return false
+	}
+	s, ok, err := a.Lookup(0, "allow")
+	return err == nil && ok && s == what
 }
 
 // repoTagRE is the schema's #RepoTag pattern, which CUE checks and reports.
@@ -216,7 +237,7 @@ func (c *checker) charts(list cue.Value, at string) {
 		switch {
 		case (src == "repository" || src == "oci") && !hasVersion:
 			c.add(SeverityError, el.LookupPath(cue.ParsePath(src)), "%s.version: chart %q from %s needs an exact version", ep, nm, src)
-		case src == "path" && !hasVersion:
+		case src == "path" && !hasVersion && !allowed(el.LookupPath(cue.ParsePath("path")), AllowUnpinned):
 			c.add(SeverityWarning, el, "%s: chart %q has no pinned version; the version in its Chart.yaml is used as found", ep, nm)
 		}
 	}

@@ -82,6 +82,15 @@ func (in *Instance) SourcePos(path string) (token.Pos, bool) {
 	return token.NoPos, false
 }
 
+// Allowed says whether the spec mutes lint warning what (AllowUnpinned)
+// on the field at path with @bale(allow="what").
+func (in *Instance) Allowed(path, what string) bool {
+	if !in.user.Exists() {
+		return false
+	}
+	return allowed(in.user.LookupPath(cue.ParsePath(path)), what)
+}
+
 // JSON returns the evaluated spec as canonical JSON: fields in schema order,
 // two-space indentation, a trailing newline. The same spec gives the same
 // bytes, whatever its formatting or field order.
