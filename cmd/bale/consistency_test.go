@@ -77,3 +77,25 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 }
+
+// TestInit: bale init writes a starter spec that vets clean under --strict
+// and builds, and never overwrites.
+func TestInit(t *testing.T) {
+	ws := writeWorkspace(t, map[string]string{})
+	out, errs, code := bale(t, ws, "init", "specs/mine", "--name", "mine-v1")
+	if code != 0 || !strings.Contains(out, "wrote specs/mine/pack.cue") {
+		t.Fatalf("init: exit %d\n%s%s", code, out, errs)
+	}
+	if _, errs, code := bale(t, ws, "vet", "--strict", "specs/mine"); code != 0 || errs != "" {
+		t.Errorf("vet --strict of the starter: exit %d\n%s", code, errs)
+	}
+	if _, errs, code := bale(t, ws, "build", "specs/mine", "-q", "-o", "out", "--cache", "cache"); code != 0 {
+		t.Errorf("build of the starter: exit %d\n%s", code, errs)
+	}
+	if _, errs, code := bale(t, ws, "init", "specs/mine"); code != 1 || !strings.Contains(errs, "exists") {
+		t.Errorf("init over a spec: exit %d\n%s", code, errs)
+	}
+	if _, errs, code := bale(t, ws, "init", "x", "--name", "../evil"); code != 1 || !strings.Contains(errs, "--name") {
+		t.Errorf("init --name ../evil: exit %d\n%s", code, errs)
+	}
+}
