@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,15 +21,24 @@ import (
 	"github.com/bale-build/bale/planner/resolve"
 )
 
+// buildOptions are bale build's flags.
+type buildOptions struct {
+	plan     planFlags
+	planPath string
+	out      string
+	cacheDir string
+	format   string
+	quiet    bool
+}
+
+// buildResult is what a build made, for render.
+type buildResult struct {
+	planID string
+	res    *executor.Result
+}
+
 func newBuild() *cobra.Command {
-	var (
-		pf       planFlags
-		planPath string
-		out      string
-		cacheDir string
-		format   string
-		quiet    bool
-	)
+	var o buildOptions
 	cmd := &cobra.Command{
 		Use:   "build [PATH | --plan plan.json]",
 		Short: "Build a spec's artifacts, byte for byte the same every time",
@@ -52,98 +62,117 @@ rootHash (sha256 of its pack index), its size and the plan id.`,
   (cd out && sha256sum -c bootstrap-pack-v1.tar.sha256)`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "text", "json"); err != nil {
-				return err
+			path := ""
+			if len(args) == 1 {
+				path = args[0]
 			}
-			// Before planning and fetching, which can take long: an output
-			// directory that cannot be written fails now, not after them.
-			if err := checkOutDir(out); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			stderr := cmd.ErrOrStderr()
-			var (
-				pl  *planned
-				err error
-			)
-			switch {
-			case planPath != "" && len(args) > 0:
-				return fmt.Errorf("build: give a spec PATH or --plan, not both")
-			case planPath != "":
-				if pl, err = readPlan(planPath); err == nil {
-					pl.root, err = pf.planRoot()
-				}
-			default:
-				path := ""
-				if len(args) == 1 {
-					path = args[0]
-				}
-				pl, err = pf.makePlan(ctx, path, stderr, !quiet)
-			}
+			r, err := o.run(cmd.Context(), path, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			if cacheDir == "" {
-				if cacheDir, err = defaultCache(); err != nil {
-					return err
-				}
-			}
-			store, err := cas.Open(cacheDir)
-			if err != nil {
-				return fmt.Errorf("open cache: %w", err)
-			}
-			src, err := pf.resolver(pl.root)
-			if err != nil {
-				return err
-			}
-			opts := executor.Options{OutDir: out, Store: store, Jobs: pf.jobs,
-				Warn: func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) }}
-			if !quiet {
-				opts.Progress = buildProgress(stderr, pl.plan)
-			}
-			res, err := executor.Execute(ctx, pl.plan, pl.id, src, opts)
-			if err != nil {
-				if le := (*resolve.LocalError)(nil); planPath != "" && errors.As(err, &le) && errors.Is(le, fs.ErrNotExist) {
-					return fmt.Errorf("%w\n(a plan's local paths are relative to its workspace root, here %s: run from the workspace the plan was made in, or pass --root)", err, pl.root)
-				}
-				return err
-			}
-			if format == "json" {
-				o := buildOutput{PlanID: pl.id, OutDir: out, Result: res}
-				for _, a := range res.Artifacts {
-					if a.RootHash != "" {
-						o.Path, o.ArtifactSha256, o.RootHash, o.Size = filepath.Join(out, a.Path), a.SHA256, a.RootHash, a.Size
-						break
-					}
-				}
-				return writeJSON(cmd.OutOrStdout(), o)
-			}
-			w := cmd.OutOrStdout()
-			for _, a := range res.Artifacts {
-				fmt.Fprintf(w, "%s\n", filepath.Join(out, a.Path))
-				fmt.Fprintf(w, "  artifactSha256  %s\n", a.SHA256)
-				if a.RootHash != "" {
-					fmt.Fprintf(w, "  rootHash        %s\n", a.RootHash)
-				}
-				fmt.Fprintf(w, "  size            %d (%s)\n", a.Size, humanBytes(a.Size))
-			}
-			fmt.Fprintf(w, "planId %s\n", pl.id)
-			if res.StepsRun == 0 {
-				fmt.Fprintf(w, "nothing to do: all %d steps cached\n", res.StepsCached)
-			} else {
-				fmt.Fprintf(w, "%d steps run, %d cached\n", res.StepsRun, res.StepsCached)
-			}
-			return nil
+			return o.render(cmd.OutOrStdout(), r)
 		},
 	}
-	pf.register(cmd)
-	fs := cmd.Flags()
-	fs.StringVar(&planPath, "plan", "", "execute this plan instead of planning a spec; nothing is resolved again")
-	fs.StringVarP(&out, "output", "o", "out", "output directory")
-	fs.StringVar(&cacheDir, "cache", "", "content-addressed cache directory (default $XDG_CACHE_HOME/bale)")
-	fs.StringVar(&format, "format", "text", "output format: text or json")
-	fs.BoolVarP(&quiet, "quiet", "q", false, "no progress on standard error")
+	o.plan.register(cmd)
+	flags := cmd.Flags()
+	flags.StringVar(&o.planPath, "plan", "", "execute this plan instead of planning a spec; nothing is resolved again")
+	flags.StringVarP(&o.out, "output", "o", "out", "output directory")
+	flags.StringVar(&o.cacheDir, "cache", "", "content-addressed cache directory (default $XDG_CACHE_HOME/bale)")
+	flags.StringVar(&o.format, "format", "text", "output format: text or json")
+	flags.BoolVarP(&o.quiet, "quiet", "q", false, "no progress on standard error")
 	return cmd
+}
+
+// run plans the spec at path (or reads --plan) and executes the plan,
+// reporting progress on stderr.
+func (o *buildOptions) run(ctx context.Context, path string, stderr io.Writer) (*buildResult, error) {
+	if err := checkFormat(o.format, "text", "json"); err != nil {
+		return nil, err
+	}
+	// Before planning and fetching, which can take long: an output
+	// directory that cannot be written fails now, not after them.
+	if err := checkOutDir(o.out); err != nil {
+		return nil, err
+	}
+	pl, err := o.planned(ctx, path, stderr)
+	if err != nil {
+		return nil, err
+	}
+	cacheDir := o.cacheDir
+	if cacheDir == "" {
+		if cacheDir, err = defaultCache(); err != nil {
+			return nil, err
+		}
+	}
+	store, err := cas.Open(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("open cache: %w", err)
+	}
+	src, err := o.plan.resolver(pl.root)
+	if err != nil {
+		return nil, err
+	}
+	opts := executor.Options{OutDir: o.out, Store: store, Jobs: o.plan.jobs,
+		Warn: func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) }}
+	if !o.quiet {
+		opts.Progress = buildProgress(stderr, pl.plan)
+	}
+	res, err := executor.Execute(ctx, pl.plan, pl.id, src, opts)
+	if err != nil {
+		if le := (*resolve.LocalError)(nil); o.planPath != "" && errors.As(err, &le) && errors.Is(le, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w\n(a plan's local paths are relative to its workspace root, here %s: run from the workspace the plan was made in, or pass --root)", err, pl.root)
+		}
+		return nil, err
+	}
+	return &buildResult{planID: pl.id, res: res}, nil
+}
+
+// planned returns the plan to build: --plan's, or the spec's at path.
+func (o *buildOptions) planned(ctx context.Context, path string, stderr io.Writer) (*planned, error) {
+	switch {
+	case o.planPath != "" && path != "":
+		return nil, fmt.Errorf("build: give a spec PATH or --plan, not both")
+	case o.planPath != "":
+		pl, err := readPlan(o.planPath)
+		if err != nil {
+			return nil, err
+		}
+		if pl.root, err = o.plan.planRoot(); err != nil {
+			return nil, err
+		}
+		return pl, nil
+	}
+	return o.plan.makePlan(ctx, path, stderr, !o.quiet)
+}
+
+// render prints what the build made, as text or JSON.
+func (o *buildOptions) render(w io.Writer, r *buildResult) error {
+	res := r.res
+	if o.format == "json" {
+		out := buildOutput{PlanID: r.planID, OutDir: o.out, Result: res}
+		for _, a := range res.Artifacts {
+			if a.RootHash != "" {
+				out.Path, out.ArtifactSha256, out.RootHash, out.Size = filepath.Join(o.out, a.Path), a.SHA256, a.RootHash, a.Size
+				break
+			}
+		}
+		return writeJSON(w, out)
+	}
+	for _, a := range res.Artifacts {
+		fmt.Fprintf(w, "%s\n", filepath.Join(o.out, a.Path))
+		fmt.Fprintf(w, "  artifactSha256  %s\n", a.SHA256)
+		if a.RootHash != "" {
+			fmt.Fprintf(w, "  rootHash        %s\n", a.RootHash)
+		}
+		fmt.Fprintf(w, "  size            %d (%s)\n", a.Size, humanBytes(a.Size))
+	}
+	fmt.Fprintf(w, "planId %s\n", r.planID)
+	if res.StepsRun == 0 {
+		fmt.Fprintf(w, "nothing to do: all %d steps cached\n", res.StepsCached)
+	} else {
+		fmt.Fprintf(w, "%d steps run, %d cached\n", res.StepsRun, res.StepsCached)
+	}
+	return nil
 }
 
 // buildOutput is build's JSON output: the pack's facts under the names the
