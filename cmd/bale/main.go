@@ -117,7 +117,7 @@ that CI can diff; the same plan gives the same bytes on any machine.`,
 			profFile.Close()
 		}
 	}
-	root.AddCommand(newInit(), newVet(), newEval(), newPlan(), newDiff(), newBuild(), newPin(), newVerify(), newInspect(), newPush(), newPublish(), newPull(), newCache(), newVersion())
+	root.AddCommand(newInit(), newVet(), newEval(), newPlan(), newDiff(), newBuild(), newPin(), newVerify(), newInspect(), newPush(), newPublish(), newPull(), newCache(), newServe(), newVersion())
 	withUsage(root)
 	return root
 }

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/server"
+	"github.com/bale-build/bale/server/auth"
+)
+
+func newServe() *cobra.Command {
+	var (
+		cfg      server.Config
+		addr     string
+		tokens   string
+		insecure []string
+		offline  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the export API: build bootstrap packs over HTTP",
+		Long: `serve runs the export API. Clients POST a spec name (one of --specs) or a plan
+id, poll the export's status and download the pack and its .sha256 file.
+
+Everything lives in one data directory (--data): the job store (SQLite), the
+content-addressed cache, plans, builds and exports laid out as
+exports/{tenant}/{exportId}/bootstrap-pack-v1.tar. With --database
+postgres://… the jobs and records move to Postgres; files stay in --data.
+
+Requests carry a bearer token from the token file (--tokens, default
+DATA/tokens.json). On the first start without one, serve makes a token for
+tenant "default" with both scopes, prints it once on standard error and
+writes only its sha256 to the file; "bale serve token add" makes more.
+
+SIGTERM and SIGINT stop accepting requests, let running builds finish
+within --drain-timeout and cancel the rest: they run again at the next
+start, as do builds a crash interrupted.`,
+		Example: `  bale serve --specs specs/... --data /var/lib/bale
+  bale serve --specs specs/airgap --database postgres://bale@db/bale --addr :8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+				return fmt.Errorf("data directory: %w", err)
+			}
+			if tokens == "" {
+				tokens = filepath.Join(cfg.DataDir, "tokens.json")
+				if err := firstToken(cmd, tokens); err != nil {
+					return err
+				}
+			}
+			t, err := auth.Load(tokens)
+			if err != nil {
+				return err
+			}
+			cfg.Tokens, cfg.Logger = t, log
+			cfg.Resolve = resolve.Options{Insecure: insecure, Offline: offline}
+			s, err := server.New(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				s.Close()
+				return err
+			}
+			return s.Serve(ctx, ln)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&cfg.DataDir, "data", "bale-data", "data directory: job store, cache, plans, builds, exports")
+	fs.StringVar(&cfg.Database, "database", "", "postgres://… to keep jobs and records in Postgres instead of SQLite in --data")
+	fs.StringSliceVar(&cfg.Specs, "specs", nil, "spec directories clients may name by base name; DIR/... for every spec below DIR; repeatable")
+	fs.StringVar(&tokens, "tokens", "", "token file (default DATA/tokens.json, made with one token on first start)")
+	fs.IntVar(&cfg.MaxBuilds, "max-builds", 2, "builds running at once")
+	fs.IntVar(&cfg.Jobs, "jobs", 0, "steps one build runs at once (default GOMAXPROCS)")
+	fs.Float64Var(&cfg.Rate, "rate", 50, "requests per second per tenant, sustained")
+	fs.IntVar(&cfg.Burst, "burst", 100, "requests per tenant in a burst")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running builds may finish before they are cancelled and re-queued")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "a client must send its request headers within this")
+	fs.BoolVar(&offline, "offline", false, "refuse any network access when planning and building")
+	fs.StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
+	cmd.AddCommand(newServeToken())
+	return cmd
+}
+
+// firstToken makes the token file at path with one token for tenant
+// "default" if there is none, printing the token once.
+func firstToken(cmd *cobra.Command, path string) error {
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	tok, e, err := auth.NewToken("default", []string{auth.ScopeRead, auth.ScopeWrite}, "first start")
+	if err != nil {
+		return err
+	}
+	if err := auth.Add(path, e); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "bale serve: no token file; made %s with one token for tenant \"default\" (export:read, export:write).\nThe token, shown this once:\n\n  %s\n\n", path, tok)
+	return nil
+}
+
+func newServeToken() *cobra.Command {
+	tok := &cobra.Command{Use: "token", Short: "Manage the export API's token file"}
+	var (
+		file, tenant, name string
+		scopes             []string
+	)
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Make a token and add its sha256 to the token file",
+		Long: `add makes a random token for a tenant with the given scopes, appends its
+sha256 (never the token) to the token file and prints the token once on
+standard output. The running server reads the file at start.`,
+		Example: `  bale serve token add --tokens bale-data/tokens.json --tenant acme --scope export:read --scope export:write --name ci`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, e, err := auth.NewToken(tenant, scopes, name)
+			if err != nil {
+				return err
+			}
+			if err := auth.Add(file, e); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t)
+			return nil
+		},
+	}
+	fs := add.Flags()
+	fs.StringVar(&file, "tokens", "bale-data/tokens.json", "token file")
+	fs.StringVar(&tenant, "tenant", "", "tenant the token acts for (lowercase letters, digits, - and _)")
+	fs.StringSliceVar(&scopes, "scope", []string{auth.ScopeRead}, "scope to grant: export:read, export:write; repeatable")
+	fs.StringVar(&name, "name", "", "a label for people: who holds the token")
+	_ = add.MarkFlagRequired("tenant")
+	tok.AddCommand(add)
+	return tok
+}

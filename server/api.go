@@ -1,0 +1,482 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bale-build/bale/internal/strictjson"
+	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/planner/diff"
+	"github.com/bale-build/bale/server/auth"
+)
+
+// Path parameter formats, checked before any lookup.
+var (
+	exportIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	planIDRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	idemKeyRE  = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+)
+
+const exportsPath = "/v1/exports/airgap/bootstrap"
+
+// routes is the API's router; the OpenAPI document lists the same routes
+// (TestOpenAPIRoutes checks both ways).
+func (s *Server) routes() *mux.Router {
+	r := mux.NewRouter()
+	r.Use(routeName)
+	r.HandleFunc(exportsPath, s.authed(auth.ScopeWrite, s.postExport)).Methods(http.MethodPost)
+	r.HandleFunc(exportsPath+"/{exportId}", s.authed(auth.ScopeRead, s.getExport)).Methods(http.MethodGet)
+	r.HandleFunc(exportsPath+"/{exportId}/download", s.authed(auth.ScopeRead, s.download)).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(exportsPath+"/{exportId}/download.sha256", s.authed(auth.ScopeRead, s.downloadSum)).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/v1/plans", s.authed(auth.ScopeWrite, s.postPlan)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/plans/diff", s.authed(auth.ScopeRead, s.diffPlans)).Methods(http.MethodPost)
+	r.HandleFunc("/v1/plans/{planId}", s.authed(auth.ScopeRead, s.getPlan)).Methods(http.MethodGet)
+	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet)
+	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
+	r.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	r.HandleFunc("/openapi.json", s.openapi).Methods(http.MethodGet)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, "not-found", "")
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, "method-not-allowed", "")
+	})
+	return r
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.db.PingContext(ctx); err != nil {
+		writeProblem(w, r, "not-ready", "")
+		return
+	}
+	if _, err := s.store.queueDepth(ctx); err != nil {
+		writeProblem(w, r, "not-ready", "")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ready"}` + "\n"))
+}
+
+// readBody reads a JSON request body into v: at most MaxBody bytes (413),
+// application/json (415), no unknown fields (400).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			writeProblem(w, r, "unsupported-media-type", "")
+			return false
+		}
+	}
+	if r.ContentLength > s.cfg.MaxBody {
+		writeProblem(w, r, "body-too-large", fmt.Sprintf("at most %d bytes", s.cfg.MaxBody))
+		return false
+	}
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeProblem(w, r, "body-too-large", fmt.Sprintf("at most %d bytes", s.cfg.MaxBody))
+		return false
+	}
+	if err != nil {
+		writeProblem(w, r, "invalid-request", "reading the body failed")
+		return false
+	}
+	if err := strictjson.Unmarshal(buf.Bytes(), int(s.cfg.MaxBody), v); err != nil {
+		writeProblem(w, r, "invalid-request", err.Error())
+		return false
+	}
+	return true
+}
+
+// exportRequest is the body of POST /v1/exports/airgap/bootstrap: exactly
+// one of a spec the server serves, by name, and a plan posted earlier.
+type exportRequest struct {
+	Spec   string `json:"spec,omitempty"`
+	PlanID string `json:"planId,omitempty"`
+}
+
+// exportStatus is an export as the API shows it.
+type exportStatus struct {
+	ExportID       string `json:"exportId"`
+	Profile        string `json:"profile"`
+	Status         string `json:"status"`
+	Reason         string `json:"reason,omitempty"`
+	PlanID         string `json:"planId"`
+	Spec           string `json:"spec,omitempty"`
+	DownloadURI    string `json:"downloadUri,omitempty"`
+	ChecksumURI    string `json:"checksumUri,omitempty"`
+	File           string `json:"file,omitempty"`
+	RootHash       string `json:"rootHash,omitempty"`
+	ArtifactSha256 string `json:"artifactSha256,omitempty"`
+	Size           int64  `json:"size,omitempty"`
+	BuildTimestamp string `json:"buildTimestamp,omitempty"`
+	CreatedAt      string `json:"createdAt"`
+	FinishedAt     string `json:"finishedAt,omitempty"`
+}
+
+func statusOf(e exportRecord) exportStatus {
+	st := exportStatus{ExportID: e.ID, Profile: "bootstrap", Status: e.Status, Reason: e.Reason, PlanID: e.PlanID,
+		Spec: e.Spec, CreatedAt: e.Created.Format(time.RFC3339Nano)}
+	if !e.Finished.IsZero() {
+		st.FinishedAt = e.Finished.Format(time.RFC3339Nano)
+	}
+	if e.Status == statusSucceeded {
+		st.DownloadURI = exportsPath + "/" + e.ID + "/download"
+		st.ChecksumURI = st.DownloadURI + ".sha256"
+		st.File, st.RootHash, st.ArtifactSha256, st.Size = e.File, e.RootHash, e.ArtifactSHA256, e.Size
+		st.BuildTimestamp = e.BuildTime.Format(time.RFC3339)
+	}
+	return st
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("internal error", "requestId", infoOf(r).requestID, "err", err.Error())
+	writeProblem(w, r, "internal", "")
+}
+
+func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	key := strings.Trim(r.Header.Get("Idempotency-Key"), `"`)
+	if r.Header.Get("Idempotency-Key") != "" && !idemKeyRE.MatchString(key) {
+		writeProblem(w, r, "invalid-idempotency-key", "1 to 255 visible ASCII characters")
+		return
+	}
+	var req exportRequest
+	if !s.readBody(w, r, &req) {
+		return
+	}
+	if (req.Spec == "") == (req.PlanID == "") {
+		writeProblem(w, r, "invalid-request", "give exactly one of spec and planId")
+		return
+	}
+	canon, _ := json.Marshal(req)
+	sum := sha256.Sum256(canon)
+	reqHash := hex.EncodeToString(sum[:])
+	ctx := r.Context()
+	if key != "" {
+		if prev, err := s.store.exportByKey(ctx, p.Tenant, key); err == nil {
+			s.replay(w, r, prev, reqHash)
+			return
+		} else if !errors.Is(err, errNotFound) {
+			s.internal(w, r, err)
+			return
+		}
+	}
+	var (
+		rec  planRecord
+		spec = req.Spec
+	)
+	switch {
+	case req.PlanID != "":
+		if !planIDRE.MatchString(req.PlanID) {
+			writeProblem(w, r, "invalid-plan-id", "want sha256: and 64 lowercase hex digits")
+			return
+		}
+		var err error
+		rec, spec, err = s.store.tenantPlan(ctx, p.Tenant, req.PlanID)
+		if errors.Is(err, errNotFound) {
+			writeProblem(w, r, "not-found", "no plan "+req.PlanID)
+			return
+		} else if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+	default:
+		pl, ok := s.planNamed(w, r, p, req.Spec)
+		if !ok {
+			return
+		}
+		rec = pl.rec
+	}
+	if rec.Kind != "bootstrapPack" {
+		writeProblem(w, r, "not-a-bootstrap-pack", "the plan builds a "+rec.Kind)
+		return
+	}
+	e := exportRecord{ID: newExportID(), Tenant: p.Tenant, PlanID: rec.ID, Spec: spec, Status: statusQueued,
+		IdemKey: key, ReqHash: reqHash, Created: time.Now().UTC(), BuildTime: rec.BuildTime}
+	e, inserted, err := s.store.insertExport(ctx, e)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if !inserted {
+		s.replay(w, r, e, reqHash)
+		return
+	}
+	infoOf(r).exportID = e.ID
+	s.log.Info("export queued", "exportId", e.ID, "profile", "bootstrap", "tenant", e.Tenant, "planId", e.PlanID, "requestId", infoOf(r).requestID)
+	// A plan built before needs no job: its export is laid out now.
+	if b, err := s.store.build(ctx, rec.ID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
+		if e, err = s.finish(ctx, e, b); err != nil {
+			s.internal(w, r, err)
+			return
+		}
+	} else if _, err := s.queue.Insert(ctx, buildArgs{PlanID: rec.ID}, nil); err != nil {
+		s.internal(w, r, fmt.Errorf("queue build of %s: %w", rec.ID, err))
+		return
+	}
+	w.Header().Set("Location", exportsPath+"/"+e.ID)
+	writeJSON(w, http.StatusAccepted, statusOf(e))
+}
+
+// replay answers a POST whose Idempotency-Key was used before: the same
+// export for the same body, 422 for another.
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, prev exportRecord, reqHash string) {
+	if prev.ReqHash != reqHash {
+		writeProblem(w, r, "idempotency-key-reused", "")
+		return
+	}
+	infoOf(r).exportID = prev.ID
+	w.Header().Set("Location", exportsPath+"/"+prev.ID)
+	w.Header().Set("Idempotent-Replayed", "true")
+	writeJSON(w, http.StatusAccepted, statusOf(prev))
+}
+
+// planNamed plans the spec named name for p's tenant, writing the problem
+// if it cannot.
+func (s *Server) planNamed(w http.ResponseWriter, r *http.Request, p auth.Principal, name string) (*planned, bool) {
+	if !specNameRE.MatchString(name) {
+		writeProblem(w, r, "unknown-spec", "")
+		return nil, false
+	}
+	pl, err := s.planSpec(r.Context(), name)
+	var se *specError
+	switch {
+	case errors.Is(err, errNotFound):
+		writeProblem(w, r, "unknown-spec", "no spec named "+name)
+		return nil, false
+	case errors.As(err, &se):
+		writeProblem(w, r, "spec-invalid", se.msg)
+		return nil, false
+	case err != nil:
+		s.internal(w, r, err)
+		return nil, false
+	}
+	if err := s.store.putPlan(r.Context(), p.Tenant, name, pl.rec); err != nil {
+		s.internal(w, r, err)
+		return nil, false
+	}
+	return pl, true
+}
+
+func newExportID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// lookupExport validates the path's export id and returns the tenant's
+// export; another tenant's is 404, like one that does not exist.
+func (s *Server) lookupExport(w http.ResponseWriter, r *http.Request, p auth.Principal) (exportRecord, bool) {
+	id := mux.Vars(r)["exportId"]
+	if !exportIDRE.MatchString(id) {
+		writeProblem(w, r, "invalid-export-id", "want 32 lowercase hex digits")
+		return exportRecord{}, false
+	}
+	e, err := s.store.export(r.Context(), p.Tenant, id)
+	if errors.Is(err, errNotFound) {
+		writeProblem(w, r, "not-found", "no export "+id)
+		return e, false
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return e, false
+	}
+	infoOf(r).exportID = id
+	return e, true
+}
+
+func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	e, ok := s.lookupExport(w, r, p)
+	if !ok {
+		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, statusOf(e))
+}
+
+// download serves the pack from its file: ranges, conditional requests
+// and HEAD through http.ServeContent, the body through sendfile.
+func (s *Server) download(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	e, ok := s.lookupExport(w, r, p)
+	if !ok {
+		return
+	}
+	s.serveFile(w, r, e, e.File, "application/gzip", e.ArtifactSHA256)
+}
+
+// downloadSum serves the pack's .sha256 file.
+func (s *Server) downloadSum(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	e, ok := s.lookupExport(w, r, p)
+	if !ok {
+		return
+	}
+	if e.Status != statusSucceeded {
+		writeProblem(w, r, "export-not-ready", "the export is "+e.Status)
+		return
+	}
+	name := e.File + ".sha256"
+	b, err := os.ReadFile(filepath.Join(s.exportDir(e), name))
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("export %s: %w", e.ID, err))
+		return
+	}
+	sum := sha256.Sum256(b)
+	s.serveFile(w, r, e, name, "text/plain; charset=utf-8", hex.EncodeToString(sum[:]))
+}
+
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e exportRecord, name, ctype, sumHex string) {
+	if e.Status != statusSucceeded {
+		writeProblem(w, r, "export-not-ready", "the export is "+e.Status)
+		return
+	}
+	f, err := os.Open(filepath.Join(s.exportDir(e), name))
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("export %s: %w", e.ID, err))
+		return
+	}
+	defer f.Close()
+	raw, err := hex.DecodeString(sumHex)
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("export %s: bad digest", e.ID))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("ETag", `"`+sumHex+`"`)
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(raw)+":")
+	http.ServeContent(w, r, name, e.BuildTime, f)
+}
+
+// planRequest is the body of POST /v1/plans.
+type planRequest struct {
+	Spec string `json:"spec"`
+}
+
+// planSummary describes a stored plan.
+type planSummary struct {
+	PlanID          string `json:"planId"`
+	Spec            string `json:"spec"`
+	Kind            string `json:"kind"`
+	SourceDateEpoch string `json:"sourceDateEpoch"`
+	Inputs          int    `json:"inputs"`
+	Steps           int    `json:"steps"`
+	URI             string `json:"uri"`
+}
+
+func (s *Server) postPlan(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	var req planRequest
+	if !s.readBody(w, r, &req) {
+		return
+	}
+	if req.Spec == "" {
+		writeProblem(w, r, "invalid-request", "spec is required")
+		return
+	}
+	pl, ok := s.planNamed(w, r, p, req.Spec)
+	if !ok {
+		return
+	}
+	uri := "/v1/plans/" + pl.rec.ID
+	w.Header().Set("Location", uri)
+	writeJSON(w, http.StatusCreated, planSummary{PlanID: pl.rec.ID, Spec: req.Spec, Kind: pl.rec.Kind,
+		SourceDateEpoch: pl.plan.SourceDateEpoch, Inputs: len(pl.plan.Inputs), Steps: len(pl.plan.Steps), URI: uri})
+}
+
+// tenantPlanBytes validates id and returns the tenant's plan.
+func (s *Server) tenantPlanBytes(w http.ResponseWriter, r *http.Request, p auth.Principal, id string) (*plan.Plan, []byte, bool) {
+	if !planIDRE.MatchString(id) {
+		writeProblem(w, r, "invalid-plan-id", "want sha256: and 64 lowercase hex digits")
+		return nil, nil, false
+	}
+	if _, _, err := s.store.tenantPlan(r.Context(), p.Tenant, id); errors.Is(err, errNotFound) {
+		writeProblem(w, r, "not-found", "no plan "+id)
+		return nil, nil, false
+	} else if err != nil {
+		s.internal(w, r, err)
+		return nil, nil, false
+	}
+	pl, b, err := s.readPlan(id)
+	if err != nil {
+		s.internal(w, r, err)
+		return nil, nil, false
+	}
+	return pl, b, true
+}
+
+// getPlan serves a plan's bytes: the same bytes bale plan writes.
+func (s *Server) getPlan(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	id := mux.Vars(r)["planId"]
+	_, b, ok := s.tenantPlanBytes(w, r, p, id)
+	if !ok {
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("ETag", `"`+strings.TrimPrefix(id, "sha256:")+`"`)
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
+	http.ServeContent(w, r, "plan.json", time.Time{}, bytes.NewReader(b))
+}
+
+// diffRequest is the body of POST /v1/plans/diff.
+type diffRequest struct {
+	Old string `json:"old"`
+	New string `json:"new"`
+}
+
+// diffPlans answers with the JSON bale diff --format json prints.
+func (s *Server) diffPlans(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	var req diffRequest
+	if !s.readBody(w, r, &req) {
+		return
+	}
+	a, _, ok := s.tenantPlanBytes(w, r, p, req.Old)
+	if !ok {
+		return
+	}
+	b, _, ok := s.tenantPlanBytes(w, r, p, req.New)
+	if !ok {
+		return
+	}
+	var buf bytes.Buffer
+	if err := diff.Plans(req.Old, req.New, req.Old, req.New, a, b).JSON(&buf); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(buf.Bytes())
+}

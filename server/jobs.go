@@ -1,0 +1,200 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+	"golang.org/x/sys/unix"
+
+	// The pure-Go SQLite driver, so bale needs no cgo.
+	_ "modernc.org/sqlite"
+)
+
+// buildArgs is the River job that builds one plan. Its only argument is the
+// plan id, and jobs are unique by it while waiting or running, so one plan
+// is never built twice at once however many exports ask for it.
+type buildArgs struct {
+	PlanID string `json:"planId"`
+}
+
+// Kind names the job kind in River's tables.
+func (buildArgs) Kind() string { return "bale_build" }
+
+// InsertOpts makes build jobs unique by plan while not finished.
+func (buildArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		MaxAttempts: 5,
+		UniqueOpts: river.UniqueOpts{
+			ByArgs: true,
+			ByState: []rivertype.JobState{
+				rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+				rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+			},
+		},
+	}
+}
+
+// buildWorker runs build jobs.
+type buildWorker struct {
+	river.WorkerDefaults[buildArgs]
+	s *Server
+}
+
+func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error {
+	return w.s.runBuild(ctx, job.Args.PlanID, job.Attempt)
+}
+
+// queue is the job engine as the server uses it. River's client is generic
+// in its driver's transaction type; riverQueue is the one implementation,
+// whichever database is behind it.
+type queue interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+}
+
+// newQueue migrates River's tables and returns a client working build jobs
+// with s.
+func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], s *Server) (queue, error) {
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("job store: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("job store: migrate: %w", err)
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &buildWorker{s: s}); err != nil {
+		return nil, err
+	}
+	c, err := river.NewClient(driver, &river.Config{
+		Logger:            slog.New(riverLogHandler{s.log.Handler()}),
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: s.cfg.MaxBuilds}},
+		Workers:           workers,
+		FetchPollInterval: 100 * time.Millisecond,
+		FetchCooldown:     10 * time.Millisecond,
+		// A build ends when it ends; River cancels it only on shutdown.
+		// Another server sharing a Postgres database takes over a build
+		// whose server died after RescueStuckJobsAfter.
+		JobTimeout:           -1,
+		RescueStuckJobsAfter: s.cfg.RescueAfter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job store: %w", err)
+	}
+	return c, nil
+}
+
+// openStore opens the database (SQLite in the data directory, or Postgres
+// at cfg.Database), creates bale's tables and returns the job queue.
+func (s *Server) openStore(ctx context.Context) (func() error, error) {
+	if strings.HasPrefix(s.cfg.Database, "postgres://") || strings.HasPrefix(s.cfg.Database, "postgresql://") {
+		pool, err := pgxpool.New(ctx, s.cfg.Database)
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", redactURL(err, s.cfg.Database))
+		}
+		if err := pool.Ping(ctx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("open database: %w", redactURL(err, s.cfg.Database))
+		}
+		db := stdlib.OpenDBFromPool(pool)
+		s.store = &store{db: db, pg: true}
+		if err := s.store.migrate(ctx); err != nil {
+			db.Close()
+			pool.Close()
+			return nil, err
+		}
+		if s.queue, err = newQueue(ctx, riverpgxv5.New(pool), s); err != nil {
+			db.Close()
+			pool.Close()
+			return nil, err
+		}
+		return func() error { db.Close(); pool.Close(); return nil }, nil
+	}
+	if s.cfg.Database != "" {
+		return nil, fmt.Errorf("--database %q: want postgres://… (or nothing for SQLite in the data directory)", redact(s.cfg.Database))
+	}
+	// SQLite is one writer: the data directory is this process's alone,
+	// which also makes every job left running in it a dead process's.
+	lock, err := os.OpenFile(filepath.Join(s.cfg.DataDir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another bale serve: %w", s.cfg.DataDir, err)
+	}
+	dsn := "file:" + filepath.Join(s.cfg.DataDir, "bale.db") + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	// SQLite allows one writer; River's driver documentation asks for one
+	// connection.
+	db.SetMaxOpenConns(1)
+	closeAll := func() error { err := db.Close(); lock.Close(); return err }
+	s.store = &store{db: db}
+	if err := s.store.migrate(ctx); err != nil {
+		closeAll()
+		return nil, err
+	}
+	if s.queue, err = newQueue(ctx, riversqlite.New(db), s); err != nil {
+		closeAll()
+		return nil, err
+	}
+	// The lock is ours, so a job still marked running was a killed
+	// server's: make it available again now rather than after River's
+	// stuck-job rescue an hour later.
+	if _, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("re-queue interrupted builds: %w", err)
+	}
+	return closeAll, nil
+}
+
+// redact hides the password of a database URL.
+func redact(u string) string {
+	at := strings.LastIndex(u, "@")
+	scheme := strings.Index(u, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return u
+	}
+	return u[:scheme+3] + "…" + u[at:]
+}
+
+func redactURL(err error, u string) error {
+	return errors.New(strings.ReplaceAll(err.Error(), u, redact(u)))
+}
+
+// riverLogHandler passes on River's warnings and errors only: its info
+// lines (job counts every few seconds) would drown the request log.
+type riverLogHandler struct{ slog.Handler }
+
+func (h riverLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h riverLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return riverLogHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h riverLogHandler) WithGroup(name string) slog.Handler {
+	return riverLogHandler{h.Handler.WithGroup(name)}
+}

@@ -1,0 +1,210 @@
+// Package server is bale's export API (bale serve): clients stage bootstrap
+// pack builds by spec name or plan id, poll their status and download the
+// packs, under bearer tokens scoped to a tenant.
+//
+// Builds are River jobs, in SQLite inside the data directory by default or
+// in Postgres; one job per plan, so one plan is never built twice at once,
+// and a job interrupted by a crash or a shutdown runs again. Every build
+// goes through bale's content-addressed cache in the data directory, so two
+// exports of one plan build once; each export's files are laid out as the
+// bootstrap pack contract's handoff says:
+//
+//	DATA/exports/{tenant}/{exportId}/bootstrap-pack-v1.tar
+//	DATA/exports/{tenant}/{exportId}/bootstrap-pack-v1.tar.sha256
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/server/auth"
+)
+
+// Config configures a Server. The zero value of every field but DataDir
+// and Tokens is a working default.
+type Config struct {
+	// DataDir holds the SQLite job store (unless Database is set), the
+	// content-addressed cache, plans, builds and exports.
+	DataDir string
+	// Database is empty for SQLite in DataDir, or a postgres:// URL.
+	Database string
+	// Specs are the spec directories clients may name, by their base name;
+	// "DIR/..." names every spec directory below DIR.
+	Specs []string
+	// Tokens authenticates requests.
+	Tokens *auth.Tokens
+	// Resolve configures planning and fetching (Root is set per spec).
+	Resolve resolve.Options
+	// Jobs bounds the steps one build runs at once; 0 means GOMAXPROCS.
+	Jobs int
+	// MaxBuilds bounds builds running at once; 0 means 2.
+	MaxBuilds int
+	// MaxBody caps request bodies; 0 means 1 MiB.
+	MaxBody int64
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout are the HTTP server's;
+	// zero means 10s, 1m and 2m.
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
+	// Rate is each tenant's sustained request rate per second and Burst
+	// its bucket; 0 means 50 and 100.
+	Rate  float64
+	Burst int
+	// DrainTimeout bounds how long a shutdown waits for running builds
+	// before cancelling them (they run again at the next start); 0 means
+	// 30s.
+	DrainTimeout time.Duration
+	// RescueAfter is how long a build may run before another server
+	// sharing the database takes it over; 0 means 6h.
+	RescueAfter time.Duration
+	// Logger receives one JSON line per request and per job transition;
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the export API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	queue   queue
+	cache   *cas.Store
+	specs   map[string]specDir
+	metrics *metrics
+	limits  *limiter
+	router  *mux.Router
+	closeDB func() error
+
+	// planning shares one planning of a spec among concurrent requests.
+	planning singleflight.Group
+	// materialize serialises laying out one export's files.
+	mu sync.Mutex
+}
+
+// New opens the data directory and the job store and returns a Server
+// whose jobs are not yet running (Serve starts them).
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("no data directory")
+	}
+	if cfg.Tokens == nil {
+		return nil, errors.New("no tokens: every request would be refused")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.ReadHeaderTimeout, 10*time.Second)
+	def(&cfg.ReadTimeout, time.Minute)
+	def(&cfg.IdleTimeout, 2*time.Minute)
+	def(&cfg.DrainTimeout, 30*time.Second)
+	def(&cfg.RescueAfter, 6*time.Hour)
+	if cfg.MaxBuilds <= 0 {
+		cfg.MaxBuilds = 2
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 50
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = 100
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	cfg.DataDir = abs
+	for _, d := range []string{"", "cache", "plans", "builds", "exports"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if s.specs, err = findSpecs(cfg.Specs); err != nil {
+		return nil, err
+	}
+	if s.cache, err = cas.Open(filepath.Join(cfg.DataDir, "cache")); err != nil {
+		return nil, fmt.Errorf("open cache: %w", err)
+	}
+	if s.closeDB, err = s.openStore(ctx); err != nil {
+		return nil, err
+	}
+	s.metrics = newMetrics(s)
+	s.limits = newLimiter(cfg.Rate, cfg.Burst)
+	s.router = s.routes()
+	return s, nil
+}
+
+// Handler is the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.middleware(s.router) }
+
+// Serve starts the build jobs and serves the API on ln until ctx ends;
+// then it stops accepting requests, lets running requests finish, waits up
+// to DrainTimeout for running builds and cancels the rest, which run again
+// at the next start. It closes the store before it returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.closeDB()
+	if err := s.queue.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start jobs: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	s.log.Info("serving", "addr", ln.Addr().String(), "specs", len(s.specs))
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.stopJobs()
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "drainTimeout", s.cfg.DrainTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	herr := hs.Shutdown(sctx)
+	s.stopJobs()
+	if herr != nil && !errors.Is(herr, context.DeadlineExceeded) {
+		return herr
+	}
+	return nil
+}
+
+// stopJobs lets running builds finish within DrainTimeout, then cancels
+// them: River records them as retryable, so they run again at next start.
+func (s *Server) stopJobs() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	if err := s.queue.Stop(ctx); err != nil {
+		s.log.Warn("builds still running at the drain deadline; cancelling them, they run again at the next start")
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		_ = s.queue.StopAndCancel(cctx)
+	}
+}
+
+// Close closes the store of a Server that never served.
+func (s *Server) Close() error { return s.closeDB() }

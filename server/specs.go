@@ -1,0 +1,217 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/planner"
+	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/planner/spec"
+)
+
+// specDir is a spec the server was started with.
+type specDir struct {
+	dir  string // absolute
+	root string // its workspace root
+}
+
+// specNameRE is a spec name as clients send it.
+var specNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// findSpecs maps each spec directory's base name to it. "DIR/..." adds
+// every directory below DIR holding .cue files.
+func findSpecs(args []string) (map[string]specDir, error) {
+	out := map[string]specDir{}
+	add := func(dir string) error {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return fmt.Errorf("--specs %s: %w", dir, err)
+		}
+		name := filepath.Base(abs)
+		if !specNameRE.MatchString(name) {
+			return fmt.Errorf("--specs %s: %q is not a usable spec name", dir, name)
+		}
+		if prev, dup := out[name]; dup && prev.dir != abs {
+			return fmt.Errorf("--specs: two specs named %q (%s and %s)", name, prev.dir, abs)
+		}
+		out[name] = specDir{dir: abs, root: planner.FindRoot(abs)}
+		return nil
+	}
+	for _, a := range args {
+		base, many := strings.CutSuffix(a, "/...")
+		if !many {
+			if fi, err := os.Stat(a); err != nil || !fi.IsDir() {
+				return nil, fmt.Errorf("--specs %s: not a directory", a)
+			}
+			if err := add(a); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		err := filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && p != base && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_") || d.Name() == "cue.mod") {
+				return filepath.SkipDir
+			}
+			if d.IsDir() {
+				if m, _ := filepath.Glob(filepath.Join(p, "*.cue")); len(m) > 0 {
+					return add(p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--specs %s: %w", a, err)
+		}
+	}
+	return out, nil
+}
+
+// specError is a spec that failed to plan; its message names positions
+// relative to the spec's workspace root, never the server's paths.
+type specError struct{ msg string }
+
+func (e *specError) Error() string { return e.msg }
+
+// planned is a plan the server stored.
+type planned struct {
+	rec   planRecord
+	plan  *plan.Plan
+	bytes []byte
+}
+
+// planSpec plans the named spec and stores the plan. Concurrent requests
+// for one spec share one planning.
+func (s *Server) planSpec(ctx context.Context, name string) (*planned, error) {
+	sd, ok := s.specs[name]
+	if !ok {
+		return nil, errNotFound
+	}
+	v, err, _ := s.planning.Do(name, func() (any, error) {
+		// Not the first caller's context: its client going away must not
+		// fail the others sharing this planning.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		defer cancel()
+		return s.planDir(ctx, name, sd)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*planned), nil
+}
+
+func (s *Server) planDir(ctx context.Context, name string, sd specDir) (*planned, error) {
+	insts, diags, err := spec.Load(ctx, []string{sd.dir}, spec.Options{Root: sd.root, WorkDir: sd.root})
+	if err != nil {
+		return nil, &specError{msg: s.scrub(fmt.Sprintf("load spec %s: %v", name, err))}
+	}
+	if diags.HasErrors() {
+		var b strings.Builder
+		for _, d := range diags {
+			b.WriteString(d.String())
+			b.WriteByte('\n')
+		}
+		return nil, &specError{msg: s.scrub(strings.TrimSpace(b.String()))}
+	}
+	if len(insts) != 1 {
+		return nil, &specError{msg: fmt.Sprintf("spec %s: %d packages, want one", name, len(insts))}
+	}
+	ropts := s.cfg.Resolve
+	ropts.Root = sd.root
+	r, err := resolve.New(ropts)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: %w", err)
+	}
+	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: sd.root, Offline: ropts.Offline})
+	if err != nil {
+		return nil, &specError{msg: s.scrub(fmt.Sprintf("plan spec %s: %v", name, err))}
+	}
+	b, err := plan.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := planFacts(p, plan.ID(b), sd.root)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.writePlan(rec.ID, b); err != nil {
+		return nil, err
+	}
+	return &planned{rec: rec, plan: p, bytes: b}, nil
+}
+
+// planFacts reads what the server records about plan p.
+func planFacts(p *plan.Plan, id, root string) (planRecord, error) {
+	rec := planRecord{ID: id, Root: root}
+	if len(p.Targets) > 0 {
+		rec.Kind = p.Targets[0].Kind
+	}
+	t, err := time.Parse(time.RFC3339, p.SourceDateEpoch)
+	if err != nil {
+		return rec, fmt.Errorf("plan %s: sourceDateEpoch %q: %w", id, p.SourceDateEpoch, err)
+	}
+	rec.BuildTime = t.UTC()
+	return rec, nil
+}
+
+// planPath is where plan id's bytes are kept.
+func (s *Server) planPath(id string) string {
+	return filepath.Join(s.cfg.DataDir, "plans", strings.TrimPrefix(id, "sha256:")+".json")
+}
+
+func (s *Server) writePlan(id string, b []byte) error {
+	path := s.planPath(id)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return fmt.Errorf("store plan %s: %w", id, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Abort()
+		return fmt.Errorf("store plan %s: %w", id, err)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("store plan %s: %w", id, err)
+	}
+	return nil
+}
+
+// readPlan reads a stored plan and checks that its bytes are its id.
+func (s *Server) readPlan(id string) (*plan.Plan, []byte, error) {
+	b, err := os.ReadFile(s.planPath(id))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read plan %s: %w", id, err)
+	}
+	if plan.ID(b) != id {
+		return nil, nil, fmt.Errorf("plan %s: stored bytes have another digest", id)
+	}
+	p, err := plan.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan %s: %w", id, err)
+	}
+	return p, b, nil
+}
+
+// scrub removes the server's own paths from a message meant for a client.
+func (s *Server) scrub(msg string) string {
+	for _, sd := range s.specs {
+		msg = strings.ReplaceAll(msg, sd.root+string(filepath.Separator), "")
+		msg = strings.ReplaceAll(msg, sd.root, ".")
+	}
+	return strings.ReplaceAll(msg, s.cfg.DataDir, "$DATA")
+}
+
+var errNotBootstrap = errors.New("not a bootstrap pack plan")
