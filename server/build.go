@@ -223,5 +223,3 @@ func linkOrCopy(src, dst string) error {
 	}
 	return out.Close()
 }
-
-var _ = errors.New

@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -88,8 +87,6 @@ type Server struct {
 
 	// planning shares one planning of a spec among concurrent requests.
 	planning singleflight.Group
-	// materialize serialises laying out one export's files.
-	mu sync.Mutex
 }
 
 // New opens the data directory and the job store and returns a Server
