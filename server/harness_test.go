@@ -31,7 +31,7 @@ var airgapSpecs = filepath.Join("..", "specs", "airgap")
 // harness is a real Server on loopback with a real HTTP client whose every
 // response is validated against openapi.yaml.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	base   string
 	s      *Server
 	cfg    Config
@@ -44,7 +44,7 @@ type harness struct {
 
 // testTokens makes the harness's tokens: tenant acme read+write, read
 // only and write only, and tenant other read+write.
-func testTokens(t *testing.T) (*auth.Tokens, map[string]string) {
+func testTokens(t testing.TB) (*auth.Tokens, map[string]string) {
 	t.Helper()
 	roles := map[string]struct {
 		tenant string
@@ -74,7 +74,7 @@ func testTokens(t *testing.T) (*auth.Tokens, map[string]string) {
 
 // startServer starts a server on SQLite in a temporary data directory, or
 // on the Postgres database at dbURL.
-func startServer(t *testing.T, dbURL string, opts ...func(*Config)) *harness {
+func startServer(t testing.TB, dbURL string, opts ...func(*Config)) *harness {
 	t.Helper()
 	toks, byRole := testTokens(t)
 	logs := &bytes.Buffer{}
@@ -136,7 +136,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 // openapiRouter loads openapi.yaml with its server set to base.
-func openapiRouter(t *testing.T, base string) routers.Router {
+func openapiRouter(t testing.TB, base string) routers.Router {
 	t.Helper()
 	b, err := OpenAPIJSON()
 	if err != nil {
@@ -270,7 +270,7 @@ func (h *harness) wait(id string) exportStatus {
 }
 
 // problemType returns a problem response's type slug.
-func problemType(t *testing.T, r response) string {
+func problemType(t testing.TB, r response) string {
 	t.Helper()
 	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("status %d with Content-Type %q, want application/problem+json: %s", r.StatusCode, ct, r.body)
