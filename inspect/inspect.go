@@ -383,7 +383,7 @@ func (s *scanner) chart(name string, size int64, body io.Reader) error {
 // report assembles the report from what the walk kept.
 func (s *scanner) report() (*Report, error) {
 	if s.index == nil {
-		return nil, fmt.Errorf("%s: missing", pack.IndexPath)
+		return nil, fmt.Errorf("%s: missing: %w", pack.IndexPath, ErrNotPack)
 	}
 	ix, err := pack.ParseIndex(s.index)
 	if err != nil {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -14,8 +16,8 @@ import (
 func newInspect() *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
-		Use:   "inspect PACK",
-		Short: "Show what a bootstrap pack holds, without extracting it",
+		Use:   "inspect PACK|KIT",
+		Short: "Show what a bootstrap pack or offline kit holds, without extracting it",
 		Long: `inspect reads a bootstrap pack as a stream, as untrusted input, and prints
 what it holds: its planId, specDigest and build timestamp; every image
 (tags, digest, platforms, compressed size, layers, and how many of them
@@ -23,15 +25,27 @@ other images share); every layer with the images that use it; every chart
 with the image references its default values hold; the signatures and the
 bundles the pack references; totals. Lists are sorted largest first.
 
+For an offline kit (its directory or its K.tar.gz archive) it prints
+offline-kit.json's release, build timestamp and artifacts (kind, size,
+sha256, signer), largest first, and any artifact missing or of another size.
+
 inspect does not check the pack; bale verify does.`,
 		Example: `  bale inspect out/bootstrap-pack-v1.tar
-  bale inspect out/bootstrap-pack-v1.tar --format json | jq '.images[] | {name, size}'`,
+  bale inspect out/bootstrap-pack-v1.tar --format json | jq '.images[] | {name, size}'
+  bale inspect out/aoc-offline-kit`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
 			}
+			if st, err := os.Stat(args[0]); err == nil && st.IsDir() {
+				return inspectKit(cmd, args[0], format)
+			}
 			rep, err := inspect.Pack(cmd.Context(), args[0])
+			if errors.Is(err, inspect.ErrNotPack) {
+				// Not a pack: a kit archive, or neither (Kit says which).
+				return inspectKit(cmd, args[0], format)
+			}
 			if err != nil {
 				return err
 			}
@@ -94,6 +108,27 @@ func writeInspect(out io.Writer, rep *inspect.Report) error {
 		for _, b := range rep.Bundles {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", b.Name, b.Kind, b.Digest, b.URL)
 		}
+	}
+	return w.Flush()
+}
+
+func inspectKit(cmd *cobra.Command, path, format string) error {
+	rep, err := inspect.Kit(cmd.Context(), path)
+	if err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(cmd.OutOrStdout(), rep)
+	}
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "%s\t%s\n  release\t%s\n  sourceDateEpoch\t%s\n  planId\t%s\n  devKey\t%v\n  contents\t%d artifacts, %s\n",
+		rep.Name, rep.Path, rep.Release, rep.SourceDateEpoch, orDash(rep.PlanID), rep.DevKey, rep.Totals.Artifacts, humanBytes(rep.Totals.Bytes))
+	fmt.Fprintf(w, "\nARTIFACTS\nSIZE\tNAME\tKIND\tSHA256\tSIGNED BY\n")
+	for _, a := range rep.Artifacts {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", humanBytes(a.Size), a.Name, a.Kind, a.SHA256, orDash(a.SignedBy))
+	}
+	if len(rep.Missing) > 0 {
+		fmt.Fprintf(w, "\nmissing or of another size: %s\n", strings.Join(rep.Missing, ", "))
 	}
 	return w.Flush()
 }
