@@ -72,9 +72,16 @@ func (s *Store) Lock(ctx context.Context, exclusive bool) (unlock func(), err er
 // temporary file: blobs, entries and stamps never start with a dot.
 func isTemp(name string) bool { return strings.HasPrefix(name, ".") }
 
+// partialAge is how long an abandoned partial download stays for a later
+// build to resume (see Resume): far longer than a temporary file, since
+// resuming is its point.
+const partialAge = 7 * 24 * time.Hour
+
 // Sweep removes temporary files that killed or crashed processes left in
 // the store: unmodified for olderThan and not locked by a live writer. It
-// is safe while builds run. It returns how many files and bytes it freed.
+// is safe while builds run. Partial downloads go once unmodified for
+// partialAge, or at once with olderThan zero (as Prune calls it). It
+// returns how many files and bytes it freed.
 func (s *Store) Sweep(olderThan time.Duration) (int, int64, error) {
 	var (
 		files int
@@ -83,6 +90,18 @@ func (s *Store) Sweep(olderThan time.Duration) (int, int64, error) {
 	)
 	for _, dir := range []string{s.blobs, s.ac, s.stamps} {
 		n, b, err := atomicfile.RemoveStale(dir, olderThan, isTemp)
+		files += n
+		bytes += b
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := os.Stat(s.partialDir()); err == nil {
+		age := olderThan
+		if age > 0 {
+			age = max(age, partialAge)
+		}
+		n, b, err := atomicfile.RemoveStale(s.partialDir(), age, func(string) bool { return true })
 		files += n
 		bytes += b
 		if err != nil {
@@ -108,7 +127,8 @@ type Usage struct {
 	// Stamps counts verification stamps (a few dozen bytes each).
 	Stamps int `json:"stamps"`
 	// Temps and TempBytes count temporary files: being written now, or
-	// left by a killed process until Sweep removes them.
+	// left by a killed process until Sweep removes them, partial
+	// downloads included.
 	Temps     int   `json:"temps"`
 	TempBytes int64 `json:"tempBytes"`
 	// Bytes is the total of the sizes above.
@@ -127,8 +147,12 @@ func (s *Store) Usage(ctx context.Context) (*Usage, error) {
 		{s.blobs, &u.Blobs, &u.BlobBytes},
 		{s.ac, &u.Actions, &u.ActionBytes},
 		{s.stamps, &u.Stamps, nil},
+		{s.partialDir(), &u.Temps, &u.TempBytes},
 	} {
 		des, err := os.ReadDir(d.dir)
+		if errors.Is(err, fs.ErrNotExist) && d.dir == s.partialDir() {
+			continue // no download was ever interrupted
+		}
 		if err != nil {
 			return nil, fmt.Errorf("cache usage %s: %w", s.root, err)
 		}

@@ -411,3 +411,51 @@ func TestDerivedOutputs(t *testing.T) {
 		})
 	}
 }
+
+// TestPartialDownloadsSwept: an abandoned partial download counts as a
+// temporary file, stays for a week for a later build to resume, and goes
+// at once in a prune; one a live build holds is never removed.
+func TestPartialDownloadsSwept(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if u, err := s.Usage(ctx); err != nil || u.Temps != 0 {
+		t.Fatalf("usage without partial/: %+v %v", u, err)
+	}
+	put := func(name string, age time.Duration) string {
+		p := filepath.Join(s.partialDir(), name)
+		if err := os.MkdirAll(s.partialDir(), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("half a layer"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-age)
+		os.Chtimes(p, old, old)
+		return p
+	}
+	recent, weekOld := put(strings.Repeat("a", 64), time.Hour), put(strings.Repeat("b", 64), 8*24*time.Hour)
+	if u, _ := s.Usage(ctx); u.Temps != 2 || u.TempBytes != 24 {
+		t.Errorf("usage: %+v", u)
+	}
+	if n, _, err := s.Sweep(StaleAge); err != nil || n != 1 {
+		t.Errorf("build sweep removed %d (%v), want the week-old one", n, err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Error("the recent partial download was removed")
+	}
+	if _, err := os.Stat(weekOld); err == nil {
+		t.Error("the week-old partial download was kept")
+	}
+	p, err := s.Resume(ctx, digest([]byte("live")), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	res, err := s.Prune(ctx, PruneOptions{})
+	if err != nil || res.Temps != 1 {
+		t.Errorf("prune: %+v %v, want the recent partial download removed", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.partialDir(), digest([]byte("live")).Hex)); err != nil {
+		t.Error("prune removed a live partial download")
+	}
+}

@@ -40,6 +40,9 @@ type Partial struct {
 	done bool // committed, discarded or closed
 }
 
+// partialDir holds the partial downloads, named by their blob's hex digest.
+func (s *Store) partialDir() string { return filepath.Join(s.root, "partial") }
+
 // Resume opens the partial download of blob want (of size bytes), creating
 // it if there is none. Offset says how many bytes it already holds; they
 // have been hashed. The caller must Commit, Discard or Close it.
@@ -50,7 +53,7 @@ func (s *Store) Resume(ctx context.Context, want v1.Hash, size int64) (*Partial,
 	if size < 0 {
 		return nil, fmt.Errorf("resume blob %s: size unknown", want)
 	}
-	dir := filepath.Join(s.root, "partial")
+	dir := s.partialDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("resume blob %s: %w", want, err)
 	}
