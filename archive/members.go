@@ -266,6 +266,10 @@ type MembersOptions struct {
 	// Workers is how many chunks are compressed at once; 0 means
 	// GOMAXPROCS. The members are written in order whatever it is.
 	Workers int
+	// Progress, if set, is called on the caller's goroutine after each
+	// member (or an entry's cached members) is written, with how many
+	// bytes of tar segment it held: for progress reports.
+	Progress func(segmentBytes int64)
 	// Cache, if set, holds the members of entries of 1 MiB or more that
 	// have a Digest and whose members are at most 90% of their segment,
 	// so a rebuild copies them instead of compressing. Storing in the
@@ -410,6 +414,9 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 			if err != nil {
 				return fmt.Errorf("write cached members of %s: %w", p.e.Name, err)
 			}
+			if opt.Progress != nil {
+				opt.Progress(SegmentSize(p.e.Size))
+			}
 			continue
 		}
 		var c compressed
@@ -437,6 +444,9 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 			}
 		}
 		outPool.Put(c.buf)
+		if opt.Progress != nil {
+			opt.Progress(p.n)
+		}
 	}
 	if err := <-readErr; err != nil {
 		return err
@@ -449,6 +459,11 @@ func WriteMembers(ctx context.Context, w io.Writer, entries []Entry, mtime time.
 	}
 	return nil
 }
+
+// SegmentSize is the size of the tar segment of a file of size bytes with
+// a USTAR header: the header block, the body and its padding. (A PAX
+// header adds blocks; progress reports need not count them.)
+func SegmentSize(size int64) int64 { return 512 + (size+511)/512*512 }
 
 // cacheTee copies an entry's members to the cache while they stay under
 // cacheRatio tenths of the segment, and drops them once they do not.

@@ -118,6 +118,7 @@ const (
 	EventArtifact = "artifact" // an artifact was written to OutDir
 	EventRetry    = "retry"    // a corrupt store entry was found and dropped; the build runs again
 	EventFetched  = "fetched"  // bytes of an image's blobs arrived; Subject is the image's name
+	EventPacked   = "packed"   // bytes of a pack's entries were written; Subject is the pack
 )
 
 // Event reports progress.
@@ -134,8 +135,11 @@ type Event struct {
 	Err error
 	// Bytes is the total size of the step's outputs, for EventDone and
 	// EventCached; for EventFetched, the bytes that arrived since the last
-	// such event for the same image.
+	// such event for the same image; for EventPacked, the entry bytes
+	// written since the last such event for the same pack.
 	Bytes int64
+	// Total is, for EventPacked, the pack's entry bytes in all.
+	Total int64
 }
 
 // Result is what Execute built.

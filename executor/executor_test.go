@@ -189,18 +189,26 @@ func TestWarmBuildRunsNothing(t *testing.T) {
 		t.Errorf("warm build read %d inputs", fx.src.opens()-opens)
 	}
 	cached, arts := 0, 0
+	var packed, packTotal int64
 	for _, e := range events {
 		switch e.Kind {
 		case EventCached:
 			cached++
 		case EventArtifact:
 			arts++
+		case EventPacked:
+			// The pack is assembled again from the cache into the new
+			// directory, and says how far it is.
+			packed, packTotal = packed+e.Bytes, e.Total
 		default:
 			t.Errorf("unexpected event %+v", e)
 		}
 	}
 	if cached != len(fx.plan.Steps) || arts != 2 {
 		t.Errorf("events: %d cached, %d artifacts", cached, arts)
+	}
+	if packed == 0 || packed != packTotal {
+		t.Errorf("pack progress reached %d of %d bytes", packed, packTotal)
 	}
 	assertSameArtifacts(t, out1, out2)
 	// The artifacts are copies: no inode shared with the store.

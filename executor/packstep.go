@@ -229,7 +229,15 @@ func (x *execution) writePack(ctx context.Context, n *node, w io.Writer) (v1.Has
 	// does not depend on how it is buffered.
 	hw := &hashWriter{w: w, h: sha256.New()}
 	bw := bufio.NewWriterSize(hw, 1<<20)
-	opt := archive.MembersOptions{Level: level, Cache: memberCache{x.store}}
+	// Every directory's segment is one header block.
+	total := 512 * int64(len(dirs))
+	for _, e := range entries {
+		total += archive.SegmentSize(e.Size)
+	}
+	pn := n
+	opt := archive.MembersOptions{Level: level, Cache: memberCache{x.store}, Progress: func(b int64) {
+		x.emit(Event{Kind: EventPacked, StepID: pn.step.ID, Action: pn.step.Action, Subject: pn.target.packName, Bytes: b, Total: total})
+	}}
 	if err := archive.WriteMembers(ctx, bw, tarEntries, n.def.mtime, opt); err != nil {
 		return v1.Hash{}, 0, fmt.Errorf("write pack %s: %w", n.target.packName, err)
 	}

@@ -305,6 +305,23 @@ type progress struct {
 	fetchTotal, fetched  int64
 	// fetchedNow counts only bytes that arrived in this run, for the rate.
 	fetchedNow int64
+	// packed counts the pack's entry bytes written since packStart.
+	packed    int64
+	packStart time.Time
+}
+
+// rateLine says "DONE / TOTAL  RATE/s  ETA T" for work started elapsed ago.
+func rateLine(done, total int64, elapsed time.Duration) string {
+	s := fmt.Sprintf("%s / %s", humanBytes(min(done, total)), humanBytes(total))
+	if elapsed < 500*time.Millisecond || done == 0 {
+		return s
+	}
+	rate := float64(done) / elapsed.Seconds()
+	s += fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
+	if left := total - done; left > 0 {
+		s += "  ETA " + time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String()
+	}
+	return s
 }
 
 func (pr *progress) event(e executor.Event) {
@@ -320,6 +337,15 @@ func (pr *progress) event(e executor.Event) {
 	case executor.EventStart:
 		if pr.tty && e.Action == plan.ActionPack {
 			fmt.Fprintf(pr.w, "\r\x1b[K[%d/%d] packing %s", pr.done, pr.total, pr.names[e.StepID])
+		}
+	case executor.EventPacked:
+		if pr.packStart.IsZero() {
+			pr.packStart = time.Now()
+		}
+		pr.packed += e.Bytes
+		if pr.tty && time.Since(pr.last) >= 100*time.Millisecond {
+			pr.last = time.Now()
+			fmt.Fprintf(pr.w, "\r\x1b[K[%d/%d] packing %s %s", pr.done, pr.total, e.Subject, rateLine(pr.packed, e.Total, time.Since(pr.packStart)))
 		}
 	case executor.EventDone, executor.EventCached:
 		pr.done++
@@ -360,6 +386,7 @@ func (pr *progress) event(e executor.Event) {
 			pr.imageDone[k] = 0
 		}
 		pr.fetched = 0
+		pr.packed, pr.packStart = 0, time.Time{}
 	}
 }
 

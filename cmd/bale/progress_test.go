@@ -31,8 +31,10 @@ func TestBuildProgress(t *testing.T) {
 	pr.start = time.Now().Add(-2 * time.Second)
 	pr.event(executor.Event{Kind: executor.EventFetched, Action: plan.ActionImage, Subject: "web", Bytes: mib})
 	pr.event(executor.Event{Kind: executor.EventStart, StepID: "s2", Action: plan.ActionPack})
+	pr.packStart, pr.last = time.Now().Add(-time.Second), time.Time{}
+	pr.event(executor.Event{Kind: executor.EventPacked, StepID: "s2", Action: plan.ActionPack, Subject: "p.tar", Bytes: 2 * mib, Total: 8 * mib})
 	out := tty.String()
-	for _, want := range []string{"[0/2] fetching web 1.0 MiB / 4.0 MiB  512.0 KiB/s  ETA 6s", "[0/2] packing p"} {
+	for _, want := range []string{"[0/2] fetching web 1.0 MiB / 4.0 MiB  512.0 KiB/s  ETA 6s", "[0/2] packing p", "[0/2] packing p.tar 2.0 MiB / 8.0 MiB  2.0 MiB/s  ETA 3s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("terminal progress lacks %q:\n%q", want, out)
 		}
