@@ -504,15 +504,18 @@ func (t *cacheTee) abort() {
 func readPieces(ctx context.Context, all []Entry, mtime time.Time, opt MembersOptions, pool *sync.Pool, order, jobs chan<- *piece) error {
 	buf := make([]byte, copyBufSize)
 	send := func(p *piece) error {
+		// Decided before p is handed over: the writer may take it, and
+		// clear p.cached, before this goroutine looks again.
+		cached := p.cached != nil
 		select {
 		case order <- p:
 		case <-ctx.Done():
-			if p.cached != nil {
+			if cached {
 				p.cached.Close()
 			}
 			return fmt.Errorf("write members: %w", ctx.Err())
 		}
-		if p.cached != nil {
+		if cached {
 			return nil
 		}
 		select {
