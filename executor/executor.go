@@ -441,6 +441,11 @@ func (x *execution) attempt(ctx context.Context) ([]Artifact, error) {
 	if err := x.runSteps(ctx); err != nil {
 		return nil, err
 	}
+	// What this build put in the cache becomes durable (and stamped)
+	// before its artifacts are published.
+	if err := x.store.Sync(); err != nil {
+		return nil, fmt.Errorf("make the cache durable: %w", err)
+	}
 	return x.writeArtifacts(ctx)
 }
 

@@ -638,3 +638,17 @@ func assertRefused(t *testing.T, fx *fixture, want string) {
 		}
 	}
 }
+
+// TestBuildSyncsCache: the blobs a build puts in the cache are made durable
+// together before its artifacts are published, and only then stamped.
+func TestBuildSyncsCache(t *testing.T) {
+	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
+	cache := t.TempDir()
+	build(t, fx, t.TempDir(), cache, 0)
+	store, _ := cas.Open(cache)
+	agent, _ := fx.plan.Input("image/agent")
+	layer, _ := v1.NewHash(agent.Image.Manifests[0].Layers[0].Digest)
+	if !store.Verified(layer) {
+		t.Error("a layer the build stored is not stamped: the build did not sync the cache")
+	}
+}

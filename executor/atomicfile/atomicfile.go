@@ -170,7 +170,7 @@ func (f *File) CommitAs(path string) error {
 	}
 	f.done = true
 	tmp := f.f.Name()
-	err := commit(f.f, tmp, path)
+	err := commit(f.f, tmp, path, true)
 	if err != nil {
 		// The rename did not happen, or the file is in place already and
 		// the temporary name is gone; either way removing tmp is right.
@@ -183,16 +183,39 @@ func (f *File) CommitAs(path string) error {
 	return nil
 }
 
-func commit(f *os.File, tmp, path string) error {
+// CommitUnsynced is CommitAs without making anything durable: the data and
+// the rename reach the disk when the kernel writes them back, or when the
+// caller syncs the file system. A crash before then may leave the file
+// empty, short or missing, so it is only for content checked again before
+// it is trusted (a content store's blobs).
+func (f *File) CommitUnsynced(path string) error {
+	if f.done {
+		return fmt.Errorf("commit atomic file %s: %w", path, os.ErrClosed)
+	}
+	if filepath.Clean(filepath.Dir(path)) != filepath.Clean(filepath.Dir(f.path)) {
+		return fmt.Errorf("commit atomic file %s: not in directory %s", path, filepath.Dir(f.path))
+	}
+	f.done = true
+	tmp := f.f.Name()
+	if err := commit(f.f, tmp, path, false); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("commit atomic file %s: %w", path, err)
+	}
+	return nil
+}
+
+func commit(f *os.File, tmp, path string, durable bool) error {
 	// Chmod before the rename so the file never appears with the temporary
 	// file's 0600, and through the descriptor so the umask has no say.
 	if err := f.Chmod(Mode); err != nil {
 		_ = f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err

@@ -192,6 +192,9 @@ func putAction(t *testing.T, s *Store, key string, at time.Time, contents ...str
 		if err := s.Put(context.Background(), h, int64(len(c)), strings.NewReader(c)); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
 		os.Chtimes(s.Path(h), at, at)
 		res.Outputs = append(res.Outputs, Output{Path: fmt.Sprint(key, i), Digest: h, Size: int64(len(c))})
 		hs = append(hs, h)
@@ -239,6 +242,8 @@ func TestPrune(t *testing.T) {
 		orphan := "orphan-4444"
 		hs["orphan"] = digest([]byte(orphan))
 		s.Put(ctx, hs["orphan"], int64(len(orphan)), strings.NewReader(orphan))
+		s.Sync()
+
 		os.Chtimes(s.Path(hs["orphan"]), now.Add(-20*day), now.Add(-20*day))
 		return s, hs
 	}
