@@ -141,9 +141,6 @@ func (p *Partial) Commit() error {
 		p.Discard()
 		return fmt.Errorf("put blob %s: %w: %w", p.want, ErrCorrupt, err)
 	}
-	if err := p.f.Sync(); err != nil {
-		return fmt.Errorf("put blob %s: %w", p.want, err)
-	}
 	written, err := p.f.Stat()
 	if err != nil {
 		return fmt.Errorf("put blob %s: %w", p.want, err)
@@ -152,7 +149,11 @@ func (p *Partial) Commit() error {
 		return fmt.Errorf("put blob %s: %w", p.want, err)
 	}
 	p.Close()
-	return p.s.stampWritten(p.want, written)
+	// Durable and stamped at the store's next Sync, as every blob.
+	p.s.mu.Lock()
+	p.s.unsynced = append(p.s.unsynced, unsyncedBlob{h: p.want, written: written})
+	p.s.mu.Unlock()
+	return nil
 }
 
 // Discard removes the partial download.
