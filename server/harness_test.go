@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ type harness struct {
 	tokens map[string]string // by role: rw, read, write, other
 	router routers.Router
 	client *http.Client
-	logs   *bytes.Buffer
+	logs   *syncBuffer
 }
 
 // testTokens makes the harness's tokens: tenant acme read+write, read
@@ -77,13 +78,13 @@ func testTokens(t testing.TB) (*auth.Tokens, map[string]string) {
 func startServer(t testing.TB, dbURL string, opts ...func(*Config)) *harness {
 	t.Helper()
 	toks, byRole := testTokens(t)
-	logs := &bytes.Buffer{}
+	logs := &syncBuffer{}
 	cfg := Config{
 		DataDir:  t.TempDir(),
 		Database: dbURL,
 		Specs:    []string{airgapSpecs},
 		Tokens:   toks,
-		Logger:   slog.New(slog.NewJSONHandler(&syncWriter{w: logs}, nil)),
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
 		Rate:     1000,
 		Burst:    1000,
 	}
@@ -120,19 +121,24 @@ func startServer(t testing.TB, dbURL string, opts ...func(*Config)) *harness {
 	return h
 }
 
-// syncWriter serialises writes to a buffer shared by goroutines.
-type syncWriter struct {
-	mu chan struct{}
-	w  *bytes.Buffer
+// syncBuffer is a buffer written by goroutines (a logger, a child process's
+// stderr) while the test reads it: both under one lock.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) {
-	if s.mu == nil {
-		s.mu = make(chan struct{}, 1)
-	}
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
-	return s.w.Write(p)
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // openapiRouter loads openapi.yaml with its server set to base.

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -143,7 +142,7 @@ bootstrapPack: {
 type proc struct {
 	cmd    *exec.Cmd
 	base   string
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // its exit status, once done
 }
@@ -162,9 +161,9 @@ func startProc(t *testing.T, bin, specDir, data, tokens string, extra ...string)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	p := &proc{base: "http://" + addr, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	p := &proc{base: "http://" + addr, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--specs", specDir, "--data", data, "--tokens", tokens, "--addr", addr}, extra...)...)
-	p.cmd.Stderr = &syncWriter{w: p.stderr}
+	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
