@@ -312,13 +312,18 @@ type progress struct {
 
 // rateLine says "DONE / TOTAL  RATE/s  ETA T" for work started elapsed ago.
 func rateLine(done, total int64, elapsed time.Duration) string {
-	s := fmt.Sprintf("%s / %s", humanBytes(min(done, total)), humanBytes(total))
+	return fmt.Sprintf("%s / %s", humanBytes(min(done, total)), humanBytes(total)) + rateETA(done, total-done, elapsed)
+}
+
+// rateETA says "  RATE/s  ETA T" for done bytes in elapsed and left bytes
+// to go, or nothing before half a second or a first byte.
+func rateETA(done, left int64, elapsed time.Duration) string {
 	if elapsed < 500*time.Millisecond || done == 0 {
-		return s
+		return ""
 	}
 	rate := float64(done) / elapsed.Seconds()
-	s += fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
-	if left := total - done; left > 0 {
+	s := fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
+	if left > 0 {
 		s += "  ETA " + time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String()
 	}
 	return s
@@ -394,14 +399,5 @@ func (pr *progress) event(e executor.Event) {
 // and the time left for every image's bytes at that rate.
 func (pr *progress) bytesLine(name string) string {
 	s := fmt.Sprintf("%s / %s", humanBytes(pr.imageDone[name]), humanBytes(pr.imageSize[name]))
-	elapsed := time.Since(pr.start).Seconds()
-	if elapsed < 0.5 || pr.fetchedNow == 0 {
-		return s
-	}
-	rate := float64(pr.fetchedNow) / elapsed
-	s += fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
-	if left := pr.fetchTotal - pr.fetched; left > 0 {
-		s += "  ETA " + time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String()
-	}
-	return s
+	return s + rateETA(pr.fetchedNow, pr.fetchTotal-pr.fetched, time.Since(pr.start))
 }

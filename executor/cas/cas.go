@@ -197,10 +197,15 @@ func (s *Store) commit(f *atomicfile.File, h v1.Hash) error {
 	if s.afterCommit != nil {
 		s.afterCommit(s.blobPath(h))
 	}
+	s.addUnsynced(h, written)
+	return nil
+}
+
+// addUnsynced records blob h, just committed without a sync, for Sync.
+func (s *Store) addUnsynced(h v1.Hash, written fs.FileInfo) {
 	s.mu.Lock()
 	s.unsynced = append(s.unsynced, unsyncedBlob{h: h, written: written})
 	s.mu.Unlock()
-	return nil
 }
 
 // unsyncedBlob is a blob committed but not yet durable: its digest and its

@@ -150,9 +150,7 @@ func (p *Partial) Commit() error {
 	}
 	p.Close()
 	// Durable and stamped at the store's next Sync, as every blob.
-	p.s.mu.Lock()
-	p.s.unsynced = append(p.s.unsynced, unsyncedBlob{h: p.want, written: written})
-	p.s.mu.Unlock()
+	p.s.addUnsynced(p.want, written)
 	return nil
 }
 
