@@ -224,6 +224,11 @@ func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Princ
 		writeProblem(w, r, "not-a-bootstrap-pack", "the plan builds a "+rec.Kind)
 		return
 	}
+	release, ok := s.admitBuild(w, r, p.Tenant, buildArgs{}.Kind(), rec.ID)
+	if !ok {
+		return
+	}
+	defer release()
 	e := exportRecord{ID: newExportID(), Tenant: p.Tenant, PlanID: rec.ID, Spec: spec, Status: statusQueued,
 		IdemKey: key, ReqHash: reqHash, Created: time.Now().UTC(), BuildTime: rec.BuildTime}
 	e, inserted, err := s.store.insertExport(ctx, e)
@@ -243,7 +248,7 @@ func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Princ
 			s.internal(w, r, err)
 			return
 		}
-	} else if _, err := s.queue.Insert(ctx, buildArgs{PlanID: rec.ID}, nil); err != nil {
+	} else if _, err := s.queue.Insert(ctx, buildArgs{PlanID: rec.ID}, buildOpts(p.Tenant)); err != nil {
 		s.internal(w, r, fmt.Errorf("queue build of %s: %w", rec.ID, err))
 		return
 	}

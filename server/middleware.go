@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"regexp"
@@ -144,10 +145,17 @@ func (s *Server) authed(scope string, h func(http.ResponseWriter, *http.Request,
 			writeProblem(w, r, "unauthorized", "send Authorization: Bearer TOKEN")
 			return
 		}
-		p, err := s.cfg.Tokens.Authenticate(strings.TrimSpace(tok))
+		p, err := s.authenticate(r.Context(), strings.TrimSpace(tok))
 		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="bale", error="invalid_token"`)
-			writeProblem(w, r, "unauthorized", "the token is not known")
+			// The description is one of auth's fixed reasons: it never
+			// quotes the token, and needs no escaping.
+			desc := "the token is not known"
+			var te *auth.TokenError
+			if errors.As(err, &te) {
+				desc = te.Reason
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="bale", error="invalid_token", error_description="`+desc+`"`)
+			writeProblem(w, r, "unauthorized", desc)
 			return
 		}
 		if info := infoOf(r); info != nil {
@@ -164,6 +172,15 @@ func (s *Server) authed(scope string, h func(http.ResponseWriter, *http.Request,
 		}
 		h(w, r, p)
 	}
+}
+
+// authenticate checks a bearer token: one in the form of a JWT against the
+// JWKS when JWTs are enabled, any other against the token file.
+func (s *Server) authenticate(ctx context.Context, tok string) (auth.Principal, error) {
+	if s.cfg.JWT != nil && auth.LooksLikeJWT(tok) {
+		return s.cfg.JWT.Authenticate(ctx, tok)
+	}
+	return s.cfg.Tokens.Authenticate(tok)
 }
 
 // retryAfter formats a wait as whole seconds, at least 1.

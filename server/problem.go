@@ -40,6 +40,7 @@ var problems = map[string]struct {
 	"idempotency-key-reused":  {http.StatusUnprocessableEntity, "The Idempotency-Key was used with another request body"},
 	"export-not-ready":        {http.StatusConflict, "The export has not succeeded"},
 	"rate-limited":            {http.StatusTooManyRequests, "Too many requests for this tenant"},
+	"build-limit":             {http.StatusTooManyRequests, "Too many builds queued or running for this tenant"},
 	"not-ready":               {http.StatusServiceUnavailable, "The server cannot reach its store"},
 	"internal":                {http.StatusInternalServerError, "Internal error"},
 }

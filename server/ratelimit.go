@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/riverqueue/river"
 	"golang.org/x/time/rate"
 )
 
@@ -48,4 +51,100 @@ func (l *limiter) allow(w http.ResponseWriter, tenant string) bool {
 		h.Set("Retry-After", retryAfter(wait))
 	}
 	return allowed
+}
+
+// Concurrent builds per tenant. A build is counted against the tenant
+// whose POST queued it: the tenant is in the River job's metadata, so the
+// count comes from the job store and holds across restarts and on
+// Postgres. A POST whose plan is built already, or whose build is queued
+// or running for anyone, joins it and is not counted.
+
+// buildRetryAfter is the wait a POST past the build limit is told: how
+// long a build takes is not known in advance.
+const buildRetryAfter = 10 * time.Second
+
+// activeStates are the River job states of a build not finished.
+const activeStates = `('available', 'pending', 'running', 'retryable', 'scheduled')`
+
+// tenantBuilds counts tenant's builds not finished.
+func (s *store) tenantBuilds(ctx context.Context, tenant string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM river_job WHERE state IN `+activeStates+` AND metadata ->> 'tenant' = ?`), tenant).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count builds of tenant %s: %w", tenant, err)
+	}
+	return n, nil
+}
+
+// building reports whether a job of kind for planID is not finished.
+func (s *store) building(ctx context.Context, kind, planID string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM river_job WHERE state IN `+activeStates+` AND kind = ? AND args ->> 'planId' = ?`), kind, planID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up build of %s: %w", planID, err)
+	}
+	return n > 0, nil
+}
+
+// buildOpts are the insert options of a build job tenant's POST queues.
+func buildOpts(tenant string) *river.InsertOpts {
+	meta, _ := json.Marshal(map[string]string{"tenant": tenant})
+	return &river.InsertOpts{Metadata: meta}
+}
+
+// admitBuild decides whether tenant's POST for plan planID (a job of kind)
+// may go on, writing the 429 if not. It appends the "builds" item to the
+// RateLimit headers: RateLimit-Policy "builds";q=LIMIT and RateLimit
+// "builds";r=LEFT. On true the caller queues its build, if it needs one,
+// before calling release: admissions are serialised so that two POSTs
+// cannot both take the last slot. (Servers sharing a Postgres database
+// each serialise their own; together they may overshoot by one each.)
+func (s *Server) admitBuild(w http.ResponseWriter, r *http.Request, tenant, kind, planID string) (release func(), ok bool) {
+	ctx := r.Context()
+	limit := s.cfg.TenantBuilds
+	joins := false
+	if b, err := s.store.build(ctx, planID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
+		joins = true
+	}
+	release = func() {}
+	if !joins {
+		s.admit.Lock()
+		release = s.admit.Unlock
+		building, err := s.store.building(ctx, kind, planID)
+		if err != nil {
+			release()
+			s.internal(w, r, err)
+			return nil, false
+		}
+		joins = building
+	}
+	n, err := s.store.tenantBuilds(ctx, tenant)
+	if err != nil {
+		release()
+		s.internal(w, r, err)
+		return nil, false
+	}
+	h := w.Header()
+	h.Set("RateLimit-Policy", joinItems(h.Get("RateLimit-Policy"), fmt.Sprintf(`"builds";q=%d`, limit)))
+	if !joins && n >= limit {
+		h.Set("RateLimit", joinItems(h.Get("RateLimit"), `"builds";r=0`))
+		h.Set("Retry-After", retryAfter(buildRetryAfter))
+		release()
+		writeProblem(w, r, "build-limit", fmt.Sprintf("%d builds of this tenant are queued or running; at most %d", n, limit))
+		return nil, false
+	}
+	left := limit - n
+	if !joins {
+		left-- // the build this POST queues
+	}
+	h.Set("RateLimit", joinItems(h.Get("RateLimit"), fmt.Sprintf(`"builds";r=%d`, max(left, 0))))
+	return release, true
+}
+
+// joinItems appends item to a structured-field list.
+func joinItems(list, item string) string {
+	if list == "" {
+		return item
+	}
+	return list + ", " + item
 }

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -33,7 +34,7 @@ import (
 )
 
 // Config configures a Server. The zero value of every field but DataDir
-// and Tokens is a working default.
+// and Tokens or JWT is a working default.
 type Config struct {
 	// DataDir holds the SQLite job store (unless Database is set), the
 	// content-addressed cache, plans, builds and exports.
@@ -43,8 +44,14 @@ type Config struct {
 	// Specs are the spec directories clients may name, by their base name;
 	// "DIR/..." names every spec directory below DIR.
 	Specs []string
-	// Tokens authenticates requests.
+	// Tokens authenticates requests with tokens from the token file, and
+	// JWT those in the form of a JWT; either may be nil, not both.
 	Tokens *auth.Tokens
+	JWT    *auth.JWT
+	// TenantBuilds bounds each tenant's builds queued or running at once;
+	// a POST that joins a build already queued, or finds its plan built,
+	// does not count. 0 means 4.
+	TenantBuilds int
 	// Resolve configures planning and fetching (Root is set per spec).
 	Resolve resolve.Options
 	// Jobs bounds the steps one build runs at once; 0 means GOMAXPROCS.
@@ -87,6 +94,8 @@ type Server struct {
 
 	// planning shares one planning of a spec among concurrent requests.
 	planning singleflight.Group
+	// admit serialises the build limit's count and the queueing of a build.
+	admit sync.Mutex
 }
 
 // New opens the data directory and the job store and returns a Server
@@ -95,8 +104,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("no data directory")
 	}
-	if cfg.Tokens == nil {
-		return nil, errors.New("no tokens: every request would be refused")
+	if cfg.Tokens == nil && cfg.JWT == nil {
+		return nil, errors.New("no token file and no JWKS: every request would be refused")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -110,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.RescueAfter, 6*time.Hour)
 	if cfg.MaxBuilds <= 0 {
 		cfg.MaxBuilds = 2
+	}
+	if cfg.TenantBuilds <= 0 {
+		cfg.TenantBuilds = 4
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20

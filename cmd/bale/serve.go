@@ -24,6 +24,7 @@ func newServe() *cobra.Command {
 		tokens   string
 		insecure []string
 		offline  bool
+		jwtCfg   auth.JWTConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -40,11 +41,20 @@ Requests carry a bearer token from the token file (--tokens, default
 DATA/tokens.json). On the first start without one, serve makes a token for
 tenant "default" with both scopes, prints it once on standard error and
 writes only its sha256 to the file; "bale serve token add" makes more.
+With --jwks, JWTs (ES256, EdDSA or RS256) signed by a key of the JWKS are
+accepted instead, their iss and aud checked against --jwt-issuer and
+--jwt-audience, the tenant and scopes taken from claims; give --tokens
+too to accept both (a token in the form of a JWT is checked as one).
+
+Each tenant may have --tenant-builds builds queued or running; a POST
+that would start one more is 429 (joining a build, or a plan built
+already, does not count).
 
 SIGTERM and SIGINT stop accepting requests, let running builds finish
 within --drain-timeout and cancel the rest: they run again at the next
 start, as do builds a crash interrupted.`,
 		Example: `  bale serve --specs specs/... --data /var/lib/bale
+  bale serve --specs specs/... --jwks https://idp.example/.well-known/jwks.json --jwt-issuer https://idp.example --jwt-audience bale
   bale serve --specs specs/airgap --database postgres://bale@db/bale --addr :8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -53,17 +63,31 @@ start, as do builds a crash interrupted.`,
 			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 				return fmt.Errorf("data directory: %w", err)
 			}
-			if tokens == "" {
+			if jwtCfg.JWKS != "" {
+				jwtCfg.Logger = log
+				j, err := auth.NewJWT(ctx, jwtCfg)
+				if err != nil {
+					return err
+				}
+				cfg.JWT = j
+			} else if jwtCfg.Issuer != "" || jwtCfg.Audience != "" {
+				return errors.New("--jwt-issuer and --jwt-audience need --jwks")
+			}
+			// With JWTs alone no token file is made; with --tokens both work.
+			if tokens == "" && cfg.JWT == nil {
 				tokens = filepath.Join(cfg.DataDir, "tokens.json")
 				if err := firstToken(cmd, tokens); err != nil {
 					return err
 				}
 			}
-			t, err := auth.Load(tokens)
-			if err != nil {
-				return err
+			if tokens != "" {
+				t, err := auth.Load(tokens)
+				if err != nil {
+					return err
+				}
+				cfg.Tokens = t
 			}
-			cfg.Tokens, cfg.Logger = t, log
+			cfg.Logger = log
 			cfg.Resolve = resolve.Options{Insecure: insecure, Offline: offline}
 			s, err := server.New(ctx, cfg)
 			if err != nil {
@@ -82,8 +106,14 @@ start, as do builds a crash interrupted.`,
 	fs.StringVar(&cfg.DataDir, "data", "bale-data", "data directory: job store, cache, plans, builds, exports")
 	fs.StringVar(&cfg.Database, "database", "", "postgres://… to keep jobs and records in Postgres instead of SQLite in --data")
 	fs.StringSliceVar(&cfg.Specs, "specs", nil, "spec directories clients may name by base name; DIR/... for every spec below DIR; repeatable")
-	fs.StringVar(&tokens, "tokens", "", "token file (default DATA/tokens.json, made with one token on first start)")
+	fs.StringVar(&tokens, "tokens", "", "token file (default DATA/tokens.json, made with one token on first start; none with --jwks)")
+	fs.StringVar(&jwtCfg.JWKS, "jwks", "", "accept JWTs signed by a key of this JWKS: a file, or an https:// URL (fetched again as keys rotate)")
+	fs.StringVar(&jwtCfg.Issuer, "jwt-issuer", "", "the iss every JWT must carry (with --jwks)")
+	fs.StringVar(&jwtCfg.Audience, "jwt-audience", "", "the aud every JWT must carry (with --jwks)")
+	fs.StringVar(&jwtCfg.TenantClaim, "jwt-tenant-claim", "tenant", "the JWT claim naming the tenant")
+	fs.StringSliceVar(&jwtCfg.ScopeClaims, "jwt-scope-claim", []string{"scope", "scp"}, "the JWT claims holding the scopes, first present wins: a space-separated string or an array")
 	fs.IntVar(&cfg.MaxBuilds, "max-builds", 2, "builds running at once")
+	fs.IntVar(&cfg.TenantBuilds, "tenant-builds", 4, "builds one tenant may have queued or running at once; past it a POST is 429")
 	fs.IntVar(&cfg.Jobs, "jobs", 0, "steps one build runs at once (default GOMAXPROCS)")
 	fs.Float64Var(&cfg.Rate, "rate", 50, "requests per second per tenant, sustained")
 	fs.IntVar(&cfg.Burst, "burst", 100, "requests per tenant in a burst")

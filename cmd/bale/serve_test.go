@@ -42,3 +42,27 @@ func TestServeTokenAdd(t *testing.T) {
 		}
 	}
 }
+
+// TestServeJWTFlags: a JWKS that cannot be had stops serve at start with
+// the reason, before anything listens or a token file is made.
+func TestServeJWTFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--jwt-issuer", "https://idp", "--jwt-audience", "bale"}, "need --jwks"},
+		{[]string{"--jwks", filepath.Join(dir, "none.json"), "--jwt-issuer", "https://idp", "--jwt-audience", "bale"}, "none.json"},
+		{[]string{"--jwks", "http://idp.example/jwks", "--jwt-issuer", "https://idp", "--jwt-audience", "bale"}, "https://"},
+		{[]string{"--jwks", filepath.Join(dir, "none.json")}, "issuer and an audience"},
+	} {
+		data := filepath.Join(dir, "data")
+		_, errs, code := bale(t, "", append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0"}, c.args...)...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want it to contain %q", c.args, code, errs, c.want)
+		}
+		if _, err := os.Stat(filepath.Join(data, "tokens.json")); err == nil {
+			t.Errorf("%v: a token file was made", c.args)
+		}
+	}
+}
