@@ -80,8 +80,8 @@ func TestJWTAuth(t *testing.T) {
 		base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"https://idp.test","aud":"bale","exp":9999999999,"tenant":"acme","scope":"export:read"}`)) + "."
 	cases := []struct {
 		name, method, path, token, body string
-		code                             int
-		problem, wwwAuth                 string
+		code                            int
+		problem, wwwAuth                string
 	}{
 		{"read scope downloads", "GET", st.DownloadURI, h.tokens["jwt-read"], "", 200, "", ""},
 		{"read scope POSTs", "POST", exportsPath, h.tokens["jwt-read"], `{"spec":"airgap"}`, 403, "forbidden", `error="insufficient_scope"`},

@@ -432,10 +432,13 @@ func (v *JWT) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm) 
 	ks := v.keys.Load()
 	if v.url != nil && time.Since(ks.fetched) > v.cfg.MaxAge {
 		// Keys grown old are fetched again so a revoked key goes; one
-		// request does it while the others go on with the keys they have.
+		// request does it while the others go on with the keys they have,
+		// and a failing endpoint is tried at most once per RefreshMin.
 		if v.fetch.TryLock() {
-			if err := v.fetchLocked(ctx); err != nil {
-				v.log.Warn("jwks refresh failed; keeping the last keys", "err", err.Error())
+			if time.Since(v.lastFetch) >= v.cfg.RefreshMin {
+				if err := v.fetchLocked(ctx); err != nil {
+					v.log.Warn("jwks refresh failed; keeping the last keys", "err", err.Error())
+				}
 			}
 			v.fetch.Unlock()
 			ks = v.keys.Load()

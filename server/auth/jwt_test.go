@@ -348,6 +348,31 @@ func TestJWKSFailsClosed(t *testing.T) {
 			t.Fatalf("NewJWT of a missing file: %v", err)
 		}
 	})
+	t.Run("old keys and a failing endpoint", func(t *testing.T) {
+		js := newJWKSServer(t, k.jwks(t))
+		v := newVerifier(t, js.URL, func(c *JWTConfig) { c.MaxAge, c.RefreshMin = time.Millisecond, time.Hour })
+		broken := []byte("{")
+		js.body.Store(&broken)
+		time.Sleep(5 * time.Millisecond)
+		for i := 0; i < 50; i++ {
+			if _, err := v.Authenticate(context.Background(), sign(t, jose.ES256, k.ec, "ec", claims())); err != nil {
+				t.Fatalf("known key while the JWKS endpoint is broken: %v", err)
+			}
+		}
+		if n := js.fetches.Load(); n != 1 {
+			t.Fatalf("50 requests with old keys made %d fetches within RefreshMin, want 0", n-1)
+		}
+	})
+	t.Run("old keys are fetched again", func(t *testing.T) {
+		js := newJWKSServer(t, k.jwks(t))
+		v := newVerifier(t, js.URL, func(c *JWTConfig) { c.MaxAge, c.RefreshMin = 50*time.Millisecond, 50*time.Millisecond })
+		only := jwksOf(t, map[string]crypto.PublicKey{"ed": k.ed.Public()})
+		js.body.Store(&only)
+		time.Sleep(60 * time.Millisecond)
+		if _, err := v.Authenticate(context.Background(), sign(t, jose.ES256, k.ec, "ec", claims())); err == nil {
+			t.Fatal("a key revoked from the JWKS still verifies after MaxAge")
+		}
+	})
 	t.Run("slow at request time", func(t *testing.T) {
 		js := newJWKSServer(t, k.jwks(t))
 		v := newVerifier(t, js.URL, func(c *JWTConfig) { c.RefreshMin, c.FetchTimeout = time.Millisecond, 300*time.Millisecond })
