@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,7 +27,7 @@ type jwtIssuer struct {
 	url string
 }
 
-func newJWTIssuer(t *testing.T) *jwtIssuer {
+func newJWTIssuer(t testing.TB) *jwtIssuer {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -40,7 +41,7 @@ func newJWTIssuer(t *testing.T) *jwtIssuer {
 
 // token signs a JWT for tenant with scopes (space-separated), valid for
 // ttl from now (negative: expired).
-func (ji *jwtIssuer) token(t *testing.T, tenant, scope string, ttl time.Duration) string {
+func (ji *jwtIssuer) token(t testing.TB, tenant, scope string, ttl time.Duration) string {
 	t.Helper()
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: ji.key, KeyID: "k1"}}, nil)
 	if err != nil {
@@ -142,4 +143,32 @@ func TestJWTOnly(t *testing.T) {
 	if r := h.do(http.MethodGet, exportsPath+"/"+strings.Repeat("a", 32), ji.token(t, "acme", "export:read", time.Minute), nil); r.StatusCode != 404 {
 		t.Fatalf("a JWT on a JWT-only server: %d %s", r.StatusCode, r.body)
 	}
+}
+
+// BenchmarkStatusJWT is BenchmarkStatus with a JWT (ES256) for a token:
+// the cost of verifying a signature on every request.
+func BenchmarkStatusJWT(b *testing.B) {
+	ji := newJWTIssuer(b)
+	v, err := auth.NewJWT(context.Background(), auth.JWTConfig{JWKS: ji.url, Issuer: "https://idp.test", Audience: "bale"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := startServer(b, "", func(c *Config) { c.Rate, c.Burst, c.JWT = 1e9, 1e9, v })
+	st := h.wait(h.export(h.post("rw", `{"spec":"airgap"}`)).ExportID)
+	url := h.base + exportsPath + "/" + st.ExportID
+	tok := "Bearer " + ji.token(b, "acme", "export:read", time.Hour)
+	loadBench(b, 8, func(c *http.Client) error {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", tok)
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 }

@@ -411,3 +411,25 @@ func TestLooksLikeJWT(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJWTAuthenticate: verifying one token of each algorithm.
+func BenchmarkJWTAuthenticate(b *testing.B) {
+	k := keysOnce()
+	file := filepath.Join(b.TempDir(), "jwks.json")
+	os.WriteFile(file, k.jwks(b), 0o644)
+	v := newVerifier(b, file)
+	for _, c := range []struct {
+		alg jose.SignatureAlgorithm
+		key any
+		kid string
+	}{{jose.ES256, k.ec, "ec"}, {jose.EdDSA, k.ed, "ed"}, {jose.RS256, k.rsa, "rsa"}} {
+		tok := sign(b, c.alg, c.key, c.kid, claims())
+		b.Run(string(c.alg), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := v.Authenticate(context.Background(), tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
