@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -185,5 +186,58 @@ func TestBuiltPlanNotCounted(t *testing.T) {
 	r := h.post("rw", `{"spec":"s1"}`)
 	if r.StatusCode != 202 || h.export(r).Status != statusSucceeded {
 		t.Fatalf("at the limit, a built plan: %d %s", r.StatusCode, r.body)
+	}
+}
+
+// TestTenantBuildsTwoServers: two servers sharing a Postgres database
+// admit one build for a tenant at a limit of one, however its POSTs race
+// across them.
+func TestTenantBuildsTwoServers(t *testing.T) {
+	db := postgresDB(t)
+	toks, byRole := testTokens(t)
+	specs := writeSpecs(t, 4)
+	var servers []*idleServer
+	for i := 0; i < 2; i++ {
+		cfg := Config{
+			DataDir: t.TempDir(), Database: db, Specs: []string{specs}, Tokens: toks,
+			Logger: slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)), Rate: 1000, Burst: 1000, TenantBuilds: 1,
+		}
+		cfg.Resolve.Offline = true
+		servers = append(servers, startIdle(t, cfg, byRole))
+	}
+	// Plan every spec first, so the POSTs race on admission only.
+	for i := 1; i <= 4; i++ {
+		if r := servers[0].do(http.MethodPost, "/v1/plans", "rw", []byte(fmt.Sprintf(`{"spec":"s%d"}`, i))); r.StatusCode != 201 {
+			t.Fatalf("plan s%d: %d %s", i, r.StatusCode, r.body)
+		}
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		started = map[string]bool{}
+	)
+	for i := 0; i < 24; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			spec := fmt.Sprintf("s%d", i%4+1)
+			r := servers[i%2].post("rw", `{"spec":"`+spec+`"}`)
+			switch r.StatusCode {
+			case http.StatusAccepted:
+				mu.Lock()
+				started[spec] = true
+				mu.Unlock()
+			case http.StatusTooManyRequests:
+			default:
+				t.Errorf("POST %s: %d %s", spec, r.StatusCode, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(started) != 1 {
+		t.Fatalf("POSTs racing across two servers started builds of %d plans (%v), want 1", len(started), started)
+	}
+	if n, err := servers[0].s.store.tenantBuilds(context.Background(), "acme"); err != nil || n != 1 {
+		t.Fatalf("acme has %d builds (%v), want 1", n, err)
 	}
 }

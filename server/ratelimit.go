@@ -86,6 +86,25 @@ func (s *store) building(ctx context.Context, kind, planID string) (bool, error)
 	return n > 0, nil
 }
 
+// lockTenant serialises tenant's build admissions among servers sharing a
+// Postgres database: a transaction-scoped advisory lock, released when the
+// returned function ends the transaction (or the session dies with its
+// server). SQLite has one server per data directory: nothing to do.
+func (s *store) lockTenant(ctx context.Context, tenant string) (func(), error) {
+	if !s.pg {
+		return func() {}, nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("lock builds of tenant %s: %w", tenant, err)
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "bale-builds:"+tenant); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("lock builds of tenant %s: %w", tenant, err)
+	}
+	return func() { tx.Rollback() }, nil
+}
+
 // buildOpts are the insert options of a build job tenant's POST queues.
 func buildOpts(tenant string) *river.InsertOpts {
 	meta, _ := json.Marshal(map[string]string{"tenant": tenant})
@@ -97,8 +116,8 @@ func buildOpts(tenant string) *river.InsertOpts {
 // RateLimit headers: RateLimit-Policy "builds";q=LIMIT and RateLimit
 // "builds";r=LEFT. On true the caller queues its build, if it needs one,
 // before calling release: admissions are serialised so that two POSTs
-// cannot both take the last slot. (Servers sharing a Postgres database
-// each serialise their own; together they may overshoot by one each.)
+// cannot both take the last slot, within the process by a mutex and
+// among servers sharing a Postgres database by an advisory lock.
 func (s *Server) admitBuild(w http.ResponseWriter, r *http.Request, tenant, kind, planID string) (release func(), ok bool) {
 	ctx := r.Context()
 	limit := s.cfg.TenantBuilds
@@ -109,7 +128,13 @@ func (s *Server) admitBuild(w http.ResponseWriter, r *http.Request, tenant, kind
 	release = func() {}
 	if !joins {
 		s.admit.Lock()
-		release = s.admit.Unlock
+		unlock, err := s.store.lockTenant(ctx, tenant)
+		if err != nil {
+			s.admit.Unlock()
+			s.internal(w, r, err)
+			return nil, false
+		}
+		release = func() { unlock(); s.admit.Unlock() }
 		building, err := s.store.building(ctx, kind, planID)
 		if err != nil {
 			release()

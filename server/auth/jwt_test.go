@@ -198,8 +198,13 @@ func TestJWT(t *testing.T) {
 	if err := os.WriteFile(file, k.jwks(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, src := range []struct{ name, jwks string }{{"url", js.URL + "/jwks"}, {"file", file}} {
-		v := newVerifier(t, src.jwks)
+	tls := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(k.jwks(t)) }))
+	defer tls.Close()
+	for _, src := range []struct {
+		name, jwks string
+		client     *http.Client
+	}{{"loopback", js.URL + "/jwks", nil}, {"https", tls.URL + "/jwks", tls.Client()}, {"file", file, nil}} {
+		v := newVerifier(t, src.jwks, func(c *JWTConfig) { c.Client = src.client })
 		for _, c := range cases {
 			t.Run(src.name+"/"+c.name, func(t *testing.T) {
 				p, err := v.Authenticate(context.Background(), c.token)
@@ -342,6 +347,14 @@ func TestJWKSFailsClosed(t *testing.T) {
 			}
 		})
 	}
+	t.Run("redirect to plain http", func(t *testing.T) {
+		srv := httptest.NewServer(http.RedirectHandler("http://jwks.example/keys", http.StatusFound))
+		defer srv.Close()
+		_, err := NewJWT(context.Background(), JWTConfig{JWKS: srv.URL, Issuer: testIss, Audience: testAud})
+		if err == nil || !strings.Contains(err.Error(), "want an https:// URL") {
+			t.Fatalf("NewJWT through a redirect to http://: %v", err)
+		}
+	})
 	t.Run("file", func(t *testing.T) {
 		_, err := NewJWT(context.Background(), JWTConfig{JWKS: filepath.Join(t.TempDir(), "none.json"), Issuer: testIss, Audience: testAud})
 		if err == nil || !strings.Contains(err.Error(), "none.json") {
