@@ -34,17 +34,26 @@ var (
 	idemKeyRE  = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 )
 
-const exportsPath = "/v1/exports/airgap/bootstrap"
+const (
+	exportsPath = "/v1/exports/airgap/bootstrap"
+	releasePath = "/v1/exports/release"
+)
 
 // routes is the API's router; the OpenAPI document lists the same routes
 // (TestOpenAPIRoutes checks both ways).
 func (s *Server) routes() *mux.Router {
 	r := mux.NewRouter()
+	// Paths are matched as sent: a dot segment or a doubled slash is a
+	// 404, never a redirect to some other resource.
+	r.SkipClean(true)
 	r.Use(routeName)
 	r.HandleFunc(exportsPath, s.authed(auth.ScopeWrite, s.postExport)).Methods(http.MethodPost)
 	r.HandleFunc(exportsPath+"/{exportId}", s.authed(auth.ScopeRead, s.getExport)).Methods(http.MethodGet)
 	r.HandleFunc(exportsPath+"/{exportId}/download", s.authed(auth.ScopeRead, s.download)).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(exportsPath+"/{exportId}/download.sha256", s.authed(auth.ScopeRead, s.downloadSum)).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(releasePath, s.authed(auth.ScopeWrite, s.postRelease)).Methods(http.MethodPost)
+	r.HandleFunc(releasePath+"/{exportId}", s.authed(auth.ScopeRead, s.getRelease)).Methods(http.MethodGet)
+	r.HandleFunc(releasePath+"/{exportId}/files/{name}", s.authed(auth.ScopeRead, s.releaseFile)).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/v1/plans", s.authed(auth.ScopeWrite, s.postPlan)).Methods(http.MethodPost)
 	r.HandleFunc("/v1/plans/diff", s.authed(auth.ScopeRead, s.diffPlans)).Methods(http.MethodPost)
 	r.HandleFunc("/v1/plans/{planId}", s.authed(auth.ScopeRead, s.getPlan)).Methods(http.MethodGet)
@@ -168,6 +177,23 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	s.stageExport(w, r, p, profileBootstrap)
+}
+
+// postRelease stages a release kit build. Without a key to sign with it
+// is refused now: a build could only fail.
+func (s *Server) postRelease(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	if !s.canSign() {
+		writeProblem(w, r, "no-signing-key", "the server was started without --signing-key, and COSIGN_ALLOW_DEV_KEY=1 does not permit a spec's development key")
+		return
+	}
+	s.stageExport(w, r, p, profileRelease)
+}
+
+// stageExport records an export of the given profile for the plan the
+// request names and queues its build, or lays it out at once from a build
+// already made.
+func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Principal, profile string) {
 	key := strings.Trim(r.Header.Get("Idempotency-Key"), `"`)
 	if r.Header.Get("Idempotency-Key") != "" && !idemKeyRE.MatchString(key) {
 		writeProblem(w, r, "invalid-idempotency-key", "1 to 255 visible ASCII characters")
@@ -182,6 +208,10 @@ func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Princ
 		return
 	}
 	canon, _ := json.Marshal(req)
+	if profile != profileBootstrap {
+		// The same body on another route is another request.
+		canon = append([]byte(profile+"\n"), canon...)
+	}
 	sum := sha256.Sum256(canon)
 	reqHash := hex.EncodeToString(sum[:])
 	ctx := r.Context()
@@ -220,8 +250,12 @@ func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Princ
 		}
 		rec = pl.rec
 	}
-	if rec.Kind != "bootstrapPack" {
-		writeProblem(w, r, "not-a-bootstrap-pack", "the plan builds a "+rec.Kind)
+	if profileOf(rec.Kind) != profile {
+		if profile == profileRelease {
+			writeProblem(w, r, "not-a-release", "the plan builds a "+rec.Kind)
+		} else {
+			writeProblem(w, r, "not-a-bootstrap-pack", "the plan builds a "+rec.Kind)
+		}
 		return
 	}
 	release, ok := s.admitBuild(w, r, p.Tenant, buildArgs{}.Kind(), rec.ID)
@@ -229,7 +263,7 @@ func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Princ
 		return
 	}
 	defer release()
-	e := exportRecord{ID: newExportID(), Tenant: p.Tenant, PlanID: rec.ID, Spec: spec, Status: statusQueued,
+	e := exportRecord{ID: newExportID(), Profile: profile, Tenant: p.Tenant, PlanID: rec.ID, Spec: spec, Status: statusQueued,
 		IdemKey: key, ReqHash: reqHash, Created: time.Now().UTC(), BuildTime: rec.BuildTime}
 	e, inserted, err := s.store.insertExport(ctx, e)
 	if err != nil {
@@ -241,7 +275,7 @@ func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Princ
 		return
 	}
 	infoOf(r).exportID = e.ID
-	s.log.Info("export queued", "exportId", e.ID, "profile", "bootstrap", "tenant", e.Tenant, "planId", e.PlanID, "requestId", infoOf(r).requestID)
+	s.log.Info("export queued", "exportId", e.ID, "profile", e.Profile, "tenant", e.Tenant, "planId", e.PlanID, "requestId", infoOf(r).requestID)
 	// A plan built before needs no job: its export is laid out now.
 	if b, err := s.store.build(ctx, rec.ID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
 		if e, err = s.finish(ctx, e, b); err != nil {
@@ -250,6 +284,24 @@ func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Princ
 		}
 	} else if _, err := s.queue.Insert(ctx, buildArgs{PlanID: rec.ID}, buildOpts(p.Tenant)); err != nil {
 		s.internal(w, r, fmt.Errorf("queue build of %s: %w", rec.ID, err))
+		return
+	}
+	s.writeStaged(w, r, e, false)
+}
+
+// writeStaged answers a POST with export e's status and Location.
+func (s *Server) writeStaged(w http.ResponseWriter, r *http.Request, e exportRecord, replayed bool) {
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if e.Profile == profileRelease {
+		st, err := s.releaseStatusOf(r.Context(), e)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		w.Header().Set("Location", releasePath+"/"+e.ID)
+		writeJSON(w, http.StatusAccepted, st)
 		return
 	}
 	w.Header().Set("Location", exportsPath+"/"+e.ID)
@@ -264,9 +316,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, prev exportRecor
 		return
 	}
 	infoOf(r).exportID = prev.ID
-	w.Header().Set("Location", exportsPath+"/"+prev.ID)
-	w.Header().Set("Idempotent-Replayed", "true")
-	writeJSON(w, http.StatusAccepted, statusOf(prev))
+	s.writeStaged(w, r, prev, true)
 }
 
 // planNamed plans the spec named name for p's tenant, writing the problem
@@ -303,14 +353,18 @@ func newExportID() string {
 }
 
 // lookupExport validates the path's export id and returns the tenant's
-// export; another tenant's is 404, like one that does not exist.
-func (s *Server) lookupExport(w http.ResponseWriter, r *http.Request, p auth.Principal) (exportRecord, bool) {
+// export of the given profile; another tenant's, or one of another profile,
+// is 404, like one that does not exist.
+func (s *Server) lookupExport(w http.ResponseWriter, r *http.Request, p auth.Principal, profile string) (exportRecord, bool) {
 	id := mux.Vars(r)["exportId"]
 	if !exportIDRE.MatchString(id) {
 		writeProblem(w, r, "invalid-export-id", "want 32 lowercase hex digits")
 		return exportRecord{}, false
 	}
 	e, err := s.store.export(r.Context(), p.Tenant, id)
+	if err == nil && e.Profile != profile {
+		err = errNotFound
+	}
 	if errors.Is(err, errNotFound) {
 		writeProblem(w, r, "not-found", "no export "+id)
 		return e, false
@@ -324,7 +378,7 @@ func (s *Server) lookupExport(w http.ResponseWriter, r *http.Request, p auth.Pri
 }
 
 func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	e, ok := s.lookupExport(w, r, p)
+	e, ok := s.lookupExport(w, r, p, profileBootstrap)
 	if !ok {
 		return
 	}
@@ -335,7 +389,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p auth.Princi
 // download serves the pack from its file: ranges, conditional requests
 // and HEAD through http.ServeContent, the body through sendfile.
 func (s *Server) download(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	e, ok := s.lookupExport(w, r, p)
+	e, ok := s.lookupExport(w, r, p, profileBootstrap)
 	if !ok {
 		return
 	}
@@ -344,7 +398,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, p auth.Princip
 
 // downloadSum serves the pack's .sha256 file.
 func (s *Server) downloadSum(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	e, ok := s.lookupExport(w, r, p)
+	e, ok := s.lookupExport(w, r, p, profileBootstrap)
 	if !ok {
 		return
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/resolve"
 )
 
@@ -31,7 +33,11 @@ func (s *Server) exportDir(e exportRecord) string {
 // is on disk) and finishes every export waiting for it. On shutdown it
 // returns the context's error, so River runs it again at the next start.
 func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error {
-	log := s.log.With("planId", planID, "profile", "bootstrap", "attempt", attempt)
+	rec, err := s.store.plan(ctx, planID)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", planID, err)
+	}
+	log := s.log.With("planId", planID, "profile", profileOf(rec.Kind), "attempt", attempt)
 	if b, err := s.store.build(ctx, planID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
 		return s.finishPending(ctx, planID, b)
 	}
@@ -41,10 +47,6 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	}
 	for _, e := range started {
 		log.Info("export running", "exportId", e.ID, "tenant", e.Tenant)
-	}
-	rec, err := s.store.plan(ctx, planID)
-	if err != nil {
-		return fmt.Errorf("build %s: %w", planID, err)
 	}
 	p, _, err := s.readPlan(planID)
 	if err != nil {
@@ -57,7 +59,8 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 		return s.buildFailed(ctx, planID, err)
 	}
 	log.Info("build started")
-	res, err := executor.Execute(ctx, p, planID, src, executor.Options{OutDir: s.buildDir(planID), Store: s.cache, Jobs: s.cfg.Jobs})
+	res, err := executor.Execute(ctx, p, planID, src, executor.Options{OutDir: s.buildDir(planID), Store: s.cache, Jobs: s.cfg.Jobs,
+		Getenv: s.buildEnv, Warn: func(msg string) { log.Warn(msg) }})
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("build interrupted; it runs again", "err", s.scrub(err.Error()))
@@ -65,15 +68,26 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 		}
 		return s.buildFailed(ctx, planID, err)
 	}
-	var b buildRecord
-	for _, a := range res.Artifacts {
-		if a.RootHash != "" {
-			b = buildRecord{PlanID: planID, Status: statusSucceeded, File: a.Path, ArtifactSHA256: a.SHA256,
-				RootHash: a.RootHash, Size: a.Size, StepsRun: res.StepsRun, Finished: time.Now().UTC()}
+	b := buildRecord{PlanID: planID, Status: statusSucceeded, StepsRun: res.StepsRun, Finished: time.Now().UTC()}
+	switch rec.Kind {
+	case plan.TargetRelease:
+		files, archive, err := s.kitFiles(planID, res.Artifacts)
+		if err != nil {
+			return s.buildFailed(ctx, planID, err)
 		}
-	}
-	if b.Status == "" {
-		return s.buildFailed(ctx, planID, errNotBootstrap)
+		b.File, b.ArtifactSHA256, b.Size = archive.Name, archive.SHA256, archive.Size
+		if err := s.store.putBuildFiles(ctx, planID, files); err != nil {
+			return err
+		}
+	default:
+		for _, a := range res.Artifacts {
+			if a.RootHash != "" {
+				b.File, b.ArtifactSHA256, b.RootHash, b.Size = a.Path, a.SHA256, a.RootHash, a.Size
+			}
+		}
+		if b.File == "" {
+			return s.buildFailed(ctx, planID, errNotBootstrap)
+		}
 	}
 	if err := s.store.putBuild(ctx, b); err != nil {
 		return err
@@ -83,13 +97,71 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	return s.finishPending(ctx, planID, b)
 }
 
+// profileOf is the export profile of a plan kind.
+func profileOf(kind string) string {
+	if kind == plan.TargetRelease {
+		return profileRelease
+	}
+	return profileBootstrap
+}
+
+// kitFiles lists a release build's files with the kinds its
+// offline-kit.json gives them, and returns the kit archive among them.
+func (s *Server) kitFiles(planID string, arts []executor.Artifact) ([]buildFile, buildFile, error) {
+	data, err := os.ReadFile(filepath.Join(s.buildDir(planID), kit.ManifestName))
+	if err != nil {
+		return nil, buildFile{}, fmt.Errorf("release %s: %w", planID, err)
+	}
+	m, err := kit.ParseManifest(data)
+	if err != nil {
+		return nil, buildFile{}, fmt.Errorf("release %s: %s: %w", planID, kit.ManifestName, err)
+	}
+	var (
+		files   []buildFile
+		archive buildFile
+	)
+	for _, a := range arts {
+		f := buildFile{Name: a.Path, Size: a.Size, SHA256: a.SHA256}
+		switch ma, ok := m.Artifact(a.Path); {
+		case ok:
+			f.Kind = ma.Kind
+		case a.Path == kit.ManifestName:
+			f.Kind = "manifest"
+		case a.Path == kit.SumsName:
+			f.Kind = "checksums"
+		case a.Path == kit.SumsSignatureName:
+			f.Kind = kit.KindSignature
+		case a.Path == kit.PublicKeyName:
+			f.Kind = kit.KindPublicKey
+		case a.Path == kit.ScriptName:
+			f.Kind = kit.KindScript
+		case a.Path == m.Archive:
+			f.Kind = "archive"
+			archive = f
+		case a.Path == m.Archive+".sha256":
+			f.Kind = "archive-checksum"
+		default:
+			f.Kind = "file"
+		}
+		// The file route serves only names that pass this check.
+		if !kit.ValidName(f.Name) {
+			return nil, buildFile{}, fmt.Errorf("release %s: kit file name %q is not a plain file name", planID, f.Name)
+		}
+		files = append(files, f)
+	}
+	if archive.Name == "" {
+		return nil, buildFile{}, fmt.Errorf("release %s: no kit archive among its files", planID)
+	}
+	return files, archive, nil
+}
+
 // buildFailed records a build's failure on every export waiting for it.
 // The job is cancelled, not retried: a later request for the plan queues a
 // new build.
 func (s *Server) buildFailed(ctx context.Context, planID string, cause error) error {
 	reason := s.scrub(cause.Error())
 	s.metrics.builds.WithLabelValues(statusFailed).Inc()
-	s.log.Warn("build failed", "planId", planID, "profile", "bootstrap", "reason", reason)
+	s.log.Warn("build failed", "planId", planID, "reason", reason)
 	if err := s.store.putBuild(ctx, buildRecord{PlanID: planID, Status: statusFailed, Reason: reason, Finished: time.Now().UTC()}); err != nil {
 		return err
 	}
@@ -130,7 +202,18 @@ func (s *Server) finishPending(ctx context.Context, planID string, b buildRecord
 
 // finish lays out export e from build b and records it succeeded.
 func (s *Server) finish(ctx context.Context, e exportRecord, b buildRecord) (exportRecord, error) {
-	if err := s.layOut(e, b); err != nil {
+	names := []string{b.File, b.File + ".sha256"}
+	if e.Profile == profileRelease {
+		files, err := s.store.buildFiles(ctx, b.PlanID)
+		if err != nil {
+			return e, err
+		}
+		names = names[:0]
+		for _, f := range files {
+			names = append(names, f.Name)
+		}
+	}
+	if err := s.layOut(e, b.PlanID, names); err != nil {
 		return e, fmt.Errorf("export %s: %w", e.ID, err)
 	}
 	rec, err := s.store.plan(ctx, e.PlanID)
@@ -152,9 +235,13 @@ func (s *Server) finish(ctx context.Context, e exportRecord, b buildRecord) (exp
 // exportFinished logs and counts an export's outcome.
 func (s *Server) exportFinished(e exportRecord) {
 	ms := float64(e.Finished.Sub(e.Created).Microseconds()) / 1000
-	s.metrics.completed.WithLabelValues(e.Status).Inc()
-	s.metrics.duration.Observe(ms)
-	attrs := []any{"exportId", e.ID, "profile", "bootstrap", "tenant", e.Tenant, "planId", e.PlanID, "status", e.Status, "durationMs", ms}
+	if e.Profile == profileRelease {
+		s.metrics.releases.WithLabelValues(e.Status).Inc()
+	} else {
+		s.metrics.completed.WithLabelValues(e.Status).Inc()
+		s.metrics.duration.Observe(ms)
+	}
+	attrs := []any{"exportId", e.ID, "profile", e.Profile, "tenant", e.Tenant, "planId", e.PlanID, "status", e.Status, "durationMs", ms}
 	if e.Status == statusSucceeded {
 		attrs = append(attrs, "rootHash", e.RootHash, "artifactSha256", e.ArtifactSHA256, "size", e.Size)
 		s.log.Info("export succeeded", attrs...)
@@ -163,12 +250,13 @@ func (s *Server) exportFinished(e exportRecord) {
 	s.log.Warn("export failed", append(attrs, "reason", e.Reason)...)
 }
 
-// layOut puts the build's pack and checksum file in the export's directory
-// all at once: both are linked (or copied) into a temporary directory that
-// is then renamed to exports/{tenant}/{exportId}.
-func (s *Server) layOut(e exportRecord, b buildRecord) error {
+// layOut puts the build's files named names (the pack and its checksum
+// file, or every file of a kit) in the export's directory all at once: they
+// are linked (or copied) into a temporary directory that is then renamed to
+// exports/{tenant}/{exportId}.
+func (s *Server) layOut(e exportRecord, planID string, names []string) error {
 	dst := s.exportDir(e)
-	if _, err := os.Stat(filepath.Join(dst, b.File)); err == nil {
+	if _, err := os.Stat(dst); err == nil {
 		return nil
 	}
 	parent := filepath.Dir(dst)
@@ -183,13 +271,13 @@ func (s *Server) layOut(e exportRecord, b buildRecord) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{b.File, b.File + ".sha256"} {
-		if err := linkOrCopy(filepath.Join(s.buildDir(b.PlanID), name), filepath.Join(tmp, name)); err != nil {
+	for _, name := range names {
+		if err := linkOrCopy(filepath.Join(s.buildDir(planID), name), filepath.Join(tmp, name)); err != nil {
 			return err
 		}
 	}
 	if err := os.Rename(tmp, dst); err != nil {
-		if _, serr := os.Stat(filepath.Join(dst, b.File)); serr == nil {
+		if _, serr := os.Stat(dst); serr == nil {
 			return nil // laid out by a concurrent finisher
 		}
 		return err

@@ -17,6 +17,7 @@ type metrics struct {
 	completed *prometheus.CounterVec
 	duration  prometheus.Histogram
 	builds    *prometheus.CounterVec
+	releases  *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -36,6 +37,9 @@ func newMetrics(s *Server) *metrics {
 			Name: "export_bootstrap_duration_ms", Help: "Milliseconds from an export's request to its outcome.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 12),
 		}),
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "export_release_completed_total", Help: "Release kit exports finished, by outcome (succeeded, failed).",
+		}, []string{"outcome"}),
 		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bale_builds_total", Help: "Plan builds run by the job workers, by outcome (succeeded, failed).",
 		}, []string{"outcome"}),
@@ -51,7 +55,7 @@ func newMetrics(s *Server) *metrics {
 		}
 		return float64(n)
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.completed, m.duration, m.builds, depth,
+	m.reg.MustRegister(m.requests, m.latency, m.completed, m.duration, m.builds, m.releases, depth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

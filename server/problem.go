@@ -37,6 +37,8 @@ var problems = map[string]struct {
 	"unknown-spec":            {http.StatusNotFound, "No spec of this name is served"},
 	"spec-invalid":            {http.StatusUnprocessableEntity, "The spec could not be planned"},
 	"not-a-bootstrap-pack":    {http.StatusUnprocessableEntity, "The plan does not build a bootstrap pack"},
+	"not-a-release":           {http.StatusUnprocessableEntity, "The plan does not build a release kit"},
+	"no-signing-key":          {http.StatusUnprocessableEntity, "The server has no key to sign a release with"},
 	"idempotency-key-reused":  {http.StatusUnprocessableEntity, "The Idempotency-Key was used with another request body"},
 	"export-not-ready":        {http.StatusConflict, "The export has not succeeded"},
 	"rate-limited":            {http.StatusTooManyRequests, "Too many requests for this tenant"},

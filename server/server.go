@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/server/auth"
+	"github.com/bale-build/bale/sign"
 )
 
 // Config configures a Server. The zero value of every field but DataDir
@@ -77,6 +79,15 @@ type Config struct {
 	// Logger receives one JSON line per request and per job transition;
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// SigningKey is the release signing key, as bale build's COSIGN_KEY:
+	// a cosign private key file or env://VAR holding its PEM text. It is
+	// read and opened with COSIGN_PASSWORD when the server starts. Empty
+	// means release exports are refused unless COSIGN_ALLOW_DEV_KEY=1
+	// permits a spec's development key.
+	SigningKey string
+	// Getenv reads COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY and the go
+	// command's locations for release builds; nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // Server is the export API.
@@ -91,6 +102,8 @@ type Server struct {
 	limits  *limiter
 	router  *mux.Router
 	closeDB func() error
+	// signingPEM is the release key's PEM text, or nil.
+	signingPEM []byte
 
 	// planning shares one planning of a spec among concurrent requests.
 	planning singleflight.Group
@@ -145,7 +158,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	if s.signingPEM, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
+		return nil, err
+	}
 	if s.specs, err = findSpecs(cfg.Specs); err != nil {
 		return nil, err
 	}
@@ -159,6 +178,49 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.limits = newLimiter(cfg.Rate, cfg.Burst)
 	s.router = s.routes()
 	return s, nil
+}
+
+// loadSigningKey reads the release key ref names (a file or env://VAR) and
+// checks that COSIGN_PASSWORD opens it, so a wrong key or password stops
+// the server now rather than failing every release build later.
+func loadSigningKey(ref string, getenv func(string) string) ([]byte, error) {
+	if ref == "" {
+		return nil, nil
+	}
+	var text []byte
+	if name, ok := strings.CutPrefix(ref, "env://"); ok {
+		if name == "" || getenv(name) == "" {
+			return nil, fmt.Errorf("--signing-key %s: the variable is unset or empty", ref)
+		}
+		text = []byte(getenv(name))
+	} else {
+		if strings.Contains(ref, "://") {
+			return nil, fmt.Errorf("--signing-key %q: only env://VAR and file paths are supported", ref)
+		}
+		var err error
+		if text, err = os.ReadFile(ref); err != nil {
+			return nil, fmt.Errorf("--signing-key: %w", err)
+		}
+	}
+	if _, err := sign.ParsePrivateKey(text, []byte(getenv(sign.EnvPassword))); err != nil {
+		return nil, fmt.Errorf("--signing-key %s: %w", ref, err)
+	}
+	return text, nil
+}
+
+// buildEnv is the environment a release build reads: the server's key as
+// COSIGN_KEY (never the process's own), the rest from Config.Getenv.
+func (s *Server) buildEnv(name string) string {
+	if name == sign.EnvKey {
+		return string(s.signingPEM)
+	}
+	return s.cfg.Getenv(name)
+}
+
+// canSign reports whether a release build has a key: the server's, or a
+// spec's development key that COSIGN_ALLOW_DEV_KEY=1 permits.
+func (s *Server) canSign() bool {
+	return s.signingPEM != nil || s.cfg.Getenv(sign.EnvAllowDevKey) == "1"
 }
 
 // Handler is the API's HTTP handler.

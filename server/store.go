@@ -67,6 +67,15 @@ var schema = []string{
 		created_at BIGINT NOT NULL,
 		finished_at BIGINT NOT NULL)`,
 	`CREATE UNIQUE INDEX IF NOT EXISTS bale_exports_idem ON bale_exports (tenant, idem_key)`,
+	// A release build's files: the kit's, its archive and the archive's
+	// .sha256, each with the kind offline-kit.json gives it.
+	`CREATE TABLE IF NOT EXISTS bale_build_files (
+		plan_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		size BIGINT NOT NULL,
+		sha256 TEXT NOT NULL,
+		PRIMARY KEY (plan_id, name))`,
 	`CREATE INDEX IF NOT EXISTS bale_exports_plan ON bale_exports (plan_id, status)`,
 }
 
@@ -75,6 +84,16 @@ func (s *store) migrate(ctx context.Context) error {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("create tables: %w", err)
 		}
+	}
+	// Exports gained a profile (bootstrap, release) after the first data
+	// directories were made; theirs are all bootstrap exports. Neither
+	// database has a portable ADD COLUMN IF NOT EXISTS, so look first.
+	if rows, err := s.db.QueryContext(ctx, `SELECT profile FROM bale_exports WHERE 1 = 0`); err == nil {
+		rows.Close()
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `ALTER TABLE bale_exports ADD COLUMN profile TEXT NOT NULL DEFAULT 'bootstrap'`); err != nil {
+		return fmt.Errorf("add the export profile column: %w", err)
 	}
 	return nil
 }
@@ -196,9 +215,17 @@ func (s *store) putBuild(ctx context.Context, b buildRecord) error {
 	return nil
 }
 
-// exportRecord is one export.
+// Export profiles: what an export builds, and which routes show it.
+const (
+	profileBootstrap = "bootstrap"
+	profileRelease   = "release"
+)
+
+// exportRecord is one export. For a release, File, ArtifactSHA256 and
+// Size are the kit archive's; the kit's files are its build's.
 type exportRecord struct {
 	ID             string
+	Profile        string
 	Tenant         string
 	PlanID         string
 	Spec           string
@@ -215,13 +242,13 @@ type exportRecord struct {
 	Finished       time.Time
 }
 
-const exportCols = `export_id, tenant, plan_id, spec, status, reason, file, artifact_sha256, root_hash, size, build_time, idem_key, req_hash, created_at, finished_at`
+const exportCols = `export_id, profile, tenant, plan_id, spec, status, reason, file, artifact_sha256, root_hash, size, build_time, idem_key, req_hash, created_at, finished_at`
 
 func scanExport(row interface{ Scan(...any) error }) (exportRecord, error) {
 	var e exportRecord
 	var bt, created, fin int64
 	var key sql.NullString
-	err := row.Scan(&e.ID, &e.Tenant, &e.PlanID, &e.Spec, &e.Status, &e.Reason, &e.File, &e.ArtifactSHA256, &e.RootHash,
+	err := row.Scan(&e.ID, &e.Profile, &e.Tenant, &e.PlanID, &e.Spec, &e.Status, &e.Reason, &e.File, &e.ArtifactSHA256, &e.RootHash,
 		&e.Size, &bt, &key, &e.ReqHash, &created, &fin)
 	if err != nil {
 		return e, err
@@ -244,8 +271,8 @@ func (s *store) insertExport(ctx context.Context, e exportRecord) (exportRecord,
 		key = e.IdemKey
 	}
 	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO bale_exports (`+exportCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, idem_key) DO NOTHING`),
-		e.ID, e.Tenant, e.PlanID, e.Spec, e.Status, e.Reason, e.File, e.ArtifactSHA256, e.RootHash, e.Size,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, idem_key) DO NOTHING`),
+		e.ID, e.Profile, e.Tenant, e.PlanID, e.Spec, e.Status, e.Reason, e.File, e.ArtifactSHA256, e.RootHash, e.Size,
 		e.BuildTime.Unix(), key, e.ReqHash, e.Created.UnixNano(), 0)
 	if err != nil {
 		return e, false, fmt.Errorf("record export: %w", err)
@@ -334,6 +361,54 @@ func (s *store) finishExport(ctx context.Context, e exportRecord) (bool, error) 
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// buildFile is one file of a release build, as the status lists it.
+type buildFile struct {
+	Name   string
+	Kind   string
+	Size   int64
+	SHA256 string
+}
+
+// putBuildFiles records the files of plan planID's release build.
+func (s *store) putBuildFiles(ctx context.Context, planID string, files []buildFile) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record files of %s: %w", planID, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM bale_build_files WHERE plan_id = ?`), planID); err != nil {
+		return fmt.Errorf("record files of %s: %w", planID, err)
+	}
+	for _, f := range files {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO bale_build_files (plan_id, name, kind, size, sha256) VALUES (?, ?, ?, ?, ?)`),
+			planID, f.Name, f.Kind, f.Size, f.SHA256); err != nil {
+			return fmt.Errorf("record file %s of %s: %w", f.Name, planID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record files of %s: %w", planID, err)
+	}
+	return nil
+}
+
+// buildFiles returns the files of plan planID's release build, by name.
+func (s *store) buildFiles(ctx context.Context, planID string) ([]buildFile, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT name, kind, size, sha256 FROM bale_build_files WHERE plan_id = ? ORDER BY name`), planID)
+	if err != nil {
+		return nil, fmt.Errorf("list files of %s: %w", planID, err)
+	}
+	defer rows.Close()
+	var out []buildFile
+	for rows.Next() {
+		var f buildFile
+		if err := rows.Scan(&f.Name, &f.Kind, &f.Size, &f.SHA256); err != nil {
+			return nil, fmt.Errorf("list files of %s: %w", planID, err)
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
 }
 
 // queueDepth counts build jobs waiting or running.

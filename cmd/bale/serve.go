@@ -28,9 +28,12 @@ func newServe() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the export API: build bootstrap packs over HTTP",
+		Short: "Serve the export API: build bootstrap packs and release kits over HTTP",
 		Long: `serve runs the export API. Clients POST a spec name (one of --specs) or a plan
-id, poll the export's status and download the pack and its .sha256 file.
+id, poll the export's status and download the pack and its .sha256 file, or a
+release kit's files one by one. Release kits are signed with --signing-key
+(a cosign key file or env://VAR, COSIGN_PASSWORD its password); a spec's
+development key only with COSIGN_ALLOW_DEV_KEY=1, as bale build.
 
 Everything lives in one data directory (--data): the job store (SQLite), the
 content-addressed cache, plans, builds and exports laid out as
@@ -120,6 +123,7 @@ start, as do builds a crash interrupted.`,
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running builds may finish before they are cancelled and re-queued")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "a client must send its request headers within this")
 	fs.BoolVar(&offline, "offline", false, "refuse any network access when planning and building")
+	fs.StringVar(&cfg.SigningKey, "signing-key", "", "release signing key: a cosign private key file or env://VAR, opened with COSIGN_PASSWORD at start; without it release exports need COSIGN_ALLOW_DEV_KEY=1 and a spec's development key")
 	fs.StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
 	cmd.AddCommand(newServeToken())
 	return cmd
