@@ -122,12 +122,18 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// exportRequest is the body of POST /v1/exports/airgap/bootstrap: exactly
-// one of a spec the server serves, by name, and a plan posted earlier.
+// exportRequest is the body of POST /v1/exports/airgap/bootstrap and
+// /v1/exports/release: exactly one of a spec the server serves, by name, a
+// plan posted earlier, and an inline spec (CUE source naming only remote
+// inputs).
 type exportRequest struct {
 	Spec   string `json:"spec,omitempty"`
 	PlanID string `json:"planId,omitempty"`
+	Inline string `json:"inline,omitempty"`
 }
+
+// inlineSpec is how an export or plan from an inline spec names its spec.
+const inlineSpec = "inline"
 
 // exportStatus is an export as the API shows it.
 type exportStatus struct {
@@ -203,8 +209,8 @@ func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Prin
 	if !s.readBody(w, r, &req) {
 		return
 	}
-	if (req.Spec == "") == (req.PlanID == "") {
-		writeProblem(w, r, "invalid-request", "give exactly one of spec and planId")
+	if n := btoi(req.Spec != "") + btoi(req.PlanID != "") + btoi(req.Inline != ""); n != 1 {
+		writeProblem(w, r, "invalid-request", "give exactly one of spec, planId and inline")
 		return
 	}
 	canon, _ := json.Marshal(req)
@@ -243,6 +249,12 @@ func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Prin
 			s.internal(w, r, err)
 			return
 		}
+	case req.Inline != "":
+		pl, ok := s.planInlined(w, r, p, req.Inline)
+		if !ok {
+			return
+		}
+		rec, spec = pl.rec, inlineSpec
 	default:
 		pl, ok := s.planNamed(w, r, p, req.Spec)
 		if !ok {
@@ -346,6 +358,36 @@ func (s *Server) planNamed(w http.ResponseWriter, r *http.Request, p auth.Princi
 	return pl, true
 }
 
+// planInlined plans an inline spec for p's tenant, writing the problem if
+// it cannot.
+func (s *Server) planInlined(w http.ResponseWriter, r *http.Request, p auth.Principal, src string) (*planned, bool) {
+	pl, err := s.planInline(r.Context(), src)
+	var se *specError
+	switch {
+	case errors.Is(err, errInlineDisabled):
+		writeProblem(w, r, "inline-disabled", "name a spec the server serves, or a plan id")
+		return nil, false
+	case errors.As(err, &se):
+		writeProblem(w, r, "spec-invalid", se.msg)
+		return nil, false
+	case err != nil:
+		s.internal(w, r, err)
+		return nil, false
+	}
+	if err := s.store.putPlan(r.Context(), p.Tenant, inlineSpec, pl.rec); err != nil {
+		s.internal(w, r, err)
+		return nil, false
+	}
+	return pl, true
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func newExportID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -441,9 +483,11 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e exportRecor
 	http.ServeContent(w, r, name, e.BuildTime, f)
 }
 
-// planRequest is the body of POST /v1/plans.
+// planRequest is the body of POST /v1/plans: a served spec's name or an
+// inline spec.
 type planRequest struct {
-	Spec string `json:"spec"`
+	Spec   string `json:"spec,omitempty"`
+	Inline string `json:"inline,omitempty"`
 }
 
 // planSummary describes a stored plan.
@@ -462,17 +506,27 @@ func (s *Server) postPlan(w http.ResponseWriter, r *http.Request, p auth.Princip
 	if !s.readBody(w, r, &req) {
 		return
 	}
-	if req.Spec == "" {
-		writeProblem(w, r, "invalid-request", "spec is required")
+	if (req.Spec == "") == (req.Inline == "") {
+		writeProblem(w, r, "invalid-request", "give exactly one of spec and inline")
 		return
 	}
-	pl, ok := s.planNamed(w, r, p, req.Spec)
+	var (
+		pl   *planned
+		ok   bool
+		name = req.Spec
+	)
+	if req.Inline != "" {
+		pl, ok = s.planInlined(w, r, p, req.Inline)
+		name = inlineSpec
+	} else {
+		pl, ok = s.planNamed(w, r, p, req.Spec)
+	}
 	if !ok {
 		return
 	}
 	uri := "/v1/plans/" + pl.rec.ID
 	w.Header().Set("Location", uri)
-	writeJSON(w, http.StatusCreated, planSummary{PlanID: pl.rec.ID, Spec: req.Spec, Kind: pl.rec.Kind,
+	writeJSON(w, http.StatusCreated, planSummary{PlanID: pl.rec.ID, Spec: name, Kind: pl.rec.Kind,
 		SourceDateEpoch: pl.plan.SourceDateEpoch, Inputs: len(pl.plan.Inputs), Steps: len(pl.plan.Steps), URI: uri})
 }
 

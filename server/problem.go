@@ -36,6 +36,7 @@ var problems = map[string]struct {
 	"body-too-large":          {http.StatusRequestEntityTooLarge, "The request body is too large"},
 	"unknown-spec":            {http.StatusNotFound, "No spec of this name is served"},
 	"spec-invalid":            {http.StatusUnprocessableEntity, "The spec could not be planned"},
+	"inline-disabled":         {http.StatusUnprocessableEntity, "This server does not evaluate inline specs"},
 	"not-a-bootstrap-pack":    {http.StatusUnprocessableEntity, "The plan does not build a bootstrap pack"},
 	"not-a-release":           {http.StatusUnprocessableEntity, "The plan does not build a release kit"},
 	"no-signing-key":          {http.StatusUnprocessableEntity, "The server has no key to sign a release with"},

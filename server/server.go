@@ -85,6 +85,16 @@ type Config struct {
 	// means release exports are refused unless COSIGN_ALLOW_DEV_KEY=1
 	// permits a spec's development key.
 	SigningKey string
+	// InlineCommand runs an inline spec's evaluation in a child process:
+	// the bale binary and its arguments ("bale serve eval-inline"), which
+	// read the spec on standard input and print its plan (EvalInline).
+	// Empty refuses inline specs.
+	InlineCommand []string
+	// InlineTimeout bounds an inline spec's evaluation and planning, and
+	// InlineMemory the heap its evaluation may hold; 0 means 30s and
+	// 512 MiB.
+	InlineTimeout time.Duration
+	InlineMemory  int64
 	// Getenv reads COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY and the go
 	// command's locations for release builds; nil means os.Getenv.
 	Getenv func(string) string
@@ -130,6 +140,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.IdleTimeout, 2*time.Minute)
 	def(&cfg.DrainTimeout, 30*time.Second)
 	def(&cfg.RescueAfter, 6*time.Hour)
+	def(&cfg.InlineTimeout, defaultInlineTimeout)
+	if cfg.InlineMemory <= 0 {
+		cfg.InlineMemory = defaultInlineMemory
+	}
 	if cfg.MaxBuilds <= 0 {
 		cfg.MaxBuilds = 2
 	}
@@ -153,7 +167,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	cfg.DataDir = abs
-	for _, d := range []string{"", "cache", "plans", "builds", "exports"} {
+	for _, d := range []string{"", "cache", "plans", "builds", "exports", "inline"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}

@@ -91,6 +91,13 @@ start, as do builds a crash interrupted.`,
 				cfg.Tokens = t
 			}
 			cfg.Logger = log
+			// Inline specs are evaluated by this binary in a child
+			// process the server can kill.
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the bale binary for inline specs: %w", err)
+			}
+			cfg.InlineCommand = []string{exe, "serve", "eval-inline"}
 			cfg.Resolve = resolve.Options{Insecure: insecure, Offline: offline}
 			s, err := server.New(ctx, cfg)
 			if err != nil {
@@ -123,9 +130,12 @@ start, as do builds a crash interrupted.`,
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running builds may finish before they are cancelled and re-queued")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "a client must send its request headers within this")
 	fs.BoolVar(&offline, "offline", false, "refuse any network access when planning and building")
+	fs.DurationVar(&cfg.InlineTimeout, "inline-timeout", 30*time.Second, "an inline spec's evaluation and planning, in a child process, is stopped after this")
+	cfg.InlineMemory = 512 << 20
+	fs.Var((*byteSize)(&cfg.InlineMemory), "inline-memory", "an inline spec's evaluation is stopped past this much memory (B, KiB, MiB, GiB…)")
 	fs.StringVar(&cfg.SigningKey, "signing-key", "", "release signing key: a cosign private key file or env://VAR, opened with COSIGN_PASSWORD at start; without it release exports need COSIGN_ALLOW_DEV_KEY=1 and a spec's development key")
 	fs.StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
-	cmd.AddCommand(newServeToken())
+	cmd.AddCommand(newServeToken(), newEvalInline())
 	return cmd
 }
 

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/server"
+)
+
+// newEvalInline is the child process bale serve runs for an inline spec: it
+// reads the spec on standard input, evaluates it under the evaluation
+// limits, refuses local inputs, plans it and prints the plan. Past a limit
+// the guard exits 1, which ends only this process.
+func newEvalInline() *cobra.Command {
+	var (
+		limits   evalLimits
+		dir      string
+		offline  bool
+		insecure []string
+	)
+	cmd := &cobra.Command{
+		Use:    "eval-inline --dir EMPTY_DIR",
+		Short:  "Evaluate and plan an inline spec from standard input (bale serve runs it)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), spec.MaxSourceBytes+1))
+			if err != nil {
+				return fmt.Errorf("read inline spec: %w", err)
+			}
+			stop := guardEval(cmd.ErrOrStderr(), limits, os.Exit)
+			defer stop()
+			b, err := server.EvalInline(cmd.Context(), src, server.InlineOptions{
+				Dir:       dir,
+				Resolve:   resolve.Options{Offline: offline, Insecure: insecure},
+				Evaluated: stop,
+			})
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	limits.register(cmd)
+	fs := cmd.Flags()
+	fs.StringVar(&dir, "dir", "", "the empty workspace to plan in")
+	fs.BoolVar(&offline, "offline", false, "refuse any network access")
+	fs.StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP; repeatable")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
