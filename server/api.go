@@ -213,6 +213,11 @@ func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Prin
 		writeProblem(w, r, "invalid-request", "give exactly one of spec, planId and inline")
 		return
 	}
+	if profile == profileRelease && req.Inline != "" && s.signingPEM == nil {
+		// An inline spec cannot name a development key (a file).
+		writeProblem(w, r, "no-signing-key", "an inline release spec is signed only with the server's --signing-key")
+		return
+	}
 	canon, _ := json.Marshal(req)
 	if profile != profileBootstrap {
 		// The same body on another route is another request.

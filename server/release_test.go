@@ -252,6 +252,11 @@ func TestReleaseRefusals(t *testing.T) {
 	}
 
 	h = startServer(t, "", withRelease(devKeyEnv(true), ""))
+	// An inline release cannot use a development key: only the server's.
+	r = h.do(http.MethodPost, releasePath, "rw", []byte(`{"inline":"package p"}`))
+	if r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "no-signing-key" {
+		t.Errorf("inline release POST without --signing-key: %d %s", r.StatusCode, r.body)
+	}
 	if r := h.post("rw", `{"spec":"aoc"}`); r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "not-a-bootstrap-pack" {
 		t.Errorf("release spec on the bootstrap route: %d %s", r.StatusCode, r.body)
 	}

@@ -92,7 +92,12 @@ func (s *store) migrate(ctx context.Context) error {
 		rows.Close()
 		return nil
 	}
-	if _, err := s.db.ExecContext(ctx, `ALTER TABLE bale_exports ADD COLUMN profile TEXT NOT NULL DEFAULT 'bootstrap'`); err != nil {
+	add := `ALTER TABLE bale_exports ADD COLUMN profile TEXT NOT NULL DEFAULT 'bootstrap'`
+	if s.pg {
+		// Two servers sharing the database may both get here.
+		add = `ALTER TABLE bale_exports ADD COLUMN IF NOT EXISTS profile TEXT NOT NULL DEFAULT 'bootstrap'`
+	}
+	if _, err := s.db.ExecContext(ctx, add); err != nil {
 		return fmt.Errorf("add the export profile column: %w", err)
 	}
 	return nil
