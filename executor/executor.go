@@ -152,6 +152,23 @@ type Result struct {
 	// sum to the plan's step count.
 	StepsRun    int `json:"stepsRun"`
 	StepsCached int `json:"stepsCached"`
+	// Kits are the offline kits of the plan's release targets, in target
+	// order.
+	Kits []Kit `json:"kits,omitempty"`
+}
+
+// Kit is a release target's offline kit: its files are the target's
+// artifacts in OutDir, beside the kit archive.
+type Kit struct {
+	// Target is the release target's name; Name is the kit's.
+	Target string `json:"target"`
+	Name   string `json:"name"`
+	// Archive is the kit archive's path relative to OutDir.
+	Archive string `json:"archive"`
+	// SigningKey says how the signing key was given: KeyFile, KeyEnv or
+	// KeyDev. A cached build reports it too: the key is located, not
+	// decrypted.
+	SigningKey string `json:"signingKey"`
 }
 
 // Artifact is one file written to OutDir.
@@ -197,6 +214,7 @@ func Execute(ctx context.Context, p *plan.Plan, planID string, src Source, opts 
 		res.StepsCached = int(x.cached.Swap(0))
 		if err == nil {
 			res.Artifacts = arts
+			res.Kits = x.kits()
 			return res, nil
 		}
 		if !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {

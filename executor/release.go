@@ -46,9 +46,18 @@ type signerRef struct {
 type located struct {
 	pem    []byte
 	source string
+	// how is KeyFile, KeyEnv or KeyDev, for Result.Kits.
+	how    string
 	dev    bool
 	devPub []byte
 }
+
+// How a release's signing key was given, as Kit.SigningKey says.
+const (
+	KeyFile = "file" // a cosign key file: signing.key or the variable it names holds its path
+	KeyEnv  = "env"  // the key's PEM text in an environment variable (env://VAR)
+	KeyDev  = "dev"  // the spec's development key, with COSIGN_ALLOW_DEV_KEY=1
+)
 
 // maxKeyFile bounds a key file or variable; cosign keys are under 1 KiB.
 const maxKeyFile = 64 << 10
@@ -75,7 +84,7 @@ func (x *execution) locateKey(ctx context.Context, def *stepDef) (*located, erro
 			break
 		}
 		if strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN") {
-			return &located{pem: []byte(v), source: "env://" + name}, nil
+			return &located{pem: []byte(v), source: "env://" + name, how: KeyEnv}, nil
 		}
 		ref = v
 	}
@@ -87,7 +96,7 @@ func (x *execution) locateKey(ctx context.Context, def *stepDef) (*located, erro
 		if err != nil {
 			return nil, fmt.Errorf("load signing key: %w", err)
 		}
-		return &located{pem: text, source: ref}, nil
+		return &located{pem: text, source: ref, how: KeyFile}, nil
 	}
 	var devKey, devPub *plan.Input
 	for i, in := range def.Inputs {
@@ -106,7 +115,7 @@ func (x *execution) locateKey(ctx context.Context, def *stepDef) (*located, erro
 		return nil, fmt.Errorf("%w: signing.key %q gives no key (set %s to a cosign private key, its file or env://VAR, and %s to its password); %s",
 			sign.ErrNoKey, def.Step.Params[plan.ParamKey], sign.EnvKey, sign.EnvPassword, dev)
 	}
-	l := &located{source: devKey.Source.Path, dev: true}
+	l := &located{source: devKey.Source.Path, how: KeyDev, dev: true}
 	var err error
 	if l.pem, err = x.readInput(ctx, *devKey, maxKeyFile); err != nil {
 		return nil, fmt.Errorf("load development key: %w", err)
@@ -488,4 +497,24 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 		return nil, fmt.Errorf("the kit holds %s, the plan declares %s", strings.Join(names, ", "), strings.Join(n.step.Outputs, ", "))
 	}
 	return out, nil
+}
+
+// kits describes the offline kit of every release step, in target order.
+func (x *execution) kits() []Kit {
+	var out []Kit
+	for _, tg := range x.targets {
+		for _, n := range x.nodes {
+			if n.target != tg || n.step.Action != plan.ActionRelease || n.signer == nil {
+				continue
+			}
+			p := n.step.Params
+			out = append(out, Kit{
+				Target:     tg.t.Name,
+				Name:       p[plan.ParamKit],
+				Archive:    kit.NamesFor(p[plan.ParamRunner], p[plan.ParamDataset], p[plan.ParamDatasetHash], p[plan.ParamKit]).Archive,
+				SigningKey: n.signer.how,
+			})
+		}
+	}
+	return out
 }

@@ -61,6 +61,37 @@ const (
 	KindScript          = "verify-script"
 )
 
+// Kinds of the files offline-kit.json cannot list, as KindOf names them.
+const (
+	KindKitManifest   = "kit-manifest"     // offline-kit.json
+	KindChecksums     = "checksums"        // SHA256SUMS
+	KindKitArchive    = "kit-archive"      // K.tar.gz, beside the kit
+	KindArchiveSHA256 = "archive-checksum" // K.tar.gz.sha256, beside the kit
+)
+
+// KindOf returns the kind of the kit file or archive named name: the
+// manifest's kind for an artifact it lists, else the kind of one of the
+// files it cannot list (itself, SHA256SUMS and its signature, the kit
+// archive and its .sha256); "" for a name that is none of them.
+func (m *Manifest) KindOf(name string) string {
+	if a, ok := m.Artifact(name); ok {
+		return a.Kind
+	}
+	switch {
+	case name == ManifestName:
+		return KindKitManifest
+	case name == m.Checksums:
+		return KindChecksums
+	case name == m.ChecksumsSignature:
+		return KindSignature
+	case m.Archive != "" && name == m.Archive:
+		return KindKitArchive
+	case m.Archive != "" && name == m.Archive+".sha256":
+		return KindArchiveSHA256
+	}
+	return ""
+}
+
 // Artifact is one file of the kit as offline-kit.json lists it.
 type Artifact struct {
 	Name   string `json:"name"`

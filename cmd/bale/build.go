@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/resolve"
@@ -149,12 +152,9 @@ func (o *buildOptions) planned(ctx context.Context, path string, stderr io.Write
 func (o *buildOptions) render(w io.Writer, r *buildResult) error {
 	res := r.res
 	if o.format == "json" {
-		out := buildOutput{PlanID: r.planID, OutDir: o.out, Result: res}
-		for _, a := range res.Artifacts {
-			if a.RootHash != "" {
-				out.Path, out.ArtifactSha256, out.RootHash, out.Size = filepath.Join(o.out, a.Path), a.SHA256, a.RootHash, a.Size
-				break
-			}
+		out, err := o.jsonOutput(r)
+		if err != nil {
+			return err
 		}
 		return writeJSON(w, out)
 	}
@@ -166,6 +166,9 @@ func (o *buildOptions) render(w io.Writer, r *buildResult) error {
 		}
 		fmt.Fprintf(w, "  size            %d (%s)\n", a.Size, humanBytes(a.Size))
 	}
+	for _, k := range res.Kits {
+		fmt.Fprintf(w, "offline kit %s in %s: archive %s, signing key %s\n", k.Name, o.out, k.Archive, k.SigningKey)
+	}
 	fmt.Fprintf(w, "planId %s\n", r.planID)
 	if res.StepsRun == 0 {
 		fmt.Fprintf(w, "nothing to do: all %d steps cached\n", res.StepsCached)
@@ -175,16 +178,99 @@ func (o *buildOptions) render(w io.Writer, r *buildResult) error {
 	return nil
 }
 
-// buildOutput is build's JSON output: the pack's facts under the names the
-// bootstrap pack contract uses, then every artifact and the step counts.
+// buildOutput is build's JSON output. Its top level names the main
+// artifact under the names the bootstrap pack contract and bale verify
+// use: for a pack, the pack (path, artifactSha256, rootHash, size); for a
+// release, the kit archive (path, artifactSha256, size) and the kit
+// (kind, name, kitDir, devKey, signingKey). Then the plan id, every
+// artifact (a kit's with its kind) and the step counts.
 type buildOutput struct {
 	Path           string `json:"path,omitempty"`
 	ArtifactSha256 string `json:"artifactSha256,omitempty"`
 	RootHash       string `json:"rootHash,omitempty"`
 	Size           int64  `json:"size,omitempty"`
-	PlanID         string `json:"planId"`
-	OutDir         string `json:"outDir"`
+	// Kind is kit.ManifestKind for a release, as bale verify says.
+	Kind   string `json:"kind,omitempty"`
+	Name   string `json:"name,omitempty"`
+	KitDir string `json:"kitDir,omitempty"`
+	// DevKey is set for a release only: false is worth saying there.
+	DevKey *bool `json:"devKey,omitempty"`
+	// SigningKey is executor.KeyFile, KeyEnv or KeyDev.
+	SigningKey string `json:"signingKey,omitempty"`
+	PlanID     string `json:"planId"`
+	OutDir     string `json:"outDir"`
 	*executor.Result
+	// Artifacts shadows Result.Artifacts to add each kit file's kind.
+	Artifacts []artifactOutput `json:"artifacts"`
+}
+
+// artifactOutput is one artifact in build's JSON; Kind is, for a file of
+// an offline kit, its kind as offline-kit.json names kinds (kit.KindOf).
+type artifactOutput struct {
+	executor.Artifact
+	Kind string `json:"kind,omitempty"`
+}
+
+// jsonOutput fills buildOutput for r. A release's kinds and devKey come
+// from the offline-kit.json the build just wrote, read back only if it is
+// still the bytes the build reports.
+func (o *buildOptions) jsonOutput(r *buildResult) (*buildOutput, error) {
+	res := r.res
+	out := &buildOutput{PlanID: r.planID, OutDir: o.out, Result: res, Artifacts: make([]artifactOutput, len(res.Artifacts))}
+	byPath := map[string]executor.Artifact{}
+	for i, a := range res.Artifacts {
+		out.Artifacts[i].Artifact = a
+		byPath[a.Path] = a
+		if a.RootHash != "" && out.Path == "" {
+			out.Path, out.ArtifactSha256, out.RootHash, out.Size = filepath.Join(o.out, a.Path), a.SHA256, a.RootHash, a.Size
+		}
+	}
+	if len(res.Kits) == 0 {
+		return out, nil
+	}
+	m, err := readKitManifest(o.out, byPath[kit.ManifestName])
+	if err != nil {
+		return nil, err
+	}
+	for i := range out.Artifacts {
+		out.Artifacts[i].Kind = m.KindOf(out.Artifacts[i].Path)
+	}
+	if out.Path != "" {
+		return out, nil // a pack is the main artifact
+	}
+	k := res.Kits[0]
+	a, ok := byPath[k.Archive]
+	if !ok {
+		return nil, fmt.Errorf("offline kit %s: the build wrote no archive %s", k.Name, k.Archive)
+	}
+	dev := m.DevKey
+	out.Path, out.ArtifactSha256, out.Size = filepath.Join(o.out, a.Path), a.SHA256, a.Size
+	out.Kind, out.Name, out.KitDir, out.DevKey, out.SigningKey = m.Kind, m.Name, o.out, &dev, k.SigningKey
+	return out, nil
+}
+
+// readKitManifest reads dir's offline-kit.json, which the build reported
+// as artifact a, and parses it; it fails if the file is no longer those
+// bytes.
+func readKitManifest(dir string, a executor.Artifact) (*kit.Manifest, error) {
+	p := filepath.Join(dir, kit.ManifestName)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("read the kit manifest: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, a.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the kit manifest %s: %w", p, err)
+	}
+	if sum := sha256.Sum256(data); a.SHA256 == "" || hex.EncodeToString(sum[:]) != a.SHA256 {
+		return nil, fmt.Errorf("the kit manifest %s changed after the build wrote it (sha256 %x, the build wrote %s)", p, sum, a.SHA256)
+	}
+	m, err := kit.ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("the kit manifest %s: %w", p, err)
+	}
+	return m, nil
 }
 
 // planRoot is the workspace root a plan file's local paths are relative to:

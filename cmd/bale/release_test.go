@@ -17,11 +17,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
 	_ "time/tzdata" // TZ=Asia/Kolkata must take effect without system zoneinfo
 
+	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/gobuild"
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/internal/tooltest"
@@ -436,4 +438,148 @@ func TestReleaseByteStability(t *testing.T) {
 func repoDir() string {
 	_, self, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(self), "..", "..")
+}
+
+// releaseJSON is bale build --format json for a release, as a user's jq
+// reads it.
+type releaseJSON struct {
+	Path           string `json:"path"`
+	ArtifactSha256 string `json:"artifactSha256"`
+	Size           int64  `json:"size"`
+	Kind           string `json:"kind"`
+	Name           string `json:"name"`
+	KitDir         string `json:"kitDir"`
+	DevKey         *bool  `json:"devKey"`
+	SigningKey     string `json:"signingKey"`
+	PlanID         string `json:"planId"`
+	StepsRun       int    `json:"stepsRun"`
+	Artifacts      []struct {
+		Path           string `json:"path"`
+		Kind           string `json:"kind"`
+		Size           int64  `json:"size"`
+		ArtifactSha256 string `json:"artifactSha256"`
+	} `json:"artifacts"`
+}
+
+// TestReleaseBuildJSON: bale build --format json names the kit at its top
+// level (the archive's path, artifactSha256 and size; the kit's kind,
+// name, directory, devKey and how the key was given) and lists every kit
+// file with its kind, size and sha256, each matching the file on disk and
+// offline-kit.json; a warm rebuild prints the same. The key is told apart
+// as dev, file (COSIGN_KEY=path) and env (the PEM text in COSIGN_KEY), in
+// a workspace whose spec pins the dataset hash as a release key requires.
+func TestReleaseBuildJSON(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "ws")
+	copyTree(t, repoDir(), ws, "specs/aoc", "testdata/aoc", "testdata/keys")
+	if err := os.Mkdir(filepath.Join(ws, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(ws, "testdata", "keys", "cosign.dev.key")
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(t *testing.T, out, cache string) releaseJSON {
+		t.Helper()
+		stdout, errs, code := bale(t, ws, "build", "specs/aoc", "-o", out, "--cache", cache, "-q", "--format", "json")
+		if code != 0 {
+			t.Fatalf("bale build --format json: exit %d\n%s", code, errs)
+		}
+		var r releaseJSON
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("build JSON: %v\n%s", err, stdout)
+		}
+		return r
+	}
+	check := func(t *testing.T, r releaseJSON, out, signing string, dev bool) {
+		t.Helper()
+		archive := filepath.Join(out, "aoc-offline-kit.tar.gz")
+		data, err := os.ReadFile(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Path != archive || r.ArtifactSha256 != fmt.Sprintf("%x", sha256.Sum256(data)) || r.Size != int64(len(data)) {
+			t.Errorf("top level names %s %s %d, want the kit archive %s %x %d", r.Path, r.ArtifactSha256, r.Size, archive, sha256.Sum256(data), len(data))
+		}
+		if r.Kind != kit.ManifestKind || r.Name != "aoc-offline-kit" || r.KitDir != out || r.SigningKey != signing || r.DevKey == nil || *r.DevKey != dev {
+			t.Errorf("kit fields: kind %q name %q kitDir %q signingKey %q devKey %v; want %q aoc-offline-kit %q %q %v",
+				r.Kind, r.Name, r.KitDir, r.SigningKey, r.DevKey, kit.ManifestKind, out, signing, dev)
+		}
+		mdata, err := os.ReadFile(filepath.Join(out, kit.ManifestName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := kit.ParseManifest(mdata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.PlanID == "" || r.PlanID != m.PlanID {
+			t.Errorf("planId %q, offline-kit.json says %q", r.PlanID, m.PlanID)
+		}
+		entries, err := os.ReadDir(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, a := range r.Artifacts {
+			listed[a.Path] = true
+			d, err := os.ReadFile(filepath.Join(out, a.Path))
+			if err != nil {
+				t.Errorf("artifact %s: %v", a.Path, err)
+				continue
+			}
+			if a.Kind == "" || a.Size != int64(len(d)) || a.ArtifactSha256 != fmt.Sprintf("%x", sha256.Sum256(d)) {
+				t.Errorf("artifact %s: kind %q size %d sha256 %s; the file is %d bytes %x", a.Path, a.Kind, a.Size, a.ArtifactSha256, len(d), sha256.Sum256(d))
+			}
+			if ma, ok := m.Artifact(a.Path); ok && (ma.Kind != a.Kind || ma.SHA256 != a.ArtifactSha256) {
+				t.Errorf("artifact %s: kind %s sha256 %s, offline-kit.json says %s %s", a.Path, a.Kind, a.ArtifactSha256, ma.Kind, ma.SHA256)
+			}
+		}
+		for _, e := range entries {
+			if !listed[e.Name()] {
+				t.Errorf("kit file %s is not in the build's JSON", e.Name())
+			}
+		}
+	}
+
+	t.Run("dev", func(t *testing.T) {
+		devEnv(t)
+		out, cache := filepath.Join(t.TempDir(), "aoc"), t.TempDir()
+		r := build(t, out, cache)
+		check(t, r, out, executor.KeyDev, true)
+		again := build(t, out, cache)
+		if again.StepsRun != 0 {
+			t.Errorf("warm rebuild ran %d steps", again.StepsRun)
+		}
+		r.StepsRun = 0
+		if !reflect.DeepEqual(again, r) {
+			t.Errorf("warm rebuild's JSON differs:\n%+v\nwant\n%+v", again, r)
+		}
+	})
+
+	// A release key needs the content hash pinned.
+	spec := filepath.Join(ws, "specs", "aoc", "release.cue")
+	src, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src = bytes.Replace(src, []byte(`"dev-rehearsal-placeholder"`), []byte(`"6034e64dc816c857c1a9ab3da6bcb13c2711264f6b1cdafc2dc66f411899f770"`), 1)
+	if err := os.WriteFile(spec, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	for _, tc := range []struct{ how, key string }{
+		{executor.KeyFile, keyFile},
+		// The same key as PEM text: its signatures come from the cache,
+		// and the build still says how the key was given.
+		{executor.KeyEnv, string(keyPEM)},
+	} {
+		t.Run(tc.how, func(t *testing.T) {
+			t.Setenv("COSIGN_KEY", tc.key)
+			t.Setenv("COSIGN_ALLOW_DEV_KEY", "")
+			t.Setenv("COSIGN_PASSWORD", fixtures.DevKeyPassword)
+			out := filepath.Join(t.TempDir(), "aoc")
+			check(t, build(t, out, cache), out, tc.how, false)
+		})
+	}
 }
