@@ -234,7 +234,10 @@ func (x *execution) unchanged(ctx context.Context, final string, o cas.Output) (
 		return false, nil
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, ctxio.Reader(ctx, f), make([]byte, 1<<20))
+	// A buffer no larger than the file: a warm rebuild checks every
+	// artifact, and a kit's are mostly a few hundred bytes, where a 1 MiB
+	// buffer each was most of the rebuild's allocation and GC work.
+	n, err := io.CopyBuffer(h, ctxio.Reader(ctx, f), make([]byte, min(max(o.Size, 1), 1<<20)))
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, ctx.Err()

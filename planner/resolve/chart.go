@@ -20,7 +20,6 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/ignore"
-	"helm.sh/helm/v3/pkg/repo"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bale-build/bale/archive"
@@ -296,14 +295,14 @@ func (r *Resolver) chartRepo(ctx context.Context, c spec.Chart) (plan.Input, *ch
 	if err != nil {
 		return plan.Input{}, nil, err
 	}
-	var idx repo.IndexFile
+	var idx repoIndex
 	if err := yaml.Unmarshal(raw, &idx); err != nil {
 		return plan.Input{}, nil, fmt.Errorf("parse %s: %w", indexURL, err)
 	}
-	var cv *repo.ChartVersion
+	var cv *repoChartVersion
 	var versions []string
 	for _, v := range idx.Entries[c.Name] {
-		if v == nil || v.Metadata == nil {
+		if v == nil {
 			continue
 		}
 		if v.Version == c.Version {
@@ -338,7 +337,7 @@ func (r *Resolver) chartRepo(ctx context.Context, c spec.Chart) (plan.Input, *ch
 		}
 		want = c.Digest
 	}
-	archiveURL, err := repo.ResolveReferenceURL(c.Repository, cv.URLs[0])
+	archiveURL, err := resolveReferenceURL(c.Repository, cv.URLs[0])
 	if err != nil {
 		return plan.Input{}, nil, err
 	}
@@ -511,4 +510,43 @@ func (r *Resolver) loadChart(ctx context.Context, in plan.Input) (*chart.Chart, 
 		return nil, fmt.Errorf("chart archive has %s, not the planned %s: it changed since planning", got, in.Digest)
 	}
 	return loadChartArchive(ctx, b)
+}
+
+// repoIndex is the part of a chart repository's index.yaml bale reads.
+// It is not helm's repo.IndexFile: importing helm's pkg/repo links
+// client-go and kubectl (some 540 packages, half of bale's binary), whose
+// package initialisers every bale command paid at start.
+type repoIndex struct {
+	Entries map[string][]*repoChartVersion `json:"entries"`
+}
+
+// repoChartVersion is one version of a chart in index.yaml.
+type repoChartVersion struct {
+	Name    string   `json:"name"`
+	Version string   `json:"version"`
+	URLs    []string `json:"urls"`
+	Digest  string   `json:"digest"`
+}
+
+// resolveReferenceURL resolves a chart URL from index.yaml against the
+// repository URL as helm's repo.ResolveReferenceURL does: an absolute URL
+// stands; a relative one is taken under the repository's path, keeping
+// the repository URL's query (a token some repositories need).
+func resolveReferenceURL(baseURL, refURL string) (string, error) {
+	ref, err := url.Parse(refURL)
+	if err != nil {
+		return "", fmt.Errorf("parse chart URL %q: %w", refURL, err)
+	}
+	if ref.IsAbs() {
+		return refURL, nil
+	}
+	base, err := url.Parse(baseURL)
+	if err != nil {
+		return "", fmt.Errorf("parse repository URL %q: %w", baseURL, err)
+	}
+	base.RawPath = strings.TrimSuffix(base.RawPath, "/") + "/"
+	base.Path = strings.TrimSuffix(base.Path, "/") + "/"
+	u := base.ResolveReference(ref)
+	u.RawQuery = base.RawQuery
+	return u.String(), nil
 }
