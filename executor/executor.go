@@ -272,6 +272,9 @@ type node struct {
 	key v1.Hash
 	// signer is a release step's located (not yet decrypted) key.
 	signer *located
+	// signKey is the release step's key being decrypted while the steps
+	// it needs run, when its result is not cached (see decryptEarly).
+	signKey *keyLoad
 
 	// Set by the attempt that runs the node; read by dependents only
 	// after done is closed.
@@ -484,6 +487,10 @@ func (x *execution) runSteps(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, n := range x.nodes {
 		wg.Add(1)
+		n.signKey = nil
+		if n.signer != nil {
+			n.signKey = x.decryptEarly(n)
+		}
 		go func() {
 			defer wg.Done()
 			defer close(n.done)

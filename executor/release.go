@@ -388,13 +388,22 @@ func baleVersion() string {
 func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 	p := n.step.Params
 	runner, dataset := p[plan.ParamRunner], p[plan.ParamDataset]
-	loc := n.signer
-	if loc == nil {
+	if n.signer == nil {
 		return nil, errors.New("no signing key located")
 	}
-	key, err := sign.LoadPEM(loc.pem, []byte(x.getenv(sign.EnvPassword)), loc.source, loc.dev, loc.devPub)
-	if err != nil {
-		return nil, err
+	kl := n.signKey
+	if kl == nil {
+		kl = x.decrypt(n.signer)
+	}
+	var key *sign.Key
+	select {
+	case <-kl.done:
+		if kl.err != nil {
+			return nil, kl.err
+		}
+		key = kl.key
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
 	}
 	ver := baleVersion()
 	in := kit.Input{
@@ -497,6 +506,37 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 		return nil, fmt.Errorf("the kit holds %s, the plan declares %s", strings.Join(names, ", "), strings.Join(n.step.Outputs, ", "))
 	}
 	return out, nil
+}
+
+// keyLoad is a release key being decrypted: key and err are set when done
+// is closed.
+type keyLoad struct {
+	done chan struct{}
+	key  *sign.Key
+	err  error
+}
+
+// decrypt starts decrypting the located key l.
+func (x *execution) decrypt(l *located) *keyLoad {
+	kl := &keyLoad{done: make(chan struct{})}
+	password := []byte(x.getenv(sign.EnvPassword))
+	go func() {
+		defer close(kl.done)
+		kl.key, kl.err = sign.LoadPEM(l.pem, password, l.source, l.dev, l.devPub)
+	}()
+	return kl
+}
+
+// decryptEarly starts decrypting release node n's key unless n's result is
+// in the action cache. The key's scrypt (about 0.3 s of one core) then
+// overlaps the go-build steps n needs instead of following them; n's cache
+// key is its definition's, known before they run. A warm build decrypts
+// nothing. If a needed step fails, the decryption finishes unused.
+func (x *execution) decryptEarly(n *node) *keyLoad {
+	if res, hit, err := x.store.GetAction(n.key); err == nil && hit && sameOutputs(res, n.step.Outputs) {
+		return nil
+	}
+	return x.decrypt(n.signer)
 }
 
 // kits describes the offline kit of every release step, in target order.
