@@ -4,18 +4,21 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/server/auth"
 	"github.com/bale-build/bale/sign"
 )
 
@@ -320,5 +323,73 @@ func TestSigningKey(t *testing.T) {
 	st := h.waitRelease(h.release(r).ExportID)
 	if st.Status != statusFailed || !strings.Contains(st.Reason, "dev-rehearsal-placeholder") || strings.Contains(st.Reason, h.cfg.DataDir) {
 		t.Errorf("release with --signing-key and a placeholder dataset hash: %s %q", st.Status, st.Reason)
+	}
+}
+
+// TestKillNineRelease: the server process is killed with SIGKILL while a
+// release kit build runs; after a restart the export completes, once, and
+// its kit archive is the bytes bale build specs/aoc writes.
+func TestKillNineRelease(t *testing.T) {
+	bin := buildBale(t)
+	// The child processes inherit the development key's permission.
+	t.Setenv(sign.EnvKey, "")
+	t.Setenv(sign.EnvAllowDevKey, "1")
+	t.Setenv(sign.EnvPassword, fixtures.DevKeyPassword)
+	data := t.TempDir()
+	tokFile := filepath.Join(t.TempDir(), "tokens.json")
+	tok, e, err := auth.NewToken("acme", []string{auth.ScopeRead, auth.ScopeWrite}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.Add(tokFile, e); err != nil {
+		t.Fatal(err)
+	}
+	p1 := startProc(t, bin, aocSpecs, data, tokFile)
+	code, b := p1.call(t, http.MethodPost, releasePath, tok, `{"spec":"aoc"}`)
+	var st releaseStatus
+	if code != http.StatusAccepted || json.Unmarshal(b, &st) != nil {
+		t.Fatalf("POST: %d %s\n%s", code, b, p1.stderr)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(p1.stderr.String(), `"msg":"build started"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the release build never started\n%s", p1.stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p1.wait()
+	if strings.Contains(p1.stderr.String(), `"msg":"build succeeded"`) {
+		t.Log("the build finished before the kill; the restart still has to lay the export out")
+	}
+	p2 := startProc(t, bin, aocSpecs, data, tokFile)
+	deadline = time.Now().Add(3 * time.Minute)
+	for st.Status != statusSucceeded && st.Status != statusFailed {
+		if time.Now().After(deadline) {
+			t.Fatalf("release export not finished in 3m\n%s", p2.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+		code, b := p2.call(t, http.MethodGet, releasePath+"/"+st.ExportID, tok, "")
+		if code != http.StatusOK || json.Unmarshal(b, &st) != nil {
+			t.Fatalf("status: %d %s", code, b)
+		}
+	}
+	if st.Status != statusSucceeded {
+		t.Fatalf("after kill -9 and restart: %s %s\n%s", st.Status, st.Reason, p2.stderr)
+	}
+	if n := strings.Count(p1.stderr.String()+p2.stderr.String(), `"msg":"export succeeded"`); n != 1 {
+		t.Fatalf("export finished %d times, want once", n)
+	}
+	want := t.TempDir()
+	runBale(t, bin, "..", nil, "build", "specs/aoc", "-o", want, "--cache", t.TempDir(), "-q")
+	local, err := os.ReadFile(filepath.Join(want, st.Archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, b = p2.call(t, http.MethodGet, st.DownloadURI, tok, "")
+	if code != http.StatusOK || string(b) != string(local) || fmt.Sprintf("%x", sha256.Sum256(b)) != st.ArtifactSha256 {
+		t.Fatalf("kit archive after restart: %d, %d bytes, want bale build's %d bytes (%s)", code, len(b), len(local), st.ArtifactSha256)
 	}
 }
