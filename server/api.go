@@ -372,6 +372,10 @@ func (s *Server) planInlined(w http.ResponseWriter, r *http.Request, p auth.Prin
 	case errors.Is(err, errInlineDisabled):
 		writeProblem(w, r, "inline-disabled", "name a spec the server serves, or a plan id")
 		return nil, false
+	case errors.Is(err, errInlineBusy):
+		w.Header().Set("Retry-After", retryAfter(inlineSlotWait))
+		writeProblem(w, r, "inline-busy", fmt.Sprintf("%d inline specs are being evaluated; at most %d at once", s.cfg.InlineSlots, s.cfg.InlineSlots))
+		return nil, false
 	case errors.As(err, &se):
 		writeProblem(w, r, "spec-invalid", se.msg)
 		return nil, false

@@ -172,6 +172,14 @@ func planRemoteOnly(p *plan.Plan) error {
 // evaluate one in a child process.
 var errInlineDisabled = errors.New("inline specs are not enabled on this server")
 
+// errInlineBusy is an inline spec that found every evaluation slot taken
+// for inlineSlotWait: the client is told to come back rather than queued
+// behind an unbounded line of children.
+var errInlineBusy = errors.New("every inline evaluation slot is busy")
+
+// inlineSlotWait is how long an inline spec waits for a free slot.
+const inlineSlotWait = 5 * time.Second
+
 // inlineRoot is the workspace root recorded for inline plans: an empty
 // directory, since their inputs are all remote.
 func (s *Server) inlineRoot() string { return filepath.Join(s.cfg.DataDir, "inline") }
@@ -187,6 +195,12 @@ func (s *Server) planInline(ctx context.Context, src string) (*planned, error) {
 	v, err, _ := s.planning.Do("inline:"+hex.EncodeToString(sum[:]), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.InlineTimeout)
 		defer cancel()
+		select {
+		case s.inlineSlots <- struct{}{}:
+			defer func() { <-s.inlineSlots }()
+		case <-time.After(inlineSlotWait):
+			return nil, errInlineBusy
+		}
 		b, err := s.runInline(ctx, src)
 		if err != nil {
 			return nil, err

@@ -185,3 +185,40 @@ func TestInlineDisabled(t *testing.T) {
 		t.Errorf("spec and inline together: %d %s", r.StatusCode, r.body)
 	}
 }
+
+// TestInlineSlots: inline evaluations run at most InlineSlots at once; a
+// spec that finds every slot taken for the slot wait is a 503 with
+// Retry-After, not one more child, and the slot is free again once the
+// running evaluation stops.
+func TestInlineSlots(t *testing.T) {
+	bin := buildBale(t)
+	const timeout = 12 * time.Second
+	h := startServer(t, "", withInline(bin, timeout), func(c *Config) { c.InlineSlots = 1 })
+	// Evaluating this runs until the timeout stops it.
+	slow := "package p\n\na: [for i in [1,2,3,4,5,6,7,8] for j in [1,2,3,4,5,6,7,8] for k in [1,2,3,4,5,6,7,8] for l in [1,2,3,4,5,6,7,8] for m in [1,2,3,4,5,6,7,8] for n in [1,2,3,4,5,6,7,8] for o in [1,2,3,4,5,6,7,8] for q in [1,2,3,4,5,6,7,8] {\"\\(i)\\(j)\\(k)\\(l)\\(m)\\(n)\\(o)\\(q)\"}]\n"
+	first := make(chan response, 1)
+	go func() { first <- h.do(http.MethodPost, exportsPath, "rw", inlineBody(t, slow)) }()
+	time.Sleep(500 * time.Millisecond)
+
+	other := "package p\n\nx: 1\n"
+	start := time.Now()
+	r := h.do(http.MethodPost, exportsPath, "rw", inlineBody(t, other))
+	if r.StatusCode != http.StatusServiceUnavailable || problemType(t, r) != "inline-busy" {
+		t.Fatalf("second inline spec while the only slot is busy: %d %s, want 503 inline-busy", r.StatusCode, r.body)
+	}
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("503 inline-busy without Retry-After")
+	}
+	if took := time.Since(start); took < inlineSlotWait || took > inlineSlotWait+3*time.Second {
+		t.Errorf("inline-busy after %s, want about %s", took.Round(time.Millisecond), inlineSlotWait)
+	}
+
+	if r := <-first; r.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("slow inline spec: %d %s, want 422 past the timeout", r.StatusCode, r.body)
+	}
+	// The slot is free again: the next spec is evaluated (and refused for
+	// what it is, not for a busy slot).
+	if r := h.do(http.MethodPost, exportsPath, "rw", inlineBody(t, other)); r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "spec-invalid" {
+		t.Fatalf("after the slot was freed: %d %s, want 422 spec-invalid", r.StatusCode, r.body)
+	}
+}

@@ -95,6 +95,10 @@ type Config struct {
 	// 512 MiB.
 	InlineTimeout time.Duration
 	InlineMemory  int64
+	// InlineSlots bounds the inline evaluations running at once, each a
+	// child that may hold InlineMemory: without it, a burst of distinct
+	// inline specs is a burst of children. 0 means 2.
+	InlineSlots int
 	// Getenv reads COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY and the go
 	// command's locations for release builds; nil means os.Getenv.
 	Getenv func(string) string
@@ -119,6 +123,8 @@ type Server struct {
 	planning singleflight.Group
 	// admit serialises the build limit's count and the queueing of a build.
 	admit sync.Mutex
+	// inlineSlots holds one token per inline evaluation running.
+	inlineSlots chan struct{}
 }
 
 // New opens the data directory and the job store and returns a Server
@@ -143,6 +149,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.InlineTimeout, defaultInlineTimeout)
 	if cfg.InlineMemory <= 0 {
 		cfg.InlineMemory = defaultInlineMemory
+	}
+	if cfg.InlineSlots <= 0 {
+		cfg.InlineSlots = 2
 	}
 	if cfg.MaxBuilds <= 0 {
 		cfg.MaxBuilds = 2
@@ -175,7 +184,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Getenv == nil {
 		cfg.Getenv = os.Getenv
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, inlineSlots: make(chan struct{}, cfg.InlineSlots)}
 	if s.signingPEM, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
 		return nil, err
 	}
