@@ -33,8 +33,11 @@ func newPin() *cobra.Command {
 		Short: "Write resolved digests and chart versions into the spec",
 		Long: `pin resolves the spec as bale plan does and writes what it left open back
 into its CUE source: a digest beside every image named by tag (or OCI layout
-without refName), a version beside every local chart without one. Then
-vet --strict, plan --strict and build --strict accept the spec.
+without refName); for every chart, the exact version resolved when the spec
+gives none or a range ("^1.4"), and the digest of its archive (the index's
+or registry's, or a directory's tree digest) when it gives none. Then
+vet --strict, plan --strict and build --strict accept the spec, and a chart
+republished under the same version fails the build.
 
 The source is edited as CUE syntax and printed with cue/format: comments and
 the rest of the file stay. pin prints a unified diff of every file it
@@ -78,7 +81,11 @@ func (o *pinOptions) run(cmd *cobra.Command, path string) (*pinResult, error) {
 		for _, p := range res.pins {
 			// The field is missing: point at the one it would follow.
 			file, line, col := inst.Pos(p.Anchor())
-			fmt.Fprintf(stderr, "%s:%d:%d: %s: not pinned (%s)\n", file, line, col, p.Path, p.Input)
+			why := "not pinned"
+			if p.Range != "" {
+				why = fmt.Sprintf("%q is a range, not pinned", p.Range)
+			}
+			fmt.Fprintf(stderr, "%s:%d:%d: %s: %s (%s)\n", file, line, col, p.Path, why, p.Input)
 		}
 		return res, nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -11,10 +12,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/repo"
 )
 
 // TestPin: bale pin writes the digest of an image named by tag (resolved
-// from a loopback registry) and the version of a local chart into the CUE
+// from a loopback registry) and the version and tree digest of a local chart into the CUE
 // source, keeping its comments, prints a diff, and afterwards --check,
 // vet --strict, plan --strict and build --strict accept the spec, which
 // they refused before.
@@ -86,6 +90,10 @@ bootstrapPack: {
 			t.Errorf("pinned spec lacks %q:\n%s", want, b)
 		}
 	}
+	// The chart directory's tree digest is pinned too.
+	if strings.Count(string(b), "digest:") != 2 {
+		t.Errorf("pinned spec lacks the chart's digest:\n%s", b)
+	}
 	if _, errs, code := bale(t, ws, "pin", "spec", "--check"); code != 0 {
 		t.Errorf("pin --check after: exit %d\n%s", code, errs)
 	}
@@ -98,5 +106,150 @@ bootstrapPack: {
 	out, _, code = bale(t, ws, "pin", "spec")
 	if b2, _ := os.ReadFile(file); code != 0 || string(b2) != string(b) || !strings.Contains(out, "nothing to write") {
 		t.Errorf("pin of a pinned spec: exit %d\n%s", code, out)
+	}
+}
+
+// chartRepo serves a real Helm chart repository on loopback: the
+// airgap-controller test chart packaged by Helm as each of versions, with
+// an index.yaml as helm repo index writes it. It returns the repository's
+// URL and its directory, whose files the test may change.
+func chartRepo(t *testing.T, versions ...string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, v := range versions {
+		ch, err := loader.Load("../../testdata/charts/airgap-controller")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch.Metadata.Version = v
+		if _, err := chartutil.Save(ch, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	reindex(t, dir, srv.URL)
+	return srv.URL, dir
+}
+
+// reindex writes dir's index.yaml as helm repo index does.
+func reindex(t *testing.T, dir, url string) {
+	t.Helper()
+	idx, err := repo.IndexDirectory(dir, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx.SortEntries()
+	if err := idx.WriteFile(filepath.Join(dir, "index.yaml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPinCharts: bale pin writes a chart's digest, and its exact version
+// when the spec gives a range or none, resolved from a real Helm chart
+// repository on loopback; the range is replaced in place, its comment
+// kept. --check lists each before and nothing after. Attack: the
+// repository then republishes the pinned version with other bytes (and a
+// matching index), and plan refuses it, naming the chart and both
+// digests.
+func TestPinCharts(t *testing.T) {
+	// bale runs in the workspace: name the test chart absolutely.
+	chartDir, err := filepath.Abs("../../testdata/charts/airgap-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, dir := chartRepo(t, "1.4.2", "1.5.0", "2.0.0")
+	src := `package x
+
+bootstrapPack: {
+	sourceDateEpoch: 0
+	charts: [{
+		name:       "airgap-controller"
+		repository: "` + url + `"
+		version:    "^1.4" // the 1.x line
+	}, {
+		name:       "newest"
+		repository: "` + url + `"
+	}]
+}
+`
+	// "newest" is airgap-controller under another name in the spec: the
+	// chart's own name must match, so serve it as a second chart.
+	src = strings.Replace(src, `name:       "newest"`, `name:       "airgap-controller2"`, 1)
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Metadata.Name, ch.Metadata.Version = "airgap-controller2", "3.1.0"
+	if _, err := chartutil.Save(ch, dir); err != nil {
+		t.Fatal(err)
+	}
+	reindex(t, dir, url)
+
+	ws := writeWorkspace(t, map[string]string{"spec/pack.cue": src})
+	file := filepath.Join(ws, "spec", "pack.cue")
+	_, errs, code := bale(t, ws, "pin", "spec", "--check")
+	for _, want := range []string{
+		`spec/pack.cue:8:3: bootstrapPack.charts[0].version: "^1.4" is a range, not pinned (chart/airgap-controller)`,
+		"spec/pack.cue:8:3: bootstrapPack.charts[0].digest: not pinned (chart/airgap-controller)",
+		"spec/pack.cue:11:3: bootstrapPack.charts[1].version: not pinned (chart/airgap-controller2)",
+		"spec/pack.cue:11:3: bootstrapPack.charts[1].digest: not pinned (chart/airgap-controller2)",
+	} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("pin --check before: exit %d, want %q\n%s", code, want, errs)
+		}
+	}
+	if _, errs, code := bale(t, ws, "vet", "--strict", "spec"); code != 1 || !strings.Contains(errs, `"^1.4" is a range`) {
+		t.Errorf("vet --strict before: exit %d\n%s", code, errs)
+	}
+
+	out, errs, code := bale(t, ws, "pin", "spec")
+	if code != 0 {
+		t.Fatalf("pin: exit %d\n%s%s", code, out, errs)
+	}
+	sums := map[string]string{}
+	idx, err := repo.LoadIndexFile(filepath.Join(dir, "index.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"airgap-controller", "airgap-controller2"} {
+		for _, cv := range idx.Entries[name] {
+			sums[name+"-"+cv.Version] = "sha256:" + cv.Digest
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"\t\tversion:    \"1.5.0\" // the 1.x line\n\t\tdigest:     \"" + sums["airgap-controller-1.5.0"] + "\"\n",
+		"\t\trepository: \"" + url + "\"\n\t\tversion:    \"3.1.0\"\n\t\tdigest:     \"" + sums["airgap-controller2-3.1.0"] + "\"\n",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("pinned spec lacks %q:\n%s", want, b)
+		}
+	}
+	if !strings.Contains(out, "-\t\tversion:    \"^1.4\" // the 1.x line\n+\t\tversion:    \"1.5.0\" // the 1.x line\n") {
+		t.Errorf("pin diff:\n%s", out)
+	}
+	for _, args := range [][]string{{"pin", "spec", "--check"}, {"vet", "--strict", "spec"}, {"plan", "spec", "--strict", "-o", "plan.json"}} {
+		if _, errs, code := bale(t, ws, args...); code != 0 {
+			t.Errorf("bale %v after pinning: exit %d\n%s", args, code, errs)
+		}
+	}
+
+	// The repository republishes 1.5.0 with other bytes.
+	ch, err = loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Metadata.Version, ch.Metadata.Description = "1.5.0", "republished"
+	if _, err := chartutil.Save(ch, dir); err != nil {
+		t.Fatal(err)
+	}
+	reindex(t, dir, url)
+	_, errs, code = bale(t, ws, "plan", "spec", "-o", "plan2.json")
+	if code == 0 || !strings.Contains(errs, "spec pins "+sums["airgap-controller-1.5.0"]+" but the chart has sha256:") {
+		t.Errorf("plan of a republished chart: exit %d\n%s", code, errs)
 	}
 }

@@ -1,7 +1,8 @@
 // Package pin writes what a plan resolved back into a spec's CUE source:
-// the digest of every image named by tag and the version of every local
-// chart that leaves it open, so that vet --strict, plan --strict and
-// build --strict accept the spec. The source is edited as a CUE syntax
+// the digest of every image named by tag, and of every chart the spec
+// gives no digest, and the exact version of every chart that gives none or
+// a range, so that vet --strict, plan --strict and build --strict accept
+// the spec and a chart republished under its version is caught. The source is edited as a CUE syntax
 // tree and printed with cue/format, so comments and the rest of the file
 // stay as they were.
 package pin
@@ -20,6 +21,7 @@ import (
 	"cuelang.org/go/cue/token"
 
 	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
 )
 
@@ -35,6 +37,10 @@ type Pin struct {
 	Field, After string
 	// Value is what the plan resolved; empty until Resolve.
 	Value string
+	// Range is the version range the spec gives (Field is "version"): the
+	// pin replaces it with the version resolved in it, and After is
+	// "version" too.
+	Range string
 }
 
 // Anchor is the CUE path of the field the pin follows.
@@ -43,9 +49,9 @@ func (p Pin) Anchor() string {
 }
 
 // Missing lists what inst leaves unpinned, in spec order: images named by
-// tag (or an OCI layout without refName) with no digest, local charts with
-// no version; a field marked @bale(allow="unpinned") is not listed. It
-// needs no network.
+// tag (or an OCI layout without refName) with no digest; charts with no
+// version, a version range, or no digest. An input whose source field is
+// marked @bale(allow="unpinned") is not listed. It needs no network.
 func Missing(inst *spec.Instance) []Pin {
 	var out []Pin
 	bp := inst.Spec.BootstrapPack
@@ -68,11 +74,42 @@ func Missing(inst *spec.Instance) []Pin {
 		}
 	}
 	for i, c := range bp.Charts {
-		if c.Path != "" && c.Version == "" && !inst.Allowed(fmt.Sprintf("bootstrapPack.charts[%d].path", i), spec.AllowUnpinned) {
-			out = append(out, Pin{Path: fmt.Sprintf("bootstrapPack.charts[%d].version", i), Input: plan.KindChart + "/" + c.Name, Field: "version", After: "path"})
+		at := fmt.Sprintf("bootstrapPack.charts[%d]", i)
+		src := chartSource(c)
+		if src == "" || inst.Allowed(at+"."+src, spec.AllowUnpinned) {
+			continue
+		}
+		input := plan.KindChart + "/" + c.Name
+		switch {
+		case c.Version == "":
+			out = append(out, Pin{Path: at + ".version", Input: input, Field: "version", After: src})
+		case !resolve.IsExactVersion(c.Version):
+			out = append(out, Pin{Path: at + ".version", Input: input, Field: "version", After: "version", Range: c.Version})
+		}
+		// A version names a chart but not its bytes: a repository may
+		// publish them again, a directory may change.
+		if c.Digest == "" {
+			after := src
+			if c.Version != "" {
+				after = "version"
+			}
+			out = append(out, Pin{Path: at + ".digest", Input: input, Field: "digest", After: after})
 		}
 	}
 	return out
+}
+
+// chartSource names the field a chart's source is written in.
+func chartSource(c spec.Chart) string {
+	switch {
+	case c.Path != "":
+		return "path"
+	case c.Repository != "":
+		return "repository"
+	case c.OCI != "":
+		return "oci"
+	}
+	return ""
 }
 
 // Resolve fills in each pin's value from plan p.
@@ -109,20 +146,24 @@ type Edit struct {
 // literal beside the field it follows (a value computed by an expression,
 // say) is an error naming it, for the author to pin by hand.
 func Apply(inst *spec.Instance, pins []Pin) ([]Edit, error) {
+	type key struct {
+		pos   token.Pos
+		field string
+	}
 	byFile := map[string][]located{}
-	seen := map[token.Pos]string{}
+	seen := map[key]string{}
 	for _, pn := range pins {
 		anchor := pn.Anchor()
 		pos, ok := inst.SourcePos(anchor)
 		if !ok {
 			return nil, fmt.Errorf("pin %s: the spec does not write %s in a file", pn.Path, anchor)
 		}
-		if other, dup := seen[pos]; dup {
+		if other, dup := seen[key{pos, pn.Field}]; dup {
 			// One struct in the source makes both (a comprehension, a
 			// shared definition): one value cannot pin both.
 			return nil, fmt.Errorf("pin %s: %s and %s are written by the same struct at %s; pin them by hand", pn.Path, other, anchor, pos)
 		}
-		seen[pos] = anchor
+		seen[key{pos, pn.Field}] = anchor
 		byFile[pos.Filename()] = append(byFile[pos.Filename()], located{pin: pn, line: pos.Line(), col: pos.Column()})
 	}
 	files := make([]string, 0, len(byFile))
@@ -140,8 +181,9 @@ func Apply(inst *spec.Instance, pins []Pin) ([]Edit, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pin: parse %s: %w", name, err)
 		}
+		added := map[ast.Decl]bool{}
 		for _, l := range byFile[name] {
-			if err := insert(f, l); err != nil {
+			if err := insert(f, l, added); err != nil {
 				return nil, err
 			}
 		}
@@ -161,8 +203,9 @@ type located struct {
 }
 
 // insert adds l's field after the field at l's position, in the struct
-// literal holding it.
-func insert(f *ast.File, l located) error {
+// literal holding it, and after the fields already added there (added),
+// so that pins keep their order; or, for a range, replaces the range.
+func insert(f *ast.File, l located, added map[ast.Decl]bool) error {
 	var (
 		stack []ast.Node
 		done  bool
@@ -196,6 +239,18 @@ func insert(f *ast.File, l located) error {
 			if d != fd {
 				continue
 			}
+			if l.pin.Range != "" {
+				v := ast.NewString(l.pin.Value)
+				// A comment on the range stays with the version.
+				ast.SetComments(v, ast.Comments(fd.Value))
+				ast.SetPos(v, fd.Value.Pos())
+				fd.Value = v
+				done = true
+				return false
+			}
+			for i+1 < len(*elts) && added[(*elts)[i+1]] {
+				i++
+			}
 			nf := &ast.Field{Label: ast.NewIdent(l.pin.Field), Value: ast.NewString(l.pin.Value)}
 			// One field a line, or all on one, as the struct is written.
 			if p.RelPos() >= token.Newline {
@@ -204,6 +259,7 @@ func insert(f *ast.File, l located) error {
 				ast.SetRelPos(nf, token.Blank)
 			}
 			*elts = append((*elts)[:i+1], append([]ast.Decl{nf}, (*elts)[i+1:]...)...)
+			added[nf] = true
 			done = true
 			return false
 		}

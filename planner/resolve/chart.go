@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-containerregistry/pkg/name"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -84,7 +85,9 @@ func checkChart(c spec.Chart, digest string, ch *chart.Chart) error {
 		return fmt.Errorf("chart is named %q in Chart.yaml, the spec says %q", md.Name, c.Name)
 	}
 	if c.Version != "" && md.Version != c.Version {
-		return fmt.Errorf("chart version is %s, the spec says %s", md.Version, c.Version)
+		if _, err := PickVersion(c.Version, []string{md.Version}); err != nil || IsExactVersion(c.Version) {
+			return fmt.Errorf("chart version is %s, the spec says %s", md.Version, c.Version)
+		}
 	}
 	if c.Digest != "" && c.Digest != digest {
 		return fmt.Errorf("spec pins %s but the chart has %s", c.Digest, digest)
@@ -281,12 +284,10 @@ func DirDigest(ch *chart.Chart) (digest string, size int64) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), size
 }
 
-// chartRepo pins a chart from an HTTP chart repository: the exact version
-// from index.yaml, downloaded and checked against the index's digest.
+// chartRepo pins a chart from an HTTP chart repository: the version of
+// index.yaml the spec names (exactly, or the newest in its range, or the
+// newest at all), downloaded and checked against the index's digest.
 func (r *Resolver) chartRepo(ctx context.Context, c spec.Chart) (plan.Input, *chart.Chart, error) {
-	if c.Version == "" {
-		return plan.Input{}, nil, errors.New("a repository chart needs a version")
-	}
 	indexURL := strings.TrimSuffix(c.Repository, "/") + "/index.yaml"
 	if err := r.offline(indexURL); err != nil {
 		return plan.Input{}, nil, err
@@ -299,28 +300,34 @@ func (r *Resolver) chartRepo(ctx context.Context, c spec.Chart) (plan.Input, *ch
 	if err := yaml.Unmarshal(raw, &idx); err != nil {
 		return plan.Input{}, nil, fmt.Errorf("parse %s: %w", indexURL, err)
 	}
-	var cv *repoChartVersion
 	var versions []string
+	byVersion := map[string]*repoChartVersion{}
 	for _, v := range idx.Entries[c.Name] {
 		if v == nil {
 			continue
 		}
-		if v.Version == c.Version {
-			cv = v
-			break
+		if _, dup := byVersion[v.Version]; !dup {
+			byVersion[v.Version] = v
+			versions = append(versions, v.Version)
 		}
-		versions = append(versions, v.Version)
 	}
-	if cv == nil {
-		if _, ok := idx.Entries[c.Name]; !ok {
-			names := make([]string, 0, len(idx.Entries))
-			for n := range idx.Entries {
-				names = append(names, n)
-			}
-			return plan.Input{}, nil, fmt.Errorf("index.yaml has no chart %q (charts: %s)", c.Name, shownList(names))
+	if _, ok := idx.Entries[c.Name]; !ok {
+		names := make([]string, 0, len(idx.Entries))
+		for n := range idx.Entries {
+			names = append(names, n)
 		}
-		return plan.Input{}, nil, fmt.Errorf("index.yaml has no version %s of chart %s (versions: %s)", c.Version, c.Name, shownList(versions))
+		return plan.Input{}, nil, fmt.Errorf("index.yaml has no chart %q (charts: %s)", c.Name, shownList(names))
 	}
+	version, err := PickVersion(c.Version, versions)
+	if err != nil {
+		if IsExactVersion(c.Version) {
+			return plan.Input{}, nil, fmt.Errorf("index.yaml has no version %s of chart %s (versions: %s)", c.Version, c.Name, shownList(versions))
+		}
+		return plan.Input{}, nil, fmt.Errorf("index.yaml, chart %s: %w", c.Name, err)
+	}
+	cv := byVersion[version]
+	// From here on the chart is this exact version.
+	c.Version = version
 	if len(cv.URLs) == 0 {
 		return plan.Input{}, nil, fmt.Errorf("%s: chart %s %s lists no URL", indexURL, c.Name, c.Version)
 	}
@@ -549,4 +556,56 @@ func resolveReferenceURL(baseURL, refURL string) (string, error) {
 	u := base.ResolveReference(ref)
 	u.RawQuery = base.RawQuery
 	return u.String(), nil
+}
+
+// IsExactVersion says whether a spec's chart version names one version (a
+// strict SemVer 2 version such as "1.4.2") rather than a range such as
+// "^1.4" or ">=1.0 <2".
+func IsExactVersion(v string) bool {
+	_, err := semver.StrictNewVersion(v)
+	return err == nil
+}
+
+// PickVersion chooses the chart version a spec's version names among a
+// repository's: the same string when it lists it, else the newest that
+// satisfies it as a SemVer range (Helm's "^1.4", "~1.4.2", ">=1 <2",
+// "1.x"), or the newest of all when want is empty. Like Helm, a range
+// matches pre-releases only when it names one.
+func PickVersion(want string, have []string) (string, error) {
+	if want != "" {
+		for _, h := range have {
+			if h == want {
+				return h, nil
+			}
+		}
+		if IsExactVersion(want) {
+			return "", fmt.Errorf("no version %s (versions: %s)", want, shownList(have))
+		}
+	}
+	rng := want
+	if rng == "" {
+		rng = "*"
+	}
+	cons, err := semver.NewConstraint(rng)
+	if err != nil {
+		return "", fmt.Errorf("version %q is neither a version nor a range: %w", want, err)
+	}
+	var best *semver.Version
+	pick := ""
+	for _, h := range have {
+		v, err := semver.NewVersion(h)
+		if err != nil || !cons.Check(v) {
+			continue
+		}
+		if best == nil || v.GreaterThan(best) {
+			best, pick = v, h
+		}
+	}
+	if best == nil {
+		if want == "" {
+			return "", fmt.Errorf("no SemVer version (versions: %s)", shownList(have))
+		}
+		return "", fmt.Errorf("no version in range %s (versions: %s)", want, shownList(have))
+	}
+	return pick, nil
 }

@@ -230,3 +230,31 @@ func TestChartChangedAfterPlanning(t *testing.T) {
 		t.Fatalf("archive: err = %v", err)
 	}
 }
+
+// TestPickVersion: a spec's chart version picks among a repository's
+// versions as Helm does: the exact string first, else the newest in the
+// range (pre-releases only when the range names one), else an error
+// listing what there is.
+func TestPickVersion(t *testing.T) {
+	have := []string{"1.4.2", "1.5.0", "1.6.0-rc.1", "2.0.0", "junk"}
+	for _, tt := range []struct {
+		want, got, err string
+	}{
+		{want: "1.4.2", got: "1.4.2"},
+		{want: "junk", got: "junk"},
+		{want: "^1.4", got: "1.5.0"},
+		{want: "~1.4.0", got: "1.4.2"},
+		{want: ">=1.0 <2", got: "1.5.0"},
+		{want: "1.x", got: "1.5.0"},
+		{want: "", got: "2.0.0"},
+		{want: ">=1.6.0-0 <2", got: "1.6.0-rc.1"},
+		{want: "1.4.3", err: "no version 1.4.3 (versions: 1.4.2, 1.5.0, 1.6.0-rc.1, 2.0.0, junk)"},
+		{want: "^3", err: "no version in range ^3"},
+		{want: "not a range!", err: `version "not a range!" is neither a version nor a range`},
+	} {
+		got, err := PickVersion(tt.want, have)
+		if got != tt.got || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("PickVersion(%q) = %q, %v; want %q, %q", tt.want, got, err, tt.got, tt.err)
+		}
+	}
+}

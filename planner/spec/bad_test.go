@@ -74,8 +74,8 @@ func TestBadSpecs(t *testing.T) {
 		{"no-signing-key", []string{
 			"testdata/bad/no-signing-key.cue:6:2: release.signing: set key, devKey, or both",
 		}},
-		{"repo-chart-no-version", []string{
-			"testdata/bad/repo-chart-no-version.cue:5:25: bootstrapPack.charts[0].version: chart \"web\" from repository needs an exact version",
+		{"oci-chart-range", []string{
+			"testdata/bad/oci-chart-range.cue:5:25: bootstrapPack.charts[0].version: chart \"web\" from oci needs an exact version",
 		}},
 		{"several-errors", []string{
 			"testdata/bad/several-errors.cue:4:19: bootstrapPack.sourceDateEpoch: invalid value \"yesterday\": want an RFC 3339 time such as \"2025-01-01T00:00:00Z\", or Unix seconds",

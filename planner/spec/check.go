@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/bale-build/bale/plan"
@@ -233,12 +234,18 @@ func (c *checker) charts(list cue.Value, at string) {
 			seen[nm] = nv
 		}
 		src := c.oneOf(el, ep, fmt.Sprintf("chart %q", nm), "path", "repository", "oci")
-		_, _, hasVersion := str(el, "version")
+		version, vv, hasVersion := str(el, "version")
+		muted := allowed(el.LookupPath(cue.ParsePath(src)), AllowUnpinned)
 		switch {
-		case (src == "repository" || src == "oci") && !hasVersion:
+		case src == "oci" && (!hasVersion || !exactVersion(version)):
+			// A registry lists tags, not versions: no range to choose in.
 			c.add(SeverityError, el.LookupPath(cue.ParsePath(src)), "%s.version: chart %q from %s needs an exact version", ep, nm, src)
-		case src == "path" && !hasVersion && !allowed(el.LookupPath(cue.ParsePath("path")), AllowUnpinned):
+		case src == "repository" && !hasVersion && !muted:
+			c.add(SeverityWarning, el, "%s: chart %q has no pinned version; the newest in the repository is used (bale pin writes it)", ep, nm)
+		case src == "path" && !hasVersion && !muted:
 			c.add(SeverityWarning, el, "%s: chart %q has no pinned version; the version in its Chart.yaml is used as found", ep, nm)
+		case hasVersion && !exactVersion(version) && !muted:
+			c.add(SeverityWarning, vv, "%s.version: %q is a range; the newest version in it is used (bale pin writes it)", ep, version)
 		}
 	}
 }
@@ -421,4 +428,11 @@ func field(schema cue.Value, sel cue.Selector) cue.Value {
 		}
 	}
 	return cue.Value{}
+}
+
+// exactVersion says whether a chart version names one version, strict
+// SemVer 2 ("1.4.2"), rather than a range ("^1.4").
+func exactVersion(v string) bool {
+	_, err := semver.StrictNewVersion(v)
+	return err == nil
 }

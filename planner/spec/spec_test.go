@@ -102,7 +102,7 @@ func TestWarnings(t *testing.T) {
 bootstrapPack: {
 	sourceDateEpoch: "2025-01-01T00:00:00Z"
 	images: [{name: "web", ref: "r.example/web:1.0"}, {name: "db", ref: "r.example/db"}]
-	charts: [{name: "c", path: "charts/c"}]
+	charts: [{name: "c", path: "charts/c"}, {name: "r", repository: "https://charts.example", version: "^1.2"}, {name: "n", repository: "https://charts.example"}]
 }
 `
 	in, diags, err := Parse(context.Background(), "w.cue", []byte(src), "/specs")
@@ -113,6 +113,8 @@ bootstrapPack: {
 		`w.cue:4:25: warning: bootstrapPack.images[0].ref: "r.example/web:1.0" is a tag without a pinned digest; a moved tag changes the build`,
 		`w.cue:4:65: warning: bootstrapPack.images[1].ref: "r.example/db" has no tag or digest; it resolves ":latest", which moves`,
 		`w.cue:5:11: warning: bootstrapPack.charts[0]: chart "c" has no pinned version; the version in its Chart.yaml is used as found`,
+		`w.cue:5:92: warning: bootstrapPack.charts[1].version: "^1.2" is a range; the newest version in it is used (bale pin writes it)`,
+		`w.cue:5:110: warning: bootstrapPack.charts[2]: chart "n" has no pinned version; the newest in the repository is used (bale pin writes it)`,
 	}
 	var got []string
 	for _, d := range diags {
