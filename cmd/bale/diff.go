@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -10,11 +12,14 @@ import (
 	"github.com/bale-build/bale/planner/diff"
 )
 
+// diffOptions are bale diff's flags.
+type diffOptions struct {
+	plan   planFlags
+	format string
+}
+
 func newDiff() *cobra.Command {
-	var (
-		pf     planFlags
-		format string
-	)
+	var o diffOptions
 	cmd := &cobra.Command{
 		Use:   "diff OLD NEW",
 		Short: "Show what changed between two plans",
@@ -42,53 +47,66 @@ Exit status (the terraform plan -detailed-exitcode convention):
   bale diff main.json pr.json --format markdown > comment.md`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "text", "json", "markdown"); err != nil {
+			r, err := o.run(cmd.Context(), [2]string{args[0], args[1]}, cmd.ErrOrStderr())
+			if err != nil {
 				return err
 			}
-			var sides [2]*planned
-			// A plan and a spec, offline: the plan is the lock, so a
-			// registry input is compared as the plan pinned it and the
-			// question answered is "did the spec change?".
-			if pf.offline && pf.lock == "" {
-				for _, a := range args {
-					if strings.HasSuffix(a, ".json") {
-						pf.lock = a
-						break
-					}
-				}
-			}
-			for i, a := range args {
-				var err error
-				if strings.HasSuffix(a, ".json") {
-					sides[i], err = readPlan(a)
-				} else {
-					sides[i], err = pf.makePlan(cmd.Context(), a, cmd.ErrOrStderr(), false)
-				}
-				if err != nil {
-					return err
-				}
-			}
-			r := diff.Plans(args[0], args[1], sides[0].id, sides[1].id, sides[0].plan, sides[1].plan)
-			w := cmd.OutOrStdout()
-			var err error
-			switch format {
-			case "json":
-				err = r.JSON(w)
-			case "markdown":
-				err = r.Markdown(w)
-			default:
-				err = r.Text(w, isTerminal(w) && os.Getenv("NO_COLOR") == "")
-			}
-			if err != nil {
-				return fmt.Errorf("write diff: %w", err)
-			}
-			if !r.Empty() {
-				return &exitError{code: 2, reported: true}
-			}
-			return nil
+			return o.render(cmd.OutOrStdout(), r)
 		},
 	}
-	pf.register(cmd)
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or markdown")
+	o.plan.register(cmd)
+	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text, json or markdown")
 	return cmd
+}
+
+// run reads or plans both sides and compares them.
+func (o *diffOptions) run(ctx context.Context, args [2]string, stderr io.Writer) (*diff.Report, error) {
+	if err := checkFormat(o.format, "text", "json", "markdown"); err != nil {
+		return nil, err
+	}
+	pf := o.plan
+	// A plan and a spec, offline: the plan is the lock, so a registry
+	// input is compared as the plan pinned it and the question answered
+	// is "did the spec change?".
+	if pf.offline && pf.lock == "" {
+		for _, a := range args {
+			if strings.HasSuffix(a, ".json") {
+				pf.lock = a
+				break
+			}
+		}
+	}
+	var sides [2]*planned
+	for i, a := range args {
+		var err error
+		if strings.HasSuffix(a, ".json") {
+			sides[i], err = readPlan(a)
+		} else {
+			sides[i], err = pf.makePlan(ctx, a, stderr, false)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return diff.Plans(args[0], args[1], sides[0].id, sides[1].id, sides[0].plan, sides[1].plan), nil
+}
+
+// render writes the report in --format; a non-empty one exits 2.
+func (o *diffOptions) render(w io.Writer, r *diff.Report) error {
+	var err error
+	switch o.format {
+	case "json":
+		err = r.JSON(w)
+	case "markdown":
+		err = r.Markdown(w)
+	default:
+		err = r.Text(w, isTerminal(w) && os.Getenv("NO_COLOR") == "")
+	}
+	if err != nil {
+		return fmt.Errorf("write diff: %w", err)
+	}
+	if !r.Empty() {
+		return &exitError{code: 2, reported: true}
+	}
+	return nil
 }

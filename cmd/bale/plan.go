@@ -296,13 +296,22 @@ func progressLine(w io.Writer, what string) func(key string, done, total int) {
 	}
 }
 
+// planOptions are bale plan's flags.
+type planOptions struct {
+	plan   planFlags
+	out    string
+	format string
+	quiet  bool
+}
+
+// planResult is the plan made and where it went ("" for standard output).
+type planResult struct {
+	pl  *planned
+	out string
+}
+
 func newPlan() *cobra.Command {
-	var (
-		pf     planFlags
-		out    string
-		format string
-		quiet  bool
-	)
+	var o planOptions
 	cmd := &cobra.Command{
 		Use:   "plan [PATH]",
 		Short: "Resolve every input to a digest and write the plan",
@@ -328,47 +337,62 @@ plan and build then say so on standard error, naming both values.`,
   bale plan specs/airgap --format json | jq .planId`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "text", "json"); err != nil {
-				return err
-			}
 			path := ""
 			if len(args) == 1 {
 				path = args[0]
 			}
-			if out == "-" {
-				out = "" // standard output, as without -o
-			}
-			pl, err := pf.makePlan(cmd.Context(), path, cmd.ErrOrStderr(), !quiet)
+			r, err := o.run(cmd.Context(), path, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			if out != "" {
-				if err := writeFileAtomic(out, pl.bytes); err != nil {
-					return err
-				}
-			}
-			sum := summarize(pl)
-			if format == "json" {
-				sum.Path = out
-				return writeJSON(cmd.OutOrStdout(), sum)
-			}
-			w := cmd.OutOrStdout()
-			if out == "" {
-				// Without -o the plan itself is the output, for pipes.
-				_, err := w.Write(pl.bytes)
-				fmt.Fprintf(cmd.ErrOrStderr(), "plan %s  %d inputs, %d steps, %s from sources\n", pl.id, sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
-				return err
-			}
-			fmt.Fprintf(w, "%s  %s\n", pl.id, out)
-			fmt.Fprintf(w, "%d inputs, %d steps, %s from sources\n", sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
-			return nil
+			return o.render(cmd.OutOrStdout(), cmd.ErrOrStderr(), r)
 		},
 	}
-	pf.register(cmd)
-	cmd.Flags().StringVarP(&out, "output", "o", "", "write the plan to this file; - or none for standard output")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress on standard error")
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	o.plan.register(cmd)
+	cmd.Flags().StringVarP(&o.out, "output", "o", "", "write the plan to this file; - or none for standard output")
+	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress on standard error")
+	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text or json")
 	return cmd
+}
+
+// run plans the spec at path and writes the plan to -o, if given.
+func (o *planOptions) run(ctx context.Context, path string, stderr io.Writer) (*planResult, error) {
+	if err := checkFormat(o.format, "text", "json"); err != nil {
+		return nil, err
+	}
+	out := o.out
+	if out == "-" {
+		out = "" // standard output, as without -o
+	}
+	pl, err := o.plan.makePlan(ctx, path, stderr, !o.quiet)
+	if err != nil {
+		return nil, err
+	}
+	if out != "" {
+		if err := writeFileAtomic(out, pl.bytes); err != nil {
+			return nil, err
+		}
+	}
+	return &planResult{pl: pl, out: out}, nil
+}
+
+// render prints the plan's summary (json: one object), and the plan itself
+// when it went to no file.
+func (o *planOptions) render(stdout, stderr io.Writer, r *planResult) error {
+	sum := summarize(r.pl)
+	if o.format == "json" {
+		sum.Path = r.out
+		return writeJSON(stdout, sum)
+	}
+	if r.out == "" {
+		// Without -o the plan itself is the output, for pipes.
+		_, err := stdout.Write(r.pl.bytes)
+		fmt.Fprintf(stderr, "plan %s  %d inputs, %d steps, %s from sources\n", r.pl.id, sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+		return err
+	}
+	fmt.Fprintf(stdout, "%s  %s\n", r.pl.id, r.out)
+	fmt.Fprintf(stdout, "%d inputs, %d steps, %s from sources\n", sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+	return nil
 }
 
 // planSummary is plan's JSON output.

@@ -1,20 +1,31 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bale-build/bale/planner/spec"
 )
 
+// vetOptions are bale vet's flags.
+type vetOptions struct {
+	format string
+	strict bool
+	eval   evalLimits
+}
+
+// vetRun is what vet found: the specs that loaded and every diagnostic.
+type vetRun struct {
+	insts []*spec.Instance
+	diags spec.Diagnostics
+}
+
 func newVet() *cobra.Command {
-	var (
-		format string
-		strict bool
-		lim    evalLimits
-	)
+	var o vetOptions
 	cmd := &cobra.Command{
 		Use:   "vet [PATH...]",
 		Short: "Check specs against bale's schemas",
@@ -41,61 +52,76 @@ Exit status: 0 valid, 1 invalid or failed.`,
   bale vet specs/airgap/pack.cue --strict
   bale vet specs/... --format json | jq '.diagnostics[] | select(.severity=="error")'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "text", "json"); err != nil {
-				return err
-			}
-			insts, diags, err := lim.load(cmd.Context(), cmd.ErrOrStderr(), args, spec.Options{})
+			r, err := o.run(cmd.Context(), args, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			// A spec that names a file that is not there is not buildable
-			// here, whatever its types say.
-			for _, in := range insts {
-				diags = append(diags, in.CheckPaths()...)
-			}
-			if strict {
-				for i := range diags {
-					diags[i].Severity = spec.SeverityError
-				}
-			}
-			out := cmd.OutOrStdout()
-			if format == "json" {
-				res := vetResult{FormatVersion: vetFormatVersion, Valid: !diags.HasErrors(), Diagnostics: diags}
-				for _, in := range insts {
-					res.Specs = append(res.Specs, vetSpec{Path: in.Name, Digest: in.Digest})
-				}
-				if res.Diagnostics == nil {
-					res.Diagnostics = spec.Diagnostics{}
-				}
-				if err := writeJSON(out, res); err != nil {
-					return err
-				}
-			} else {
-				for _, d := range diags {
-					fmt.Fprintln(cmd.ErrOrStderr(), d.String())
-				}
-				if !diags.HasErrors() {
-					for _, in := range insts {
-						fmt.Fprintf(out, "ok  %s  %s\n", in.Name, in.Digest)
-					}
-				}
-			}
-			if diags.HasErrors() {
-				n := 0
-				for _, d := range diags {
-					if d.Severity == spec.SeverityError {
-						n++
-					}
-				}
-				return &exitError{code: 1, reported: format == "json", err: fmt.Errorf("vet: %d error(s)", n)}
-			}
-			return nil
+			return o.render(cmd.OutOrStdout(), cmd.ErrOrStderr(), r)
 		},
 	}
-	lim.register(cmd)
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
-	cmd.Flags().BoolVar(&strict, "strict", false, "treat lint warnings as errors")
+	o.eval.register(cmd)
+	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&o.strict, "strict", false, "treat lint warnings as errors")
 	return cmd
+}
+
+// run loads and checks the specs args name; with --strict, lint warnings
+// are errors.
+func (o *vetOptions) run(ctx context.Context, args []string, stderr io.Writer) (*vetRun, error) {
+	if err := checkFormat(o.format, "text", "json"); err != nil {
+		return nil, err
+	}
+	insts, diags, err := o.eval.load(ctx, stderr, args, spec.Options{})
+	if err != nil {
+		return nil, err
+	}
+	// A spec that names a file that is not there is not buildable here,
+	// whatever its types say.
+	for _, in := range insts {
+		diags = append(diags, in.CheckPaths()...)
+	}
+	if o.strict {
+		for i := range diags {
+			diags[i].Severity = spec.SeverityError
+		}
+	}
+	return &vetRun{insts: insts, diags: diags}, nil
+}
+
+// render prints the diagnostics (text: on stderr, then "ok" per valid
+// spec; json: one object); any error exits 1.
+func (o *vetOptions) render(stdout, stderr io.Writer, r *vetRun) error {
+	if o.format == "json" {
+		res := vetResult{FormatVersion: vetFormatVersion, Valid: !r.diags.HasErrors(), Diagnostics: r.diags}
+		for _, in := range r.insts {
+			res.Specs = append(res.Specs, vetSpec{Path: in.Name, Digest: in.Digest})
+		}
+		if res.Diagnostics == nil {
+			res.Diagnostics = spec.Diagnostics{}
+		}
+		if err := writeJSON(stdout, res); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range r.diags {
+			fmt.Fprintln(stderr, d.String())
+		}
+		if !r.diags.HasErrors() {
+			for _, in := range r.insts {
+				fmt.Fprintf(stdout, "ok  %s  %s\n", in.Name, in.Digest)
+			}
+		}
+	}
+	if !r.diags.HasErrors() {
+		return nil
+	}
+	n := 0
+	for _, d := range r.diags {
+		if d.Severity == spec.SeverityError {
+			n++
+		}
+	}
+	return &exitError{code: 1, reported: o.format == "json", err: fmt.Errorf("vet: %d error(s)", n)}
 }
 
 // vetFormatVersion is the formatVersion of vet's JSON output. It changes
