@@ -11,13 +11,14 @@ import (
 	"strings"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/verify"
 )
 
 // VerifyArchive verifies a kit carried as its archive (K.tar.gz, as Build
 // writes it beside the kit): the archive must hold one top directory of
 // plain files only, which are extracted into a private temporary directory
 // and checked with Verify. The report's Dir is path.
-func VerifyArchive(ctx context.Context, path string, opts VerifyOptions) (*Report, error) {
+func VerifyArchive(ctx context.Context, path string, opts VerifyOptions) (*verify.Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("verify kit archive: %w", err)
@@ -30,25 +31,25 @@ func VerifyArchive(ctx context.Context, path string, opts VerifyOptions) (*Repor
 	defer os.RemoveAll(tmp)
 
 	top := ""
-	var bad *Failure
+	var bad *verify.Failure
 	err = archive.Walk(ctx, f, opts.Limits, func(h *tar.Header, body io.Reader) error {
 		dir, name, nested := strings.Cut(h.Name, "/")
 		switch {
 		case top == "":
 			top = dir
 		case dir != top:
-			bad = &Failure{File: h.Name, Check: CheckFiles, Detail: fmt.Sprintf("outside the kit's top directory %s", top)}
+			bad = &verify.Failure{Entry: h.Name, Check: CheckFiles, Detail: fmt.Sprintf("outside the kit's top directory %s", top)}
 			return errStop
 		}
 		if h.Typeflag == tar.TypeDir {
 			if nested && name != "" {
-				bad = &Failure{File: h.Name, Check: CheckFiles, Detail: "a kit has no subdirectories"}
+				bad = &verify.Failure{Entry: h.Name, Check: CheckFiles, Detail: "a kit has no subdirectories"}
 				return errStop
 			}
 			return nil
 		}
 		if !nested || !ValidName(name) || strings.Contains(name, "/") {
-			bad = &Failure{File: h.Name, Check: CheckFiles, Detail: "not a plain file in the kit's top directory"}
+			bad = &verify.Failure{Entry: h.Name, Check: CheckFiles, Detail: "not a plain file in the kit's top directory"}
 			return errStop
 		}
 		out, err := os.OpenFile(filepath.Join(tmp, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -62,21 +63,27 @@ func VerifyArchive(ctx context.Context, path string, opts VerifyOptions) (*Repor
 		return out.Close()
 	})
 	if bad != nil {
-		return &Report{Dir: path, Checks: []string{CheckFiles}, Failures: []Failure{*bad}}, nil
+		r := newReport(path)
+		r.Ran(CheckFiles)
+		r.Failures = append(r.Failures, *bad)
+		return r, nil
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("verify kit archive %s: %w", path, ctx.Err())
 		}
-		return &Report{Dir: path, Checks: []string{CheckFiles}, Failures: []Failure{{Check: CheckFiles, Detail: fmt.Sprintf("read archive: %v", err)}}}, nil
+		r := newReport(path)
+		r.Ran(CheckFiles)
+		r.Fail("", CheckFiles, fmt.Sprintf("read archive: %v", err))
+		return r, nil
 	}
 	r, err := Verify(ctx, tmp, opts)
 	if err != nil {
 		return nil, fmt.Errorf("verify kit archive %s: %w", path, err)
 	}
-	r.Dir = path
+	r.Path = path
 	if top != r.Name {
-		r.Failures = append(r.Failures, Failure{File: top + "/", Check: CheckFiles, Detail: fmt.Sprintf("top directory is not the kit's name %q", r.Name)})
+		r.Fail(top+"/", CheckFiles, fmt.Sprintf("top directory is not the kit's name %q", r.Name))
 	}
 	return r, nil
 }

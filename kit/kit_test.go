@@ -319,8 +319,8 @@ func TestVerifyArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.OK() || r.Dir != path {
-		t.Fatalf("%v %s", r.Err(), r.Dir)
+	if !r.OK() || r.Path != path {
+		t.Fatalf("%v %s", r.Err(), r.Path)
 	}
 
 	// A kit archive with a tampered member fails naming it.

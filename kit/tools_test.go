@@ -416,7 +416,7 @@ func TestTamper(t *testing.T) {
 			}
 			found := false
 			for _, f := range r.Failures {
-				found = found || (f.Check == tc.check && (f.File == tc.file || strings.Contains(f.Detail, tc.file)))
+				found = found || (f.Check == tc.check && (f.Entry == tc.file || strings.Contains(f.Detail, tc.file)))
 			}
 			if !found {
 				t.Errorf("Verify does not report %s on %s; failures:\n%v", tc.check, tc.file, r.Err())

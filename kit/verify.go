@@ -13,15 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/provenance"
 	"github.com/bale-build/bale/sbom"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/verify"
 )
 
-// Checks Verify runs, as they appear in a Failure.
+// Checks Verify runs, as they appear in a verify.Failure.
 const (
 	CheckFiles           = "files"            // the directory holds exactly the kit's files
 	CheckPublicKey       = "public-key"       // cosign.pub parses (and is the trusted key, if given)
@@ -36,45 +36,9 @@ const (
 	CheckArchive         = "archive"          // the kit archive matches its .sha256
 )
 
-// Report is the result of verifying a kit; it encodes as JSON for
-// `bale verify --format json`.
-type Report struct {
-	Dir      string    `json:"dir"`
-	Name     string    `json:"name,omitempty"`
-	DevKey   bool      `json:"devKey"`
-	Checks   []string  `json:"checks"`
-	Failures []Failure `json:"failures"`
-}
-
-// Failure is one problem: the kit file at fault, the check, and what is
-// wrong.
-type Failure struct {
-	File   string `json:"file,omitempty"`
-	Check  string `json:"check"`
-	Detail string `json:"detail"`
-}
-
-// String formats a failure as "check: file: detail".
-func (f Failure) String() string {
-	if f.File == "" {
-		return f.Check + ": " + f.Detail
-	}
-	return f.Check + ": " + f.File + ": " + f.Detail
-}
-
-// OK reports whether every check passed.
-func (r *Report) OK() bool { return len(r.Failures) == 0 }
-
-// Err is nil for a good kit, else an error listing the failures.
-func (r *Report) Err() error {
-	if r.OK() {
-		return nil
-	}
-	lines := make([]string, len(r.Failures))
-	for i, f := range r.Failures {
-		lines[i] = f.String()
-	}
-	return fmt.Errorf("verify kit %s: %d problem(s):\n  %s", r.Dir, len(r.Failures), strings.Join(lines, "\n  "))
+// newReport starts the report of verifying the kit at path.
+func newReport(path string) *verify.Report {
+	return &verify.Report{Path: path, KitFacts: &verify.KitFacts{Kind: ManifestKind}, Checks: []string{}, Failures: []verify.Failure{}}
 }
 
 // VerifyOptions tune Verify.
@@ -97,7 +61,7 @@ const maxSmallFile = 64 << 20
 // against the dataset tarball, and the kit archive's .sha256 when present.
 // The error is for a kit that cannot be read at all (cancelled context,
 // missing directory); everything wrong with the kit is in the report.
-func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error) {
+func Verify(ctx context.Context, dir string, opts VerifyOptions) (*verify.Report, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("verify kit: %w", err)
@@ -105,7 +69,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Report, error
 	if !st.IsDir() {
 		return nil, fmt.Errorf("verify kit %s: not a directory", dir)
 	}
-	v := &verifier{ctx: ctx, dir: dir, opts: opts, r: &Report{Dir: dir, Checks: []string{}, Failures: []Failure{}}, sums: map[string]string{}}
+	v := &verifier{ctx: ctx, dir: dir, opts: opts, r: newReport(dir), sums: map[string]string{}}
 	v.run()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("verify kit %s: %w", dir, err)
@@ -117,23 +81,17 @@ type verifier struct {
 	ctx  context.Context
 	dir  string
 	opts VerifyOptions
-	r    *Report
+	r    *verify.Report
 	m    *Manifest
 	key  *sign.Verifier
 	sums map[string]string // file → actual sha256 hex, for files hashed
 }
 
-func (v *verifier) ran(check string) {
-	if !slices.Contains(v.r.Checks, check) {
-		v.r.Checks = append(v.r.Checks, check)
-	}
-}
+func (v *verifier) ran(check string) { v.r.Ran(check) }
 
 func (v *verifier) fail(file, check, format string, args ...any) {
-	v.ran(check)
-	if len(v.r.Failures) < 1000 {
-		v.r.Failures = append(v.r.Failures, Failure{File: file, Check: check, Detail: fmt.Sprintf(format, args...)})
-	}
+	v.r.Ran(check)
+	v.r.Fail(file, check, fmt.Sprintf(format, args...))
 }
 
 // open opens a kit file, refusing anything but a regular file directly in

@@ -56,60 +56,6 @@ const (
 	CheckCharts    = "charts"      // every charts/*.tgz is in bale's canonical chart form for the pack's timestamp
 )
 
-// Report is the result of verifying a pack. It encodes as JSON for
-// `bale verify --format json`.
-type Report struct {
-	// Path is the pack verified.
-	Path string `json:"path"`
-	// SHA256 is the hex sha256 of the pack file.
-	SHA256 string `json:"artifactSha256"`
-	// RootHash is the hex sha256 of the pack index, if one was found.
-	RootHash string `json:"rootHash,omitempty"`
-	// Entries counts the tar entries read.
-	Entries int `json:"entries"`
-	// Checks lists the checks that ran.
-	Checks []string `json:"checks"`
-	// Failures lists what is wrong; empty for a good pack.
-	Failures []Failure `json:"failures"`
-}
-
-// Failure is one problem found.
-type Failure struct {
-	// Entry is the pack path at fault, or "" for the pack as a whole.
-	Entry string `json:"entry,omitempty"`
-	// Check is one of the Check* constants.
-	Check string `json:"check"`
-	// Detail says what is wrong.
-	Detail string `json:"detail"`
-}
-
-// String formats a failure as "check: entry: detail".
-func (f Failure) String() string {
-	if f.Entry == "" {
-		return f.Check + ": " + f.Detail
-	}
-	return f.Check + ": " + f.Entry + ": " + f.Detail
-}
-
-// OK reports whether the pack passed every check.
-func (r *Report) OK() bool { return len(r.Failures) == 0 }
-
-// Err returns nil for a good pack, else an error listing the failures.
-func (r *Report) Err() error {
-	if r.OK() {
-		return nil
-	}
-	lines := make([]string, len(r.Failures))
-	for i, f := range r.Failures {
-		lines[i] = f.String()
-	}
-	return fmt.Errorf("verify %s: %d problem(s):\n  %s", r.Path, len(r.Failures), strings.Join(lines, "\n  "))
-}
-
-// maxFailures bounds the failures recorded, so a hostile pack with
-// thousands of bad entries cannot grow the report without limit.
-const maxFailures = 1000
-
 // Memory bounds for the JSON documents verify parses. Manifests and indexes
 // follow pack.MaxManifestSize; the pack index lists at most MaxEntries
 // entries of a few hundred bytes each.
@@ -145,7 +91,7 @@ func PackLimits(ctx context.Context, path string, lim archive.Limits) (*Report, 
 	defer f2.Close()
 	v := &verifier{
 		ctx:   ctx,
-		rep:   &Report{Path: path, Checks: []string{}, Failures: []Failure{}},
+		rep:   &Report{Path: path, PackFacts: &PackFacts{}, Checks: []string{}, Failures: []Failure{}},
 		files: map[string]fileInfo{},
 		dirs:  map[string]bool{},
 		json:  map[string][]byte{},
@@ -449,8 +395,6 @@ type verifier struct {
 	last      string
 	mtime     time.Time
 	mtimeSet  bool
-	ranChecks map[string]bool
-	truncated bool
 
 	// The canonical re-encoding: the member parameters from the first
 	// gzip header (nil once a difference is found or if they are not
@@ -465,27 +409,10 @@ type verifier struct {
 	limit, cur int64
 }
 
-func (v *verifier) ran(checks ...string) {
-	if v.ranChecks == nil {
-		v.ranChecks = map[string]bool{}
-	}
-	for _, c := range checks {
-		if !v.ranChecks[c] {
-			v.ranChecks[c] = true
-			v.rep.Checks = append(v.rep.Checks, c)
-		}
-	}
-}
+func (v *verifier) ran(checks ...string) { v.rep.Ran(checks...) }
 
 func (v *verifier) fail(entry, check, format string, args ...any) {
-	if len(v.rep.Failures) >= maxFailures {
-		if !v.truncated {
-			v.truncated = true
-			v.rep.Failures = append(v.rep.Failures, Failure{Check: check, Detail: fmt.Sprintf("more than %d failures; the rest are not listed", maxFailures)})
-		}
-		return
-	}
-	v.rep.Failures = append(v.rep.Failures, Failure{Entry: entry, Check: check, Detail: fmt.Sprintf(format, args...)})
+	v.rep.Fail(entry, check, fmt.Sprintf(format, args...))
 }
 
 // entry checks one tar entry as archive.Walk streams it.

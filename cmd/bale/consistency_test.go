@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,6 +36,25 @@ func TestArtifactSha256Name(t *testing.T) {
 	if v["artifactSha256"] != b.ArtifactSha256 || v["sha256"] != nil {
 		t.Errorf("verify JSON %v: want artifactSha256 %s", v, b.ArtifactSha256)
 	}
+	// Exactly pack verify's keys: none of an offline kit's.
+	if got, want := jsonKeys(t, out), "artifactSha256 checks entries failures path rootHash"; got != want {
+		t.Errorf("verify JSON keys %q, want %q", got, want)
+	}
+}
+
+// jsonKeys returns the sorted top-level keys of a JSON object.
+func jsonKeys(t *testing.T, doc string) string {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(doc), &m); err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, " ")
 }
 
 // TestMuteLint: @bale(allow="unpinned") on a field mutes the "not pinned"

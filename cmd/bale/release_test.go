@@ -28,6 +28,7 @@ import (
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/verify"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -129,9 +130,18 @@ func TestReleaseBuild(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("bale verify %s: exit %d\n%s%s", target, code, stdout, errs)
 		}
-		var rep kitVerifyOutput
-		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Kind != kit.ManifestKind || !rep.DevKey || len(rep.Failures) != 0 {
+		var rep verify.Report
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.KitFacts == nil || rep.Kind != kit.ManifestKind || !rep.DevKey || len(rep.Failures) != 0 {
 			t.Errorf("bale verify %s --format json: %v\n%s", target, err, stdout)
+		}
+		// The keys of pack verify's JSON, less the pack's own, plus the
+		// kit's; the archive's sha256 under the one name, artifactSha256.
+		want := "checks devKey failures kind name path"
+		if target != out {
+			want = "artifactSha256 " + want
+		}
+		if got := jsonKeys(t, stdout); got != want {
+			t.Errorf("bale verify %s --format json: keys %q, want %q", target, got, want)
 		}
 	}
 

@@ -1,15 +1,23 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bale-build/bale/verify"
 )
 
+// verifyOptions are bale verify's flags.
+type verifyOptions struct {
+	format  string
+	keyFile string
+}
+
 func newVerify() *cobra.Command {
-	var format, keyFile string
+	var o verifyOptions
 	cmd := &cobra.Command{
 		Use:   "verify PACK | KIT",
 		Short: "Check a bootstrap pack or a release's offline kit, offline",
@@ -35,38 +43,58 @@ status: 0 good, 1 any failure.`,
   bale verify out/aoc/aoc-offline-kit.tar.gz --format json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "text", "json"); err != nil {
-				return err
-			}
-			if isKitPath(args[0]) {
-				return verifyKit(cmd, args[0], format, keyFile)
-			}
-			if keyFile != "" {
-				return fmt.Errorf("verify: --key applies to offline kits; a bootstrap pack is not signed")
-			}
-			rep, err := verify.Pack(cmd.Context(), args[0])
+			rep, err := o.run(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			w := cmd.OutOrStdout()
-			if format == "json" {
-				if err := writeJSON(w, rep); err != nil {
-					return err
-				}
-			} else if rep.OK() {
-				fmt.Fprintf(w, "ok  %s\n  artifactSha256  %s\n  rootHash        %s\n  %d entries, checks: %v\n", rep.Path, rep.SHA256, rep.RootHash, rep.Entries, rep.Checks)
-			} else {
-				for _, f := range rep.Failures {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", rep.Path, f.String())
-				}
-			}
-			if !rep.OK() {
-				return &exitError{code: 1, reported: true}
-			}
-			return nil
+			return o.render(cmd.OutOrStdout(), cmd.ErrOrStderr(), rep)
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
-	cmd.Flags().StringVar(&keyFile, "key", "", "an offline kit must be signed with this PEM public key (cosign.pub from a trusted place)")
+	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text or json")
+	cmd.Flags().StringVar(&o.keyFile, "key", "", "an offline kit must be signed with this PEM public key (cosign.pub from a trusted place)")
 	return cmd
+}
+
+// run verifies the pack or offline kit at path.
+func (o *verifyOptions) run(ctx context.Context, path string) (*verify.Report, error) {
+	if err := checkFormat(o.format, "text", "json"); err != nil {
+		return nil, err
+	}
+	if isKitPath(path) {
+		return o.kit(ctx, path)
+	}
+	if o.keyFile != "" {
+		return nil, fmt.Errorf("verify: --key applies to offline kits; a bootstrap pack is not signed")
+	}
+	return verify.Pack(ctx, path)
+}
+
+// render prints the report: the JSON object, or "ok" and what was
+// checked, or each failure on stderr (exit 1).
+func (o *verifyOptions) render(stdout, stderr io.Writer, rep *verify.Report) error {
+	switch {
+	case o.format == "json":
+		if err := writeJSON(stdout, rep); err != nil {
+			return err
+		}
+	case !rep.OK():
+		for _, f := range rep.Failures {
+			fmt.Fprintf(stderr, "%s: %s\n", rep.Path, f.String())
+		}
+	case rep.KitFacts != nil:
+		fmt.Fprintf(stdout, "ok  %s (offline kit %s)\n", rep.Path, rep.Name)
+		if rep.SHA256 != "" {
+			fmt.Fprintf(stdout, "  artifactSha256  %s\n", rep.SHA256)
+		}
+		fmt.Fprintf(stdout, "  checks: %v\n", rep.Checks)
+	default:
+		fmt.Fprintf(stdout, "ok  %s\n  artifactSha256  %s\n  rootHash        %s\n  %d entries, checks: %v\n", rep.Path, rep.SHA256, rep.RootHash, rep.Entries, rep.Checks)
+	}
+	if rep.KitFacts != nil && rep.DevKey {
+		fmt.Fprintf(stderr, "warning: %s is signed with a DEVELOPMENT key (COSIGN_ALLOW_DEV_KEY=1); do not trust it in production\n", rep.Path)
+	}
+	if !rep.OK() {
+		return &exitError{code: 1, reported: true}
+	}
+	return nil
 }
