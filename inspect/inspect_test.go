@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,35 +23,22 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-var (
-	demoOnce sync.Once
-	demoPath string
-	demoErr  error
-)
+// demoPack is the repository's bootstrap pack, built once for these tests.
+var demoPack demopack.Once
 
-// demo builds the repository's bootstrap pack once per test binary.
+// demo returns the demo pack's path.
 func demo(t *testing.T) string {
 	t.Helper()
-	demoOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bale-inspect-demo-")
-		if err != nil {
-			demoErr = err
-			return
-		}
-		root, _ := filepath.Abs("..")
-		demoPath, demoErr = demopack.Build(context.Background(), root, filepath.Join(dir, "out"), filepath.Join(dir, "cache"))
-	})
-	if demoErr != nil {
-		t.Fatal(demoErr)
+	p, err := demoPack.Path(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return demoPath
+	return p
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if demoPath != "" {
-		os.RemoveAll(filepath.Dir(filepath.Dir(demoPath)))
-	}
+	_ = demoPack.Remove()
 	os.Exit(code)
 }
 

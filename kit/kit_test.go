@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/demokit"
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/sign"
 )
@@ -89,22 +89,14 @@ func buildKit(t testing.TB, in Input) (string, *Manifest) {
 	return dir, m
 }
 
-// digests lists every file of dir with its sha256, sorted: the golden form.
+// digests is demokit.Digests for a test: the golden form of a kit.
 func digests(t testing.TB, dir string) string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
+	d, err := demokit.Digests(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%x  %s\n", sha256.Sum256(data), e.Name())
-	}
-	return b.String()
+	return d
 }
 
 func TestBuildVerify(t *testing.T) {

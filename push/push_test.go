@@ -14,15 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bale-build/bale/inspect"
@@ -30,35 +27,22 @@ import (
 	"github.com/bale-build/bale/internal/tooltest"
 )
 
-var (
-	demoOnce sync.Once
-	demoPath string
-	demoErr  error
-)
+// demoPack is the repository's bootstrap pack, built once for these tests.
+var demoPack demopack.Once
 
-// demo builds the repository's bootstrap pack once per test binary.
+// demo returns the demo pack's path.
 func demo(t *testing.T) string {
 	t.Helper()
-	demoOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bale-push-demo-")
-		if err != nil {
-			demoErr = err
-			return
-		}
-		root, _ := filepath.Abs("..")
-		demoPath, demoErr = demopack.Build(context.Background(), root, filepath.Join(dir, "out"), filepath.Join(dir, "cache"))
-	})
-	if demoErr != nil {
-		t.Fatal(demoErr)
+	p, err := demoPack.Path(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return demoPath
+	return p
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if demoPath != "" {
-		os.RemoveAll(filepath.Dir(filepath.Dir(demoPath)))
-	}
+	_ = demoPack.Remove()
 	os.Exit(code)
 }
 
@@ -143,24 +127,12 @@ func TestPushDemo(t *testing.T) {
 		if want != "" && r.Digest != want {
 			t.Errorf("%s: digest %s, the pack's is %s", r.Ref, r.Digest, want)
 		}
-		ref, err := name.ParseReference(r.Ref)
-		if err != nil {
+		if _, err := name.ParseReference(r.Ref); err != nil {
 			t.Fatal(err)
 		}
 		if r.Kind == "image" {
-			desc, err := remote.Get(ref)
-			if err != nil {
-				t.Fatalf("get %s: %v", r.Ref, err)
-			}
-			if desc.MediaType.IsIndex() {
-				idx, _ := desc.ImageIndex()
-				err = validate.Index(idx)
-			} else {
-				img, _ := desc.Image()
-				err = validate.Image(img)
-			}
-			if err != nil {
-				t.Errorf("validate %s: %v", r.Ref, err)
+			if err := demopack.ValidatePushed(r.Ref); err != nil {
+				t.Error(err)
 			}
 			if haveCrane {
 				if out, err := exec.Command(crane, "validate", "--remote", r.Ref).CombinedOutput(); err != nil {

@@ -16,10 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/bale-build/bale/internal/demopack"
 	"github.com/bale-build/bale/push"
@@ -29,7 +26,7 @@ import (
 // middle of an upload, then runs the push again: it must finish, find the
 // blobs the first run committed, and leave every image valid.
 func TestPushKilledThenRerun(t *testing.T) {
-	root, err := filepath.Abs("../..")
+	root, err := demopack.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,23 +99,8 @@ func TestPushKilledThenRerun(t *testing.T) {
 		if r.Kind != "image" {
 			continue
 		}
-		ref, err := name.ParseReference(r.Ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		desc, err := remote.Get(ref)
-		if err != nil {
-			t.Fatalf("get %s: %v", r.Ref, err)
-		}
-		if desc.MediaType.IsIndex() {
-			idx, _ := desc.ImageIndex()
-			err = validate.Index(idx)
-		} else {
-			img, _ := desc.Image()
-			err = validate.Image(img)
-		}
-		if err != nil {
-			t.Errorf("validate %s: %v", r.Ref, err)
+		if err := demopack.ValidatePushed(r.Ref); err != nil {
+			t.Error(err)
 		}
 	}
 	t.Logf("rerun: %+v", rep.Blobs)

@@ -12,8 +12,6 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/gobuild"
+	"github.com/bale-build/bale/internal/demokit"
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/kit"
@@ -66,23 +65,14 @@ func buildAOC(t *testing.T) (out, cache string) {
 	return out, cache
 }
 
-// dirDigests lists every file of dir with its sha256, sorted: the golden
-// form, as kit/testdata/aoc-kit.golden has it.
+// dirDigests is demokit.Digests for a test: the golden form of a kit.
 func dirDigests(t *testing.T, dir string) string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
+	d, err := demokit.Digests(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%x  %s\n", sha256.Sum256(data), e.Name())
-	}
-	return b.String()
+	return d
 }
 
 // TestReleaseBuild: bale build specs/aoc writes every file of the kit, named
@@ -297,7 +287,9 @@ func TestReleaseRealTools(t *testing.T) {
 	for _, tc := range tampers {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "aoc")
-			copyDir(t, out, dir)
+			if err := os.CopyFS(dir, os.DirFS(out)); err != nil {
+				t.Fatal(err)
+			}
 			tc.apply(t, dir)
 			_, errs, code := bale(t, "", "verify", dir)
 			if code != 1 || !strings.Contains(errs, tc.names) {
@@ -342,65 +334,6 @@ func TestReleaseRealTools(t *testing.T) {
 	})
 }
 
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// copyTree copies the files under src (relative to the repository root)
-// into the workspace dst, modes kept.
-func copyTree(t *testing.T, root, dst string, tops ...string) {
-	t.Helper()
-	for _, top := range tops {
-		err := filepath.WalkDir(filepath.Join(root, top), func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(root, p)
-			target := filepath.Join(dst, rel)
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				return os.MkdirAll(target, 0o755)
-			}
-			in, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			o, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm())
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(o, in); err != nil {
-				o.Close()
-				return err
-			}
-			return o.Close()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestReleaseByteStability builds specs/aoc with this test binary as bale
 // (BALE_TEST_CLI=1), in child processes, from workspace copies at other
 // paths, under other umasks, time zones and GOMAXPROCS, each with a cold
@@ -424,7 +357,9 @@ func TestReleaseByteStability(t *testing.T) {
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
 			ws := filepath.Join(t.TempDir(), "some", "other", "checkout")
-			copyTree(t, root, ws, "specs/aoc", "testdata/aoc", "testdata/keys")
+			if err := demokit.Workspace(root, ws); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.Mkdir(filepath.Join(ws, ".git"), 0o755); err != nil {
 				t.Fatal(err)
 			}
