@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/internal/testrepo"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/resolve"
@@ -110,51 +110,13 @@ func repoRoot(t testing.TB) string {
 // copy (mtimes, an added image) and never the repository.
 func copyWorkspace(t testing.TB, dir string) {
 	t.Helper()
-	src := repoRoot(t)
-	for _, top := range []string{realSpecDir, "testdata"} {
-		err := filepath.WalkDir(filepath.Join(src, top), func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(src, p)
-			dst := filepath.Join(dir, rel)
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				return os.MkdirAll(dst, info.Mode().Perm()|0o700)
-			}
-			if !info.Mode().IsRegular() {
-				t.Fatalf("fixture %s is not a regular file", rel)
-			}
-			return copyFile(p, dst, info.Mode().Perm())
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := testrepo.CopyTrees(repoRoot(t), dir, realSpecDir, "testdata"); err != nil {
+		t.Fatal(err)
 	}
 	// A workspace marker, as a checkout has.
 	if err := os.Mkdir(filepath.Join(dir, ".git"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func copyFile(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // shiftMtimes moves every file's and directory's mtime in dir by d.

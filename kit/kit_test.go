@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/archive"
-	"github.com/bale-build/bale/internal/demokit"
 	"github.com/bale-build/bale/internal/fixtures"
+	"github.com/bale-build/bale/internal/testrepo"
 	"github.com/bale-build/bale/sign"
 )
 
@@ -89,10 +89,10 @@ func buildKit(t testing.TB, in Input) (string, *Manifest) {
 	return dir, m
 }
 
-// digests is demokit.Digests for a test: the golden form of a kit.
+// digests is testrepo.Digests for a test: the golden form of a kit.
 func digests(t testing.TB, dir string) string {
 	t.Helper()
-	d, err := demokit.Digests(dir)
+	d, err := testrepo.Digests(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/bale-build/bale/internal/demopack"
+	"github.com/bale-build/bale/internal/testrepo"
 	"github.com/bale-build/bale/push"
 )
 
@@ -26,7 +27,7 @@ import (
 // middle of an upload, then runs the push again: it must finish, find the
 // blobs the first run committed, and leave every image valid.
 func TestPushKilledThenRerun(t *testing.T) {
-	root, err := demopack.Root()
+	root, err := testrepo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,8 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/gobuild"
-	"github.com/bale-build/bale/internal/demokit"
 	"github.com/bale-build/bale/internal/fixtures"
+	"github.com/bale-build/bale/internal/testrepo"
 	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/verify"
@@ -65,10 +65,10 @@ func buildAOC(t *testing.T) (out, cache string) {
 	return out, cache
 }
 
-// dirDigests is demokit.Digests for a test: the golden form of a kit.
+// dirDigests is testrepo.Digests for a test: the golden form of a kit.
 func dirDigests(t *testing.T, dir string) string {
 	t.Helper()
-	d, err := demokit.Digests(dir)
+	d, err := testrepo.Digests(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestReleaseByteStability(t *testing.T) {
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
 			ws := filepath.Join(t.TempDir(), "some", "other", "checkout")
-			if err := demokit.Workspace(root, ws); err != nil {
+			if err := testrepo.Workspace(root, ws); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Mkdir(filepath.Join(ws, ".git"), 0o755); err != nil {

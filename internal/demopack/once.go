@@ -2,10 +2,11 @@ package demopack
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/bale-build/bale/internal/testrepo"
 )
 
 // Once builds the demo pack at most once, for the tests of one package:
@@ -22,7 +23,7 @@ type Once struct {
 // new temporary directory.
 func (o *Once) Path(ctx context.Context) (string, error) {
 	o.once.Do(func() {
-		root, err := Root()
+		root, err := testrepo.Root()
 		if err != nil {
 			o.err = err
 			return
@@ -42,26 +43,4 @@ func (o *Once) Remove() error {
 		return nil
 	}
 	return os.RemoveAll(o.dir)
-}
-
-// Root returns the repository's root: the nearest directory at or above
-// the working directory (a test's package directory) that holds SpecDir
-// and go.mod.
-func Root() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, SpecDir)); err == nil {
-				return dir, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("demopack: no repository root (go.mod beside " + SpecDir + ") above the working directory")
-		}
-		dir = parent
-	}
 }
