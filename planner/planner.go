@@ -244,7 +244,7 @@ func collect(dir string, s *spec.Spec) []job {
 		for i, c := range bp.Charts {
 			c := c
 			field := fmt.Sprintf("charts[%d]", i)
-			j := job{key: plan.KindChart + "/" + c.Name, field: field, name: c.Name, path: "bootstrapPack." + field + "." + chartSource(c), resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
+			j := job{key: plan.KindChart + "/" + c.Name, field: field, name: c.Name, path: "bootstrapPack." + field + "." + c.SourceField(), resolve: func(ctx context.Context, r Resolver, lock *plan.Input) (plan.Input, error) {
 				if lock != nil {
 					c.Digest = lock.Digest
 				}
@@ -343,17 +343,6 @@ func imageSource(img spec.Image) string {
 		return "tarball"
 	}
 	return "ref"
-}
-
-// chartSource names the field holding a chart's source.
-func chartSource(c spec.Chart) string {
-	switch {
-	case c.Repository != "":
-		return "repository"
-	case c.OCI != "":
-		return "oci"
-	}
-	return "path"
 }
 
 // lockImage pins an image to its locked digest, so the registry is asked

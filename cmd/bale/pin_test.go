@@ -112,24 +112,35 @@ bootstrapPack: {
 // chartRepo serves a real Helm chart repository on loopback: the
 // airgap-controller test chart packaged by Helm as each of versions, with
 // an index.yaml as helm repo index writes it. It returns the repository's
-// URL and its directory, whose files the test may change.
+// URL and its directory, whose files the test may change (then reindex).
 func chartRepo(t *testing.T, versions ...string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, v := range versions {
-		ch, err := loader.Load("../../testdata/charts/airgap-controller")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch.Metadata.Version = v
-		if _, err := chartutil.Save(ch, dir); err != nil {
-			t.Fatal(err)
-		}
+		publishChart(t, dir, "airgap-controller", v, "")
 	}
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)
 	reindex(t, dir, srv.URL)
 	return srv.URL, dir
+}
+
+// publishChart packages the airgap-controller test chart with Helm into
+// the repository directory dir as name and version, with description if
+// given (other bytes under the same version).
+func publishChart(t *testing.T, dir, name, version, description string) {
+	t.Helper()
+	ch, err := loader.Load(filepath.Join(repoDir(), "testdata", "charts", "airgap-controller"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Metadata.Name, ch.Metadata.Version = name, version
+	if description != "" {
+		ch.Metadata.Description = description
+	}
+	if _, err := chartutil.Save(ch, dir); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // reindex writes dir's index.yaml as helm repo index does.
@@ -153,11 +164,6 @@ func reindex(t *testing.T, dir, url string) {
 // matching index), and plan refuses it, naming the chart and both
 // digests.
 func TestPinCharts(t *testing.T) {
-	// bale runs in the workspace: name the test chart absolutely.
-	chartDir, err := filepath.Abs("../../testdata/charts/airgap-controller")
-	if err != nil {
-		t.Fatal(err)
-	}
 	url, dir := chartRepo(t, "1.4.2", "1.5.0", "2.0.0")
 	src := `package x
 
@@ -176,14 +182,7 @@ bootstrapPack: {
 	// "newest" is airgap-controller under another name in the spec: the
 	// chart's own name must match, so serve it as a second chart.
 	src = strings.Replace(src, `name:       "newest"`, `name:       "airgap-controller2"`, 1)
-	ch, err := loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch.Metadata.Name, ch.Metadata.Version = "airgap-controller2", "3.1.0"
-	if _, err := chartutil.Save(ch, dir); err != nil {
-		t.Fatal(err)
-	}
+	publishChart(t, dir, "airgap-controller2", "3.1.0", "")
 	reindex(t, dir, url)
 
 	ws := writeWorkspace(t, map[string]string{"spec/pack.cue": src})
@@ -239,14 +238,7 @@ bootstrapPack: {
 	}
 
 	// The repository republishes 1.5.0 with other bytes.
-	ch, err = loader.Load(chartDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch.Metadata.Version, ch.Metadata.Description = "1.5.0", "republished"
-	if _, err := chartutil.Save(ch, dir); err != nil {
-		t.Fatal(err)
-	}
+	publishChart(t, dir, "airgap-controller", "1.5.0", "republished")
 	reindex(t, dir, url)
 	_, errs, code = bale(t, ws, "plan", "spec", "-o", "plan2.json")
 	if code == 0 || !strings.Contains(errs, "spec pins "+sums["airgap-controller-1.5.0"]+" but the chart has sha256:") {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
@@ -22,18 +23,15 @@ func ValidatePushed(ref string, opts ...remote.Option) error {
 		return fmt.Errorf("get %s: %w", ref, err)
 	}
 	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err == nil {
+		var idx v1.ImageIndex
+		if idx, err = desc.ImageIndex(); err == nil {
 			err = validate.Index(idx)
 		}
-		if err != nil {
-			return fmt.Errorf("validate %s: %w", ref, err)
+	} else {
+		var img v1.Image
+		if img, err = desc.Image(); err == nil {
+			err = validate.Image(img)
 		}
-		return nil
-	}
-	img, err := desc.Image()
-	if err == nil {
-		err = validate.Image(img)
 	}
 	if err != nil {
 		return fmt.Errorf("validate %s: %w", ref, err)

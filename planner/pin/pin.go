@@ -75,8 +75,8 @@ func Missing(inst *spec.Instance) []Pin {
 	}
 	for i, c := range bp.Charts {
 		at := fmt.Sprintf("bootstrapPack.charts[%d]", i)
-		src := chartSource(c)
-		if src == "" || inst.Allowed(at+"."+src, spec.AllowUnpinned) {
+		src := c.SourceField()
+		if inst.Allowed(at+"."+src, spec.AllowUnpinned) {
 			continue
 		}
 		input := plan.KindChart + "/" + c.Name
@@ -97,19 +97,6 @@ func Missing(inst *spec.Instance) []Pin {
 		}
 	}
 	return out
-}
-
-// chartSource names the field a chart's source is written in.
-func chartSource(c spec.Chart) string {
-	switch {
-	case c.Path != "":
-		return "path"
-	case c.Repository != "":
-		return "repository"
-	case c.OCI != "":
-		return "oci"
-	}
-	return ""
 }
 
 // Resolve fills in each pin's value from plan p.

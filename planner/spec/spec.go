@@ -98,6 +98,18 @@ type Chart struct {
 	Values *ValuesFile `json:"values,omitempty"`
 }
 
+// SourceField names the field a chart's source is written in: "path",
+// "repository" or "oci".
+func (c Chart) SourceField() string {
+	switch {
+	case c.Repository != "":
+		return "repository"
+	case c.OCI != "":
+		return "oci"
+	}
+	return "path"
+}
+
 // ValuesFile is a chart's values file: a local file, optionally pinned.
 type ValuesFile struct {
 	Path   string `json:"path"`
