@@ -67,27 +67,9 @@ shown in comments. It never overwrites a file.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			if err := checkName(name); err != nil {
-				return err
-			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("init: %w", err)
-			}
-			path := filepath.Join(dir, "pack.cue")
-			// O_EXCL: never over a file, one made meanwhile included.
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("init: %s exists; bale init does not overwrite", path)
-			} else if err != nil {
-				return fmt.Errorf("init: %w", err)
-			}
-			_, err = fmt.Fprintf(f, starterSpec, name)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
+			path, err := writeStarter(dir, name)
 			if err != nil {
-				os.Remove(path) // no partial spec under the name
-				return fmt.Errorf("init: %w", err)
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\nnext: bale vet %s && bale build %s -o out\n", path, dir, dir)
 			return nil
@@ -95,6 +77,34 @@ shown in comments. It never overwrites a file.`,
 	}
 	cmd.Flags().StringVar(&name, "name", "bootstrap-pack-v1", "the pack's name: NAME.tar")
 	return cmd
+}
+
+// writeStarter writes the starter spec for a pack named name as
+// dir/pack.cue, never over a file, and returns its path.
+func writeStarter(dir, name string) (string, error) {
+	if err := checkName(name); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	path := filepath.Join(dir, "pack.cue")
+	// O_EXCL: never over a file, one made meanwhile included.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("init: %s exists; bale init does not overwrite", path)
+	} else if err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	_, err = fmt.Fprintf(f, starterSpec, name)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path) // no partial spec under the name
+		return "", fmt.Errorf("init: %w", err)
+	}
+	return path, nil
 }
 
 // checkName refuses a pack name that is not safe as a file name (the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -11,13 +12,16 @@ import (
 	"github.com/bale-build/bale/publish"
 )
 
+// publishOptions are bale publish's flags.
+type publishOptions struct {
+	to, format, endpoint, caFile string
+	pathStyle, insecure, trust   bool
+	jobs                         int
+	partSize                     byteSize
+}
+
 func newPublish() *cobra.Command {
-	var (
-		to, format, endpoint, caFile string
-		pathStyle, insecure, trust   bool
-		jobs                         int
-		partSize                     byteSize = publish.DefaultPartSize
-	)
+	o := publishOptions{partSize: publish.DefaultPartSize}
 	cmd := &cobra.Command{
 		Use:   "publish OUT --to s3://BUCKET[/PREFIX] | oci://REGISTRY/REPO:TAG",
 		Short: "Upload a build's output directory to a release bucket or an OCI registry",
@@ -44,46 +48,53 @@ application/vnd.bale.release.v1), one layer per file titled with its path
   bale publish out --to oci://registry.example/releases/airgap:v1.0.0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(format, "text", "json"); err != nil {
-				return err
-			}
-			var rep *publish.Report
-			var err error
-			switch {
-			case strings.HasPrefix(to, "s3://"):
-				rep, err = publish.S3(cmd.Context(), args[0], to, publish.S3Options{
-					Endpoint: endpoint, PathStyle: pathStyle, Jobs: jobs, PartSize: int64(partSize), TrustExisting: trust,
-				})
-			case strings.HasPrefix(to, "oci://"):
-				rt, terr := registryTransport(caFile)
-				if terr != nil {
-					return terr
-				}
-				rep, err = publish.OCI(cmd.Context(), args[0], to, publish.OCIOptions{Jobs: jobs, Insecure: insecure, Transport: rt})
-			default:
-				return fmt.Errorf("--to %q: want s3://BUCKET[/PREFIX] or oci://REGISTRY/REPO:TAG", to)
-			}
+			rep, err := o.run(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				return writeJSON(cmd.OutOrStdout(), rep)
-			}
-			return writePublish(cmd.OutOrStdout(), rep)
+			return renderPublish(cmd.OutOrStdout(), o.format, rep)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&to, "to", "", "destination: s3://BUCKET[/PREFIX] or oci://REGISTRY/REPO:TAG")
+	f.StringVar(&o.to, "to", "", "destination: s3://BUCKET[/PREFIX] or oci://REGISTRY/REPO:TAG")
 	_ = cmd.MarkFlagRequired("to")
-	f.StringVar(&format, "format", "text", "output format: text or json")
-	f.StringVar(&endpoint, "endpoint", "", "S3-compatible server URL (default AWS)")
-	f.BoolVar(&pathStyle, "path-style", false, "address the bucket in the URL path, not the host name")
-	f.Var(&partSize, "part-size", "multipart part size, and the size above which files go in parts (at least 5MiB)")
-	f.BoolVar(&trust, "trust-existing", false, "do not read back objects already present with the file's sha256")
-	f.IntVar(&jobs, "jobs", publish.DefaultJobs, "concurrent uploads")
-	f.BoolVar(&insecure, "insecure", false, "oci://: use plain HTTP (loopback registries always may)")
-	f.StringVar(&caFile, "ca-file", "", "oci://: PEM CA certificates to trust beside the system's")
+	f.StringVar(&o.format, "format", "text", "output format: text or json")
+	f.StringVar(&o.endpoint, "endpoint", "", "S3-compatible server URL (default AWS)")
+	f.BoolVar(&o.pathStyle, "path-style", false, "address the bucket in the URL path, not the host name")
+	f.Var(&o.partSize, "part-size", "multipart part size, and the size above which files go in parts (at least 5MiB)")
+	f.BoolVar(&o.trust, "trust-existing", false, "do not read back objects already present with the file's sha256")
+	f.IntVar(&o.jobs, "jobs", publish.DefaultJobs, "concurrent uploads")
+	f.BoolVar(&o.insecure, "insecure", false, "oci://: use plain HTTP (loopback registries always may)")
+	f.StringVar(&o.caFile, "ca-file", "", "oci://: PEM CA certificates to trust beside the system's")
 	return cmd
+}
+
+// run uploads the directory dir to --to.
+func (o *publishOptions) run(ctx context.Context, dir string) (*publish.Report, error) {
+	if err := checkFormat(o.format, "text", "json"); err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.HasPrefix(o.to, "s3://"):
+		return publish.S3(ctx, dir, o.to, publish.S3Options{
+			Endpoint: o.endpoint, PathStyle: o.pathStyle, Jobs: o.jobs, PartSize: int64(o.partSize), TrustExisting: o.trust,
+		})
+	case strings.HasPrefix(o.to, "oci://"):
+		rt, err := registryTransport(o.caFile)
+		if err != nil {
+			return nil, err
+		}
+		return publish.OCI(ctx, dir, o.to, publish.OCIOptions{Jobs: o.jobs, Insecure: o.insecure, Transport: rt})
+	}
+	return nil, fmt.Errorf("--to %q: want s3://BUCKET[/PREFIX] or oci://REGISTRY/REPO:TAG", o.to)
+}
+
+// renderPublish prints what publish or pull did, as a table or JSON.
+func renderPublish(w io.Writer, format string, rep *publish.Report) error {
+	if format == "json" {
+		return writeJSON(w, rep)
+	}
+	return writePublish(w, rep)
 }
 
 func newPull() *cobra.Command {
@@ -116,10 +127,7 @@ written.`,
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				return writeJSON(cmd.OutOrStdout(), rep)
-			}
-			return writePublish(cmd.OutOrStdout(), rep)
+			return renderPublish(cmd.OutOrStdout(), format, rep)
 		},
 	}
 	f := cmd.Flags()
