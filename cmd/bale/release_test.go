@@ -415,7 +415,9 @@ type releaseJSON struct {
 // a workspace whose spec pins the dataset hash as a release key requires.
 func TestReleaseBuildJSON(t *testing.T) {
 	ws := filepath.Join(t.TempDir(), "ws")
-	copyTree(t, repoDir(), ws, "specs/aoc", "testdata/aoc", "testdata/keys")
+	if err := testrepo.Workspace(repoDir(), ws); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Mkdir(filepath.Join(ws, ".git"), 0o755); err != nil {
 		t.Fatal(err)
 	}
