@@ -113,6 +113,18 @@ type Options struct {
 	// Offline refuses every network access with an error wrapping
 	// ErrOffline that names what needed the network.
 	Offline bool
+	// PublicOnly refuses to connect to any address that is not public
+	// unicast (see PublicAddr): loopback, private, shared, link-local and
+	// the like, checked on the address actually dialled, so a name that
+	// resolves to one is refused too. It is for specs from API clients,
+	// which must not reach what only the server can. It ignores the
+	// HTTP(S)_PROXY environment and does not grant loopback hosts plain
+	// HTTP. Transport, if set, must then be an *http.Transport.
+	PublicOnly bool
+	// AllowHosts lists the hosts ("host" or "host:port", as requests
+	// name them) PublicOnly still lets through, whatever their address;
+	// a loopback host among them may also be reached over plain HTTP.
+	AllowHosts []string
 }
 
 // Resolver pins spec inputs and opens pinned inputs for the executor. It is
@@ -124,7 +136,9 @@ type Resolver struct {
 	client   *http.Client
 	puller   *remote.Puller
 	insecure map[string]bool
-	retries  int
+	// allow is Options.AllowHosts, lowercase, with PublicOnly.
+	allow   map[string]bool
+	retries int
 	// backoff is the first retry delay; it doubles with each retry. Tests
 	// shorten it.
 	backoff time.Duration
@@ -183,6 +197,16 @@ func New(opts Options) (*Resolver, error) {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	if opts.PublicOnly {
+		var err error
+		if base, err = publicTransport(base, opts.AllowHosts); err != nil {
+			return nil, err
+		}
+		r.allow = make(map[string]bool, len(opts.AllowHosts))
+		for _, h := range opts.AllowHosts {
+			r.allow[strings.ToLower(h)] = true
+		}
+	}
 	l := limits{idle: opts.Timeout, speed: max(opts.SpeedLimit, 0), speedTime: opts.SpeedTime, total: opts.RequestTimeout}
 	r.rt = &guardTransport{r: r, next: &retryTransport{r: r, next: &limitTransport{next: base, l: l}}}
 	// guardTransport caps redirects for every client over r.rt, including
@@ -223,7 +247,10 @@ func (r *Resolver) initPuller() error {
 }
 
 // allowHTTP reports whether plain HTTP to host (host or host:port) is
-// allowed: a loopback host, or one listed in Options.Insecure.
+// allowed: a loopback host, or one listed in Options.Insecure. With
+// PublicOnly a loopback host must also be in Options.AllowHosts: that
+// loopback traffic cannot be tampered with on the way is no reason to
+// let a client's spec reach the server's own ports.
 func (r *Resolver) allowHTTP(host string) bool {
 	host = strings.ToLower(host)
 	if r.insecure[host] {
@@ -234,11 +261,13 @@ func (r *Resolver) allowHTTP(host string) bool {
 		h = hh
 	}
 	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	if r.insecure[h] || h == "localhost" {
+	if r.insecure[h] {
 		return true
 	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return false
+	}
+	return !r.opts.PublicOnly || r.allow[host] || r.allow[h]
 }
 
 // parseRef parses an image reference, marking its registry insecure when
