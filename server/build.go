@@ -54,6 +54,10 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	}
 	ropts := s.cfg.Resolve
 	ropts.Root = rec.Root
+	if rec.PublicOnly {
+		ropts.PublicOnly, ropts.AllowHosts = true, s.cfg.InlineAllowHosts
+		log = log.With("publicOnly", true)
+	}
 	src, err := resolve.New(ropts)
 	if err != nil {
 		return s.buildFailed(ctx, planID, err)

@@ -43,6 +43,8 @@ type InlineOptions struct {
 	// read, since an inline spec may name no local path.
 	Dir string
 	// Resolve configures resolving the spec's remote inputs (Root is Dir).
+	// EvalInline sets PublicOnly: a client's spec reaches only public
+	// addresses and Resolve.AllowHosts.
 	Resolve resolve.Options
 	// Evaluated, if not nil, is called once the CUE evaluation is over and
 	// only planning (network access) is left.
@@ -79,6 +81,7 @@ func EvalInline(ctx context.Context, src []byte, opts InlineOptions) ([]byte, er
 	}
 	ropts := opts.Resolve
 	ropts.Root = opts.Dir
+	ropts.PublicOnly = true
 	r, err := resolve.New(ropts)
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
@@ -220,6 +223,9 @@ func (s *Server) planInline(ctx context.Context, src string) (*planned, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Its build must not reach further than its planning could: a
+		// spec may pin digests, and then only the build connects.
+		rec.PublicOnly = true
 		if err := s.writePlan(rec.ID, b); err != nil {
 			return nil, err
 		}
@@ -250,6 +256,9 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 	}
 	for _, h := range s.cfg.Resolve.Insecure {
 		args = append(args, "--insecure-registry", h)
+	}
+	for _, h := range s.cfg.InlineAllowHosts {
+		args = append(args, "--allow-host", h)
 	}
 	ctx, kill := context.WithCancel(ctx)
 	defer kill()

@@ -67,11 +67,13 @@ func loopbackImage(t *testing.T) string {
 
 // TestInlineSpec: an inline spec naming a registry image is evaluated in a
 // child process, planned and built; the pack verifies; the same source
-// posted to /v1/plans is the same plan.
+// posted to /v1/plans is the same plan. The registry is on loopback, so
+// the operator allows it with --inline-allow-host (TestInlineEgress).
 func TestInlineSpec(t *testing.T) {
 	bin := buildBale(t)
 	ref := loopbackImage(t)
-	h := startServer(t, "", withInline(bin, time.Minute))
+	host, _, _ := strings.Cut(ref, "/")
+	h := startServer(t, "", withInline(bin, time.Minute), func(c *Config) { c.InlineAllowHosts = []string{host} })
 	src := `package p
 
 bootstrapPack: {

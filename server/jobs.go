@@ -114,7 +114,7 @@ func (s *Server) openStore(ctx context.Context) (func() error, error) {
 			return nil, fmt.Errorf("open database: %w", redactURL(err, s.cfg.Database))
 		}
 		db := stdlib.OpenDBFromPool(pool)
-		s.store = &store{db: db, pg: true}
+		s.store = &store{db: db, pg: true, inlineRoot: s.inlineRoot()}
 		if err := s.store.migrate(ctx); err != nil {
 			db.Close()
 			pool.Close()
@@ -150,7 +150,7 @@ func (s *Server) openStore(ctx context.Context) (func() error, error) {
 	// connection.
 	db.SetMaxOpenConns(1)
 	closeAll := func() error { err := db.Close(); lock.Close(); return err }
-	s.store = &store{db: db}
+	s.store = &store{db: db, inlineRoot: s.inlineRoot()}
 	if err := s.store.migrate(ctx); err != nil {
 		closeAll()
 		return nil, err

@@ -99,6 +99,14 @@ type Config struct {
 	// child that may hold InlineMemory: without it, a burst of distinct
 	// inline specs is a burst of children. 0 means 2.
 	InlineSlots int
+	// InlineAllowHosts lists the registry, chart repository and URL hosts
+	// ("host" or "host:port") an inline spec may reach although they are
+	// not public addresses. Every other internal address (loopback,
+	// private, link-local, …) is refused to inline specs, when they are
+	// planned and when their plans are built: a client must not make the
+	// server fetch, and hand over, what only the server can reach. Specs
+	// the server was started with are not restricted.
+	InlineAllowHosts []string
 	// Getenv reads COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY and the go
 	// command's locations for release builds; nil means os.Getenv.
 	Getenv func(string) string

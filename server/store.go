@@ -24,6 +24,10 @@ const (
 type store struct {
 	db *sql.DB
 	pg bool
+	// inlineRoot is the root recorded for inline plans (Server.inlineRoot),
+	// by which a data directory from before plans carried their origin
+	// tells its inline plans.
+	inlineRoot string
 }
 
 // schema is valid SQLite and Postgres alike.
@@ -33,7 +37,8 @@ var schema = []string{
 		root TEXT NOT NULL,
 		kind TEXT NOT NULL,
 		build_time BIGINT NOT NULL,
-		created_at BIGINT NOT NULL)`,
+		created_at BIGINT NOT NULL,
+		public_only BIGINT NOT NULL DEFAULT 0)`,
 	`CREATE TABLE IF NOT EXISTS bale_plan_tenants (
 		tenant TEXT NOT NULL,
 		plan_id TEXT NOT NULL,
@@ -86,21 +91,39 @@ func (s *store) migrate(ctx context.Context) error {
 		}
 	}
 	// Exports gained a profile (bootstrap, release) after the first data
-	// directories were made; theirs are all bootstrap exports. Neither
-	// database has a portable ADD COLUMN IF NOT EXISTS, so look first.
-	if rows, err := s.db.QueryContext(ctx, `SELECT profile FROM bale_exports WHERE 1 = 0`); err == nil {
-		rows.Close()
-		return nil
+	// directories were made; theirs are all bootstrap exports.
+	if _, err := s.addColumn(ctx, "bale_exports", "profile", `TEXT NOT NULL DEFAULT 'bootstrap'`); err != nil {
+		return err
 	}
-	add := `ALTER TABLE bale_exports ADD COLUMN profile TEXT NOT NULL DEFAULT 'bootstrap'`
-	if s.pg {
-		// Two servers sharing the database may both get here.
-		add = `ALTER TABLE bale_exports ADD COLUMN IF NOT EXISTS profile TEXT NOT NULL DEFAULT 'bootstrap'`
+	// Plans gained their origin later still: an older directory's inline
+	// plans are those recorded with the inline root.
+	added, err := s.addColumn(ctx, "bale_plans", "public_only", `BIGINT NOT NULL DEFAULT 0`)
+	if err != nil || !added {
+		return err
 	}
-	if _, err := s.db.ExecContext(ctx, add); err != nil {
-		return fmt.Errorf("add the export profile column: %w", err)
+	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE bale_plans SET public_only = 1 WHERE root = ?`), s.inlineRoot); err != nil {
+		return fmt.Errorf("mark inline plans: %w", err)
 	}
 	return nil
+}
+
+// addColumn adds column to table unless it is there, and reports whether
+// it added it. Neither database has a portable ADD COLUMN IF NOT EXISTS,
+// so it looks first.
+func (s *store) addColumn(ctx context.Context, table, column, def string) (bool, error) {
+	if rows, err := s.db.QueryContext(ctx, `SELECT `+column+` FROM `+table+` WHERE 1 = 0`); err == nil {
+		rows.Close()
+		return false, nil
+	}
+	add := `ALTER TABLE ` + table + ` ADD COLUMN ` + column + ` ` + def
+	if s.pg {
+		// Two servers sharing the database may both get here.
+		add = `ALTER TABLE ` + table + ` ADD COLUMN IF NOT EXISTS ` + column + ` ` + def
+	}
+	if _, err := s.db.ExecContext(ctx, add); err != nil {
+		return false, fmt.Errorf("add column %s.%s: %w", table, column, err)
+	}
+	return true, nil
 }
 
 // q rebinds query's ? placeholders for the database in use.
@@ -127,12 +150,22 @@ type planRecord struct {
 	Root      string // workspace root of its local paths; never shown
 	Kind      string
 	BuildTime time.Time
+	// PublicOnly marks a plan made from an inline spec: its build reaches
+	// only public addresses and Config.InlineAllowHosts.
+	PublicOnly bool
 }
 
 func (s *store) putPlan(ctx context.Context, tenant, spec string, p planRecord) error {
 	now := time.Now().Unix()
-	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (plan_id) DO NOTHING`), p.ID, p.Root, p.Kind, p.BuildTime.Unix(), now); err != nil {
+	// The same plan (the same bytes) made from a served spec lifts an
+	// inline origin's restriction, never the other way round: the plan
+	// names exactly what the operator's spec does, which every client
+	// may export by the spec's name anyway.
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at, public_only)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id) DO UPDATE SET
+		root = CASE WHEN excluded.public_only = 0 AND bale_plans.public_only <> 0 THEN excluded.root ELSE bale_plans.root END,
+		public_only = CASE WHEN excluded.public_only = 0 THEN 0 ELSE bale_plans.public_only END`),
+		p.ID, p.Root, p.Kind, p.BuildTime.Unix(), now, boolInt(p.PublicOnly)); err != nil {
 		return fmt.Errorf("record plan %s: %w", p.ID, err)
 	}
 	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO bale_plan_tenants (tenant, plan_id, spec, created_at)
@@ -147,33 +180,41 @@ func (s *store) putPlan(ctx context.Context, tenant, spec string, p planRecord) 
 func (s *store) tenantPlan(ctx context.Context, tenant, id string) (planRecord, string, error) {
 	var p planRecord
 	var spec string
-	var bt int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT p.plan_id, p.root, p.kind, p.build_time, t.spec
+	var bt, po int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT p.plan_id, p.root, p.kind, p.build_time, p.public_only, t.spec
 		FROM bale_plan_tenants t JOIN bale_plans p ON p.plan_id = t.plan_id
-		WHERE t.tenant = ? AND t.plan_id = ?`), tenant, id).Scan(&p.ID, &p.Root, &p.Kind, &bt, &spec)
+		WHERE t.tenant = ? AND t.plan_id = ?`), tenant, id).Scan(&p.ID, &p.Root, &p.Kind, &bt, &po, &spec)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, "", errNotFound
 	}
 	if err != nil {
 		return p, "", fmt.Errorf("look up plan %s: %w", id, err)
 	}
-	p.BuildTime = time.Unix(bt, 0).UTC()
+	p.BuildTime, p.PublicOnly = time.Unix(bt, 0).UTC(), po != 0
 	return p, spec, nil
 }
 
 func (s *store) plan(ctx context.Context, id string) (planRecord, error) {
 	var p planRecord
-	var bt int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT plan_id, root, kind, build_time FROM bale_plans WHERE plan_id = ?`), id).
-		Scan(&p.ID, &p.Root, &p.Kind, &bt)
+	var bt, po int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT plan_id, root, kind, build_time, public_only FROM bale_plans WHERE plan_id = ?`), id).
+		Scan(&p.ID, &p.Root, &p.Kind, &bt, &po)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, errNotFound
 	}
 	if err != nil {
 		return p, fmt.Errorf("look up plan %s: %w", id, err)
 	}
-	p.BuildTime = time.Unix(bt, 0).UTC()
+	p.BuildTime, p.PublicOnly = time.Unix(bt, 0).UTC(), po != 0
 	return p, nil
+}
+
+// boolInt is b as the 0 or 1 the portable schema stores.
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 var errNotFound = errors.New("not found")

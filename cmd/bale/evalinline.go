@@ -22,6 +22,7 @@ func newEvalInline() *cobra.Command {
 		dir      string
 		offline  bool
 		insecure []string
+		allow    []string
 	)
 	cmd := &cobra.Command{
 		Use:    "eval-inline --dir EMPTY_DIR",
@@ -37,7 +38,7 @@ func newEvalInline() *cobra.Command {
 			defer stop()
 			b, err := server.EvalInline(cmd.Context(), src, server.InlineOptions{
 				Dir:       dir,
-				Resolve:   resolve.Options{Offline: offline, Insecure: insecure},
+				Resolve:   resolve.Options{Offline: offline, Insecure: insecure, AllowHosts: allow},
 				Evaluated: stop,
 			})
 			if err != nil {
@@ -52,6 +53,7 @@ func newEvalInline() *cobra.Command {
 	fs.StringVar(&dir, "dir", "", "the empty workspace to plan in")
 	fs.BoolVar(&offline, "offline", false, "refuse any network access")
 	fs.StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP; repeatable")
+	fs.StringSliceVar(&allow, "allow-host", nil, "HOST[:PORT] reachable although not a public address; repeatable")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }

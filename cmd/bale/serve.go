@@ -136,6 +136,7 @@ start, as do builds a crash interrupted.`,
 	fs.Var((*byteSize)(&cfg.InlineMemory), "inline-memory", "an inline spec's evaluation is stopped past this much memory (B, KiB, MiB, GiB…)")
 	fs.StringVar(&cfg.SigningKey, "signing-key", "", "release signing key: a cosign private key file or env://VAR, opened with COSIGN_PASSWORD at start; without it release exports need COSIGN_ALLOW_DEV_KEY=1 and a spec's development key")
 	fs.StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
+	fs.StringSliceVar(&cfg.InlineAllowHosts, "inline-allow-host", nil, "HOST[:PORT] an inline spec may reach although it is not a public address (inline specs reach no loopback, private or link-local address otherwise; served specs are not limited); repeatable")
 	cmd.AddCommand(newServeToken(), newEvalInline())
 	return cmd
 }

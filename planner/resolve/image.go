@@ -653,7 +653,11 @@ func (r *Resolver) openBlob(ctx context.Context, in plan.Input, digest string, v
 	}
 	if isManifest {
 		raw, _, err := src.manifest(ctx, digest, size)
-		if err != nil {
+		var ee *egressError
+		switch {
+		case errors.As(err, &ee):
+			return nil, 0, err
+		case err != nil:
 			return nil, 0, fmt.Errorf("source changed since planning? %w", err)
 		}
 		return io.NopCloser(bytes.NewReader(raw)), size, nil

@@ -264,10 +264,22 @@ func (r *Resolver) allowHTTP(host string) bool {
 	if r.insecure[h] {
 		return true
 	}
-	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !loopbackHost(host) {
 		return false
 	}
 	return !r.opts.PublicOnly || r.allow[host] || r.allow[h]
+}
+
+// loopbackHost reports whether host (host or host:port) names loopback:
+// localhost or a loopback IP.
+func loopbackHost(host string) bool {
+	h := strings.ToLower(host)
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	ip := net.ParseIP(h)
+	return h == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // parseRef parses an image reference, marking its registry insecure when

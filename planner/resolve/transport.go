@@ -84,6 +84,9 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case "https":
 	case "http":
 		if !g.r.allowHTTP(req.URL.Host) {
+			if g.r.opts.PublicOnly && loopbackHost(req.URL.Host) {
+				return nil, &egressError{addr: req.URL.Host}
+			}
 			return nil, fmt.Errorf("refusing plain HTTP to %s: not a loopback host and not in the insecure list", req.URL.Host)
 		}
 	default:

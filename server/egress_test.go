@@ -1,0 +1,140 @@
+package server
+
+import (
+		"encoding/json"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// countingRegistry serves a registry on loopback holding one image,
+// team/app:1, and counts the requests it gets after the push.
+func countingRegistry(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	var hits atomic.Int64
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(16<<10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host + "/team/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	hits.Store(0)
+	return host, &hits
+}
+
+// TestInlineEgress: an inline spec cannot make the server connect to an
+// address only the server reaches (server-side request forgery): a
+// loopback registry, by IP or by a name resolving to loopback, is refused
+// at planning with a 422 naming the input, before any request reaches
+// it. A plan made from an inline spec keeps that restriction for its
+// build: planned while the operator allowed the registry, then posted by
+// id to a server that no longer does, its build is refused and nothing
+// is fetched — the case of a name that resolved to a public address at
+// planning and to an internal one at build time. A served spec still
+// reaches the same registry.
+func TestInlineEgress(t *testing.T) {
+	bin := buildBale(t)
+	host, hits := countingRegistry(t)
+	_, port, _ := strings.Cut(host, ":")
+	served := filepath.Join(t.TempDir(), "internal")
+	if err := os.MkdirAll(served, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	image := func(ref string) string {
+		return "bootstrapPack: {\n\tsourceDateEpoch: \"2025-01-01T00:00:00Z\"\n\timages: [{name: \"app\", ref: \"" + ref + "\"}]\n}\n"
+	}
+	if err := os.WriteFile(filepath.Join(served, "pack.cue"), []byte("package internal\n\n"+image(host+"/team/app:1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	config := func(allow ...string) func(*Config) {
+		return func(c *Config) { c.DataDir, c.Specs, c.InlineAllowHosts = data, []string{served}, allow }
+	}
+
+	// Planned while the operator allowed the registry.
+	h := startServer(t, "", withInline(bin, time.Minute), config(host))
+	src := "package p\n\n" + image(host+"/team/app:1")
+	r := h.do(http.MethodPost, "/v1/plans", "rw", inlineBody(t, src))
+	var sum planSummary
+	if r.StatusCode != http.StatusCreated || json.Unmarshal(r.body, &sum) != nil {
+		t.Fatalf("POST /v1/plans with the registry allowed: %d %s", r.StatusCode, r.body)
+	}
+	h.stop()
+
+	h = startServer(t, "", withInline(bin, time.Minute), config())
+	hits.Store(0)
+	for _, tc := range []struct{ name, ref string }{
+		{"loopback IP", host + "/team/app:1"},
+		{"localhost", "localhost:" + port + "/team/app:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.do(http.MethodPost, exportsPath, "rw", inlineBody(t, "package p\n\n"+image(tc.ref)))
+			if r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "spec-invalid" {
+				t.Fatalf("%d %s, want a 422 spec-invalid problem", r.StatusCode, r.body)
+			}
+			var p problem
+			json.Unmarshal(r.body, &p)
+			t.Log(p.Detail)
+			for _, w := range []string{"images[0] app: " + tc.ref, "not a public address", "--inline-allow-host"} {
+				if !strings.Contains(p.Detail, w) {
+					t.Errorf("detail %q lacks %q", p.Detail, w)
+				}
+			}
+		})
+	}
+
+	t.Run("inline plan built later", func(t *testing.T) {
+		r := h.post("rw", `{"planId":"`+sum.PlanID+`"}`)
+		if r.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST planId: %d %s", r.StatusCode, r.body)
+		}
+		st := h.wait(h.export(r).ExportID)
+		t.Log(st.Reason)
+		if st.Status != statusFailed || !strings.Contains(st.Reason, "not a public address") || !strings.Contains(st.Reason, "app") {
+			t.Fatalf("export of inline plan %s: %s %q, want its build refused naming the image", sum.PlanID, st.Status, st.Reason)
+		}
+		if d := h.do(http.MethodGet, exportsPath+"/"+st.ExportID+"/download", "rw", nil); d.StatusCode == http.StatusOK {
+			t.Fatalf("download of the refused export: %d", d.StatusCode)
+		}
+	})
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the loopback registry from inline specs", n)
+	}
+
+	t.Run("served spec", func(t *testing.T) {
+		r := h.post("rw", `{"spec":"internal"}`)
+		if r.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST served spec: %d %s", r.StatusCode, r.body)
+		}
+		if st := h.wait(h.export(r).ExportID); st.Status != statusSucceeded {
+			t.Fatalf("served spec export: %s %q", st.Status, st.Reason)
+		}
+		if hits.Load() == 0 {
+			t.Fatal("the served spec's export did not reach the registry")
+		}
+	})
+}
