@@ -1,7 +1,7 @@
 package server
 
 import (
-		"encoding/json"
+	"encoding/json"
 	"io"
 	"log"
 	"net/http"
