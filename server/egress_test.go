@@ -67,7 +67,10 @@ func TestInlineEgress(t *testing.T) {
 	image := func(ref string) string {
 		return "bootstrapPack: {\n\tsourceDateEpoch: \"2025-01-01T00:00:00Z\"\n\timages: [{name: \"app\", ref: \"" + ref + "\"}]\n}\n"
 	}
-	if err := os.WriteFile(filepath.Join(served, "pack.cue"), []byte("package internal\n\n"+image(host+"/team/app:1")), 0o644); err != nil {
+	// Another sourceDateEpoch than the inline spec's: a plan of its own
+	// (TestPlanOrigin covers one plan made both ways).
+	servedSrc := strings.Replace(image(host+"/team/app:1"), "2025-01-01", "2025-02-01", 1)
+	if err := os.WriteFile(filepath.Join(served, "pack.cue"), []byte("package internal\n\n"+servedSrc), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
@@ -130,11 +133,49 @@ func TestInlineEgress(t *testing.T) {
 		if r.StatusCode != http.StatusAccepted {
 			t.Fatalf("POST served spec: %d %s", r.StatusCode, r.body)
 		}
-		if st := h.wait(h.export(r).ExportID); st.Status != statusSucceeded {
+		st := h.wait(h.export(r).ExportID)
+		if st.Status != statusSucceeded {
 			t.Fatalf("served spec export: %s %q", st.Status, st.Reason)
 		}
 		if hits.Load() == 0 {
 			t.Fatal("the served spec's export did not reach the registry")
 		}
 	})
+}
+
+// TestPlanOrigin: a plan's inline origin is recorded with it and survives
+// a later inline planning; the same plan made from a served spec lifts
+// it (its inputs are exactly the operator's spec's, which any client may
+// export by name), and a later inline planning does not restore it.
+func TestPlanOrigin(t *testing.T) {
+	h := startServer(t, "")
+	ctx := t.Context()
+	id := "sha256:" + strings.Repeat("ab", 32)
+	inline := planRecord{ID: id, Root: h.s.inlineRoot(), Kind: "bootstrapPack", BuildTime: time.Unix(0, 0), PublicOnly: true}
+	served := planRecord{ID: id, Root: t.TempDir(), Kind: "bootstrapPack", BuildTime: time.Unix(0, 0)}
+	for i, step := range []struct {
+		tenant     string
+		rec        planRecord
+		publicOnly bool
+		root       string
+	}{
+		{"acme", inline, true, inline.Root},
+		{"other", inline, true, inline.Root},
+		{"acme", served, false, served.Root},
+		{"other", inline, false, served.Root},
+	} {
+		if err := h.s.store.putPlan(ctx, step.tenant, "x", step.rec); err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.s.store.plan(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.PublicOnly != step.publicOnly || got.Root != step.root {
+			t.Fatalf("after step %d: publicOnly %v root %s, want %v %s", i, got.PublicOnly, got.Root, step.publicOnly, step.root)
+		}
+		if tp, _, err := h.s.store.tenantPlan(ctx, step.tenant, id); err != nil || tp.PublicOnly != step.publicOnly {
+			t.Fatalf("after step %d: tenant plan %+v %v", i, tp, err)
+		}
+	}
 }
