@@ -1,6 +1,7 @@
 package server
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io"
 	"log"
@@ -176,6 +177,38 @@ func TestPlanOrigin(t *testing.T) {
 		}
 		if tp, _, err := h.s.store.tenantPlan(ctx, step.tenant, id); err != nil || tp.PublicOnly != step.publicOnly {
 			t.Fatalf("after step %d: tenant plan %+v %v", i, tp, err)
+		}
+	}
+}
+
+// TestPlanOriginMigration: a data directory from before plans carried
+// their origin gets the column, and its inline plans (those recorded with
+// the inline root) are marked public-only.
+func TestPlanOriginMigration(t *testing.T) {
+	data := t.TempDir()
+	h := startServer(t, "", func(c *Config) { c.DataDir = data })
+	inlineRoot := h.s.inlineRoot()
+	h.stop()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "bale.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inlineID, servedID := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
+	for _, q := range []string{
+		`ALTER TABLE bale_plans DROP COLUMN public_only`,
+		`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at) VALUES ('` + inlineID + `', '` + inlineRoot + `', 'bootstrapPack', 0, 0)`,
+		`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at) VALUES ('` + servedID + `', '/srv/specs', 'bootstrapPack', 0, 0)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	h = startServer(t, "", func(c *Config) { c.DataDir = data })
+	for id, want := range map[string]bool{inlineID: true, servedID: false} {
+		rec, err := h.s.store.plan(t.Context(), id)
+		if err != nil || rec.PublicOnly != want {
+			t.Errorf("plan %s after migration: %+v %v, want publicOnly %v", id, rec, err, want)
 		}
 	}
 }
