@@ -59,6 +59,46 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 	return w.s.runBuild(ctx, job.Args.PlanID, job.Attempt)
 }
 
+// reconcile queues a build for every export that waits with no build job
+// of its plan waiting or running, once the export is older than grace (a
+// POST records its export before it queues the build). The insert is
+// unique by plan, so servers sharing a database reconciling at once still
+// queue one build.
+func (s *Server) reconcile(ctx context.Context, grace time.Duration) error {
+	orphans, err := s.store.orphanExports(ctx, buildArgs{}.Kind())
+	if err != nil {
+		return err
+	}
+	queued := map[string]bool{}
+	for _, e := range orphans {
+		if queued[e.PlanID] || time.Since(e.Created) < grace {
+			continue
+		}
+		queued[e.PlanID] = true
+		if _, err := s.queue.Insert(ctx, buildArgs{PlanID: e.PlanID}, buildOpts(e.Tenant)); err != nil {
+			return fmt.Errorf("queue build of %s: %w", e.PlanID, err)
+		}
+		s.log.Warn("export waited with no build job; queued one", "exportId", e.ID, "planId", e.PlanID, "tenant", e.Tenant)
+	}
+	return nil
+}
+
+// reconcileLoop runs reconcile every interval until ctx ends.
+func (s *Server) reconcileLoop(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.reconcile(ctx, interval); err != nil && ctx.Err() == nil {
+				s.log.Warn("reconcile exports", "err", err)
+			}
+		}
+	}
+}
+
 // queue is the job engine as the server uses it. River's client is generic
 // in its driver's transaction type; riverQueue is the one implementation,
 // whichever database is behind it.

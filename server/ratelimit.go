@@ -105,6 +105,30 @@ func (s *store) lockTenant(ctx context.Context, tenant string) (func(), error) {
 	return func() { tx.Rollback() }, nil
 }
 
+// orphanExports lists exports not finished whose plan has no build job
+// waiting or running: left so when a POST's job insert was skipped as a
+// duplicate of a job that was just finishing (a failed build is still
+// "running" for a moment after it marked its exports failed), or when the
+// server died between recording an export and queueing its build.
+func (s *store) orphanExports(ctx context.Context, kind string) ([]exportRecord, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+exportCols+` FROM bale_exports e WHERE e.status IN (?, ?)
+		AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.state IN `+activeStates+` AND j.kind = ? AND j.args ->> 'planId' = e.plan_id)
+		ORDER BY e.created_at LIMIT 1000`), statusQueued, statusRunning, kind)
+	if err != nil {
+		return nil, fmt.Errorf("list exports without a build: %w", err)
+	}
+	defer rows.Close()
+	var out []exportRecord
+	for rows.Next() {
+		e, err := scanExport(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list exports without a build: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
 // buildOpts are the insert options of a build job tenant's POST queues.
 func buildOpts(tenant string) *river.InsertOpts {
 	meta, _ := json.Marshal(map[string]string{"tenant": tenant})

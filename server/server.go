@@ -76,6 +76,9 @@ type Config struct {
 	// RescueAfter is how long a build may run before another server
 	// sharing the database takes it over; 0 means 6h.
 	RescueAfter time.Duration
+	// ReconcileEvery is how often exports waiting with no build job get
+	// one (see reconcile); 0 means 2s.
+	ReconcileEvery time.Duration
 	// Logger receives one JSON line per request and per job transition;
 	// nil means slog.Default().
 	Logger *slog.Logger
@@ -154,6 +157,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.IdleTimeout, 2*time.Minute)
 	def(&cfg.DrainTimeout, 30*time.Second)
 	def(&cfg.RescueAfter, 6*time.Hour)
+	def(&cfg.ReconcileEvery, 2*time.Second)
 	def(&cfg.InlineTimeout, defaultInlineTimeout)
 	if cfg.InlineMemory <= 0 {
 		cfg.InlineMemory = defaultInlineMemory
@@ -266,6 +270,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.queue.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start jobs: %w", err)
 	}
+	rctx, stopReconcile := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReconcile()
+	go s.reconcileLoop(rctx, s.cfg.ReconcileEvery)
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
