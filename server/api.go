@@ -344,50 +344,40 @@ func (s *Server) planNamed(w http.ResponseWriter, r *http.Request, p auth.Princi
 		return nil, false
 	}
 	pl, err := s.planSpec(r.Context(), name)
-	var se *specError
-	switch {
-	case errors.Is(err, errNotFound):
-		writeProblem(w, r, "unknown-spec", "no spec named "+name)
-		return nil, false
-	case errors.As(err, &se):
-		writeProblem(w, r, "spec-invalid", se.msg)
-		return nil, false
-	case err != nil:
-		s.internal(w, r, err)
-		return nil, false
-	}
-	if err := s.store.putPlan(r.Context(), p.Tenant, name, pl.rec); err != nil {
-		s.internal(w, r, err)
-		return nil, false
-	}
-	return pl, true
+	return s.recordPlan(w, r, p, name, pl, err)
 }
 
 // planInlined plans an inline spec for p's tenant, writing the problem if
 // it cannot.
 func (s *Server) planInlined(w http.ResponseWriter, r *http.Request, p auth.Principal, src string) (*planned, bool) {
 	pl, err := s.planInline(r.Context(), src)
+	return s.recordPlan(w, r, p, inlineSpec, pl, err)
+}
+
+// recordPlan records for p's tenant the plan spec was planned into, or
+// writes the problem the planning's error is.
+func (s *Server) recordPlan(w http.ResponseWriter, r *http.Request, p auth.Principal, spec string, pl *planned, err error) (*planned, bool) {
 	var se *specError
 	switch {
+	case errors.Is(err, errNotFound):
+		writeProblem(w, r, "unknown-spec", "no spec named "+spec)
 	case errors.Is(err, errInlineDisabled):
 		writeProblem(w, r, "inline-disabled", "name a spec the server serves, or a plan id")
-		return nil, false
 	case errors.Is(err, errInlineBusy):
 		w.Header().Set("Retry-After", retryAfter(inlineSlotWait))
 		writeProblem(w, r, "inline-busy", fmt.Sprintf("%d inline specs are being evaluated; at most %d at once", s.cfg.InlineSlots, s.cfg.InlineSlots))
-		return nil, false
 	case errors.As(err, &se):
 		writeProblem(w, r, "spec-invalid", se.msg)
-		return nil, false
 	case err != nil:
 		s.internal(w, r, err)
-		return nil, false
+	default:
+		if err := s.store.putPlan(r.Context(), p.Tenant, spec, pl.rec); err != nil {
+			s.internal(w, r, err)
+			return nil, false
+		}
+		return pl, true
 	}
-	if err := s.store.putPlan(r.Context(), p.Tenant, inlineSpec, pl.rec); err != nil {
-		s.internal(w, r, err)
-		return nil, false
-	}
-	return pl, true
+	return nil, false
 }
 
 func btoi(b bool) int {
