@@ -351,7 +351,16 @@ func (v *JWT) Authenticate(ctx context.Context, token string) (Principal, error)
 		extra map[string]any
 	)
 	if err := tok.Claims(key.Key, &std, &extra); err != nil {
-		return Principal{}, refuse("bad signature")
+		// Tell the client which check failed: a signature that does not
+		// verify, a crit header naming an extension not understood, or
+		// claims of the wrong type (exp as a string, a duplicated name).
+		switch {
+		case errors.Is(err, jose.ErrCryptoFailure):
+			return Principal{}, refuse("bad signature")
+		case errors.Is(err, jose.ErrUnsupportedCriticalHeader):
+			return Principal{}, refuse("unsupported crit header")
+		}
+		return Principal{}, refuse("malformed claims")
 	}
 	if std.Expiry == nil {
 		return Principal{}, refuse("no exp claim")
