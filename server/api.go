@@ -350,7 +350,7 @@ func (s *Server) planNamed(w http.ResponseWriter, r *http.Request, p auth.Princi
 // planInlined plans an inline spec for p's tenant, writing the problem if
 // it cannot.
 func (s *Server) planInlined(w http.ResponseWriter, r *http.Request, p auth.Principal, src string) (*planned, bool) {
-	pl, err := s.planInline(r.Context(), src)
+	pl, err := s.planInline(r.Context(), p.Tenant, src)
 	return s.recordPlan(w, r, p, inlineSpec, pl, err)
 }
 
@@ -366,6 +366,9 @@ func (s *Server) recordPlan(w http.ResponseWriter, r *http.Request, p auth.Princ
 	case errors.Is(err, errInlineBusy):
 		w.Header().Set("Retry-After", retryAfter(inlineSlotWait))
 		writeProblem(w, r, "inline-busy", fmt.Sprintf("%d inline specs are being evaluated; at most %d at once", s.cfg.InlineSlots, s.cfg.InlineSlots))
+	case errors.Is(err, errInlineTenantBusy):
+		w.Header().Set("Retry-After", retryAfter(inlineSlotWait))
+		writeProblem(w, r, "inline-busy", fmt.Sprintf("this tenant's inline specs take %d evaluation slots, its share; one must end first", max(s.cfg.InlineSlots-1, 1)))
 	case errors.As(err, &se):
 		writeProblem(w, r, "spec-invalid", se.msg)
 	case err != nil:

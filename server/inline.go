@@ -187,13 +187,46 @@ const inlineSlotWait = 5 * time.Second
 // directory, since their inputs are all remote.
 func (s *Server) inlineRoot() string { return filepath.Join(s.cfg.DataDir, "inline") }
 
-// planInline evaluates and plans an inline spec in a child process under
-// the inline limits and stores the plan. Concurrent requests with the
-// same source share one child.
-func (s *Server) planInline(ctx context.Context, src string) (*planned, error) {
+// errInlineTenantBusy is an inline spec whose tenant holds its whole
+// share of the evaluation slots for inlineSlotWait.
+var errInlineTenantBusy = errors.New("this tenant's inline evaluation slots are busy")
+
+// inlineShare takes one of tenant's share of the inline slots, waiting at
+// most inlineSlotWait: a tenant holds at most InlineSlots-1 evaluations
+// (at least 1), so its slow specs cannot take every slot from the other
+// tenants.
+func (s *Server) inlineShare(ctx context.Context, tenant string) (release func(), err error) {
+	s.inlineMu.Lock()
+	share := s.inlineShares[tenant]
+	if share == nil {
+		share = make(chan struct{}, max(s.cfg.InlineSlots-1, 1))
+		s.inlineShares[tenant] = share
+	}
+	s.inlineMu.Unlock()
+	t := time.NewTimer(inlineSlotWait)
+	defer t.Stop()
+	select {
+	case share <- struct{}{}:
+		return func() { <-share }, nil
+	case <-t.C:
+		return nil, errInlineTenantBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// planInline evaluates and plans tenant's inline spec in a child process
+// under the inline limits and stores the plan. Concurrent requests with
+// the same source share one child.
+func (s *Server) planInline(ctx context.Context, tenant, src string) (*planned, error) {
 	if len(s.cfg.InlineCommand) == 0 {
 		return nil, errInlineDisabled
 	}
+	release, err := s.inlineShare(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	sum := sha256.Sum256([]byte(src))
 	v, err, _ := s.planning.Do("inline:"+hex.EncodeToString(sum[:]), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.InlineTimeout)

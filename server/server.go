@@ -100,7 +100,10 @@ type Config struct {
 	InlineMemory  int64
 	// InlineSlots bounds the inline evaluations running at once, each a
 	// child that may hold InlineMemory: without it, a burst of distinct
-	// inline specs is a burst of children. 0 means 2.
+	// inline specs is a burst of children. 0 means 2. One tenant may
+	// hold at most InlineSlots-1 of them (1 when InlineSlots is 1), so
+	// another tenant always finds one: a tenant's slow specs wait for
+	// its own share.
 	InlineSlots int
 	// InlineAllowHosts lists the registry, chart repository and URL hosts
 	// ("host" or "host:port") an inline spec may reach although they are
@@ -136,6 +139,10 @@ type Server struct {
 	admit sync.Mutex
 	// inlineSlots holds one token per inline evaluation running.
 	inlineSlots chan struct{}
+	// inlineMu guards inlineShares: per tenant, one token per inline
+	// request of the tenant holding or waiting for an evaluation.
+	inlineMu     sync.Mutex
+	inlineShares map[string]chan struct{}
 }
 
 // New opens the data directory and the job store and returns a Server
@@ -196,7 +203,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Getenv == nil {
 		cfg.Getenv = os.Getenv
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, inlineSlots: make(chan struct{}, cfg.InlineSlots)}
+	s := &Server{cfg: cfg, log: cfg.Logger, inlineSlots: make(chan struct{}, cfg.InlineSlots),
+		inlineShares: map[string]chan struct{}{}}
 	if s.signingPEM, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
 		return nil, err
 	}
