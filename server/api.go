@@ -280,6 +280,10 @@ func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Prin
 		return
 	}
 	defer release()
+	// From here the export is recorded and its build queued as one: a
+	// client hanging up between the two must not leave an export with no
+	// build (the reconciler would queue it, past the admission above).
+	ctx = context.WithoutCancel(ctx)
 	e := exportRecord{ID: newExportID(), Profile: profile, Tenant: p.Tenant, PlanID: rec.ID, Spec: spec, Status: statusQueued,
 		IdemKey: key, ReqHash: reqHash, Created: time.Now().UTC(), BuildTime: rec.BuildTime}
 	e, inserted, err := s.store.insertExport(ctx, e)

@@ -61,7 +61,8 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 
 // reconcile queues a build for every export that waits with no build job
 // of its plan waiting or running, once the export is older than grace (a
-// POST records its export before it queues the build). The insert is
+// POST records its export before it queues the build) and its tenant is
+// under its build limit (else at a later round). The insert is
 // unique by plan, so servers sharing a database reconciling at once still
 // queue one build.
 func (s *Server) reconcile(ctx context.Context, grace time.Duration) error {
@@ -74,13 +75,41 @@ func (s *Server) reconcile(ctx context.Context, grace time.Duration) error {
 		if queued[e.PlanID] || time.Since(e.Created) < grace {
 			continue
 		}
-		queued[e.PlanID] = true
-		if _, err := s.queue.Insert(ctx, buildArgs{PlanID: e.PlanID}, buildOpts(e.Tenant)); err != nil {
-			return fmt.Errorf("queue build of %s: %w", e.PlanID, err)
+		ok, err := s.requeue(ctx, e)
+		if err != nil {
+			return err
 		}
-		s.log.Warn("export waited with no build job; queued one", "exportId", e.ID, "planId", e.PlanID, "tenant", e.Tenant)
+		if ok {
+			queued[e.PlanID] = true
+			s.log.Warn("export waited with no build job; queued one", "exportId", e.ID, "planId", e.PlanID, "tenant", e.Tenant)
+		}
 	}
 	return nil
+}
+
+// requeue queues the build of orphan export e unless its tenant is at
+// its build limit: the reconciler must not be a way around it (an export
+// split from its build, once per POST, would be a build per POST). It
+// takes the admission locks admitBuild takes; false means "not yet".
+func (s *Server) requeue(ctx context.Context, e exportRecord) (bool, error) {
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	unlock, err := s.store.lockTenant(ctx, e.Tenant)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	n, err := s.store.tenantBuilds(ctx, e.Tenant)
+	if err != nil {
+		return false, err
+	}
+	if n >= s.cfg.TenantBuilds {
+		return false, nil
+	}
+	if _, err := s.queue.Insert(ctx, buildArgs{PlanID: e.PlanID}, buildOpts(e.Tenant)); err != nil {
+		return false, fmt.Errorf("queue build of %s: %w", e.PlanID, err)
+	}
+	return true, nil
 }
 
 // reconcileLoop runs reconcile every interval until ctx ends.
