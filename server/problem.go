@@ -44,7 +44,7 @@ var problems = map[string]struct {
 	"export-not-ready":        {http.StatusConflict, "The export has not succeeded"},
 	"rate-limited":            {http.StatusTooManyRequests, "Too many requests for this tenant"},
 	"build-limit":             {http.StatusTooManyRequests, "Too many builds queued or running for this tenant"},
-	"inline-busy":             {http.StatusServiceUnavailable, "Every inline evaluation slot is busy"},
+	"inline-busy":             {http.StatusServiceUnavailable, "The inline evaluation slots are busy"},
 	"not-ready":               {http.StatusServiceUnavailable, "The server cannot reach its store"},
 	"internal":                {http.StatusInternalServerError, "Internal error"},
 }
