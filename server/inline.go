@@ -318,6 +318,12 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 		if !errors.As(err, &ee) {
 			return nil, fmt.Errorf("run inline evaluation: %w", err)
 		}
+		if crashed(stderr.String()) {
+			// A Go crash's trace names the server's build and source
+			// paths: it is for the operator, not the client.
+			s.log.Error("inline evaluation crashed", "exit", ee.String(), "stderr", stderr.String())
+			return nil, &specError{msg: "evaluating the inline spec crashed the evaluator (" + ee.String() + "); the server's log has the details"}
+		}
 		msg := strings.TrimSpace(strings.TrimPrefix(stderr.String(), "bale: "))
 		msg = strings.ReplaceAll(msg, dir+string(filepath.Separator), "")
 		msg = strings.ReplaceAll(msg, dir, ".")
@@ -327,6 +333,18 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 		return nil, &specError{msg: s.scrub(msg)}
 	}
 	return stdout.Bytes(), nil
+}
+
+// crashed reports whether a child's standard error is a Go program's
+// crash report (a panic, a fatal runtime error, a signal's goroutine
+// dump) rather than bale's own error message.
+func crashed(stderr string) bool {
+	for _, p := range []string{"panic: ", "fatal error: ", "runtime: ", "SIGQUIT", "SIGABRT", "SIGSEGV"} {
+		if strings.HasPrefix(stderr, p) {
+			return true
+		}
+	}
+	return strings.Contains(stderr, "\ngoroutine ") && strings.Contains(stderr, "\n\t/")
 }
 
 // capBuffer keeps the first max bytes written to it. Past them it calls
