@@ -132,6 +132,11 @@ type exportRequest struct {
 	Inline string `json:"inline,omitempty"`
 }
 
+// inlineReleaseDetail explains the refusal of a release from an inline
+// spec: the server would sign whatever remote content a client names with
+// the organisation's key.
+const inlineReleaseDetail = "this server signs releases only of the specs it serves (--specs); an operator may allow releases of inline specs with --inline-releases"
+
 // inlineSpec is how an export or plan from an inline spec names its spec.
 const inlineSpec = "inline"
 
@@ -213,6 +218,10 @@ func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Prin
 		writeProblem(w, r, "invalid-request", "give exactly one of spec, planId and inline")
 		return
 	}
+	if profile == profileRelease && req.Inline != "" && !s.cfg.InlineReleases {
+		writeProblem(w, r, "inline-release-disabled", inlineReleaseDetail)
+		return
+	}
 	if profile == profileRelease && req.Inline != "" && s.signingPEM == nil {
 		// An inline spec cannot name a development key (a file).
 		writeProblem(w, r, "no-signing-key", "an inline release spec is signed only with the server's --signing-key")
@@ -273,6 +282,11 @@ func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Prin
 		} else {
 			writeProblem(w, r, "not-a-bootstrap-pack", "the plan builds a "+rec.Kind)
 		}
+		return
+	}
+	if profile == profileRelease && rec.PublicOnly && !s.cfg.InlineReleases {
+		// A plan id from an inline release spec, posted to /v1/plans.
+		writeProblem(w, r, "inline-release-disabled", inlineReleaseDetail)
 		return
 	}
 	release, ok := s.admitBuild(w, r, p.Tenant, buildArgs{}.Kind(), rec.ID)

@@ -39,6 +39,7 @@ var problems = map[string]struct {
 	"inline-disabled":         {http.StatusUnprocessableEntity, "This server does not evaluate inline specs"},
 	"not-a-bootstrap-pack":    {http.StatusUnprocessableEntity, "The plan does not build a bootstrap pack"},
 	"not-a-release":           {http.StatusUnprocessableEntity, "The plan does not build a release kit"},
+	"inline-release-disabled": {http.StatusUnprocessableEntity, "This server does not sign releases of inline specs"},
 	"no-signing-key":          {http.StatusUnprocessableEntity, "The server has no key to sign a release with"},
 	"idempotency-key-reused":  {http.StatusUnprocessableEntity, "The Idempotency-Key was used with another request body"},
 	"export-not-ready":        {http.StatusConflict, "The export has not succeeded"},

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/server/auth"
 	"github.com/bale-build/bale/sign"
 )
@@ -254,7 +256,7 @@ func TestReleaseRefusals(t *testing.T) {
 		t.Errorf("a refused release queued a job: depth %v", n)
 	}
 
-	h = startServer(t, "", withRelease(devKeyEnv(true), ""))
+	h = startServer(t, "", withRelease(devKeyEnv(true), ""), func(c *Config) { c.InlineReleases = true })
 	// An inline release cannot use a development key: only the server's.
 	r = h.do(http.MethodPost, releasePath, "rw", []byte(`{"inline":"package p"}`))
 	if r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "no-signing-key" {
@@ -391,5 +393,40 @@ func TestKillNineRelease(t *testing.T) {
 	code, b = p2.call(t, http.MethodGet, st.DownloadURI, tok, "")
 	if code != http.StatusOK || string(b) != string(local) || fmt.Sprintf("%x", sha256.Sum256(b)) != st.ArtifactSha256 {
 		t.Fatalf("kit archive after restart: %d, %d bytes, want bale build's %d bytes (%s)", code, len(b), len(local), st.ArtifactSha256)
+	}
+}
+
+// TestInlineReleaseGate: a server signs releases of inline specs only when
+// the operator allows it (--inline-releases): otherwise any holder of
+// export:write would get the release key's signature on remote content of
+// its choosing. Refused both as an inline spec and as the plan id of one
+// (a plan made by POST /v1/plans); a served spec's release is unaffected.
+func TestInlineReleaseGate(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline-releases=%v", allow), func(t *testing.T) {
+			h := startServer(t, "", withRelease(devKeyEnv(true), ""), func(c *Config) { c.InlineReleases = allow })
+			ctx := context.Background()
+			// An inline release spec's plan, as POST /v1/plans records it.
+			rec := planRecord{ID: "sha256:" + strings.Repeat("ab", 32), Root: h.s.inlineRoot(), Kind: plan.TargetRelease,
+				BuildTime: time.Unix(1735689600, 0).UTC(), PublicOnly: true}
+			if err := h.s.store.putPlan(ctx, "acme", inlineSpec, rec); err != nil {
+				t.Fatal(err)
+			}
+			byID := h.do(http.MethodPost, releasePath, "rw", []byte(`{"planId":"`+rec.ID+`"}`))
+			inline := h.do(http.MethodPost, releasePath, "rw", []byte(`{"inline":"package p"}`))
+			for what, r := range map[string]response{"plan id of an inline spec": byID, "inline spec": inline} {
+				gated := r.StatusCode == http.StatusUnprocessableEntity && problemType(t, r) == "inline-release-disabled"
+				if gated == allow {
+					t.Errorf("release of an %s with InlineReleases=%v: %d %s", what, allow, r.StatusCode, r.body)
+				}
+				if gated && !strings.Contains(string(r.body), "--inline-releases") {
+					t.Errorf("the refusal does not name --inline-releases: %s", r.body)
+				}
+			}
+			// The served release spec is exported either way.
+			if r := h.do(http.MethodPost, releasePath, "rw", []byte(`{"spec":"aoc"}`)); r.StatusCode != http.StatusAccepted {
+				t.Errorf("served release spec: %d %s", r.StatusCode, r.body)
+			}
+		})
 	}
 }

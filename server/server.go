@@ -105,6 +105,11 @@ type Config struct {
 	// another tenant always finds one: a tenant's slow specs wait for
 	// its own share.
 	InlineSlots int
+	// InlineReleases lets clients export releases of inline specs (or of
+	// plans made from them): each is signed with SigningKey, so any
+	// holder of export:write gets the organisation's signature on remote
+	// content of its choosing. Off by default.
+	InlineReleases bool
 	// InlineAllowHosts lists the registry, chart repository and URL hosts
 	// ("host" or "host:port") an inline spec may reach although they are
 	// not public addresses. Every other internal address (loopback,
