@@ -162,20 +162,8 @@ func (f *File) Commit() error {
 // digest. path must be in the directory given to Create, so the rename stays
 // atomic and one directory sync covers it.
 func (f *File) CommitAs(path string) error {
-	if f.done {
-		return fmt.Errorf("commit atomic file %s: %w", path, os.ErrClosed)
-	}
-	if filepath.Clean(filepath.Dir(path)) != filepath.Clean(filepath.Dir(f.path)) {
-		return fmt.Errorf("commit atomic file %s: not in directory %s", path, filepath.Dir(f.path))
-	}
-	f.done = true
-	tmp := f.f.Name()
-	err := commit(f.f, tmp, path, true)
-	if err != nil {
-		// The rename did not happen, or the file is in place already and
-		// the temporary name is gone; either way removing tmp is right.
-		_ = os.Remove(tmp)
-		return fmt.Errorf("commit atomic file %s: %w", path, err)
+	if err := f.commitTo(path, true); err != nil {
+		return err
 	}
 	if err := SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("commit atomic file %s: %w", path, err)
@@ -188,7 +176,11 @@ func (f *File) CommitAs(path string) error {
 // caller syncs the file system. A crash before then may leave the file
 // empty, short or missing, so it is only for content checked again before
 // it is trusted (a content store's blobs).
-func (f *File) CommitUnsynced(path string) error {
+func (f *File) CommitUnsynced(path string) error { return f.commitTo(path, false) }
+
+// commitTo renames the file to path, syncing its data first when sync is
+// set; the temporary file is removed if that fails.
+func (f *File) commitTo(path string, sync bool) error {
 	if f.done {
 		return fmt.Errorf("commit atomic file %s: %w", path, os.ErrClosed)
 	}
@@ -197,7 +189,9 @@ func (f *File) CommitUnsynced(path string) error {
 	}
 	f.done = true
 	tmp := f.f.Name()
-	if err := commit(f.f, tmp, path, false); err != nil {
+	if err := commit(f.f, tmp, path, sync); err != nil {
+		// The rename did not happen, or the file is in place already and
+		// the temporary name is gone; either way removing tmp is right.
 		_ = os.Remove(tmp)
 		return fmt.Errorf("commit atomic file %s: %w", path, err)
 	}
