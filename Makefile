@@ -44,8 +44,8 @@ FUZZ_TARGETS = \
 	./planner/spec:FuzzParse \
 	./plan:FuzzDecode \
 	./archive:FuzzWalk \
-	./planner/resolve:FuzzDockerTarball \
-	./planner/resolve:FuzzLayout \
+	./source:FuzzDockerTarball \
+	./source:FuzzLayout \
 	./verify:FuzzPack
 
 fuzz:

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bale-build/bale/internal/tooltest"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // walked is what Walk reported for one entry.

@@ -24,7 +24,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
-	"github.com/bale-build/bale/internal/tooltest"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.sha256")

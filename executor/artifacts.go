@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/internal/ctxio"
 	"github.com/bale-build/bale/pack"

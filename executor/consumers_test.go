@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/bale-build/bale/archive"
-	"github.com/bale-build/bale/internal/tooltest"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // stdlibPack reads a pack with Go's own compress/gzip (multistream, the

@@ -61,7 +61,7 @@ import (
 	"github.com/bale-build/bale/plan"
 )
 
-// Source is how the executor reads input bytes. planner/resolve.Resolver
+// Source is how the executor reads input bytes. source.Resolver
 // implements it; tests use small in-memory or on-disk sources. The
 // executor checks digests and sizes again as it stores what a Source
 // returns, so a Source that returns wrong bytes fails the build, never

@@ -95,7 +95,7 @@ func (x *execution) doImage(ctx context.Context, n *node) (outputs, error) {
 }
 
 // RawBlobOpener is implemented by a Source that can open an image blob
-// without hashing it on the way (planner/resolve.Resolver). The executor
+// without hashing it on the way (source.Resolver). The executor
 // prefers it, since its store verifies every byte it writes, digest and
 // size, before the blob appears: each fetched byte is hashed once.
 type RawBlobOpener interface {
@@ -184,7 +184,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // RangeBlobOpener is implemented by a Source that can open an image blob
-// from a byte offset (planner/resolve.Resolver, with HTTP Range requests),
+// from a byte offset (source.Resolver, with HTTP Range requests),
 // so an interrupted fetch resumes instead of starting over.
 type RangeBlobOpener interface {
 	// OpenRawBlobAt is RawBlobOpener.OpenRawBlob from byte offset on. It

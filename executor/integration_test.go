@@ -12,7 +12,7 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/source"
 	"github.com/bale-build/bale/verify"
 )
 
@@ -20,9 +20,9 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden digests in tes
 
 // The resolver is the executor's production Source.
 var (
-	_ executor.Source        = (*resolve.Resolver)(nil)
-	_ executor.BlobFiler     = (*resolve.Resolver)(nil)
-	_ executor.RawBlobOpener = (*resolve.Resolver)(nil)
+	_ executor.Source        = (*source.Resolver)(nil)
+	_ executor.BlobFiler     = (*source.Resolver)(nil)
+	_ executor.RawBlobOpener = (*source.Resolver)(nil)
 )
 
 // TestRealSpecPipeline runs the whole pipeline on the repository's own

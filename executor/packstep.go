@@ -20,7 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/archive"
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"

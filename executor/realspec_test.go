@@ -13,22 +13,22 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/internal/testrepo"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
+	"github.com/bale-build/bale/testsupport/testrepo"
 )
 
 // The tests in this file run the production path end to end: the
 // repository's own air-gap spec and fixtures (specs/airgap, testdata/),
-// planned by the planner with planner/resolve.Resolver, which is also the
+// planned by the planner with planner/source.Resolver, which is also the
 // executor's Source — with its blob-file path (BlobFiler) into the store.
 
 // The resolver is the production Source, and takes the blob-file path.
 var (
-	_ Source    = (*resolve.Resolver)(nil)
-	_ BlobFiler = (*resolve.Resolver)(nil)
+	_ Source    = (*source.Resolver)(nil)
+	_ BlobFiler = (*source.Resolver)(nil)
 )
 
 // realSpecDir is the air-gap spec's directory relative to a workspace root.
@@ -38,7 +38,7 @@ const realSpecDir = "specs/airgap"
 type realPlan struct {
 	plan *plan.Plan
 	id   string
-	src  *resolve.Resolver
+	src  *source.Resolver
 }
 
 // planWorkspace plans the air-gap spec of the workspace at root, as
@@ -53,7 +53,7 @@ func planWorkspace(ctx context.Context, root string, epoch *time.Time) (*realPla
 	if len(insts) != 1 {
 		return nil, fmt.Errorf("load spec: %d instances: %w", len(insts), diags)
 	}
-	r, err := resolve.New(resolve.Options{Root: root, Offline: true})
+	r, err := source.New(source.Options{Root: root, Offline: true})
 	if err != nil {
 		return nil, err
 	}

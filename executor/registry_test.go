@@ -25,8 +25,8 @@ import (
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
 // flippingRegistry is go-containerregistry's registry on a loopback
@@ -69,7 +69,7 @@ func startFlippingRegistry(t testing.TB) *flippingRegistry {
 
 // registryPlan pushes a random image with one layer of layerBytes to the
 // registry and plans a pack holding it from a spec in a temp workspace.
-func registryPlan(t testing.TB, fr *flippingRegistry, layerBytes int64) (*plan.Plan, string, *resolve.Resolver, v1.Hash) {
+func registryPlan(t testing.TB, fr *flippingRegistry, layerBytes int64) (*plan.Plan, string, *source.Resolver, v1.Hash) {
 	t.Helper()
 	img, err := random.Image(layerBytes, 1)
 	if err != nil {
@@ -108,14 +108,14 @@ bootstrapPack: {
 // production resolver, as `bale plan` does. The plan goes through its file
 // form, as `bale build --plan` reads it. (The package's internal tests
 // have planWorkspace for the same, offline.)
-func planSpec(t testing.TB, root, specDir string) (*plan.Plan, string, *resolve.Resolver) {
+func planSpec(t testing.TB, root, specDir string) (*plan.Plan, string, *source.Resolver) {
 	t.Helper()
 	ctx := context.Background()
 	insts, diags, err := spec.Load(ctx, []string{specDir}, spec.Options{})
 	if err != nil || len(insts) != 1 {
 		t.Fatalf("load spec: %v (%d instances) %v", err, len(insts), diags)
 	}
-	r, err := resolve.New(resolve.Options{Root: root})
+	r, err := source.New(source.Options{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}

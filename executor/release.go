@@ -24,7 +24,7 @@ import (
 )
 
 // GoSourcer is implemented by a Source that can name the local directory of
-// a go input (planner/resolve.Resolver does). The executor snapshots the
+// a go input (source.Resolver does). The executor snapshots the
 // directory, checks the snapshot's tree digest against the plan's, and
 // builds from the snapshot.
 type GoSourcer interface {

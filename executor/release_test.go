@@ -15,9 +15,9 @@ import (
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/source"
 )
 
 // aocWorkspace copies the AOC spec and its fixtures into a new workspace,
@@ -53,14 +53,14 @@ func aocWorkspace(t *testing.T) string {
 }
 
 // planAOC plans the workspace's AOC spec through its file form.
-func planAOC(t *testing.T, root string) (*plan.Plan, *resolve.Resolver, error) {
+func planAOC(t *testing.T, root string) (*plan.Plan, *source.Resolver, error) {
 	t.Helper()
 	ctx := context.Background()
 	insts, diags, err := spec.Load(ctx, []string{filepath.Join(root, "specs", "aoc")}, spec.Options{WorkDir: root})
 	if err != nil || len(insts) != 1 {
 		t.Fatalf("load spec: %v %v", err, diags)
 	}
-	r, err := resolve.New(resolve.Options{Root: root, Offline: true})
+	r, err := source.New(source.Options{Root: root, Offline: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func devGetenv(k string) string {
 	return map[string]string{"COSIGN_ALLOW_DEV_KEY": "1", "COSIGN_PASSWORD": fixtures.DevKeyPassword, "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "GOCACHE": os.Getenv("GOCACHE")}[k]
 }
 
-func executeAOC(t *testing.T, p *plan.Plan, r *resolve.Resolver, getenv func(string) string) (*executor.Result, error) {
+func executeAOC(t *testing.T, p *plan.Plan, r *source.Resolver, getenv func(string) string) (*executor.Result, error) {
 	t.Helper()
 	canonical, err := plan.Marshal(p)
 	if err != nil {

@@ -28,7 +28,7 @@ import (
 // The helper process plans and builds the repository's air-gap spec, from
 // a workspace copy, in a child process, so the umask, TZ and GOMAXPROCS it
 // runs under are real process state, not simulated. It runs the production
-// path: spec.Load, planner.Plan with planner/resolve.Resolver, and Execute
+// path: spec.Load, planner.Plan with source.Resolver, and Execute
 // with that resolver as Source (blob files copied or linked into the
 // store). It is this test binary re-executed with -test.run naming
 // TestHelperProcess and BALE_HELPER=1 in the environment.

@@ -28,8 +28,8 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 
 	"github.com/bale-build/bale/archive"
-	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/pack"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // extract writes a pack's (or chart's) files under dir.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
-	"github.com/bale-build/bale/internal/demopack"
+	"github.com/bale-build/bale/testsupport/demopack"
 	"github.com/bale-build/bale/verify"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/bale-build/bale/archive"
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/provenance"
 	"github.com/bale-build/bale/sbom"
 	"github.com/bale-build/bale/sign"

@@ -19,8 +19,8 @@ import (
 
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/internal/fixtures"
-	"github.com/bale-build/bale/internal/testrepo"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/testsupport/testrepo"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

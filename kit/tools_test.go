@@ -20,8 +20,8 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 
-	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // lookTool finds a real tool the checks drive: $envVar, else the first of

@@ -21,11 +21,11 @@ import (
 	"github.com/bale-build/bale/gobuild"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
-// Resolver pins spec inputs. planner/resolve.Resolver implements it.
+// Resolver pins spec inputs. planner/source.Resolver implements it.
 type Resolver interface {
 	Image(ctx context.Context, specDir string, img spec.Image) (plan.Input, error)
 	Chart(ctx context.Context, specDir string, c spec.Chart) (plan.Input, error)
@@ -162,7 +162,7 @@ type InputError struct {
 	Field string
 	// Name is the input's name.
 	Name string
-	// Err is what went wrong; a *resolve.Error for a source that failed.
+	// Err is what went wrong; a *source.Error for a source that failed.
 	Err error
 
 	pos string // the CUE path Pos looks up
@@ -174,13 +174,13 @@ func (e *InputError) Error() string {
 		fmt.Fprintf(&b, "%s:%d:%d: ", e.File, e.Line, e.Column)
 	}
 	fmt.Fprintf(&b, "%s %s: ", e.Field, e.Name)
-	var re *resolve.Error
+	var re *source.Error
 	if !errors.As(e.Err, &re) {
 		b.WriteString(e.Err.Error())
 		return b.String()
 	}
 	b.WriteString(re.Source + ": ")
-	var le *resolve.LocalError
+	var le *source.LocalError
 	if errors.As(re.Err, &le) && errors.Is(le, fs.ErrNotExist) {
 		// The source is the path as the spec wrote it; the element the
 		// file system lacked (a parent, relative to the workspace root)
@@ -257,7 +257,7 @@ func collect(dir string, s *spec.Spec) []job {
 				}
 			case c.OCI != "":
 				j.remote = func(l plan.Input) bool {
-					return l.Source.Type == plan.SourceOCI && l.Source.Ref == resolve.OCIChartRef(c.OCI, c.Version)
+					return l.Source.Type == plan.SourceOCI && l.Source.Ref == source.OCIChartRef(c.OCI, c.Version)
 				}
 			}
 			jobs = append(jobs, j)

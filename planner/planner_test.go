@@ -27,8 +27,8 @@ import (
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/diff"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden plans in testdata/")
@@ -49,7 +49,7 @@ func planSpec(t testing.TB, path string, opts planner.Options) []byte {
 		t.Fatalf("load %s: %v %v", path, err, diags)
 	}
 	if opts.Resolver == nil {
-		r, err := resolve.New(resolve.Options{Root: root, Offline: true})
+		r, err := source.New(source.Options{Root: root, Offline: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestTagMovedAndLock(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	ref := host + "/team/web:1.0"
 	inst := registrySpec(t, host)
-	r, err := resolve.New(resolve.Options{Root: inst.Dir})
+	r, err := source.New(source.Options{Root: inst.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestTagMovedAndLock(t *testing.T) {
 	// Offline, with the lock: the registry is not asked at all (it is
 	// gone), and the plan is the lock's.
 	srv.Close()
-	ro, err := resolve.New(resolve.Options{Root: inst.Dir, Offline: true})
+	ro, err := source.New(source.Options{Root: inst.Dir, Offline: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestTagMovedAndLock(t *testing.T) {
 		t.Errorf("offline plan with a lock of another source: %v", err)
 	}
 	// Without the lock, offline planning of a registry image is refused.
-	if _, err := planner.Plan(context.Background(), inst, planner.Options{Resolver: ro, Offline: true}); err == nil || !errors.Is(err, resolve.ErrOffline) {
+	if _, err := planner.Plan(context.Background(), inst, planner.Options{Resolver: ro, Offline: true}); err == nil || !errors.Is(err, source.ErrOffline) {
 		t.Errorf("offline plan without lock: %v", err)
 	}
 	empty := *first
@@ -278,7 +278,7 @@ bootstrapPack: {
 	if err != nil || len(insts) != 1 {
 		t.Fatal(err)
 	}
-	r, _ := resolve.New(resolve.Options{Root: dir, Offline: true})
+	r, _ := source.New(source.Options{Root: dir, Offline: true})
 	_, err = planner.Plan(context.Background(), insts[0], planner.Options{Resolver: r})
 	for _, want := range []string{"nope-a", "nope-b", "nope-s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -292,7 +292,7 @@ func TestCancel(t *testing.T) {
 	cancel()
 	root := repoRoot(t)
 	insts, _, _ := spec.Load(context.Background(), []string{filepath.Join(root, "specs/airgap")}, spec.Options{})
-	r, _ := resolve.New(resolve.Options{Root: root, Offline: true})
+	r, _ := source.New(source.Options{Root: root, Offline: true})
 	if _, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r}); err == nil {
 		t.Fatal("a cancelled plan succeeded")
 	}
@@ -321,7 +321,7 @@ func BenchmarkPlanRealSpecs(b *testing.B) {
 // unwindSlowly is the real resolver, but a failed image resolution takes a
 // little longer to come back, as a worker deep in a registry client does:
 // it makes a worker that outlives Plan show up every time, not by chance.
-type unwindSlowly struct{ *resolve.Resolver }
+type unwindSlowly struct{ *source.Resolver }
 
 func (u unwindSlowly) Image(ctx context.Context, specDir string, img spec.Image) (plan.Input, error) {
 	in, err := u.Resolver.Image(ctx, specDir, img)
@@ -367,7 +367,7 @@ func TestCancelMidRun(t *testing.T) {
 		t.Fatal(err, diags)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	r, err := resolve.New(resolve.Options{Root: dir, Transport: tr})
+	r, err := source.New(source.Options{Root: dir, Transport: tr})
 	if err != nil {
 		t.Fatal(err)
 	}

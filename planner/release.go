@@ -13,7 +13,7 @@ import (
 )
 
 // GoResolver is implemented by a Resolver that can pin Go source trees
-// (planner/resolve.Resolver does); a spec whose runner builds Go binaries
+// (source.Resolver does); a spec whose runner builds Go binaries
 // needs one.
 type GoResolver interface {
 	GoSource(ctx context.Context, specDir, name string, g spec.GoBuild) (plan.Input, error)

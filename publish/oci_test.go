@@ -19,7 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/bale-build/bale/internal/tooltest"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 func testRegistry(t *testing.T) string {

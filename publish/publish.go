@@ -25,7 +25,7 @@ import (
 	"strings"
 
 	"github.com/bale-build/bale/archive"
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/internal/ctxio"
 )
 

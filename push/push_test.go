@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bale-build/bale/inspect"
-	"github.com/bale-build/bale/internal/demopack"
-	"github.com/bale-build/bale/internal/tooltest"
+	"github.com/bale-build/bale/testsupport/demopack"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // demoPack is the repository's bootstrap pack, built once for these tests.

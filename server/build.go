@@ -11,11 +11,11 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/executor"
-	"github.com/bale-build/bale/executor/atomicfile"
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
-	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/source"
 )
 
 // buildDir is where plan id's artifacts are built; exports link to them.
@@ -58,7 +58,7 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 		ropts.PublicOnly, ropts.AllowHosts = true, s.cfg.InlineAllowHosts
 		log = log.With("publicOnly", true)
 	}
-	src, err := resolve.New(ropts)
+	src, err := source.New(ropts)
 	if err != nil {
 		return s.buildFailed(ctx, planID, err)
 	}

@@ -18,9 +18,9 @@ import (
 
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/source"
 )
 
 // Inline spec limits' defaults.
@@ -45,7 +45,7 @@ type InlineOptions struct {
 	// Resolve configures resolving the spec's remote inputs (Root is Dir).
 	// EvalInline sets PublicOnly: a client's spec reaches only public
 	// addresses and Resolve.AllowHosts.
-	Resolve resolve.Options
+	Resolve source.Options
 	// Evaluated, if not nil, is called once the CUE evaluation is over and
 	// only planning (network access) is left.
 	Evaluated func()
@@ -82,7 +82,7 @@ func EvalInline(ctx context.Context, src []byte, opts InlineOptions) ([]byte, er
 	ropts := opts.Resolve
 	ropts.Root = opts.Dir
 	ropts.PublicOnly = true
-	r, err := resolve.New(ropts)
+	r, err := source.New(ropts)
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}

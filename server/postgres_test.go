@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bale-build/bale/internal/tooltest"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // pgCluster is a Postgres server the tests start in a temporary directory

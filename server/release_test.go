@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/internal/fixtures"
-	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/server/auth"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // aocSpecs is the repository's AOC release spec.

@@ -30,9 +30,9 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/server/auth"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/source"
 )
 
 // Config configures a Server. The zero value of every field but DataDir
@@ -55,7 +55,7 @@ type Config struct {
 	// does not count. 0 means 4.
 	TenantBuilds int
 	// Resolve configures planning and fetching (Root is set per spec).
-	Resolve resolve.Options
+	Resolve source.Options
 	// Jobs bounds the steps one build runs at once; 0 means GOMAXPROCS.
 	Jobs int
 	// MaxBuilds bounds builds running at once; 0 means 2.

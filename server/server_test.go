@@ -25,11 +25,11 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
+	"github.com/bale-build/bale/testsupport/tooltest"
 	"github.com/bale-build/bale/verify"
 )
 
@@ -47,7 +47,7 @@ func localBuild(t *testing.T) []byte {
 	if err != nil || diags.HasErrors() {
 		t.Fatalf("load spec: %v %v", err, diags)
 	}
-	r, err := resolve.New(resolve.Options{Root: root, Offline: true})
+	r, err := source.New(source.Options{Root: root, Offline: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
 // specDir is a spec the server was started with.
@@ -129,7 +129,7 @@ func (s *Server) planDir(ctx context.Context, name string, sd specDir) (*planned
 	}
 	ropts := s.cfg.Resolve
 	ropts.Root = sd.root
-	r, err := resolve.New(ropts)
+	r, err := source.New(ropts)
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
+	"github.com/bale-build/bale/source"
 )
 
 // buildOptions are bale build's flags.
@@ -122,7 +122,7 @@ func (o *buildOptions) run(ctx context.Context, path string, stderr io.Writer) (
 	}
 	res, err := executor.Execute(ctx, pl.plan, pl.id, src, opts)
 	if err != nil {
-		if le := (*resolve.LocalError)(nil); o.planPath != "" && errors.As(err, &le) && errors.Is(le, fs.ErrNotExist) {
+		if le := (*source.LocalError)(nil); o.planPath != "" && errors.As(err, &le) && errors.Is(le, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w\n(a plan's local paths are relative to its workspace root, here %s: run from the workspace the plan was made in, or pass --root)", err, pl.root)
 		}
 		return nil, err

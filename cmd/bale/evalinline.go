@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/server"
+	"github.com/bale-build/bale/source"
 )
 
 // newEvalInline is the child process bale serve runs for an inline spec: it
@@ -38,7 +38,7 @@ func newEvalInline() *cobra.Command {
 			defer stop()
 			b, err := server.EvalInline(cmd.Context(), src, server.InlineOptions{
 				Dir:       dir,
-				Resolve:   resolve.Options{Offline: offline, Insecure: insecure, AllowHosts: allow},
+				Resolve:   source.Options{Offline: offline, Insecure: insecure, AllowHosts: allow},
 				Evaluated: stop,
 			})
 			if err != nil {

@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
 // planFlags are the flags of every command that resolves a spec.
@@ -45,18 +45,18 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.lock, "lock", "", "re-use the pinned digests of this earlier plan instead of resolving tags; an input missing from it is an error")
 	fs.BoolVar(&f.offline, "offline", false, "refuse any network access: local sources and the lock only")
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
-	fs.DurationVar(&f.timeout, "timeout", resolve.DefaultTimeout, "longest wait for a response's headers, and for each next byte of its body")
-	f.speedLimit = resolve.DefaultSpeedLimit
+	fs.DurationVar(&f.timeout, "timeout", source.DefaultTimeout, "longest wait for a response's headers, and for each next byte of its body")
+	f.speedLimit = source.DefaultSpeedLimit
 	fs.Var(&f.speedLimit, "speed-limit", "give up on a response body slower than this per second (B, KiB, MiB, kB…) on average over --speed-time; 0 turns the check off")
-	fs.DurationVar(&f.speedTime, "speed-time", resolve.DefaultSpeedTime, "the window --speed-limit is averaged over")
-	fs.DurationVar(&f.requestTimeout, "request-timeout", resolve.DefaultRequestTimeout, "deadline for one request, body included; a retry or redirect is a new request")
+	fs.DurationVar(&f.speedTime, "speed-time", source.DefaultSpeedTime, "the window --speed-limit is averaged over")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", source.DefaultRequestTimeout, "deadline for one request, body included; a retry or redirect is a new request")
 	fs.IntVar(&f.retries, "retries", 3, "retries on 429, 5xx and connection resets, with backoff")
 	fs.BoolVar(&f.strict, "strict", false, "treat lint warnings (an image by tag without a digest, a chart without a version) as errors; bale pin writes the pins")
 	fs.StringVar(&f.root, "root", "", "workspace root plan paths are relative to (default: nearest ancestor with cue.mod or .git)")
 }
 
 // resolver builds the resolver for a spec.
-func (f *planFlags) resolver(root string) (*resolve.Resolver, error) {
+func (f *planFlags) resolver(root string) (*source.Resolver, error) {
 	retries := f.retries
 	if retries == 0 {
 		retries = -1 // the resolver reads 0 as "the default"; --retries 0 means none
@@ -73,7 +73,7 @@ func (f *planFlags) resolver(root string) (*resolve.Resolver, error) {
 	if speed == 0 {
 		speed = -1 // the resolver reads 0 as "the default"; --speed-limit 0 means off
 	}
-	return resolve.New(resolve.Options{
+	return source.New(source.Options{
 		Root:           root,
 		Insecure:       f.insecure,
 		Timeout:        f.timeout,
@@ -217,9 +217,9 @@ func (f *planFlags) explain(stderr io.Writer, err error) error {
 		fmt.Fprintln(stderr, e)
 	}
 	switch {
-	case errors.Is(err, resolve.ErrOffline) && f.lock == "":
+	case errors.Is(err, source.ErrOffline) && f.lock == "":
 		fmt.Fprintln(stderr, "bale: --offline resolves only local sources; pass --lock PLAN, a plan made online, to take registry and URL inputs from it")
-	case errors.Is(err, resolve.ErrOutsideRoot):
+	case errors.Is(err, source.ErrOutsideRoot):
 		fmt.Fprintln(stderr, "bale: local paths must stay inside the workspace root: the nearest directory above the spec holding cue.mod or .git; name another with --root")
 	}
 	return &exitError{code: 1, reported: true}

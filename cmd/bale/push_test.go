@@ -18,9 +18,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
-	"github.com/bale-build/bale/internal/demopack"
-	"github.com/bale-build/bale/internal/testrepo"
 	"github.com/bale-build/bale/push"
+	"github.com/bale-build/bale/testsupport/demopack"
+	"github.com/bale-build/bale/testsupport/testrepo"
 )
 
 // TestPushKilledThenRerun kills a `bale push` process with SIGKILL in the

@@ -24,9 +24,9 @@ import (
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/gobuild"
 	"github.com/bale-build/bale/internal/fixtures"
-	"github.com/bale-build/bale/internal/testrepo"
-	"github.com/bale-build/bale/internal/tooltest"
 	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/testsupport/testrepo"
+	"github.com/bale-build/bale/testsupport/tooltest"
 	"github.com/bale-build/bale/verify"
 )
 

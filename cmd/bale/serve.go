@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/server"
 	"github.com/bale-build/bale/server/auth"
+	"github.com/bale-build/bale/source"
 )
 
 func newServe() *cobra.Command {
@@ -98,7 +98,7 @@ start, as do builds a crash interrupted.`,
 				return fmt.Errorf("find the bale binary for inline specs: %w", err)
 			}
 			cfg.InlineCommand = []string{exe, "serve", "eval-inline"}
-			cfg.Resolve = resolve.Options{Insecure: insecure, Offline: offline}
+			cfg.Resolve = source.Options{Insecure: insecure, Offline: offline}
 			s, err := server.New(ctx, cfg)
 			if err != nil {
 				return err

@@ -26,7 +26,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/internal/ctxio"
 )
 

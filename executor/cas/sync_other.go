@@ -5,7 +5,7 @@ package cas
 import (
 	"os"
 
-	"github.com/bale-build/bale/executor/atomicfile"
+	"github.com/bale-build/bale/atomicfile"
 )
 
 // syncFiles makes the files at paths, all in dir, and dir's entries

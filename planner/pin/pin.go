@@ -21,8 +21,8 @@ import (
 	"cuelang.org/go/cue/token"
 
 	"github.com/bale-build/bale/plan"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
 // Pin is one value a spec leaves open.
@@ -83,7 +83,7 @@ func Missing(inst *spec.Instance) []Pin {
 		switch {
 		case c.Version == "":
 			out = append(out, Pin{Path: at + ".version", Input: input, Field: "version", After: src})
-		case !resolve.IsExactVersion(c.Version):
+		case !source.IsExactVersion(c.Version):
 			out = append(out, Pin{Path: at + ".version", Input: input, Field: "version", After: "version", Range: c.Version})
 		}
 		// A version names a chart but not its bytes: a repository may

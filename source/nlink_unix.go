@@ -1,6 +1,6 @@
 //go:build unix
 
-package resolve
+package source
 
 import (
 	"io/fs"

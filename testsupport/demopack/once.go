@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/bale-build/bale/internal/testrepo"
+	"github.com/bale-build/bale/testsupport/testrepo"
 )
 
 // Once builds the demo pack at most once, for the tests of one package:

@@ -1,4 +1,4 @@
-package resolve
+package source
 
 import (
 	"archive/tar"
@@ -25,7 +25,7 @@ func FuzzDockerTarball(f *testing.F) {
 		member{name: "l/layer.tar", typeflag: tar.TypeSymlink, linkname: "../blobs/l"},
 		member{name: "manifest.json", body: tarManifest("config.json", "l/layer.tar")}))
 	f.Add(dockerTar(f, member{name: "config.json", body: tarConfig, sparse: 1 << 30}, member{name: "manifest.json", body: tarManifest("config.json")}))
-	if b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "images", "toolbox.tar")); err == nil {
+	if b, err := os.ReadFile(filepath.Join("..", "testdata", "images", "toolbox.tar")); err == nil {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

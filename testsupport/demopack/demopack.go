@@ -12,8 +12,8 @@ import (
 	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
-	"github.com/bale-build/bale/planner/resolve"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
 // SpecDir is the air-gap spec's directory relative to the repository root.
@@ -32,7 +32,7 @@ func Build(ctx context.Context, root, outDir, cacheDir string) (string, error) {
 	if len(insts) != 1 {
 		return "", fmt.Errorf("load %s: %d instances: %w", SpecDir, len(insts), diags)
 	}
-	r, err := resolve.New(resolve.Options{Root: root, Offline: true})
+	r, err := source.New(source.Options{Root: root, Offline: true})
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,8 @@
-// Package resolve pins the inputs of a spec: it turns one spec image, chart,
-// file, signature or bundle into a plan.Input that names its bytes by digest,
-// and later gives the executor access to exactly those bytes, verified.
+// Package source is where a spec's input bytes come from: registries, OCI
+// layouts, docker tarballs, chart directories, archives and repositories,
+// files and Go source. Planning pins each spec image, chart, file, signature
+// or bundle through it into a plan.Input that names its bytes by digest; a
+// build reads exactly those bytes through it, verified.
 //
 // Nothing a source says about itself is trusted where bale can check it:
 // manifests fetched by tag are hashed by bale (never the Docker-Content-Digest
@@ -12,7 +14,7 @@
 // and every byte handed to the executor is hashed on the way and compared
 // with the plan. A source that changed between planning and building is an
 // error, never a silent update.
-package resolve
+package source
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package resolve
+package source
 
 import (
 	"archive/tar"
@@ -32,7 +32,7 @@ import (
 // repoRoot is the bale checkout, whose testdata/ holds the shared fixtures.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	abs, err := filepath.Abs("../..")
+	abs, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
