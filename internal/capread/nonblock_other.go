@@ -1,0 +1,5 @@
+//go:build !unix
+
+package capread
+
+const nonblock = 0
