@@ -12,11 +12,10 @@
 // # Steps
 //
 // The actions, their inputs, params and outputs are the step contract of
-// package plan (see plan.ActionChart and plan.Rule), which the planner lays
-// out and Validate holds every plan to. Before running anything the
-// executor also checks each step's declared outputs against the paths its
-// action makes by package pack's rules, so a plan the executor cannot honour
-// fails whole, naming the step.
+// package plan: the table plan.Rule, whose outputs (plan.Outputs, package
+// pack's paths) the planner lays out and Validate holds every plan to, so a
+// plan the executor cannot honour fails whole, naming the step, before
+// anything runs. The executor runs one function per row (actions).
 //
 // A release target is built by go-build steps (a Go binary from a snapshot
 // of its pinned module tree, see package gobuild) and one release step
@@ -49,6 +48,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"slices"
 	"runtime"
 	"strings"
 	"sync"
@@ -258,6 +259,9 @@ type execution struct {
 	staged   map[string]stagedPack
 
 	run, cached atomic.Int64
+
+	// actionTable runs each action (see actions).
+	actionTable map[string]action
 }
 
 // node is one step and what the scheduler knows of it.
@@ -349,6 +353,7 @@ func (x *execution) graph(p *plan.Plan, planID string) error {
 		return fmt.Errorf("execute plan: %w", err)
 	}
 	exe := newExecutorID()
+	x.actionTable = x.actions()
 	packs := map[string]*target{}     // "NAME.tar" -> target
 	artifacts := map[string]*target{} // artifact name -> target
 	for _, t := range p.Targets {
@@ -382,9 +387,12 @@ func (x *execution) graph(p *plan.Plan, planID string) error {
 		if len(s.Outputs) == 0 {
 			return fmt.Errorf("%s: no outputs", at)
 		}
+		if _, ok := x.actionTable[s.Action]; !ok {
+			return fmt.Errorf("%s: unknown action %q (this executor knows %s)", at, s.Action, strings.Join(slices.Sorted(maps.Keys(x.actionTable)), ", "))
+		}
 		for _, o := range s.Outputs {
 			var tg *target
-			if art, _, ok := strings.Cut(o, ":"); ok {
+			if art, _, ok := plan.CutEntry(o); ok {
 				tg = packs[art]
 				if tg == nil {
 					return fmt.Errorf("%s: output %q is inside %s, which no target builds", at, o, art)
@@ -432,9 +440,6 @@ func (x *execution) graph(p *plan.Plan, planID string) error {
 			if def.Signer, n.signer, err = x.releaseSigner(context.Background(), def); err != nil {
 				return fmt.Errorf("%s: %w", at, err)
 			}
-		}
-		if err := def.checkOutputs(n.target.packName); err != nil {
-			return fmt.Errorf("%s: %w", at, err)
 		}
 		if n.key, err = def.key(); err != nil {
 			return fmt.Errorf("%s: %w", at, err)

@@ -515,7 +515,7 @@ func TestHostile(t *testing.T) {
 		}
 		// The planner could not even declare such a step.
 		app, _ := fx.plan.Input("image/app")
-		if _, err := pack.ImageEntries(app); err == nil || !strings.Contains(err.Error(), "100000 layers") {
+		if _, err := plan.ImageEntries(app); err == nil || !strings.Contains(err.Error(), "100000 layers") {
 			t.Fatalf("ImageEntries: %v", err)
 		}
 		bad, img := app, *app.Image
@@ -523,7 +523,7 @@ func TestHostile(t *testing.T) {
 		img.Manifests[0].Layers = img.Manifests[0].Layers[:1]
 		img.Filtered = &plan.Blob{Digest: app.Digest, Size: app.Size}
 		bad.Image = &img
-		if _, err := pack.ImageEntries(bad); err == nil || !strings.Contains(err.Error(), "not an index") {
+		if _, err := plan.ImageEntries(bad); err == nil || !strings.Contains(err.Error(), "not an index") {
 			t.Fatalf("ImageEntries of a filtered non-index: %v", err)
 		}
 		// Outputs that name only blobs the input pins, so that the layer

@@ -365,7 +365,7 @@ func packSteps(t testing.TB, p *plan.Plan, bundleKinds map[string]string) []plan
 				Outputs: []string{tar + ":" + pack.ChartPath(in.Name, in.Chart.Version)}})
 			entrySteps = append(entrySteps, s.ID)
 		case plan.KindImage:
-			paths, err := pack.ImageEntries(in)
+			paths, err := plan.ImageEntries(in)
 			if err != nil {
 				t.Fatal(err)
 			}

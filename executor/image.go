@@ -35,7 +35,7 @@ func (x *execution) doImage(ctx context.Context, n *node) (outputs, error) {
 	}
 	// The same rule the planner uses to declare the outputs; checked
 	// first so a plan the executor cannot honour fails before any fetch.
-	want, err := pack.ImageEntries(in)
+	want, err := plan.ImageEntries(in)
 	if err != nil {
 		return nil, err
 	}

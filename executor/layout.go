@@ -26,7 +26,7 @@ func (x *execution) doOCILayout(ctx context.Context, n *node) (outputs, error) {
 	index := pack.OCIIndex{SchemaVersion: 2, MediaType: pack.MediaTypeOCIIndex, Manifests: []pack.Descriptor{}}
 	docker := []pack.DockerManifest{}
 	for _, in := range images {
-		top, err := pack.Top(in)
+		top, err := plan.ImageTop(in)
 		if err != nil {
 			return nil, err
 		}
@@ -35,7 +35,7 @@ func (x *execution) doOCILayout(ctx context.Context, n *node) (outputs, error) {
 			top.Annotations[pack.AnnotationRefName] = in.Image.Tags[0]
 		}
 		index.Manifests = append(index.Manifests, top)
-		m, err := pack.DockerManifestOf(in)
+		m, err := plan.DockerManifest(in)
 		if err != nil {
 			return nil, err
 		}

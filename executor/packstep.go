@@ -59,7 +59,7 @@ func (x *execution) doPackIndex(ctx context.Context, n *node) (outputs, error) {
 			if in.Image == nil {
 				return nil, fmt.Errorf("image step input %s: not an image input", in.Key())
 			}
-			top, err := pack.Top(in)
+			top, err := plan.ImageTop(in)
 			if err != nil {
 				return nil, err
 			}

@@ -454,7 +454,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 	}
 	for _, d := range n.needs {
 		for _, o := range d.result.Outputs {
-			bundle, dest, ok := strings.Cut(o.Path, ":")
+			bundle, dest, ok := plan.CutEntry(o.Path)
 			if !ok || bundle != runner+".tar.gz" {
 				return nil, fmt.Errorf("go-build output %s is not inside %s.tar.gz", o.Path, runner)
 			}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 
@@ -110,68 +109,4 @@ func (d *stepDef) key() (v1.Hash, error) {
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
-}
-
-// checkOutputs checks, before anything runs, that the step declares
-// exactly the outputs its action makes by package pack's rules: a plan
-// whose steps disagree with its inputs (an image digest swapped in the
-// input but not in its step's outputs, a chart renamed) is refused whole.
-func (d *stepDef) checkOutputs(packName string) error {
-	entry := func(p string) string { return packName + ":" + p }
-	var want []string
-	s := d.Step
-	switch s.Action {
-	case plan.ActionChart:
-		want = []string{entry(pack.ChartPath(s.Params[plan.ParamName], s.Params[plan.ParamVersion]))}
-	case plan.ActionImage:
-		paths, err := pack.ImageEntries(d.Inputs[0])
-		if err != nil {
-			return err
-		}
-		for _, p := range paths {
-			want = append(want, entry(p))
-		}
-	case plan.ActionCopy:
-		want = []string{entry(pack.SignaturePath(d.Inputs[0].Name))}
-	case plan.ActionValues:
-		want = []string{entry(pack.ValuesPath(s.Params[plan.ParamName], s.Params[plan.ParamVersion]))}
-	case plan.ActionOCILayout:
-		want = []string{entry(pack.OCILayoutPath), entry(pack.OCIIndexPath), entry(pack.DockerManifestPath)}
-	case plan.ActionPackIndex:
-		want = []string{entry(pack.IndexPath)}
-	case plan.ActionPack:
-		want = []string{packName}
-	case plan.ActionChecksum:
-		want = []string{packName + ".sha256"}
-	case plan.ActionGoBuild:
-		// One binary inside a .tar.gz artifact of the release.
-		if len(s.Outputs) == 1 {
-			if art, dest, ok := strings.Cut(s.Outputs[0], ":"); ok && strings.HasSuffix(art, ".tar.gz") && slices.Contains(d.Target.Artifacts, art) && dest != "" {
-				want = s.Outputs
-			}
-		}
-		if want == nil {
-			return fmt.Errorf("a go-build step writes one binary inside a .tar.gz artifact of its release, not %q", s.Outputs)
-		}
-	case plan.ActionRelease:
-		want = d.Target.Artifacts
-	default:
-		return fmt.Errorf("unknown action %q (this executor knows %s)", s.Action, strings.Join(plan.Actions(), ", "))
-	}
-	want = slices.Compact(slices.Sorted(slices.Values(want)))
-	got := slices.Sorted(slices.Values(s.Outputs))
-	if len(slices.Compact(slices.Clone(got))) != len(got) {
-		return fmt.Errorf("an output is declared twice")
-	}
-	for _, o := range got {
-		if _, found := slices.BinarySearch(want, o); !found {
-			return fmt.Errorf("plan declares output %s, which the step does not produce (it produces %s)", o, strings.Join(want, ", "))
-		}
-	}
-	for _, o := range want {
-		if _, found := slices.BinarySearch(got, o); !found {
-			return fmt.Errorf("step produces %s, which the plan does not declare as an output", o)
-		}
-	}
-	return nil
 }

@@ -17,37 +17,34 @@ import (
 	"github.com/bale-build/bale/plan"
 )
 
+// action runs a step of one action and returns what it produced.
+type action func(ctx context.Context, n *node) (outputs, error)
+
+// actions is the executor's half of the step contract: one function per
+// row of plan.Rule. TestActionsCoverTheContract holds it to plan.Actions.
+func (x *execution) actions() map[string]action {
+	return map[string]action{
+		plan.ActionChart:     x.doChart,
+		plan.ActionImage:     x.doImage,
+		plan.ActionCopy:      x.doCopy,
+		plan.ActionValues:    x.doValues,
+		plan.ActionOCILayout: x.doOCILayout,
+		plan.ActionPackIndex: x.doPackIndex,
+		plan.ActionPack:      x.doPack,
+		plan.ActionChecksum:  x.doChecksum,
+		plan.ActionGoBuild:   x.doGoBuild,
+		plan.ActionRelease:   x.doRelease,
+	}
+}
+
 // do runs one step's action and returns its result, with outputs in the
 // order the step declares them.
 func (x *execution) do(ctx context.Context, n *node) (*cas.ActionResult, error) {
-	var (
-		out outputs
-		err error
-	)
-	switch n.step.Action {
-	case plan.ActionChart:
-		out, err = x.doChart(ctx, n)
-	case plan.ActionImage:
-		out, err = x.doImage(ctx, n)
-	case plan.ActionCopy:
-		out, err = x.doCopy(ctx, n)
-	case plan.ActionValues:
-		out, err = x.doValues(ctx, n)
-	case plan.ActionOCILayout:
-		out, err = x.doOCILayout(ctx, n)
-	case plan.ActionPackIndex:
-		out, err = x.doPackIndex(ctx, n)
-	case plan.ActionPack:
-		out, err = x.doPack(ctx, n)
-	case plan.ActionChecksum:
-		out, err = x.doChecksum(ctx, n)
-	case plan.ActionGoBuild:
-		out, err = x.doGoBuild(ctx, n)
-	case plan.ActionRelease:
-		out, err = x.doRelease(ctx, n)
-	default:
+	run, ok := x.actionTable[n.step.Action]
+	if !ok {
 		return nil, fmt.Errorf("unknown action %q (this executor knows %s)", n.step.Action, strings.Join(plan.Actions(), ", "))
 	}
+	out, err := run(ctx, n)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +102,7 @@ func (o outputs) result(declared []string) (*cas.ActionResult, error) {
 }
 
 // entry returns the output name of a path inside n's pack.
-func (n *node) entry(path string) string { return n.target.packName + ":" + path }
+func (n *node) entry(path string) string { return plan.Entry(n.target.packName, path) }
 
 // input returns the single input of kind a step reads.
 func (x *execution) input(n *node, kind string) (plan.Input, error) {
@@ -197,10 +194,9 @@ func packEntries(n *node) ([]cas.Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	prefix := n.target.packName + ":"
 	var entries []cas.Output
 	for _, o := range outs {
-		if p, ok := strings.CutPrefix(o.Path, prefix); ok {
+		if art, p, ok := plan.CutEntry(o.Path); ok && art == n.target.packName {
 			if o.Derived {
 				return nil, fmt.Errorf("pack entry %s: made by a step that keeps no copy in the store", p)
 			}

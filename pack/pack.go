@@ -7,11 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
+	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
-	"github.com/bale-build/bale/plan"
 )
 
 // FormatVersion is the pack index format this package writes and reads.
@@ -62,9 +61,9 @@ const MaxManifestSize = 4 << 20
 // could never be verified; real images have well under a hundred layers.
 const MaxLayers = 1000
 
-// dockerPlatform is the platform a docker-save manifest.json prefers for
+// DockerPlatform is the platform a docker-save manifest.json prefers for
 // an index image: what `docker load` on the most common host would pick.
-const dockerPlatform = "linux/amd64"
+const DockerPlatform = "linux/amd64"
 
 // Index is the pack index, pack-index.json. See the package documentation
 // for the meaning of each field.
@@ -126,7 +125,7 @@ type Image struct {
 	// Digest is the image's pinned digest: its index or manifest.
 	Digest string `json:"digest"`
 	// LayoutDigest is the digest images/index.json lists for the image:
-	// Digest itself, or the filtered index's (see Top) when the plan keeps
+	// Digest itself, or the filtered index's (see plan.ImageTop) when the plan keeps
 	// only some of an index's platforms.
 	LayoutDigest string   `json:"layoutDigest"`
 	Tags         []string `json:"tags"`
@@ -211,20 +210,20 @@ func (ix *Index) check() error {
 	if ix.Name == "" {
 		return errors.New("empty name")
 	}
-	if !plan.ValidDigest(ix.PlanID) {
+	if !digest.Valid(ix.PlanID) {
 		return fmt.Errorf("planId %q: want sha256:<64 hex>", ix.PlanID)
 	}
-	if !plan.ValidDigest(ix.SpecDigest) {
+	if !digest.Valid(ix.SpecDigest) {
 		return fmt.Errorf("specDigest %q: want sha256:<64 hex>", ix.SpecDigest)
 	}
 	for i, e := range ix.Entries {
-		if !plan.ValidPath(e.Path) || e.Path == IndexPath {
+		if !validEntryPath(e.Path) || e.Path == IndexPath {
 			return fmt.Errorf("entry %q: not a valid entry path", e.Path)
 		}
 		if i > 0 && ix.Entries[i-1].Path >= e.Path {
 			return fmt.Errorf("entry %q: entries are not sorted by path or repeat one", e.Path)
 		}
-		if e.Size < 0 || !plan.ValidDigest("sha256:"+e.SHA256) {
+		if e.Size < 0 || !digest.Valid("sha256:"+e.SHA256) {
 			return fmt.Errorf("entry %q: size %d, sha256 %q: want a size >= 0 and 64 lowercase hex digits", e.Path, e.Size, e.SHA256)
 		}
 	}
@@ -232,10 +231,10 @@ func (ix *Index) check() error {
 		if i > 0 && ix.Images[i-1].Name >= im.Name {
 			return fmt.Errorf("image %q: images are not sorted by name or repeat one", im.Name)
 		}
-		if !plan.ValidDigest(im.Digest) {
+		if !digest.Valid(im.Digest) {
 			return fmt.Errorf("image %q: digest %q: want sha256:<64 hex>", im.Name, im.Digest)
 		}
-		if !plan.ValidDigest(im.LayoutDigest) {
+		if !digest.Valid(im.LayoutDigest) {
 			return fmt.Errorf("image %q: layoutDigest %q: want sha256:<64 hex>", im.Name, im.LayoutDigest)
 		}
 		if im.LayoutDigest != im.Digest && len(im.Platforms) == 0 {
@@ -253,7 +252,7 @@ func (ix *Index) check() error {
 		if c.Path != ChartPath(c.Name, c.Version) || entries[c.Path] == "" || entries[c.Path] != c.SHA256 {
 			return fmt.Errorf("chart %q %q: path %q, sha256 %q: want the entry %s with its sha256", c.Name, c.Version, c.Path, c.SHA256, ChartPath(c.Name, c.Version))
 		}
-		if !plan.ValidDigest(c.UpstreamDigest) || c.Source.Type == "" {
+		if !digest.Valid(c.UpstreamDigest) || c.Source.Type == "" {
 			return fmt.Errorf("chart %q: upstreamDigest %q, source type %q: want sha256:<64 hex> and a source", c.Name, c.UpstreamDigest, c.Source.Type)
 		}
 		if v := c.Values; v != nil && (v.Path != ValuesPath(c.Name, c.Version) || entries[v.Path] == "" || entries[v.Path] != v.SHA256) {
@@ -264,7 +263,7 @@ func (ix *Index) check() error {
 		if i > 0 && ix.Bundles[i-1].Name >= b.Name {
 			return fmt.Errorf("bundle %q: bundles are not sorted by name or repeat one", b.Name)
 		}
-		if !plan.ValidDigest(b.Digest) {
+		if !digest.Valid(b.Digest) {
 			return fmt.Errorf("bundle %q: digest %q: want sha256:<64 hex>", b.Name, b.Digest)
 		}
 	}
@@ -284,14 +283,21 @@ func ChecksumLine(hexSum, name string) []byte {
 	return []byte(hexSum + "  " + name + "\n")
 }
 
+// validEntryPath reports whether p is an entry path as bale writes them:
+// archive.CleanName's form, and the same after cleaning.
+func validEntryPath(p string) bool {
+	c, err := archive.CleanName(p)
+	return err == nil && c == p
+}
+
 // BlobPath returns the pack path of an OCI blob, "images/blobs/sha256/HEX",
 // or "" if digest is not a valid sha256 digest, so a hostile digest never
 // names a path.
-func BlobPath(digest string) string {
-	if !plan.ValidDigest(digest) {
-		return ""
+func BlobPath(d string) string {
+	if hex := digest.Hex(d); hex != "" {
+		return BlobsDir + "/" + hex
 	}
-	return BlobsDir + "/" + strings.TrimPrefix(digest, "sha256:")
+	return ""
 }
 
 // ChartPath returns the pack path of a chart archive.
@@ -367,91 +373,4 @@ type DockerManifest struct {
 	Config   string
 	RepoTags []string
 	Layers   []string
-}
-
-// Top returns the descriptor index.json lists for image input in (without
-// annotations): its filtered index when the plan records one
-// (plan.Image.Filtered), else its pinned index or manifest.
-func Top(in plan.Input) (Descriptor, error) {
-	img := in.Image
-	if img == nil {
-		return Descriptor{}, fmt.Errorf("image %s: no image details in the plan", in.Name)
-	}
-	mt := in.MediaType
-	if !img.Index {
-		if mt == "" && len(img.Manifests) == 1 {
-			mt = img.Manifests[0].MediaType
-		}
-		return Descriptor{MediaType: mt, Digest: in.Digest, Size: in.Size}, nil
-	}
-	if mt == "" {
-		mt = MediaTypeOCIIndex
-	}
-	if f := img.Filtered; f != nil {
-		return Descriptor{MediaType: mt, Digest: f.Digest, Size: f.Size}, nil
-	}
-	return Descriptor{MediaType: mt, Digest: in.Digest, Size: in.Size}, nil
-}
-
-// ImageEntries returns the pack paths an image step writes for image input
-// in, sorted and without duplicates: the blob of the image's top-level
-// descriptor (see Top: the filtered index if the plan records one, else the
-// pinned index or manifest) and of every chosen manifest, config and layer.
-// An index the plan filtered is not itself in the pack: the filtered copy
-// stands in for it, so no blob in the pack names a manifest that is not.
-func ImageEntries(in plan.Input) ([]string, error) {
-	img := in.Image
-	if img == nil {
-		return nil, fmt.Errorf("image %s: no image details in the plan", in.Name)
-	}
-	if len(img.Manifests) == 0 {
-		return nil, fmt.Errorf("image %s: no manifests in the plan", in.Name)
-	}
-	if !img.Index && (len(img.Manifests) != 1 || img.Manifests[0].Digest != in.Digest || img.Manifests[0].Size != in.Size) {
-		return nil, fmt.Errorf("image %s: not an index, yet its plan manifests are not exactly its digest %s", in.Name, in.Digest)
-	}
-	if !img.Index && img.Filtered != nil {
-		return nil, fmt.Errorf("image %s: a filtered index for an image that is not an index", in.Name)
-	}
-	top, err := Top(in)
-	if err != nil {
-		return nil, err
-	}
-	digests := []string{top.Digest}
-	for _, m := range img.Manifests {
-		if len(m.Layers) > MaxLayers {
-			return nil, fmt.Errorf("image %s: manifest %s has %d layers, more than %d", in.Name, m.Digest, len(m.Layers), MaxLayers)
-		}
-		digests = append(digests, m.Digest, m.Config.Digest)
-		for _, l := range m.Layers {
-			digests = append(digests, l.Digest)
-		}
-	}
-	paths := make([]string, 0, len(digests))
-	for _, d := range digests {
-		p := BlobPath(d)
-		if p == "" {
-			return nil, fmt.Errorf("image %s: blob digest %q: want sha256:<64 hex>", in.Name, d)
-		}
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	return slices.Compact(paths), nil
-}
-
-// DockerManifestOf returns the manifest of image input in that the
-// docker-save manifest.json describes: the only one of a single-manifest
-// image; for an index, the linux/amd64 manifest if chosen, else the first
-// chosen one in plan order.
-func DockerManifestOf(in plan.Input) (plan.Manifest, error) {
-	img := in.Image
-	if img == nil || len(img.Manifests) == 0 {
-		return plan.Manifest{}, fmt.Errorf("image %s: no manifests in the plan", in.Name)
-	}
-	for _, m := range img.Manifests {
-		if m.Platform == dockerPlatform {
-			return m, nil
-		}
-	}
-	return img.Manifests[0], nil
 }

@@ -1,11 +1,8 @@
 package pack
 
 import (
-	"slices"
 	"strings"
 	"testing"
-
-	"github.com/bale-build/bale/plan"
 )
 
 func dg(c string) string { return "sha256:" + strings.Repeat(c, 64) }
@@ -132,44 +129,12 @@ func TestChartsSection(t *testing.T) {
 	}
 }
 
-func TestImageEntriesAndTop(t *testing.T) {
-	m := func(d, c string, layers ...string) plan.Manifest {
-		pm := plan.Manifest{Digest: dg(d), Size: 10, Config: plan.Blob{Digest: dg(c), Size: 5}}
-		for _, l := range layers {
-			pm.Layers = append(pm.Layers, plan.Blob{Digest: dg(l), Size: 1})
-		}
-		return pm
-	}
-	single := plan.Input{Name: "s", Digest: dg("1"), Size: 10, MediaType: MediaTypeOCIManifest,
-		Image: &plan.Image{Manifests: []plan.Manifest{m("1", "2", "3", "3")}}}
-	got, err := ImageEntries(single)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{BlobPath(dg("1")), BlobPath(dg("2")), BlobPath(dg("3"))}; !slices.Equal(got, want) {
-		t.Errorf("single: %v", got)
-	}
-	idx := plan.Input{Name: "i", Digest: dg("9"), Size: 99, Image: &plan.Image{Index: true,
-		Manifests: []plan.Manifest{m("4", "5", "3"), m("6", "7", "3")},
-		Filtered:  &plan.Blob{Digest: dg("8"), Size: 50}}}
-	got, _ = ImageEntries(idx)
-	if len(got) != 6 || slices.Contains(got, BlobPath(dg("9"))) || !slices.Contains(got, BlobPath(dg("8"))) {
-		t.Errorf("filtered index: %v", got)
-	}
-	if top, _ := Top(idx); top.Digest != dg("8") || top.Size != 50 || top.MediaType != MediaTypeOCIIndex {
-		t.Errorf("top %+v", top)
-	}
-	idx.Image.Filtered = nil
-	if top, _ := Top(idx); top.Digest != dg("9") {
-		t.Errorf("unfiltered top %+v", top)
-	}
-	bad := single
-	bad.Digest = dg("f")
-	if _, err := ImageEntries(bad); err == nil {
-		t.Error("single manifest with another digest accepted")
-	}
+func TestPaths(t *testing.T) {
 	if BlobPath("sha256:../../x") != "" || BlobPath(dg("A")) != "" {
 		t.Error("BlobPath accepted a bad digest")
+	}
+	if got, want := BlobPath(dg("1")), "images/blobs/sha256/"+strings.Repeat("1", 64); got != want {
+		t.Errorf("BlobPath = %q, want %q", got, want)
 	}
 	if got := string(ChecksumLine(strings.Repeat("a", 64), "p.tar")); got != strings.Repeat("a", 64)+"  p.tar\n" {
 		t.Errorf("checksum line %q", got)

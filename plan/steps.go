@@ -2,9 +2,7 @@ package plan
 
 import (
 	"fmt"
-	"maps"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -18,19 +16,20 @@ const (
 )
 
 // Step actions: the contract between the planner, which lays steps out, and
-// the executor, which runs them. Both sides use these names and CheckSteps
-// holds every plan to the layout below.
+// the executor, which runs them. The table of rows is Rule: the planner
+// lays steps out by Outputs, CheckSteps holds every plan to the rows, and
+// the executor runs one function per row.
 //
 // A step belongs to the target whose artifacts its outputs name: "N.tar:P"
 // is entry P inside the pack N.tar of bootstrap pack target N; "N.tar" and
 // "N.tar.sha256" are the target's artifacts. Each action produces exactly
-// the outputs below (their paths are package pack's rules; the executor
-// checks them before running anything), in any order:
+// the outputs below (their paths are package pack's rules; Outputs gives
+// them and Validate checks them), in any order:
 //
 //	chart       Inputs [one chart], Params {name, version}
 //	            → "N.tar:charts/NAME-VERSION.tgz"
 //	image       Inputs [one image], Params {name?}
-//	            → "N.tar:" + each path of pack.ImageEntries(input)
+//	            → "N.tar:" + each path of ImageEntries(input)
 //	copy        Inputs [one signature], Params {name?}
 //	            → "N.tar:signatures/S"
 //	values      Inputs [one values file], Params {name, version} (the
@@ -119,60 +118,6 @@ const (
 // CompressionGzip is the one compression algorithm packs use.
 const CompressionGzip = "gzip"
 
-// ActionRule is the layout one action's steps must have.
-type ActionRule struct {
-	// InputKind is the kind every input must have; empty means the step
-	// takes no inputs.
-	InputKind string
-	// OneInput says the step takes exactly one input.
-	OneInput bool
-	// Needs are the actions of the steps it may need.
-	Needs []string
-	// Params are the params it takes; Required, those it must have.
-	Params, Required []string
-	// ParamPrefix, if set, admits params with that prefix.
-	ParamPrefix string
-	// MoreInputKinds are further kinds the step's inputs may have.
-	MoreInputKinds []string
-}
-
-// entryActions are the actions whose outputs are entries of a pack.
-var entryActions = []string{ActionChart, ActionImage, ActionCopy, ActionValues, ActionOCILayout}
-
-// Rule returns the layout rule of action.
-func Rule(action string) (ActionRule, bool) {
-	switch action {
-	case ActionChart:
-		return ActionRule{InputKind: KindChart, OneInput: true, Params: []string{ParamName, ParamVersion}, Required: []string{ParamName, ParamVersion}}, true
-	case ActionImage:
-		return ActionRule{InputKind: KindImage, OneInput: true, Params: []string{ParamName}}, true
-	case ActionCopy:
-		return ActionRule{InputKind: KindSignature, OneInput: true, Params: []string{ParamName}}, true
-	case ActionValues:
-		return ActionRule{InputKind: KindValues, OneInput: true, Params: []string{ParamName, ParamVersion}, Required: []string{ParamName, ParamVersion}}, true
-	case ActionOCILayout:
-		return ActionRule{InputKind: KindImage, Needs: []string{ActionImage}}, true
-	case ActionPackIndex:
-		return ActionRule{InputKind: KindBundle, Needs: entryActions, Params: []string{ParamName}, ParamPrefix: ParamBundleKindPrefix}, true
-	case ActionPack:
-		return ActionRule{Needs: append([]string{ActionPackIndex}, entryActions...), Params: []string{ParamName, ParamCompression, ParamLevel}, Required: []string{ParamCompression, ParamLevel}}, true
-	case ActionChecksum:
-		return ActionRule{Needs: []string{ActionPack}, Params: []string{ParamName}}, true
-	case ActionGoBuild:
-		return ActionRule{InputKind: KindGo, OneInput: true, Params: []string{ParamName, ParamPackage, ParamGOOS, ParamGOARCH, ParamLDFlags}, Required: []string{ParamPackage, ParamGOOS, ParamGOARCH}}, true
-	case ActionRelease:
-		return ActionRule{InputKind: KindFile, MoreInputKinds: []string{KindKey}, Needs: []string{ActionGoBuild},
-			Params:   []string{ParamName, ParamRunner, ParamRunnerVersion, ParamSupplier, ParamLicense, ParamDataset, ParamDatasetHash, ParamKit, ParamKey, ParamBuilderID, ParamBuildType},
-			Required: []string{ParamRunner, ParamRunnerVersion, ParamKit}, ParamPrefix: ParamModePrefix}, true
-	}
-	return ActionRule{}, false
-}
-
-// Actions lists every action, in pipeline order.
-func Actions() []string {
-	return []string{ActionChart, ActionImage, ActionCopy, ActionValues, ActionOCILayout, ActionPackIndex, ActionPack, ActionChecksum, ActionGoBuild, ActionRelease}
-}
-
 // CheckSteps checks that the plan's steps follow the step contract and
 // agree with the rest of the plan: known actions and params, inputs of the
 // right kinds, needs of the right actions, image inputs whose digest is
@@ -259,133 +204,6 @@ func imageDigests(in Input) map[string]bool {
 	return ds
 }
 
-// checkStep checks one step against its action's rule; byID holds the
-// steps before it.
-func (p *Plan) checkStep(s Step, byID map[string]Step) error {
-	rule, ok := Rule(s.Action)
-	if !ok {
-		return fmt.Errorf("unknown action %q (the step contract knows %s)", s.Action, strings.Join(Actions(), ", "))
-	}
-	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
-		if !slices.Contains(rule.Params, k) && (rule.ParamPrefix == "" || !strings.HasPrefix(k, rule.ParamPrefix)) {
-			return fmt.Errorf("unknown param %q for action %s", k, s.Action)
-		}
-	}
-	for _, k := range rule.Required {
-		if _, ok := s.Params[k]; !ok {
-			return fmt.Errorf("missing param %q", k)
-		}
-	}
-	if rule.InputKind == "" && len(s.Inputs) > 0 {
-		return fmt.Errorf("action %s takes no inputs, the step names %s", s.Action, strings.Join(s.Inputs, ", "))
-	}
-	if rule.OneInput && len(s.Inputs) != 1 {
-		return fmt.Errorf("action %s takes exactly one input, the step names %d", s.Action, len(s.Inputs))
-	}
-	var ins []Input
-	seen := map[string]bool{}
-	for _, k := range s.Inputs {
-		in, ok := p.Input(k)
-		if !ok {
-			return fmt.Errorf("unknown input %q", k)
-		}
-		if in.Kind != rule.InputKind && !slices.Contains(rule.MoreInputKinds, in.Kind) {
-			return fmt.Errorf("input %s is a %s, action %s takes %s inputs", k, in.Kind, s.Action, strings.Join(append([]string{rule.InputKind}, rule.MoreInputKinds...), " or "))
-		}
-		if seen[k] {
-			return fmt.Errorf("input %s named twice", k)
-		}
-		seen[k] = true
-		ins = append(ins, in)
-	}
-	needActions := map[string]int{}
-	needInputs := map[string]bool{}
-	for _, id := range s.Needs {
-		d, ok := byID[id]
-		if !ok {
-			return fmt.Errorf("needs %s, which is not an earlier step", id)
-		}
-		if !slices.Contains(rule.Needs, d.Action) {
-			return fmt.Errorf("needs a %s step (%s); action %s needs only %s", d.Action, id, s.Action, strings.Join(rule.Needs, ", "))
-		}
-		needActions[d.Action]++
-		for _, k := range d.Inputs {
-			needInputs[k] = true
-		}
-	}
-	if len(s.Needs) != len(slices.Compact(slices.Sorted(slices.Values(s.Needs)))) {
-		return fmt.Errorf("a step is needed twice")
-	}
-	switch s.Action {
-	case ActionImage:
-		// Every blob it writes is one the input pins.
-		blobs := imageDigests(ins[0])
-		for _, o := range s.Outputs {
-			if hex := o[strings.LastIndexByte(o, '/')+1:]; !blobs["sha256:"+hex] {
-				return fmt.Errorf("output %q is no blob of input %s", o, ins[0].Key())
-			}
-		}
-	case ActionChart:
-		if in := ins[0]; in.Chart == nil || in.Chart.Version != s.Params[ParamVersion] {
-			return fmt.Errorf("param version %q is not the version input %s pins", s.Params[ParamVersion], in.Key())
-		}
-	case ActionValues:
-		// The chart it travels with is in the plan, at that version.
-		name, version := s.Params[ParamName], s.Params[ParamVersion]
-		c, ok := p.Input(KindChart + "/" + name)
-		if ins[0].Name != name || !ok || c.Chart == nil || c.Chart.Version != version {
-			return fmt.Errorf("values %s for chart %s %s: no such chart input in the plan", ins[0].Key(), name, version)
-		}
-	case ActionOCILayout:
-		// Its images are exactly those its image steps fetched.
-		if len(s.Inputs) != len(needInputs) {
-			return fmt.Errorf("names %d images but needs image steps of %d", len(s.Inputs), len(needInputs))
-		}
-		for _, k := range s.Inputs {
-			if !needInputs[k] {
-				return fmt.Errorf("image %s has no image step among the needs", k)
-			}
-		}
-	case ActionPackIndex:
-		for _, in := range ins {
-			if s.Params[ParamBundleKindPrefix+in.Name] == "" {
-				return fmt.Errorf("no %q param giving bundle %s's kind", ParamBundleKindPrefix+in.Name, in.Name)
-			}
-		}
-		for k := range s.Params {
-			if b, ok := strings.CutPrefix(k, ParamBundleKindPrefix); ok && !seen[KindBundle+"/"+b] {
-				return fmt.Errorf("param %q names bundle %s, which is not among the step's inputs", k, b)
-			}
-		}
-	case ActionPack:
-		if needActions[ActionPackIndex] != 1 {
-			return fmt.Errorf("needs %d pack-index steps, want 1", needActions[ActionPackIndex])
-		}
-		if s.Params[ParamCompression] != CompressionGzip {
-			return fmt.Errorf("compression %q: only %s is supported", s.Params[ParamCompression], CompressionGzip)
-		}
-		if l, err := strconv.Atoi(s.Params[ParamLevel]); err != nil || l < 0 || l > 9 || strconv.Itoa(l) != s.Params[ParamLevel] {
-			return fmt.Errorf("compression level %q: want 0 to 9", s.Params[ParamLevel])
-		}
-	case ActionChecksum:
-		if len(s.Needs) != 1 {
-			return fmt.Errorf("needs %d steps, want the one pack step", len(s.Needs))
-		}
-	case ActionRelease:
-		for k, v := range s.Params {
-			if name, ok := strings.CutPrefix(k, ParamModePrefix); ok {
-				if !seen[KindFile+"/"+name] {
-					return fmt.Errorf("param %q names file %s, which is not among the step's inputs", k, name)
-				}
-				if v != "0644" && v != "0755" {
-					return fmt.Errorf("param %q: mode %q, want 0644 or 0755", k, v)
-				}
-			}
-		}
-	}
-	return nil
-}
-
 // checkTargets checks that each target's artifacts are exactly what its
 // steps produce: every artifact a step output, every step output an
 // artifact or an entry of a pack artifact, no artifact made twice, and the
@@ -393,7 +211,9 @@ func (p *Plan) checkStep(s Step, byID map[string]Step) error {
 // steps.
 func (p *Plan) checkTargets() error {
 	declared := map[string]string{} // artifact -> target name
+	targets := map[string]Target{}  // name -> target
 	for i, t := range p.Targets {
+		targets[t.Name] = t
 		switch t.Kind {
 		case TargetBootstrapPack:
 			want := []string{t.Name + ".tar", t.Name + ".tar.sha256"}
@@ -423,11 +243,13 @@ func (p *Plan) checkTargets() error {
 	entryOf := map[string][]string{} // pack artifact -> ids of its entry steps
 	releaseOf := map[string]Step{}   // release target -> its release step
 	builtIn := map[string]string{}   // runner bundle -> a go-build step making an entry of it
+	targetOf := make([]Target, len(p.Steps))
 	for i, s := range p.Steps {
 		at := fmt.Sprintf("plan steps[%d] (%s %s)", i, s.Action, s.ID)
+		rule, _ := Rule(s.Action) // checkStep found it
 		var art string
 		for _, o := range s.Outputs {
-			a, _, entry := strings.Cut(o, ":")
+			a, _, entry := CutEntry(o)
 			if art != "" && a != art && s.Action != ActionRelease {
 				return fmt.Errorf("%s: outputs in both %s and %s", at, art, a)
 			}
@@ -435,7 +257,7 @@ func (p *Plan) checkTargets() error {
 			if _, ok := declared[a]; !ok {
 				return fmt.Errorf("%s: output %q belongs to no target's artifact", at, o)
 			}
-			switch isEntry := slices.Contains(entryActions, s.Action) || s.Action == ActionPackIndex || s.Action == ActionGoBuild; {
+			switch isEntry := rule.Entries; {
 			case isEntry && !entry:
 				return fmt.Errorf("%s: output %q: a %s step writes entries inside a pack", at, o, s.Action)
 			case !isEntry && entry:
@@ -452,6 +274,7 @@ func (p *Plan) checkTargets() error {
 		if len(s.Outputs) == 0 {
 			return fmt.Errorf("%s: no outputs", at)
 		}
+		targetOf[i] = targets[declared[art]]
 		switch s.Action {
 		case ActionPack:
 			if len(s.Outputs) != 1 {
@@ -527,6 +350,12 @@ func (p *Plan) checkTargets() error {
 		}
 		if want := rel.Params[ParamRunner] + ".tar.gz"; a != want {
 			return fmt.Errorf("plan: go-build step %s writes into %s, not the runner bundle %s", id, a, want)
+		}
+	}
+	// Last, the paths: every step declares exactly what its row makes.
+	for i, s := range p.Steps {
+		if err := p.checkOutputs(targetOf[i], s); err != nil {
+			return fmt.Errorf("plan steps[%d] (%s %s): %w", i, s.Action, s.ID, err)
 		}
 	}
 	return nil

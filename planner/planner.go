@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +20,7 @@ import (
 
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/gobuild"
-	"github.com/bale-build/bale/pack"
+
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/source"
@@ -469,75 +470,65 @@ func lockSource(s plan.Source) string {
 	return s.Type
 }
 
-// entry is an output path inside a pack.
-func entry(pack, p string) string { return pack + ":" + p }
-
-// bootstrapSteps lays out the steps of a bootstrap pack. Entry paths come
-// from pack, the rules the executor builds and checks by.
+// bootstrapSteps lays out the steps of a bootstrap pack, each step's
+// outputs by plan.Outputs: the rules the executor builds by and Validate
+// checks.
 func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
-	tarName := bp.Name + ".tar"
-	var entrySteps []string
-	add := func(s plan.Step) string {
+	target := plan.Target{
+		Kind:        plan.TargetBootstrapPack,
+		Name:        bp.Name,
+		Compression: plan.Compression{Algorithm: bp.Compression.Algorithm, Level: bp.Compression.Level},
+	}
+	tarName := plan.PackArtifact(target)
+	target.Artifacts = []string{tarName, tarName + ".sha256"}
+	add := func(s plan.Step) (string, error) {
+		ins := make([]plan.Input, len(s.Inputs))
+		for i, k := range s.Inputs {
+			ins[i], _ = p.Input(k)
+		}
+		var err error
+		if s.Outputs, err = plan.Outputs(target, s, ins); err != nil {
+			return "", err
+		}
 		s.ID = plan.StepID(s)
 		p.Steps = append(p.Steps, s)
-		return s.ID
+		return s.ID, nil
 	}
-	var imageKeys, imageSteps []string
+	var entrySteps, imageKeys, imageSteps []string
 	for _, in := range p.Inputs {
+		var s plan.Step
 		switch in.Kind {
 		case plan.KindChart:
-			id := add(plan.Step{
-				Action:  plan.ActionChart,
-				Inputs:  []string{in.Key()},
-				Params:  map[string]string{plan.ParamName: in.Name, plan.ParamVersion: in.Chart.Version},
-				Outputs: []string{entry(tarName, pack.ChartPath(in.Name, in.Chart.Version))},
-			})
-			entrySteps = append(entrySteps, id)
+			s = plan.Step{Action: plan.ActionChart, Params: map[string]string{plan.ParamName: in.Name, plan.ParamVersion: in.Chart.Version}}
 		case plan.KindImage:
-			paths, err := pack.ImageEntries(in)
-			if err != nil {
-				return err
-			}
-			outs := make([]string, len(paths))
-			for i, pth := range paths {
-				outs[i] = entry(tarName, pth)
-			}
-			id := add(plan.Step{
-				Action:  plan.ActionImage,
-				Inputs:  []string{in.Key()},
-				Params:  map[string]string{plan.ParamName: in.Name},
-				Outputs: outs,
-			})
-			imageKeys = append(imageKeys, in.Key())
-			imageSteps = append(imageSteps, id)
+			s = plan.Step{Action: plan.ActionImage, Params: map[string]string{plan.ParamName: in.Name}}
 		case plan.KindValues:
 			c, ok := p.Input(plan.KindChart + "/" + in.Name)
 			if !ok || c.Chart == nil {
 				return fmt.Errorf("values file %s: no chart %s", in.Source.Path, in.Name)
 			}
-			id := add(plan.Step{
-				Action:  plan.ActionValues,
-				Inputs:  []string{in.Key()},
-				Params:  map[string]string{plan.ParamName: in.Name, plan.ParamVersion: c.Chart.Version},
-				Outputs: []string{entry(tarName, pack.ValuesPath(in.Name, c.Chart.Version))},
-			})
-			entrySteps = append(entrySteps, id)
+			s = plan.Step{Action: plan.ActionValues, Params: map[string]string{plan.ParamName: in.Name, plan.ParamVersion: c.Chart.Version}}
 		case plan.KindSignature:
-			id := add(plan.Step{
-				Action:  plan.ActionCopy,
-				Inputs:  []string{in.Key()},
-				Params:  map[string]string{plan.ParamName: in.Name},
-				Outputs: []string{entry(tarName, pack.SignaturePath(in.Name))},
-			})
+			s = plan.Step{Action: plan.ActionCopy, Params: map[string]string{plan.ParamName: in.Name}}
+		default:
+			continue
+		}
+		s.Inputs = []string{in.Key()}
+		id, err := add(s)
+		if err != nil {
+			return err
+		}
+		if in.Kind == plan.KindImage {
+			imageKeys = append(imageKeys, in.Key())
+			imageSteps = append(imageSteps, id)
+		} else {
 			entrySteps = append(entrySteps, id)
 		}
 	}
-	layout := add(plan.Step{
-		Action:  plan.ActionOCILayout,
-		Inputs:  imageKeys,
-		Needs:   imageSteps,
-		Outputs: []string{entry(tarName, pack.OCIIndexPath), entry(tarName, pack.DockerManifestPath), entry(tarName, pack.OCILayoutPath)},
-	})
+	layout, err := add(plan.Step{Action: plan.ActionOCILayout, Inputs: imageKeys, Needs: imageSteps})
+	if err != nil {
+		return err
+	}
 	entrySteps = append(append(entrySteps, imageSteps...), layout)
 	sort.Strings(entrySteps)
 	kinds := make(map[string]string, len(bp.Bundles))
@@ -552,30 +543,21 @@ func bootstrapSteps(p *plan.Plan, bp *spec.BootstrapPack) error {
 			indexParams[plan.ParamBundleKindPrefix+in.Name] = kinds[in.Name]
 		}
 	}
-	index := add(plan.Step{
-		Action:  plan.ActionPackIndex,
-		Inputs:  bundles,
-		Needs:   entrySteps,
-		Params:  indexParams,
-		Outputs: []string{entry(tarName, pack.IndexPath)},
+	index, err := add(plan.Step{Action: plan.ActionPackIndex, Inputs: bundles, Needs: entrySteps, Params: indexParams})
+	if err != nil {
+		return err
+	}
+	archiveStep, err := add(plan.Step{
+		Action: plan.ActionPack,
+		Needs:  append(slices.Clone(entrySteps), index),
+		Params: map[string]string{plan.ParamName: bp.Name, plan.ParamCompression: bp.Compression.Algorithm, plan.ParamLevel: strconv.Itoa(bp.Compression.Level)},
 	})
-	archiveStep := add(plan.Step{
-		Action:  plan.ActionPack,
-		Needs:   append(append([]string(nil), entrySteps...), index),
-		Params:  map[string]string{plan.ParamName: bp.Name, plan.ParamCompression: bp.Compression.Algorithm, plan.ParamLevel: strconv.Itoa(bp.Compression.Level)},
-		Outputs: []string{tarName},
-	})
-	add(plan.Step{
-		Action:  plan.ActionChecksum,
-		Needs:   []string{archiveStep},
-		Params:  map[string]string{plan.ParamName: tarName},
-		Outputs: []string{tarName + ".sha256"},
-	})
-	p.Targets = append(p.Targets, plan.Target{
-		Kind:        plan.TargetBootstrapPack,
-		Name:        bp.Name,
-		Compression: plan.Compression{Algorithm: bp.Compression.Algorithm, Level: bp.Compression.Level},
-		Artifacts:   []string{tarName, tarName + ".sha256"},
-	})
+	if err != nil {
+		return err
+	}
+	if _, err := add(plan.Step{Action: plan.ActionChecksum, Needs: []string{archiveStep}, Params: map[string]string{plan.ParamName: tarName}}); err != nil {
+		return err
+	}
+	p.Targets = append(p.Targets, target)
 	return nil
 }

@@ -133,7 +133,7 @@ func releaseSteps(ctx context.Context, p *plan.Plan, rel *spec.Release, goVersio
 		if g.LDFlags != "" {
 			gp[plan.ParamLDFlags] = strings.Join(strings.Fields(g.LDFlags), " ")
 		}
-		s := plan.Step{Action: plan.ActionGoBuild, Inputs: []string{in.Key()}, Params: gp, Outputs: []string{bundle + ":" + g.Dest}}
+		s := plan.Step{Action: plan.ActionGoBuild, Inputs: []string{in.Key()}, Params: gp, Outputs: []string{plan.Entry(bundle, g.Dest)}}
 		s.ID = plan.StepID(s)
 		p.Steps = append(p.Steps, s)
 		goSteps = append(goSteps, s.ID)

@@ -281,7 +281,7 @@ func contents(p *plan.Plan) map[string]string {
 		}
 		r := recipe(p, s)
 		for _, o := range s.Outputs {
-			_, entry, inPack := strings.Cut(o, ":")
+			_, entry, inPack := plan.CutEntry(o)
 			switch {
 			case inPack && strings.HasPrefix(entry, pack.BlobsDir+"/"):
 				m[o] = "sha256:" + strings.TrimPrefix(entry, pack.BlobsDir+"/")
