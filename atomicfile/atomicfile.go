@@ -55,6 +55,21 @@ func Create(path string) (*File, error) {
 	return &File{f: f, path: path}, nil
 }
 
+// WriteFile writes data to path as Create, Write and Commit do: the file
+// appears under path only complete and durable, with Mode, replacing any
+// file there. Errors name path.
+func WriteFile(path string, data []byte) error {
+	f, err := Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write atomic file %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
 // Stat returns the temporary file's current status, for callers that
 // compare it with the committed file (see package cas).
 func (f *File) Stat() (os.FileInfo, error) {

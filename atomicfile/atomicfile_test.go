@@ -295,3 +295,27 @@ func ExampleFile() {
 	fmt.Printf("%q\n", b)
 	// Output: "{}\n"
 }
+
+func TestWriteFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.json")
+	for _, data := range []string{"first\n", "second, longer\n"} {
+		if err := WriteFile(path, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != data {
+			t.Fatalf("after WriteFile: %q, %v", got, err)
+		}
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != Mode {
+			t.Errorf("mode %v, want %v", fi.Mode().Perm(), Mode)
+		}
+	}
+	if des, _ := os.ReadDir(dir); len(des) != 1 {
+		t.Errorf("left beside it: %v", des)
+	}
+	if err := WriteFile(filepath.Join(dir, "missing", "f"), []byte("x")); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("WriteFile into a missing directory: %v", err)
+	}
+}

@@ -42,7 +42,7 @@ func execute(t testing.TB, src Source, fx *fixture, out, cache string) (*Result,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Execute(context.Background(), fx.plan, fx.planID, src, Options{OutDir: out, Store: store})
+	return Execute(context.Background(), fx.sealed(t), src, Options{OutDir: out, Store: store})
 }
 
 // listDir lists a directory's entries, directories marked with a slash.

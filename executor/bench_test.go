@@ -121,7 +121,7 @@ func BenchmarkBuildPack(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := Execute(context.Background(), fx.plan, fx.planID, fx.src, Options{OutDir: out, Store: store})
+		res, err := Execute(context.Background(), fx.sealed(b), fx.src, Options{OutDir: out, Store: store})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -189,16 +189,16 @@ type Artifact struct {
 // corrupting data, and going on would loop.
 const maxAttempts = 3
 
-// Execute runs plan p, whose id is planID (the "sha256:HEX" of its
-// canonical bytes, as plan.ID returns), reading inputs from src, and writes
+// Execute runs the sealed plan sp, reading inputs from src, and writes
 // the plan's artifacts to opts.OutDir. An artifact appears under its final
 // name only when complete. On error, no artifact of the failed build is
 // left under a final name it did not already have.
-func Execute(ctx context.Context, p *plan.Plan, planID string, src Source, opts Options) (*Result, error) {
-	x, err := newExecution(p, planID, src, opts)
+func Execute(ctx context.Context, sp *plan.Sealed, src Source, opts Options) (*Result, error) {
+	x, err := newExecution(sp, src, opts)
 	if err != nil {
 		return nil, err
 	}
+	planID := sp.ID()
 	// Shared with other builds; pruning and verifying the store wait.
 	unlock, err := x.store.Lock(ctx, false)
 	if err != nil {
@@ -295,10 +295,11 @@ type target struct {
 	packName string
 }
 
-func newExecution(p *plan.Plan, planID string, src Source, opts Options) (*execution, error) {
-	if p == nil {
+func newExecution(sp *plan.Sealed, src Source, opts Options) (*execution, error) {
+	if sp == nil {
 		return nil, errors.New("execute plan: nil plan")
 	}
+	p, planID := sp.Plan(), sp.ID()
 	if src == nil {
 		return nil, errors.New("execute plan: nil source")
 	}
@@ -308,23 +309,8 @@ func newExecution(p *plan.Plan, planID string, src Source, opts Options) (*execu
 	if opts.OutDir == "" {
 		return nil, errors.New("execute plan: no output directory")
 	}
-	// Decode validated the plan, but a plan can also be built in memory;
-	// everything below trusts what Validate checks.
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("execute plan: %w", err)
-	}
-	canonical, err := plan.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("execute plan: %w", err)
-	}
-	// The pack index records planID and cached results are keyed by it: a
-	// wrong one would ship a pack naming another plan.
-	if want := plan.ID(canonical); planID != want {
-		return nil, fmt.Errorf("execute plan: plan id %q does not match the plan (%s)", planID, want)
-	}
-	if _, err := p.Time(); err != nil {
-		return nil, fmt.Errorf("execute plan: %w", err)
-	}
+	// The plan was validated when it was sealed, and its id is of its
+	// canonical bytes: everything below trusts both.
 	jobs := opts.Jobs
 	if jobs <= 0 {
 		jobs = runtime.GOMAXPROCS(0)

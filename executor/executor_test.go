@@ -178,7 +178,7 @@ func TestWarmBuildRunsNothing(t *testing.T) {
 	opens := fx.src.opens()
 	var events []Event
 	store, _ := cas.Open(cache)
-	res, err := Execute(context.Background(), fx.plan, fx.planID, fx.src, Options{OutDir: out2, Store: store, Progress: func(e Event) { events = append(events, e) }})
+	res, err := Execute(context.Background(), fx.sealed(t), fx.src, Options{OutDir: out2, Store: store, Progress: func(e Event) { events = append(events, e) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 			layer, _ := v1.NewHash(agent.Image.Manifests[1].Layers[1].Digest)
 			packHash, _ := v1.NewHash("sha256:" + res.Artifacts[0].SHA256)
 			packNode := fx.plan.Steps[len(fx.plan.Steps)-2]
-			x, _ := newExecution(fx.plan, fx.planID, fx.src, Options{OutDir: ref, Store: store})
+			x, _ := newExecution(fx.sealed(t), fx.src, Options{OutDir: ref, Store: store})
 			packKey := x.nodes[len(x.nodes)-2].key
 			switch tc {
 			case "layer blob, pack cached":
@@ -298,7 +298,7 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 			_ = packNode
 			out := t.TempDir()
 			var retried bool
-			res2, err := Execute(context.Background(), fx.plan, fx.planID, fx.src, Options{OutDir: out, Store: store, Progress: func(e Event) {
+			res2, err := Execute(context.Background(), fx.sealed(t), fx.src, Options{OutDir: out, Store: store, Progress: func(e Event) {
 				if e.Kind == EventRetry {
 					retried = true
 				}
@@ -348,7 +348,7 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	store, _ := cas.Open(t.TempDir())
 	out := t.TempDir()
-	_, err := Execute(ctx, fx.plan, fx.planID, fx.src, Options{OutDir: out, Store: store, Progress: func(e Event) {
+	_, err := Execute(ctx, fx.sealed(t), fx.src, Options{OutDir: out, Store: store, Progress: func(e Event) {
 		if e.Kind == EventDone {
 			cancel()
 		}
@@ -390,7 +390,6 @@ func TestPlanErrors(t *testing.T) {
 		edit func(fx *fixture)
 		want string
 	}{
-		{"wrong plan id", func(fx *fixture) { fx.planID = "sha256:" + strings.Repeat("0", 64) }, "does not match the plan"},
 		{"unknown action", func(fx *fixture) {
 			fx.plan.Steps[0].Action = "teleport"
 			restep(fx.plan)
@@ -449,9 +448,7 @@ func TestPlanErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 			tt.edit(fx)
-			if tt.name != "wrong plan id" {
-				fx.planID = planID(t, fx.plan)
-			}
+			fx.planID = planID(t, fx.plan)
 			out := t.TempDir()
 			_, err := buildErr(fx, out, t.TempDir(), 0)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -604,7 +601,7 @@ func TestHostile(t *testing.T) {
 		src := chartSource{fx.src, c}
 		out := t.TempDir()
 		store, _ := cas.Open(t.TempDir())
-		_, err := Execute(context.Background(), fx.plan, fx.planID, src, Options{OutDir: out, Store: store})
+		_, err := Execute(context.Background(), fx.sealed(t), src, Options{OutDir: out, Store: store})
 		if err == nil || !strings.Contains(err.Error(), "../../../evil") {
 			t.Fatalf("err = %v", err)
 		}

@@ -518,7 +518,11 @@ func buildErr(fx *fixture, outDir, cacheDir string, jobs int) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Execute(context.Background(), fx.plan, fx.planID, fx.src, Options{OutDir: outDir, Store: store, Jobs: jobs})
+	sp, err := plan.Seal(fx.plan)
+	if err != nil {
+		return nil, err
+	}
+	return Execute(context.Background(), sp, fx.src, Options{OutDir: outDir, Store: store, Jobs: jobs})
 }
 
 // readArtifacts returns every file in outDir (hidden temporaries too).
@@ -553,4 +557,15 @@ func randomReader(seed uint64) io.Reader {
 	var s [32]byte
 	s[0], s[1] = byte(seed), byte(seed>>8)
 	return rand.NewChaCha8(s)
+}
+
+// sealed returns the fixture's plan sealed, failing the test if it does
+// not validate.
+func (fx *fixture) sealed(t testing.TB) *plan.Sealed {
+	t.Helper()
+	sp, err := plan.Seal(fx.plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
 }

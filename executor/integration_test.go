@@ -34,7 +34,7 @@ func TestRealSpecPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, id, r := planSpec(t, root, filepath.Join(root, "specs", "airgap"))
+	p, r := planSpec(t, root, filepath.Join(root, "specs", "airgap"))
 	var outs []string
 	for range 2 {
 		store, err := cas.Open(t.TempDir())
@@ -42,7 +42,7 @@ func TestRealSpecPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := t.TempDir()
-		res, err := executor.Execute(ctx, p, id, r, executor.Options{OutDir: out, Store: store})
+		res, err := executor.Execute(ctx, p, r, executor.Options{OutDir: out, Store: store})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,6 +36,7 @@ const realSpecDir = "specs/airgap"
 
 // realPlan is a plan of the air-gap spec and the resolver that made it.
 type realPlan struct {
+	sealed *plan.Sealed
 	plan *plan.Plan
 	id   string
 	src  *source.Resolver
@@ -61,14 +62,10 @@ func planWorkspace(ctx context.Context, root string, epoch *time.Time) (*realPla
 	if err != nil {
 		return nil, err
 	}
-	canonical, err := plan.Marshal(p)
-	if err != nil {
+	if p, err = plan.Read(bytes.NewReader(p.Bytes())); err != nil {
 		return nil, err
 	}
-	if p, err = plan.Decode(bytes.NewReader(canonical)); err != nil {
-		return nil, err
-	}
-	return &realPlan{plan: p, id: plan.ID(canonical), src: r}, nil
+	return &realPlan{sealed: p, plan: p.Plan(), id: p.ID(), src: r}, nil
 }
 
 // mustPlanWorkspace is planWorkspace for a test.
@@ -88,7 +85,7 @@ func (rp *realPlan) build(t testing.TB, outDir, cacheDir string) *Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Execute(context.Background(), rp.plan, rp.id, rp.src, Options{OutDir: outDir, Store: store})
+	res, err := Execute(context.Background(), rp.sealed, rp.src, Options{OutDir: outDir, Store: store})
 	if err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
@@ -201,9 +198,10 @@ func TestBuildRefusesInconsistentPlan(t *testing.T) {
 			}
 			out := t.TempDir()
 			started := 0
-			if p, err = plan.Decode(bytes.NewReader(edited)); err == nil {
+			var sp *plan.Sealed
+			if sp, err = plan.Read(bytes.NewReader(edited)); err == nil {
 				store, _ := cas.Open(t.TempDir())
-				_, err = Execute(context.Background(), p, plan.ID(edited), rp.src, Options{OutDir: out, Store: store, Progress: func(e Event) {
+				_, err = Execute(context.Background(), sp, rp.src, Options{OutDir: out, Store: store, Progress: func(e Event) {
 					if e.Kind == EventStart {
 						started++
 					}

@@ -69,7 +69,7 @@ func startFlippingRegistry(t testing.TB) *flippingRegistry {
 
 // registryPlan pushes a random image with one layer of layerBytes to the
 // registry and plans a pack holding it from a spec in a temp workspace.
-func registryPlan(t testing.TB, fr *flippingRegistry, layerBytes int64) (*plan.Plan, string, *source.Resolver, v1.Hash) {
+func registryPlan(t testing.TB, fr *flippingRegistry, layerBytes int64) (*plan.Sealed, *source.Resolver, v1.Hash) {
 	t.Helper()
 	img, err := random.Image(layerBytes, 1)
 	if err != nil {
@@ -100,15 +100,15 @@ bootstrapPack: {
 	if err := os.WriteFile(filepath.Join(specDir, "pack.cue"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, id, r := planSpec(t, root, specDir)
-	return p, id, r, layer
+	sp, r := planSpec(t, root, specDir)
+	return sp, r, layer
 }
 
 // planSpec plans the one spec in specDir of the workspace at root with the
 // production resolver, as `bale plan` does. The plan goes through its file
 // form, as `bale build --plan` reads it. (The package's internal tests
 // have planWorkspace for the same, offline.)
-func planSpec(t testing.TB, root, specDir string) (*plan.Plan, string, *source.Resolver) {
+func planSpec(t testing.TB, root, specDir string) (*plan.Sealed, *source.Resolver) {
 	t.Helper()
 	ctx := context.Background()
 	insts, diags, err := spec.Load(ctx, []string{specDir}, spec.Options{})
@@ -123,14 +123,11 @@ func planSpec(t testing.TB, root, specDir string) (*plan.Plan, string, *source.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	canonical, err := plan.Marshal(p)
-	if err != nil {
+	// Through the file form, as bale build --plan reads it.
+	if p, err = plan.Read(bytes.NewReader(p.Bytes())); err != nil {
 		t.Fatal(err)
 	}
-	if p, err = plan.Decode(bytes.NewReader(canonical)); err != nil {
-		t.Fatal(err)
-	}
-	return p, plan.ID(canonical), r
+	return p, r
 }
 
 // TestRegistryWrongBytes: with each fetched byte hashed once, by the store,
@@ -138,7 +135,7 @@ func planSpec(t testing.TB, root, specDir string) (*plan.Plan, string, *source.R
 // it reaches the cache or the output directory.
 func TestRegistryWrongBytes(t *testing.T) {
 	fr := startFlippingRegistry(t)
-	p, id, r, layer := registryPlan(t, fr, 256<<10)
+	p, r, layer := registryPlan(t, fr, 256<<10)
 	fr.target.Store(layer.String())
 	fr.flip.Store(true)
 	cache, out := t.TempDir(), t.TempDir()
@@ -146,7 +143,7 @@ func TestRegistryWrongBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = executor.Execute(context.Background(), p, id, r, executor.Options{OutDir: out, Store: store})
+	_, err = executor.Execute(context.Background(), p, r, executor.Options{OutDir: out, Store: store})
 	if err == nil || !strings.Contains(err.Error(), "digest mismatch") || !strings.Contains(err.Error(), layer.String()) {
 		t.Fatalf("build from a registry serving wrong bytes: %v", err)
 	}
@@ -164,7 +161,7 @@ func TestRegistryWrongBytes(t *testing.T) {
 	}
 	// The registry mended, the same cache builds.
 	fr.flip.Store(false)
-	if _, err := executor.Execute(context.Background(), p, id, r, executor.Options{OutDir: out, Store: store}); err != nil {
+	if _, err := executor.Execute(context.Background(), p, r, executor.Options{OutDir: out, Store: store}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := store.Has(layer); !ok {
@@ -178,8 +175,8 @@ func TestRegistryWrongBytes(t *testing.T) {
 func BenchmarkRegistryFetch(b *testing.B) {
 	fr := startFlippingRegistry(b)
 	const size = 64 << 20
-	p, _, r, layer := registryPlan(b, fr, size)
-	in := p.Inputs[0]
+	p, r, layer := registryPlan(b, fr, size)
+	in := p.Plan().Inputs[0]
 	for _, tc := range []struct {
 		name string
 		open func(context.Context, plan.Input, string) (io.ReadCloser, int64, error)

@@ -64,8 +64,11 @@ func planAOC(t *testing.T, root string) (*plan.Plan, *source.Resolver, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: root})
-	return p, r, err
+	sp, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: root})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sp.Plan(), r, nil
 }
 
 // devGetenv is a signing environment permitting the development key.
@@ -75,15 +78,15 @@ func devGetenv(k string) string {
 
 func executeAOC(t *testing.T, p *plan.Plan, r *source.Resolver, getenv func(string) string) (*executor.Result, error) {
 	t.Helper()
-	canonical, err := plan.Marshal(p)
+	sp, err := plan.Seal(p)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	store, err := cas.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return executor.Execute(context.Background(), p, plan.ID(canonical), r, executor.Options{OutDir: filepath.Join(t.TempDir(), "out"), Store: store, Getenv: getenv})
+	return executor.Execute(context.Background(), sp, r, executor.Options{OutDir: filepath.Join(t.TempDir(), "out"), Store: store, Getenv: getenv})
 }
 
 // TestReleaseRefusals: each hostile or stale input is refused, naming it.

@@ -66,7 +66,7 @@ func TestHelperProcess(t *testing.T) {
 	}
 	fmt.Fprintln(os.Stderr, "building")
 	progress := func(e Event) { fmt.Fprintln(os.Stderr, "event", e.Kind, e.Action, e.Subject) }
-	res, err := Execute(context.Background(), rp.plan, rp.id, rp.src, Options{OutDir: os.Getenv("BALE_HELPER_OUT"), Store: store, Jobs: jobs, Progress: progress})
+	res, err := Execute(context.Background(), rp.sealed, rp.src, Options{OutDir: os.Getenv("BALE_HELPER_OUT"), Store: store, Jobs: jobs, Progress: progress})
 	if err != nil {
 		t.Fatal(err)
 	}

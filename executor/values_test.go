@@ -54,7 +54,7 @@ func TestValuesFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := t.TempDir()
-			_, err = Execute(context.Background(), rp.plan, rp.id, rp.src, Options{OutDir: out, Store: store})
+			_, err = Execute(context.Background(), rp.sealed, rp.src, Options{OutDir: out, Store: store})
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)

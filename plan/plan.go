@@ -9,7 +9,6 @@
 package plan
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +19,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/bale-build/bale/internal/canonjson"
+	"github.com/bale-build/bale/internal/digest"
 )
 
 // FormatVersion is the version of the plan format this package writes and
@@ -211,32 +213,26 @@ func Encode(w io.Writer, p *Plan) error {
 
 // Marshal returns p's canonical bytes.
 func Marshal(p *Plan) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(p); err != nil {
+	b, err := canonjson.Marshal(p)
+	if err != nil {
 		return nil, fmt.Errorf("encode plan: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // ID returns the plan id: "sha256:" and the hex sha256 of the canonical
 // bytes.
 func ID(canonical []byte) string {
 	sum := sha256.Sum256(canonical)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return digest.Prefix + hex.EncodeToString(sum[:])
 }
 
 // StepID computes s's id from its canonical encoding with ID empty.
 func StepID(s Step) string {
 	s.ID = ""
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
 	// A Step always encodes: strings, slices and a string map.
-	_ = enc.Encode(s)
-	return ID(buf.Bytes())
+	b, _ := canonjson.Compact(s)
+	return ID(b)
 }
 
 // Time parses the plan's build timestamp.
@@ -266,7 +262,19 @@ func SortInputs(ins []Input) {
 // everything the executor will trust is checked: the format version,
 // unknown fields, digests, paths and step ids.
 func Decode(r io.Reader) (*Plan, error) {
-	dec := json.NewDecoder(io.LimitReader(r, 256<<20))
+	p, err := decode(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// decode reads one plan object, strictly, without validating it.
+func decode(r io.Reader) (*Plan, error) {
+	dec := json.NewDecoder(io.LimitReader(r, MaxSize))
 	dec.DisallowUnknownFields()
 	var p Plan
 	if err := dec.Decode(&p); err != nil {
@@ -275,26 +283,17 @@ func Decode(r io.Reader) (*Plan, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("decode plan: trailing data after the plan object")
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
 	return &p, nil
 }
 
+// MaxSize bounds the bytes Decode and Read take of a plan.
+const MaxSize = 256 << 20
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
-// ValidDigest reports whether d is "sha256:" and 64 lowercase hex digits.
-func ValidDigest(d string) bool {
-	if len(d) != len("sha256:")+64 || !strings.HasPrefix(d, "sha256:") {
-		return false
-	}
-	for _, c := range d[len("sha256:"):] {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+// ValidDigest reports whether d is "sha256:" and 64 lowercase hex digits
+// (digest.Valid, the one check).
+func ValidDigest(d string) bool { return digest.Valid(d) }
 
 // ValidPath reports whether p is a clean relative slash path that stays
 // below its root.

@@ -68,8 +68,32 @@ type Options struct {
 // working directory.
 func FindRoot(dir string) string { return spec.FindRoot(dir) }
 
-// Plan resolves inst's inputs and lays out its steps.
-func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, error) {
+// PlanInstance plans inst with a resolver made from src, whose Root and
+// Offline are set to the workspace root and opts.Offline (opts.Resolver is
+// replaced), and returns the sealed plan with that resolver: a build of
+// the plan reads its inputs through it, keeping what planning learnt
+// (registry tokens, connections). It is the one way from a loaded spec to a
+// plan for the CLI, the server and inline evaluation.
+func PlanInstance(ctx context.Context, inst *spec.Instance, src source.Options, opts Options) (*plan.Sealed, *source.Resolver, error) {
+	if opts.Root == "" {
+		opts.Root = FindRoot(inst.Dir)
+	}
+	src.Root, src.Offline = opts.Root, opts.Offline
+	r, err := source.New(src)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan %s: %w", inst.Name, err)
+	}
+	opts.Resolver = r
+	sp, err := Plan(ctx, inst, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sp, r, nil
+}
+
+// Plan resolves inst's inputs, lays out its steps and returns the plan
+// sealed (validated, with its canonical bytes and id).
+func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Sealed, error) {
 	if opts.Resolver == nil {
 		return nil, errors.New("plan: no resolver")
 	}
@@ -138,10 +162,11 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Plan, e
 	if p.Steps == nil {
 		p.Steps = []plan.Step{}
 	}
-	if err := p.Validate(); err != nil {
+	sp, err := plan.Seal(p)
+	if err != nil {
 		return nil, fmt.Errorf("plan %s: internal error: %w", inst.Name, err)
 	}
-	return p, nil
+	return sp, nil
 }
 
 // TarLayout names the tar layout rules of archive and the pack's gzip

@@ -59,11 +59,7 @@ func planSpec(t testing.TB, path string, opts planner.Options) []byte {
 	if err != nil {
 		t.Fatalf("plan %s: %v", path, err)
 	}
-	b, err := plan.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return p.Bytes()
 }
 
 // TestMain lets the test binary act as a planning child process, so
@@ -204,8 +200,7 @@ func TestTagMovedAndLock(t *testing.T) {
 		if err != nil {
 			return nil, nil, err
 		}
-		b, _ := plan.Marshal(p)
-		return p, b, nil
+		return p.Plan(), p.Bytes(), nil
 	}
 	pushRandom(t, ref)
 	first, fb, err := mk(nil)
@@ -240,7 +235,7 @@ func TestTagMovedAndLock(t *testing.T) {
 	if err != nil {
 		t.Fatalf("offline plan with lock: %v", err)
 	}
-	if ob, _ := plan.Marshal(op); !bytes.Equal(ob, fb) {
+	if ob := op.Bytes(); !bytes.Equal(ob, fb) {
 		t.Errorf("an offline plan from the lock must equal the lock")
 	}
 	// A lock that pins another source than the spec names is refused.

@@ -103,16 +103,8 @@ func WriteValuesAirgap(dir string, charts []inspect.Chart, reg name.Registry, pr
 			continue
 		}
 		p := filepath.Join(dir, ch.Name+"-"+ch.Version+".values-airgap.yaml")
-		f, err := atomicfile.Create(p)
-		if err != nil {
-			return nil, fmt.Errorf("write %s: %w", p, err)
-		}
-		if _, err := f.Write(b); err != nil {
-			f.Abort()
-			return nil, fmt.Errorf("write %s: %w", p, err)
-		}
-		if err := f.Commit(); err != nil {
-			return nil, fmt.Errorf("write %s: %w", p, err)
+		if err := atomicfile.WriteFile(p, b); err != nil {
+			return nil, err
 		}
 		files = append(files, p)
 	}

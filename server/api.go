@@ -547,34 +547,34 @@ func (s *Server) postPlan(w http.ResponseWriter, r *http.Request, p auth.Princip
 	uri := "/v1/plans/" + pl.rec.ID
 	w.Header().Set("Location", uri)
 	writeJSON(w, http.StatusCreated, planSummary{PlanID: pl.rec.ID, Spec: name, Kind: pl.rec.Kind,
-		SourceDateEpoch: pl.plan.SourceDateEpoch, Inputs: len(pl.plan.Inputs), Steps: len(pl.plan.Steps), URI: uri})
+		SourceDateEpoch: pl.sp.Plan().SourceDateEpoch, Inputs: len(pl.sp.Plan().Inputs), Steps: len(pl.sp.Plan().Steps), URI: uri})
 }
 
 // tenantPlanBytes validates id and returns the tenant's plan.
-func (s *Server) tenantPlanBytes(w http.ResponseWriter, r *http.Request, p auth.Principal, id string) (*plan.Plan, []byte, bool) {
+func (s *Server) tenantPlanBytes(w http.ResponseWriter, r *http.Request, p auth.Principal, id string) (*plan.Sealed, bool) {
 	if !planIDRE.MatchString(id) {
 		writeProblem(w, r, "invalid-plan-id", "want sha256: and 64 lowercase hex digits")
-		return nil, nil, false
+		return nil, false
 	}
 	if _, _, err := s.store.tenantPlan(r.Context(), p.Tenant, id); errors.Is(err, errNotFound) {
 		writeProblem(w, r, "not-found", "no plan "+id)
-		return nil, nil, false
+		return nil, false
 	} else if err != nil {
 		s.internal(w, r, err)
-		return nil, nil, false
+		return nil, false
 	}
-	pl, b, err := s.readPlan(id)
+	sp, err := s.readPlan(id)
 	if err != nil {
 		s.internal(w, r, err)
-		return nil, nil, false
+		return nil, false
 	}
-	return pl, b, true
+	return sp, true
 }
 
 // getPlan serves a plan's bytes: the same bytes bale plan writes.
 func (s *Server) getPlan(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	id := mux.Vars(r)["planId"]
-	_, b, ok := s.tenantPlanBytes(w, r, p, id)
+	sp, ok := s.tenantPlanBytes(w, r, p, id)
 	if !ok {
 		return
 	}
@@ -582,7 +582,7 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request, p auth.Principa
 	h.Set("Content-Type", "application/json")
 	h.Set("ETag", `"`+strings.TrimPrefix(id, "sha256:")+`"`)
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
-	http.ServeContent(w, r, "plan.json", time.Time{}, bytes.NewReader(b))
+	http.ServeContent(w, r, "plan.json", time.Time{}, bytes.NewReader(sp.Bytes()))
 }
 
 // diffRequest is the body of POST /v1/plans/diff.
@@ -597,16 +597,16 @@ func (s *Server) diffPlans(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if !s.readBody(w, r, &req) {
 		return
 	}
-	a, _, ok := s.tenantPlanBytes(w, r, p, req.Old)
+	a, ok := s.tenantPlanBytes(w, r, p, req.Old)
 	if !ok {
 		return
 	}
-	b, _, ok := s.tenantPlanBytes(w, r, p, req.New)
+	b, ok := s.tenantPlanBytes(w, r, p, req.New)
 	if !ok {
 		return
 	}
 	var buf bytes.Buffer
-	if err := diff.Plans(req.Old, req.New, req.Old, req.New, a, b).JSON(&buf); err != nil {
+	if err := diff.Plans(req.Old, req.New, req.Old, req.New, a.Plan(), b.Plan()).JSON(&buf); err != nil {
 		s.internal(w, r, err)
 		return
 	}

@@ -48,7 +48,7 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	for _, e := range started {
 		log.Info("export running", "exportId", e.ID, "tenant", e.Tenant)
 	}
-	p, _, err := s.readPlan(planID)
+	sp, err := s.readPlan(planID)
 	if err != nil {
 		return s.buildFailed(ctx, planID, err)
 	}
@@ -63,7 +63,7 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 		return s.buildFailed(ctx, planID, err)
 	}
 	log.Info("build started")
-	res, err := executor.Execute(ctx, p, planID, src, executor.Options{OutDir: s.buildDir(planID), Store: s.cache, Jobs: s.cfg.Jobs,
+	res, err := executor.Execute(ctx, sp, src, executor.Options{OutDir: s.buildDir(planID), Store: s.cache, Jobs: s.cfg.Jobs,
 		Getenv: s.buildEnv, Warn: func(msg string) { log.Warn(msg) }})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -80,20 +80,15 @@ func EvalInline(ctx context.Context, src []byte, opts InlineOptions) ([]byte, er
 		return nil, err
 	}
 	ropts := opts.Resolve
-	ropts.Root = opts.Dir
 	ropts.PublicOnly = true
-	r, err := source.New(ropts)
-	if err != nil {
-		return nil, fmt.Errorf("resolver: %w", err)
-	}
-	p, err := planner.Plan(ctx, inst, planner.Options{Resolver: r, Root: opts.Dir, Offline: ropts.Offline})
+	sp, _, err := planner.PlanInstance(ctx, inst, ropts, planner.Options{Root: opts.Dir, Offline: ropts.Offline})
 	if err != nil {
 		return nil, fmt.Errorf("plan inline spec: %w", err)
 	}
-	if err := planRemoteOnly(p); err != nil {
+	if err := planRemoteOnly(sp.Plan()); err != nil {
 		return nil, err
 	}
-	return plan.Marshal(p)
+	return sp.Bytes(), nil
 }
 
 // RemoteOnly refuses a spec that names anything on the machine that plans
@@ -241,18 +236,14 @@ func (s *Server) planInline(ctx context.Context, tenant, src string) (*planned, 
 		if err != nil {
 			return nil, err
 		}
-		p, err := plan.Decode(bytes.NewReader(b))
+		sp, err := plan.Read(bytes.NewReader(b))
 		if err != nil {
 			return nil, fmt.Errorf("inline plan: %w", err)
 		}
-		canon, err := plan.Marshal(p)
-		if err != nil || !bytes.Equal(canon, b) {
-			return nil, fmt.Errorf("inline plan: not in canonical form")
-		}
-		if err := planRemoteOnly(p); err != nil {
+		if err := planRemoteOnly(sp.Plan()); err != nil {
 			return nil, &specError{msg: err.Error()}
 		}
-		rec, err := planFacts(p, plan.ID(b), s.inlineRoot())
+		rec, err := planFacts(sp, s.inlineRoot())
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +253,7 @@ func (s *Server) planInline(ctx context.Context, tenant, src string) (*planned, 
 		if err := s.writePlan(rec.ID, b); err != nil {
 			return nil, err
 		}
-		return &planned{rec: rec, plan: p, bytes: b}, nil
+		return &planned{rec: rec, sp: sp}, nil
 	})
 	if err != nil {
 		return nil, err

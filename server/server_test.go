@@ -47,15 +47,7 @@ func localBuild(t *testing.T) []byte {
 	if err != nil || diags.HasErrors() {
 		t.Fatalf("load spec: %v %v", err, diags)
 	}
-	r, err := source.New(source.Options{Root: root, Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: root, Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := plan.Marshal(p)
+	p, r, err := planner.PlanInstance(ctx, insts[0], source.Options{}, planner.Options{Root: root, Offline: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +56,7 @@ func localBuild(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	res, err := executor.Execute(ctx, p, plan.ID(b), r, executor.Options{OutDir: out, Store: store})
+	res, err := executor.Execute(ctx, p, r, executor.Options{OutDir: out, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

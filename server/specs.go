@@ -15,7 +15,6 @@ import (
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/spec"
-	"github.com/bale-build/bale/source"
 )
 
 // specDir is a spec the server was started with.
@@ -86,9 +85,8 @@ func (e *specError) Error() string { return e.msg }
 
 // planned is a plan the server stored.
 type planned struct {
-	rec   planRecord
-	plan  *plan.Plan
-	bytes []byte
+	rec planRecord
+	sp  *plan.Sealed
 }
 
 // planSpec plans the named spec and stores the plan. Concurrent requests
@@ -127,32 +125,23 @@ func (s *Server) planDir(ctx context.Context, name string, sd specDir) (*planned
 	if len(insts) != 1 {
 		return nil, &specError{msg: fmt.Sprintf("spec %s: %d packages, want one", name, len(insts))}
 	}
-	ropts := s.cfg.Resolve
-	ropts.Root = sd.root
-	r, err := source.New(ropts)
-	if err != nil {
-		return nil, fmt.Errorf("resolver: %w", err)
-	}
-	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: sd.root, Offline: ropts.Offline})
+	sp, _, err := planner.PlanInstance(ctx, insts[0], s.cfg.Resolve, planner.Options{Root: sd.root, Offline: s.cfg.Resolve.Offline})
 	if err != nil {
 		return nil, &specError{msg: s.scrub(fmt.Sprintf("plan spec %s: %v", name, err))}
 	}
-	b, err := plan.Marshal(p)
+	rec, err := planFacts(sp, sd.root)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := planFacts(p, plan.ID(b), sd.root)
-	if err != nil {
+	if err := s.writePlan(rec.ID, sp.Bytes()); err != nil {
 		return nil, err
 	}
-	if err := s.writePlan(rec.ID, b); err != nil {
-		return nil, err
-	}
-	return &planned{rec: rec, plan: p, bytes: b}, nil
+	return &planned{rec: rec, sp: sp}, nil
 }
 
-// planFacts reads what the server records about plan p.
-func planFacts(p *plan.Plan, id, root string) (planRecord, error) {
+// planFacts reads what the server records about plan sp.
+func planFacts(sp *plan.Sealed, root string) (planRecord, error) {
+	p, id := sp.Plan(), sp.ID()
 	rec := planRecord{ID: id, Root: root}
 	if len(p.Targets) > 0 {
 		rec.Kind = p.Targets[0].Kind
@@ -175,34 +164,27 @@ func (s *Server) writePlan(id string, b []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
 		return nil
 	}
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return fmt.Errorf("store plan %s: %w", id, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Abort()
-		return fmt.Errorf("store plan %s: %w", id, err)
-	}
-	if err := f.Commit(); err != nil {
+	if err := atomicfile.WriteFile(path, b); err != nil {
 		return fmt.Errorf("store plan %s: %w", id, err)
 	}
 	return nil
 }
 
 // readPlan reads a stored plan and checks that its bytes are its id.
-func (s *Server) readPlan(id string) (*plan.Plan, []byte, error) {
-	b, err := os.ReadFile(s.planPath(id))
+func (s *Server) readPlan(id string) (*plan.Sealed, error) {
+	f, err := os.Open(s.planPath(id))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read plan %s: %w", id, err)
+		return nil, fmt.Errorf("read plan %s: %w", id, err)
 	}
-	if plan.ID(b) != id {
-		return nil, nil, fmt.Errorf("plan %s: stored bytes have another digest", id)
-	}
-	p, err := plan.Decode(bytes.NewReader(b))
+	defer f.Close()
+	sp, err := plan.Read(f)
 	if err != nil {
-		return nil, nil, fmt.Errorf("plan %s: %w", id, err)
+		return nil, fmt.Errorf("plan %s: %w", id, err)
 	}
-	return p, b, nil
+	if sp.ID() != id {
+		return nil, fmt.Errorf("plan %s: stored bytes have another digest", id)
+	}
+	return sp, nil
 }
 
 // scrub removes the server's own paths from a message meant for a client.

@@ -111,23 +111,25 @@ func (o *buildOptions) run(ctx context.Context, path string, stderr io.Writer) (
 	if err != nil {
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
-	src, err := o.plan.resolver(pl.root)
-	if err != nil {
-		return nil, err
+	src := pl.src
+	if src == nil { // a plan read from a file
+		if src, err = o.plan.resolver(pl.root); err != nil {
+			return nil, err
+		}
 	}
 	opts := executor.Options{OutDir: o.out, Store: store, Jobs: o.plan.jobs,
 		Warn: func(msg string) { fmt.Fprintf(stderr, "warning: %s\n", msg) }}
 	if !o.quiet {
-		opts.Progress = buildProgress(stderr, pl.plan)
+		opts.Progress = buildProgress(stderr, pl.sp.Plan())
 	}
-	res, err := executor.Execute(ctx, pl.plan, pl.id, src, opts)
+	res, err := executor.Execute(ctx, pl.sp, src, opts)
 	if err != nil {
 		if le := (*source.LocalError)(nil); o.planPath != "" && errors.As(err, &le) && errors.Is(le, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w\n(a plan's local paths are relative to its workspace root, here %s: run from the workspace the plan was made in, or pass --root)", err, pl.root)
 		}
 		return nil, err
 	}
-	return &buildResult{planID: pl.id, res: res}, nil
+	return &buildResult{planID: pl.sp.ID(), res: res}, nil
 }
 
 // planned returns the plan to build: --plan's, or the spec's at path.

@@ -88,7 +88,7 @@ func (o *diffOptions) run(ctx context.Context, args [2]string, stderr io.Writer)
 			return nil, err
 		}
 	}
-	return diff.Plans(args[0], args[1], sides[0].id, sides[1].id, sides[0].plan, sides[1].plan), nil
+	return diff.Plans(args[0], args[1], sides[0].sp.ID(), sides[1].sp.ID(), sides[0].sp.Plan(), sides[1].sp.Plan()), nil
 }
 
 // render writes the report in --format; a non-empty one exits 2.

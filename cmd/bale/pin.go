@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/planner/pin"
 )
 
@@ -93,7 +94,7 @@ func (o *pinOptions) run(cmd *cobra.Command, path string) (*pinResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pin.Resolve(res.pins, pl.plan); err != nil {
+	if err := pin.Resolve(res.pins, pl.sp.Plan()); err != nil {
 		return nil, err
 	}
 	if res.edits, err = pin.Apply(inst, res.pins); err != nil {
@@ -106,7 +107,7 @@ func (o *pinOptions) run(cmd *cobra.Command, path string) (*pinResult, error) {
 		if !e.Changed() {
 			continue
 		}
-		if err := writeFileAtomic(e.File, e.New); err != nil {
+		if err := atomicfile.WriteFile(e.File, e.New); err != nil {
 			return nil, err
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +56,16 @@ func (f *planFlags) register(cmd *cobra.Command) {
 
 // resolver builds the resolver for a spec.
 func (f *planFlags) resolver(root string) (*source.Resolver, error) {
+	opts, err := f.sourceOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts.Root = root
+	return source.New(opts)
+}
+
+// sourceOptions are the resolver's options the flags give.
+func (f *planFlags) sourceOptions() (source.Options, error) {
 	retries := f.retries
 	if retries == 0 {
 		retries = -1 // the resolver reads 0 as "the default"; --retries 0 means none
@@ -66,15 +75,14 @@ func (f *planFlags) resolver(root string) (*source.Resolver, error) {
 		v    time.Duration
 	}{{"--timeout", f.timeout}, {"--speed-time", f.speedTime}, {"--request-timeout", f.requestTimeout}} {
 		if d.v <= 0 {
-			return nil, fmt.Errorf("%s %s: want a positive duration", d.flag, d.v)
+			return source.Options{}, fmt.Errorf("%s %s: want a positive duration", d.flag, d.v)
 		}
 	}
 	speed := int64(f.speedLimit)
 	if speed == 0 {
 		speed = -1 // the resolver reads 0 as "the default"; --speed-limit 0 means off
 	}
-	return source.New(source.Options{
-		Root:           root,
+	return source.Options{
 		Insecure:       f.insecure,
 		Timeout:        f.timeout,
 		SpeedLimit:     speed,
@@ -82,7 +90,7 @@ func (f *planFlags) resolver(root string) (*source.Resolver, error) {
 		RequestTimeout: f.requestTimeout,
 		Retries:        retries,
 		Offline:        f.offline,
-	})
+	}, nil
 }
 
 // byteSize is a flag holding a byte count as parseSize reads it (1024,
@@ -118,11 +126,13 @@ func (b *byteSize) Type() string { return "size" }
 // planned is a plan with its canonical bytes and id.
 type planned struct {
 	// root is the workspace root the plan's local paths are relative to.
-	root  string
-	name  string
-	plan  *plan.Plan
-	bytes []byte
-	id    string
+	root string
+	name string
+	sp   *plan.Sealed
+	// src is the resolver that planned it, nil for a plan read from a
+	// file: a build reads its inputs through it, keeping its registry
+	// tokens and connections.
+	src *source.Resolver
 }
 
 // load loads the one spec at path, under --root, printing its
@@ -162,17 +172,17 @@ func (f *planFlags) makePlan(ctx context.Context, path string, stderr io.Writer,
 
 // planInstance plans a loaded spec whose workspace root is root.
 func (f *planFlags) planInstance(ctx context.Context, inst *spec.Instance, root string, stderr io.Writer, progress bool) (*planned, error) {
-	r, err := f.resolver(root)
+	src, err := f.sourceOptions()
 	if err != nil {
 		return nil, err
 	}
-	opts := planner.Options{Resolver: r, Root: root, Jobs: f.jobs, Offline: f.offline}
+	opts := planner.Options{Root: root, Jobs: f.jobs, Offline: f.offline}
 	if f.lock != "" {
 		lp, err := readPlan(f.lock)
 		if err != nil {
 			return nil, err
 		}
-		opts.Lock = lp.plan
+		opts.Lock = lp.sp.Plan()
 	}
 	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
 		ts, err := spec.ParseTimestamp(v)
@@ -190,15 +200,11 @@ func (f *planFlags) planInstance(ctx context.Context, inst *spec.Instance, root 
 	if progress {
 		opts.Progress = progressLine(stderr, "resolve")
 	}
-	p, err := planner.Plan(ctx, inst, opts)
+	sp, r, err := planner.PlanInstance(ctx, inst, src, opts)
 	if err != nil {
 		return nil, f.explain(stderr, err)
 	}
-	b, err := plan.Marshal(p)
-	if err != nil {
-		return nil, err
-	}
-	return &planned{root: root, name: inst.Name, plan: p, bytes: b, id: plan.ID(b)}, nil
+	return &planned{root: root, name: inst.Name, sp: sp, src: r}, nil
 }
 
 // explain prints a planning failure for a person: every input that failed
@@ -271,15 +277,16 @@ func loadOne(ctx context.Context, args []string, opts spec.Options, lim evalLimi
 
 // readPlan reads and checks a plan file.
 func readPlan(path string) (*planned, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read plan: %w", err)
 	}
-	p, err := plan.Decode(bytes.NewReader(b))
+	defer f.Close()
+	sp, err := plan.Read(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &planned{name: path, plan: p, bytes: b, id: plan.ID(b)}, nil
+	return &planned{name: path, sp: sp}, nil
 }
 
 // progressLine reports progress: a rewritten line on a terminal, nothing
@@ -369,7 +376,7 @@ func (o *planOptions) run(ctx context.Context, path string, stderr io.Writer) (*
 		return nil, err
 	}
 	if out != "" {
-		if err := writeFileAtomic(out, pl.bytes); err != nil {
+		if err := atomicfile.WriteFile(out, pl.sp.Bytes()); err != nil {
 			return nil, err
 		}
 	}
@@ -386,11 +393,11 @@ func (o *planOptions) render(stdout, stderr io.Writer, r *planResult) error {
 	}
 	if r.out == "" {
 		// Without -o the plan itself is the output, for pipes.
-		_, err := stdout.Write(r.pl.bytes)
-		fmt.Fprintf(stderr, "plan %s  %d inputs, %d steps, %s from sources\n", r.pl.id, sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+		_, err := stdout.Write(r.pl.sp.Bytes())
+		fmt.Fprintf(stderr, "plan %s  %d inputs, %d steps, %s from sources\n", r.pl.sp.ID(), sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
 		return err
 	}
-	fmt.Fprintf(stdout, "%s  %s\n", r.pl.id, r.out)
+	fmt.Fprintf(stdout, "%s  %s\n", r.pl.sp.ID(), r.out)
 	fmt.Fprintf(stdout, "%d inputs, %d steps, %s from sources\n", sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
 	return nil
 }
@@ -406,8 +413,8 @@ type planSummary struct {
 }
 
 func summarize(pl *planned) planSummary {
-	s := planSummary{PlanID: pl.id, Spec: pl.plan.Spec.Digest, Inputs: len(pl.plan.Inputs), Steps: len(pl.plan.Steps)}
-	for _, in := range pl.plan.Inputs {
+	s := planSummary{PlanID: pl.sp.ID(), Spec: pl.sp.Plan().Spec.Digest, Inputs: len(pl.sp.Plan().Inputs), Steps: len(pl.sp.Plan().Steps)}
+	for _, in := range pl.sp.Plan().Inputs {
 		if in.Image != nil {
 			seen := map[string]bool{}
 			for _, m := range in.Image.Manifests {
@@ -436,20 +443,4 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// writeFileAtomic writes b to path with no partial file under the name.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Abort()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Commit(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -149,15 +149,7 @@ func (s *Store) PutAction(stepID v1.Hash, r *ActionResult) error {
 		return fmt.Errorf("put action %s: %w", stepID, err)
 	}
 	data = append(data, '\n')
-	f, err := atomicfile.Create(s.actionPath(stepID))
-	if err != nil {
-		return fmt.Errorf("put action %s: %w", stepID, err)
-	}
-	defer f.Abort()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("put action %s: %w", stepID, err)
-	}
-	if err := f.Commit(); err != nil {
+	if err := atomicfile.WriteFile(s.actionPath(stepID), data); err != nil {
 		return fmt.Errorf("put action %s: %w", stepID, err)
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/source"
@@ -32,23 +31,15 @@ func Build(ctx context.Context, root, outDir, cacheDir string) (string, error) {
 	if len(insts) != 1 {
 		return "", fmt.Errorf("load %s: %d instances: %w", SpecDir, len(insts), diags)
 	}
-	r, err := source.New(source.Options{Root: root, Offline: true})
-	if err != nil {
-		return "", err
-	}
-	p, err := planner.Plan(ctx, insts[0], planner.Options{Resolver: r, Root: root})
+	p, r, err := planner.PlanInstance(ctx, insts[0], source.Options{}, planner.Options{Root: root, Offline: true})
 	if err != nil {
 		return "", fmt.Errorf("plan %s: %w", SpecDir, err)
-	}
-	canonical, err := plan.Marshal(p)
-	if err != nil {
-		return "", err
 	}
 	store, err := cas.Open(cacheDir)
 	if err != nil {
 		return "", err
 	}
-	if _, err := executor.Execute(ctx, p, plan.ID(canonical), r, executor.Options{OutDir: outDir, Store: store}); err != nil {
+	if _, err := executor.Execute(ctx, p, r, executor.Options{OutDir: outDir, Store: store}); err != nil {
 		return "", fmt.Errorf("build %s: %w", SpecDir, err)
 	}
 	return filepath.Join(outDir, Name), nil
