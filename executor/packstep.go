@@ -22,6 +22,7 @@ import (
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/internal/sums"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 )
@@ -450,7 +451,7 @@ func (x *execution) doChecksum(ctx context.Context, n *node) (outputs, error) {
 	if packOut == nil {
 		return nil, fmt.Errorf("no needed step writes %s", n.target.packName)
 	}
-	h, size, err := x.putBytes(ctx, pack.ChecksumLine(packOut.Digest.Hex, n.target.packName))
+	h, size, err := x.putBytes(ctx, sums.Line(packOut.Digest.Hex, n.target.packName))
 	if err != nil {
 		return nil, fmt.Errorf("store checksum: %w", err)
 	}

@@ -37,9 +37,9 @@ const realSpecDir = "specs/airgap"
 // realPlan is a plan of the air-gap spec and the resolver that made it.
 type realPlan struct {
 	sealed *plan.Sealed
-	plan *plan.Plan
-	id   string
-	src  *source.Resolver
+	plan   *plan.Plan
+	id     string
+	src    *source.Resolver
 }
 
 // planWorkspace plans the air-gap spec of the workspace at root, as

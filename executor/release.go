@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/gobuild"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/provenance"
@@ -176,7 +177,7 @@ func (x *execution) releaseSigner(ctx context.Context, def *stepDef) (*signerRef
 	if err != nil {
 		return nil, nil, err
 	}
-	if h := def.Step.Params[plan.ParamDatasetHash]; h != "" && !isHex64(h) && !l.dev {
+	if h := def.Step.Params[plan.ParamDatasetHash]; h != "" && !digest.ValidHex(h) && !l.dev {
 		ds := def.Step.Params[plan.ParamDataset]
 		var files []kit.DatasetFile
 		for _, in := range def.Inputs {
@@ -191,18 +192,6 @@ func (x *execution) releaseSigner(ctx context.Context, def *stepDef) (*signerRef
 	}
 	sum := sha256.Sum256(l.pem)
 	return &signerRef{Key: "sha256:" + hex.EncodeToString(sum[:]), Dev: l.dev}, l, nil
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 func (x *execution) getenv(k string) string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/bale-build/bale/internal/canonjson"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 )
@@ -102,9 +102,7 @@ func newExecutorID() executorID {
 func (d *stepDef) key() (v1.Hash, error) {
 	var buf bytes.Buffer
 	buf.WriteString("bale action key v1\n")
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(d); err != nil {
+	if err := canonjson.NewEncoder(&buf, false).Encode(d); err != nil {
 		return v1.Hash{}, fmt.Errorf("encode step definition: %w", err)
 	}
 	sum := sha256.Sum256(buf.Bytes())

@@ -5,10 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 )
@@ -41,7 +41,7 @@ func (x *execution) doValues(ctx context.Context, n *node) (outputs, error) {
 	if size >= 0 && size != in.Size {
 		return nil, fmt.Errorf("%s is %d bytes, the plan says %d", what, size, in.Size)
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, maxValuesSize+1))
+	data, err := capread.ReadAll(rc, maxValuesSize)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, err)
 	}

@@ -1,14 +1,13 @@
 package pack
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/canonjson"
 	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
 )
@@ -145,14 +144,11 @@ type Bundle struct {
 // structs (fixed field order) or maps (sorted keys), never anything whose
 // order could vary.
 func EncodeJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+	b, err := canonjson.Marshal(v)
+	if err != nil {
 		return nil, fmt.Errorf("encode json: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // MarshalIndex returns the canonical bytes of ix after checking it: nil
@@ -275,12 +271,6 @@ func (ix *Index) check() error {
 func RootHash(indexBytes []byte) string {
 	sum := sha256.Sum256(indexBytes)
 	return hex.EncodeToString(sum[:])
-}
-
-// ChecksumLine returns the NAME.sha256 file content for an artifact: the
-// `sha256sum` line "HEX  NAME\n".
-func ChecksumLine(hexSum, name string) []byte {
-	return []byte(hexSum + "  " + name + "\n")
 }
 
 // validEntryPath reports whether p is an entry path as bale writes them:

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+
+	"github.com/bale-build/bale/internal/canonjson"
 )
 
 // FilterIndex returns the OCI index or Docker manifest list raw with only
@@ -44,11 +46,9 @@ func FilterIndex(raw []byte, keep map[string]bool) ([]byte, error) {
 		return nil, fmt.Errorf("filter index: %w", err)
 	}
 	top["manifests"] = b
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(top); err != nil {
+	out, err := canonjson.Compact(top)
+	if err != nil {
 		return nil, fmt.Errorf("filter index: %w", err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return bytes.TrimSuffix(out, []byte("\n")), nil
 }

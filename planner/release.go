@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/bale-build/bale/gobuild"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
@@ -151,7 +152,7 @@ func releaseSteps(ctx context.Context, p *plan.Plan, rel *spec.Release, goVersio
 		switch pinned := rel.Dataset.Hash; {
 		case pinned == "" || pinned == content:
 			hash = content
-		case isHex64(pinned):
+		case digest.ValidHex(pinned):
 			return fmt.Errorf("release %s: dataset %s: the spec pins hash %s but the files hash to %s", rel.Name, dataset, pinned, content)
 		default:
 			// A placeholder names the files; the build accepts it only
@@ -184,16 +185,4 @@ func releaseSteps(ctx context.Context, p *plan.Plan, rel *spec.Release, goVersio
 		Artifacts:   arts,
 	})
 	return nil
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

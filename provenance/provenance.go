@@ -9,13 +9,14 @@ package provenance
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/bale-build/bale/internal/canonjson"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
 )
 
@@ -125,7 +126,7 @@ func New(in Input) (*Statement, error) {
 	if in.Time.IsZero() {
 		return nil, errors.New("provenance: no build timestamp")
 	}
-	if !strings.HasPrefix(in.SpecDigest, "sha256:") || !isHex64(in.SpecDigest[len("sha256:"):]) {
+	if !strings.HasPrefix(in.SpecDigest, "sha256:") || !digest.ValidHex(in.SpecDigest[len("sha256:"):]) {
 		return nil, fmt.Errorf("provenance: spec digest %q: want sha256: and 64 lowercase hex digits", in.SpecDigest)
 	}
 	if in.PlanID == "" {
@@ -192,13 +193,11 @@ func Marshal(in Input) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(st); err != nil {
+	b, err := canonjson.Compact(st)
+	if err != nil {
 		return nil, fmt.Errorf("provenance: encode: %w", err)
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return bytes.TrimSuffix(b, []byte("\n")), nil
 }
 
 // maxStatement bounds a statement read back for verification.
@@ -243,21 +242,8 @@ func checkNamed(what, name string, d Digest) error {
 	if name == "" {
 		return fmt.Errorf("provenance: %s without a name", what)
 	}
-	if !isHex64(d.SHA256) {
+	if !digest.ValidHex(d.SHA256) {
 		return fmt.Errorf("provenance: %s %q: sha256 %q is not 64 lowercase hex digits", what, name, d.SHA256)
 	}
 	return nil
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -20,7 +20,6 @@ import (
 	"crypto/sha256"
 	"debug/buildinfo"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bale-build/bale/internal/canonjson"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
 )
 
@@ -198,7 +199,7 @@ func New(in Input) (*Document, error) {
 		return nil, errors.New("sbom: no creator tool")
 	case in.Created.IsZero():
 		return nil, errors.New("sbom: no build timestamp")
-	case in.ArchiveSHA256 != "" && !isHex(in.ArchiveSHA256, sha256.Size):
+	case in.ArchiveSHA256 != "" && !digest.LowerHex(in.ArchiveSHA256, sha256.Size):
 		return nil, fmt.Errorf("sbom: archive sha256 %q is not 64 lowercase hex digits", in.ArchiveSHA256)
 	}
 	files := slices.Clone(in.Files)
@@ -207,7 +208,7 @@ func New(in Input) (*Document, error) {
 		switch {
 		case f.Name == "" || strings.HasPrefix(f.Name, "/") || strings.Contains(f.Name, "\\"):
 			return nil, fmt.Errorf("sbom: file name %q: want a relative slash-separated path", f.Name)
-		case !isHex(f.SHA1, sha1.Size) || !isHex(f.SHA256, sha256.Size):
+		case !digest.LowerHex(f.SHA1, sha1.Size) || !digest.LowerHex(f.SHA256, sha256.Size):
 			return nil, fmt.Errorf("sbom: file %s: checksums are not lowercase hex SHA1 and SHA256", f.Name)
 		case i > 0 && files[i-1].Name == f.Name:
 			return nil, fmt.Errorf("sbom: file %s listed twice", f.Name)
@@ -319,14 +320,11 @@ func Marshal(in Input) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(doc); err != nil {
+	b, err := canonjson.Marshal(doc)
+	if err != nil {
 		return nil, fmt.Errorf("sbom: encode: %w", err)
 	}
-	return b.Bytes(), nil
+	return b, nil
 }
 
 // modulePackage is the SPDX package of a Go module, its SPDXID derived from
@@ -401,19 +399,6 @@ func orNoAssertion(s string) string {
 		return NoAssertion
 	}
 	return s
-}
-
-func isHex(s string, n int) bool {
-	if len(s) != 2*n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // maxDocument bounds an SBOM read back for verification.

@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bale-build/bale/internal/canonjson"
 	"github.com/bale-build/bale/internal/strictjson"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/diff"
@@ -177,9 +178,7 @@ func statusOf(e exportRecord) exportStatus {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	_ = canonjson.NewEncoder(w, false).Encode(v)
 }
 
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {

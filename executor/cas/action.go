@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/atomicfile"
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/internal/strictjson"
 )
 
@@ -74,14 +74,17 @@ func (s *Store) GetAction(stepID v1.Hash) (*ActionResult, bool, error) {
 		return nil, false, fmt.Errorf("get action: %w", err)
 	}
 	path := s.actionPath(stepID)
-	data, err := readLimited(path, maxActionSize)
+	data, err := capread.ReadFile(path, maxActionSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, capread.ErrTooLarge) {
 		return nil, false, fmt.Errorf("get action %s: %w", stepID, err)
 	}
-	res, err := decodeAction(data)
+	var res *ActionResult
+	if err == nil {
+		res, err = decodeAction(data)
+	}
 	if err != nil {
 		err = fmt.Errorf("get action %s: %w: %w", stepID, ErrCorrupt, err)
 		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
@@ -102,16 +105,6 @@ func (s *Store) GetAction(stepID v1.Hash) (*ActionResult, bool, error) {
 	now := time.Now()
 	_ = os.Chtimes(path, now, now)
 	return res, true, nil
-}
-
-// readLimited reads a file, or its first max+1 bytes if it is longer.
-func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, max+1))
 }
 
 // decodeAction decodes and validates an action cache entry strictly.

@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/atomicfile"
+	"github.com/bale-build/bale/internal/capread"
 )
 
 // Maintenance: the store's lock, temporary files left by killed builds,
@@ -363,7 +364,7 @@ func (s *Store) listActions(ctx context.Context) ([]actionUse, error) {
 		}
 		a := actionUse{key: de.Name(), used: fi.ModTime()}
 		if fi.Mode().IsRegular() && checkHash(v1.Hash{Algorithm: algorithm, Hex: de.Name()}) == nil {
-			if data, err := readLimited(filepath.Join(s.ac, de.Name()), maxActionSize); err == nil {
+			if data, err := capread.ReadFile(filepath.Join(s.ac, de.Name()), maxActionSize); err == nil {
 				a.res, _ = decodeAction(data)
 			}
 		}

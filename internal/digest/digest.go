@@ -10,9 +10,13 @@ import "strings"
 // Prefix is the algorithm prefix of every digest bale writes or accepts.
 const Prefix = "sha256:"
 
-// ValidHex reports whether s is 64 lowercase hex digits.
-func ValidHex(s string) bool {
-	if len(s) != 64 {
+// ValidHex reports whether s is 64 lowercase hex digits: a sha256.
+func ValidHex(s string) bool { return LowerHex(s, 32) }
+
+// LowerHex reports whether s is the lowercase hex form of an n-byte hash
+// (2n digits): the form SBOMs and sums files give other hashes in.
+func LowerHex(s string, n int) bool {
+	if len(s) != 2*n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -37,4 +37,7 @@ func TestValid(t *testing.T) {
 			t.Errorf("Hex(%q) = %q", tc.in, got)
 		}
 	}
+	if !LowerHex(strings.Repeat("a1", 20), 20) || LowerHex(strings.Repeat("a1", 20), 32) || LowerHex(strings.Repeat("A1", 20), 20) {
+		t.Error("LowerHex of a sha1")
+	}
 }

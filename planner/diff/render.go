@@ -2,18 +2,16 @@ package diff
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/bale-build/bale/internal/canonjson"
 )
 
 // JSON writes the report as indented JSON with a trailing newline.
 func (r *Report) JSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return canonjson.NewEncoder(w, true).Encode(r)
 }
 
 // Text writes the report for people. Colour is for terminals only.
