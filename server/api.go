@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -63,10 +62,10 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
 	r.HandleFunc("/openapi.json", s.openapi).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, "not-found", "")
+		writeProblem(w, r, probNotFound, "")
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, "method-not-allowed", "")
+		writeProblem(w, r, probMethodNotAllowed, "")
 	})
 	return r
 }
@@ -80,11 +79,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.db.PingContext(ctx); err != nil {
-		writeProblem(w, r, "not-ready", "")
+		writeProblem(w, r, probNotReady, "")
 		return
 	}
 	if _, err := s.store.queueDepth(ctx); err != nil {
-		writeProblem(w, r, "not-ready", "")
+		writeProblem(w, r, probNotReady, "")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -93,34 +92,30 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // readBody reads a JSON request body into v: at most MaxBody bytes (413),
 // application/json (415), no unknown fields (400).
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			writeProblem(w, r, "unsupported-media-type", "")
-			return false
+			return problemf(probUnsupportedMediaType, "")
 		}
 	}
+	tooLarge := problemf(probBodyTooLarge, "at most %d bytes", s.cfg.MaxBody)
 	if r.ContentLength > s.cfg.MaxBody {
-		writeProblem(w, r, "body-too-large", fmt.Sprintf("at most %d bytes", s.cfg.MaxBody))
-		return false
+		return tooLarge
 	}
 	var buf bytes.Buffer
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		writeProblem(w, r, "body-too-large", fmt.Sprintf("at most %d bytes", s.cfg.MaxBody))
-		return false
+		return tooLarge
 	}
 	if err != nil {
-		writeProblem(w, r, "invalid-request", "reading the body failed")
-		return false
+		return problemf(probInvalidRequest, "reading the body failed")
 	}
 	if err := strictjson.Unmarshal(buf.Bytes(), int(s.cfg.MaxBody), v); err != nil {
-		writeProblem(w, r, "invalid-request", err.Error())
-		return false
+		return problemf(probInvalidRequest, "%s", err.Error())
 	}
-	return true
+	return nil
 }
 
 // exportRequest is the body of POST /v1/exports/airgap/bootstrap and
@@ -141,8 +136,10 @@ const inlineReleaseDetail = "this server signs releases only of the specs it ser
 // inlineSpec is how an export or plan from an inline spec names its spec.
 const inlineSpec = "inline"
 
-// exportStatus is an export as the API shows it.
-type exportStatus struct {
+// exportFields are the fields every export's status shows, bootstrap
+// pack or release kit. Once it has succeeded, DownloadURI, ArtifactSha256
+// and Size are its artifact's: the pack, or the kit archive.
+type exportFields struct {
 	ExportID       string `json:"exportId"`
 	Profile        string `json:"profile"`
 	Status         string `json:"status"`
@@ -150,9 +147,6 @@ type exportStatus struct {
 	PlanID         string `json:"planId"`
 	Spec           string `json:"spec,omitempty"`
 	DownloadURI    string `json:"downloadUri,omitempty"`
-	ChecksumURI    string `json:"checksumUri,omitempty"`
-	File           string `json:"file,omitempty"`
-	RootHash       string `json:"rootHash,omitempty"`
 	ArtifactSha256 string `json:"artifactSha256,omitempty"`
 	Size           int64  `json:"size,omitempty"`
 	BuildTimestamp string `json:"buildTimestamp,omitempty"`
@@ -160,17 +154,34 @@ type exportStatus struct {
 	FinishedAt     string `json:"finishedAt,omitempty"`
 }
 
-func statusOf(e exportRecord) exportStatus {
-	st := exportStatus{ExportID: e.ID, Profile: "bootstrap", Status: e.Status, Reason: e.Reason, PlanID: e.PlanID,
+// fieldsOf fills in e's shared status fields; downloadURI is where its
+// artifact is, once it has succeeded.
+func fieldsOf(e exportRecord, downloadURI string) exportFields {
+	f := exportFields{ExportID: e.ID, Profile: e.Profile, Status: e.Status, Reason: e.Reason, PlanID: e.PlanID,
 		Spec: e.Spec, CreatedAt: e.Created.Format(time.RFC3339Nano)}
 	if !e.Finished.IsZero() {
-		st.FinishedAt = e.Finished.Format(time.RFC3339Nano)
+		f.FinishedAt = e.Finished.Format(time.RFC3339Nano)
 	}
 	if e.Status == statusSucceeded {
-		st.DownloadURI = exportsPath + "/" + e.ID + "/download"
-		st.ChecksumURI = st.DownloadURI + ".sha256"
-		st.File, st.RootHash, st.ArtifactSha256, st.Size = e.File, e.RootHash, e.ArtifactSHA256, e.Size
-		st.BuildTimestamp = e.BuildTime.Format(time.RFC3339)
+		f.DownloadURI, f.ArtifactSha256, f.Size = downloadURI, e.ArtifactSHA256, e.Size
+		f.BuildTimestamp = e.BuildTime.Format(time.RFC3339)
+	}
+	return f
+}
+
+// exportStatus is a bootstrap pack export as the API shows it.
+type exportStatus struct {
+	exportFields
+	ChecksumURI string `json:"checksumUri,omitempty"`
+	File        string `json:"file,omitempty"`
+	RootHash    string `json:"rootHash,omitempty"`
+}
+
+func statusOf(e exportRecord) exportStatus {
+	uri := exportsPath + "/" + e.ID + "/download"
+	st := exportStatus{exportFields: fieldsOf(e, uri)}
+	if e.Status == statusSucceeded {
+		st.ChecksumURI, st.File, st.RootHash = uri+".sha256", e.File, e.RootHash
 	}
 	return st
 }
@@ -181,223 +192,53 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = canonjson.NewEncoder(w, false).Encode(v)
 }
 
-func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
-	s.log.Error("internal error", "requestId", infoOf(r).requestID, "err", err.Error())
-	writeProblem(w, r, "internal", "")
-}
-
 func (s *Server) postExport(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	s.stageExport(w, r, p, profileBootstrap)
+	s.postStage(w, r, p, profileBootstrap)
 }
 
-// postRelease stages a release kit build. Without a key to sign with it
-// is refused now: a build could only fail.
+// postRelease stages a release kit build.
 func (s *Server) postRelease(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if !s.canSign() {
-		writeProblem(w, r, "no-signing-key", "the server was started without --signing-key, and COSIGN_ALLOW_DEV_KEY=1 does not permit a spec's development key")
-		return
-	}
-	s.stageExport(w, r, p, profileRelease)
+	s.postStage(w, r, p, profileRelease)
 }
 
-// stageExport records an export of the given profile for the plan the
-// request names and queues its build, or lays it out at once from a build
-// already made.
-func (s *Server) stageExport(w http.ResponseWriter, r *http.Request, p auth.Principal, profile string) {
-	key := strings.Trim(r.Header.Get("Idempotency-Key"), `"`)
-	if r.Header.Get("Idempotency-Key") != "" && !idemKeyRE.MatchString(key) {
-		writeProblem(w, r, "invalid-idempotency-key", "1 to 255 visible ASCII characters")
-		return
-	}
-	var req exportRequest
-	if !s.readBody(w, r, &req) {
-		return
-	}
-	if n := btoi(req.Spec != "") + btoi(req.PlanID != "") + btoi(req.Inline != ""); n != 1 {
-		writeProblem(w, r, "invalid-request", "give exactly one of spec, planId and inline")
-		return
-	}
-	if profile == profileRelease && req.Inline != "" && !s.cfg.InlineReleases {
-		writeProblem(w, r, "inline-release-disabled", inlineReleaseDetail)
-		return
-	}
-	if profile == profileRelease && req.Inline != "" && s.signingPEM == nil {
-		// An inline spec cannot name a development key (a file).
-		writeProblem(w, r, "no-signing-key", "an inline release spec is signed only with the server's --signing-key")
-		return
-	}
-	canon, _ := json.Marshal(req)
-	if profile != profileBootstrap {
-		// The same body on another route is another request.
-		canon = append([]byte(profile+"\n"), canon...)
-	}
-	sum := sha256.Sum256(canon)
-	reqHash := hex.EncodeToString(sum[:])
-	ctx := r.Context()
-	if key != "" {
-		if prev, err := s.store.exportByKey(ctx, p.Tenant, key); err == nil {
-			s.replay(w, r, prev, reqHash)
-			return
-		} else if !errors.Is(err, errNotFound) {
-			s.internal(w, r, err)
-			return
-		}
-	}
-	var (
-		rec  planRecord
-		spec = req.Spec
-	)
-	switch {
-	case req.PlanID != "":
-		if !planIDRE.MatchString(req.PlanID) {
-			writeProblem(w, r, "invalid-plan-id", "want sha256: and 64 lowercase hex digits")
-			return
-		}
-		var err error
-		rec, spec, err = s.store.tenantPlan(ctx, p.Tenant, req.PlanID)
-		if errors.Is(err, errNotFound) {
-			writeProblem(w, r, "not-found", "no plan "+req.PlanID)
-			return
-		} else if err != nil {
-			s.internal(w, r, err)
-			return
-		}
-	case req.Inline != "":
-		pl, ok := s.planInlined(w, r, p, req.Inline)
-		if !ok {
-			return
-		}
-		rec, spec = pl.rec, inlineSpec
-	default:
-		pl, ok := s.planNamed(w, r, p, req.Spec)
-		if !ok {
-			return
-		}
-		rec = pl.rec
-	}
-	if profileOf(rec.Kind) != profile {
-		if profile == profileRelease {
-			writeProblem(w, r, "not-a-release", "the plan builds a "+rec.Kind)
-		} else {
-			writeProblem(w, r, "not-a-bootstrap-pack", "the plan builds a "+rec.Kind)
-		}
-		return
-	}
-	if profile == profileRelease && rec.PublicOnly && !s.cfg.InlineReleases {
-		// A plan id from an inline release spec, posted to /v1/plans.
-		writeProblem(w, r, "inline-release-disabled", inlineReleaseDetail)
-		return
-	}
-	release, ok := s.admitBuild(w, r, p.Tenant, buildArgs{}.Kind(), rec.ID)
-	if !ok {
-		return
-	}
-	defer release()
-	// From here the export is recorded and its build queued as one: a
-	// client hanging up between the two must not leave an export with no
-	// build (the reconciler would queue it, past the admission above).
-	ctx = context.WithoutCancel(ctx)
-	e := exportRecord{ID: newExportID(), Profile: profile, Tenant: p.Tenant, PlanID: rec.ID, Spec: spec, Status: statusQueued,
-		IdemKey: key, ReqHash: reqHash, Created: time.Now().UTC(), BuildTime: rec.BuildTime}
-	e, inserted, err := s.store.insertExport(ctx, e)
+// postStage answers a POST of an export of the given profile: the HTTP
+// around stage.
+func (s *Server) postStage(w http.ResponseWriter, r *http.Request, p auth.Principal, profile string) {
+	key, err := idempotencyKey(r.Header.Get("Idempotency-Key"))
 	if err != nil {
-		s.internal(w, r, err)
+		s.writeError(w, r, err)
 		return
 	}
-	if !inserted {
-		s.replay(w, r, e, reqHash)
+	req := stageRequest{tenant: p.Tenant, profile: profile, idemKey: key}
+	if err := s.readBody(w, r, &req.body); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	infoOf(r).exportID = e.ID
-	s.log.Info("export queued", "exportId", e.ID, "profile", e.Profile, "tenant", e.Tenant, "planId", e.PlanID, "requestId", infoOf(r).requestID)
-	// A plan built before needs no job: its export is laid out now.
-	if b, err := s.store.build(ctx, rec.ID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
-		if e, err = s.finish(ctx, e, b); err != nil {
-			s.internal(w, r, err)
-			return
-		}
-	} else if _, err := s.queue.Insert(ctx, buildArgs{PlanID: rec.ID}, buildOpts(p.Tenant)); err != nil {
-		s.internal(w, r, fmt.Errorf("queue build of %s: %w", rec.ID, err))
+	st, err := s.stage(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	s.writeStaged(w, r, e, false)
-}
-
-// writeStaged answers a POST with export e's status and Location.
-func (s *Server) writeStaged(w http.ResponseWriter, r *http.Request, e exportRecord, replayed bool) {
-	if replayed {
+	if st.builds != nil {
+		st.builds.setHeaders(w.Header())
+	}
+	if st.replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
+	e := st.export
+	infoOf(r).exportID = e.ID
 	if e.Profile == profileRelease {
-		st, err := s.releaseStatusOf(r.Context(), e)
+		rs, err := s.releaseStatusOf(r.Context(), e)
 		if err != nil {
-			s.internal(w, r, err)
+			s.writeError(w, r, err)
 			return
 		}
 		w.Header().Set("Location", releasePath+"/"+e.ID)
-		writeJSON(w, http.StatusAccepted, st)
+		writeJSON(w, http.StatusAccepted, rs)
 		return
 	}
 	w.Header().Set("Location", exportsPath+"/"+e.ID)
 	writeJSON(w, http.StatusAccepted, statusOf(e))
-}
-
-// replay answers a POST whose Idempotency-Key was used before: the same
-// export for the same body, 422 for another.
-func (s *Server) replay(w http.ResponseWriter, r *http.Request, prev exportRecord, reqHash string) {
-	if prev.ReqHash != reqHash {
-		writeProblem(w, r, "idempotency-key-reused", "")
-		return
-	}
-	infoOf(r).exportID = prev.ID
-	s.writeStaged(w, r, prev, true)
-}
-
-// planNamed plans the spec named name for p's tenant, writing the problem
-// if it cannot.
-func (s *Server) planNamed(w http.ResponseWriter, r *http.Request, p auth.Principal, name string) (*planned, bool) {
-	if !specNameRE.MatchString(name) {
-		writeProblem(w, r, "unknown-spec", "")
-		return nil, false
-	}
-	pl, err := s.planSpec(r.Context(), name)
-	return s.recordPlan(w, r, p, name, pl, err)
-}
-
-// planInlined plans an inline spec for p's tenant, writing the problem if
-// it cannot.
-func (s *Server) planInlined(w http.ResponseWriter, r *http.Request, p auth.Principal, src string) (*planned, bool) {
-	pl, err := s.planInline(r.Context(), p.Tenant, src)
-	return s.recordPlan(w, r, p, inlineSpec, pl, err)
-}
-
-// recordPlan records for p's tenant the plan spec was planned into, or
-// writes the problem the planning's error is.
-func (s *Server) recordPlan(w http.ResponseWriter, r *http.Request, p auth.Principal, spec string, pl *planned, err error) (*planned, bool) {
-	var se *specError
-	switch {
-	case errors.Is(err, errNotFound):
-		writeProblem(w, r, "unknown-spec", "no spec named "+spec)
-	case errors.Is(err, errInlineDisabled):
-		writeProblem(w, r, "inline-disabled", "name a spec the server serves, or a plan id")
-	case errors.Is(err, errInlineBusy):
-		w.Header().Set("Retry-After", retryAfter(inlineSlotWait))
-		writeProblem(w, r, "inline-busy", fmt.Sprintf("%d inline specs are being evaluated; at most %d at once", s.cfg.InlineSlots, s.cfg.InlineSlots))
-	case errors.Is(err, errInlineTenantBusy):
-		w.Header().Set("Retry-After", retryAfter(inlineSlotWait))
-		writeProblem(w, r, "inline-busy", fmt.Sprintf("this tenant's inline specs take %d evaluation slots, its share; one must end first", max(s.cfg.InlineSlots-1, 1)))
-	case errors.As(err, &se):
-		writeProblem(w, r, "spec-invalid", se.msg)
-	case err != nil:
-		s.internal(w, r, err)
-	default:
-		if err := s.store.putPlan(r.Context(), p.Tenant, spec, pl.rec); err != nil {
-			s.internal(w, r, err)
-			return nil, false
-		}
-		return pl, true
-	}
-	return nil, false
 }
 
 func btoi(b bool) int {
@@ -419,7 +260,7 @@ func newExportID() string {
 func (s *Server) lookupExport(w http.ResponseWriter, r *http.Request, p auth.Principal, profile string) (exportRecord, bool) {
 	id := mux.Vars(r)["exportId"]
 	if !exportIDRE.MatchString(id) {
-		writeProblem(w, r, "invalid-export-id", "want 32 lowercase hex digits")
+		writeProblem(w, r, probInvalidExportID, "want 32 lowercase hex digits")
 		return exportRecord{}, false
 	}
 	e, err := s.store.export(r.Context(), p.Tenant, id)
@@ -427,11 +268,11 @@ func (s *Server) lookupExport(w http.ResponseWriter, r *http.Request, p auth.Pri
 		err = errNotFound
 	}
 	if errors.Is(err, errNotFound) {
-		writeProblem(w, r, "not-found", "no export "+id)
+		writeProblem(w, r, probNotFound, "no export "+id)
 		return e, false
 	}
 	if err != nil {
-		s.internal(w, r, err)
+		s.writeError(w, r, err)
 		return e, false
 	}
 	infoOf(r).exportID = id
@@ -464,13 +305,13 @@ func (s *Server) downloadSum(w http.ResponseWriter, r *http.Request, p auth.Prin
 		return
 	}
 	if e.Status != statusSucceeded {
-		writeProblem(w, r, "export-not-ready", "the export is "+e.Status)
+		writeProblem(w, r, probExportNotReady, "the export is "+e.Status)
 		return
 	}
 	name := e.File + ".sha256"
 	b, err := os.ReadFile(filepath.Join(s.exportDir(e), name))
 	if err != nil {
-		s.internal(w, r, fmt.Errorf("export %s: %w", e.ID, err))
+		s.writeError(w, r, fmt.Errorf("export %s: %w", e.ID, err))
 		return
 	}
 	sum := sha256.Sum256(b)
@@ -479,18 +320,18 @@ func (s *Server) downloadSum(w http.ResponseWriter, r *http.Request, p auth.Prin
 
 func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e exportRecord, name, ctype, sumHex string) {
 	if e.Status != statusSucceeded {
-		writeProblem(w, r, "export-not-ready", "the export is "+e.Status)
+		writeProblem(w, r, probExportNotReady, "the export is "+e.Status)
 		return
 	}
 	f, err := os.Open(filepath.Join(s.exportDir(e), name))
 	if err != nil {
-		s.internal(w, r, fmt.Errorf("export %s: %w", e.ID, err))
+		s.writeError(w, r, fmt.Errorf("export %s: %w", e.ID, err))
 		return
 	}
 	defer f.Close()
 	raw, err := hex.DecodeString(sumHex)
 	if err != nil {
-		s.internal(w, r, fmt.Errorf("export %s: bad digest", e.ID))
+		s.writeError(w, r, fmt.Errorf("export %s: bad digest", e.ID))
 		return
 	}
 	h := w.Header()
@@ -522,25 +363,17 @@ type planSummary struct {
 
 func (s *Server) postPlan(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	var req planRequest
-	if !s.readBody(w, r, &req) {
+	if err := s.readBody(w, r, &req); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if (req.Spec == "") == (req.Inline == "") {
-		writeProblem(w, r, "invalid-request", "give exactly one of spec and inline")
+		writeProblem(w, r, probInvalidRequest, "give exactly one of spec and inline")
 		return
 	}
-	var (
-		pl   *planned
-		ok   bool
-		name = req.Spec
-	)
-	if req.Inline != "" {
-		pl, ok = s.planInlined(w, r, p, req.Inline)
-		name = inlineSpec
-	} else {
-		pl, ok = s.planNamed(w, r, p, req.Spec)
-	}
-	if !ok {
+	pl, name, err := s.planRequested(r.Context(), p.Tenant, req.Spec, req.Inline)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	uri := "/v1/plans/" + pl.rec.ID
@@ -549,32 +382,25 @@ func (s *Server) postPlan(w http.ResponseWriter, r *http.Request, p auth.Princip
 		SourceDateEpoch: pl.sp.Plan().SourceDateEpoch, Inputs: len(pl.sp.Plan().Inputs), Steps: len(pl.sp.Plan().Steps), URI: uri})
 }
 
-// tenantPlanBytes validates id and returns the tenant's plan.
-func (s *Server) tenantPlanBytes(w http.ResponseWriter, r *http.Request, p auth.Principal, id string) (*plan.Sealed, bool) {
+// tenantPlan validates id and returns the tenant's plan.
+func (s *Server) tenantPlan(ctx context.Context, tenant, id string) (*plan.Sealed, error) {
 	if !planIDRE.MatchString(id) {
-		writeProblem(w, r, "invalid-plan-id", "want sha256: and 64 lowercase hex digits")
-		return nil, false
+		return nil, problemf(probInvalidPlanID, "want sha256: and 64 lowercase hex digits")
 	}
-	if _, _, err := s.store.tenantPlan(r.Context(), p.Tenant, id); errors.Is(err, errNotFound) {
-		writeProblem(w, r, "not-found", "no plan "+id)
-		return nil, false
+	if _, _, err := s.store.tenantPlan(ctx, tenant, id); errors.Is(err, errNotFound) {
+		return nil, problemf(probNotFound, "no plan %s", id)
 	} else if err != nil {
-		s.internal(w, r, err)
-		return nil, false
+		return nil, err
 	}
-	sp, err := s.readPlan(id)
-	if err != nil {
-		s.internal(w, r, err)
-		return nil, false
-	}
-	return sp, true
+	return s.readPlan(id)
 }
 
 // getPlan serves a plan's bytes: the same bytes bale plan writes.
 func (s *Server) getPlan(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	id := mux.Vars(r)["planId"]
-	sp, ok := s.tenantPlanBytes(w, r, p, id)
-	if !ok {
+	sp, err := s.tenantPlan(r.Context(), p.Tenant, id)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	h := w.Header()
@@ -593,20 +419,23 @@ type diffRequest struct {
 // diffPlans answers with the JSON bale diff --format json prints.
 func (s *Server) diffPlans(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	var req diffRequest
-	if !s.readBody(w, r, &req) {
+	if err := s.readBody(w, r, &req); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	a, ok := s.tenantPlanBytes(w, r, p, req.Old)
-	if !ok {
+	a, err := s.tenantPlan(r.Context(), p.Tenant, req.Old)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	b, ok := s.tenantPlanBytes(w, r, p, req.New)
-	if !ok {
+	b, err := s.tenantPlan(r.Context(), p.Tenant, req.New)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	var buf bytes.Buffer
 	if err := diff.Plans(req.Old, req.New, req.Old, req.New, a.Plan(), b.Plan()).JSON(&buf); err != nil {
-		s.internal(w, r, err)
+		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

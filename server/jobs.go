@@ -90,22 +90,15 @@ func (s *Server) reconcile(ctx context.Context, grace time.Duration) error {
 // requeue queues the build of orphan export e unless its tenant is at
 // its build limit: the reconciler must not be a way around it (an export
 // split from its build, once per POST, would be a build per POST). It
-// takes the admission locks admitBuild takes; false means "not yet".
+// admits the build as a POST does; false means "not yet".
 func (s *Server) requeue(ctx context.Context, e exportRecord) (bool, error) {
-	s.admit.Lock()
-	defer s.admit.Unlock()
-	unlock, err := s.store.lockTenant(ctx, e.Tenant)
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	n, err := s.store.tenantBuilds(ctx, e.Tenant)
-	if err != nil {
-		return false, err
-	}
-	if n >= s.cfg.TenantBuilds {
+	_, release, err := s.admitBuild(ctx, e.Tenant, e.PlanID)
+	if isProblem(err, probBuildLimit) {
 		return false, nil
+	} else if err != nil {
+		return false, err
 	}
+	defer release()
 	if _, err := s.queue.Insert(ctx, buildArgs{PlanID: e.PlanID}, buildOpts(e.Tenant)); err != nil {
 		return false, fmt.Errorf("queue build of %s: %w", e.PlanID, err)
 	}

@@ -34,6 +34,14 @@ func infoOf(r *http.Request) *reqInfo {
 	return i
 }
 
+// requestIDOf is the id of the request ctx is, or "" outside one.
+func requestIDOf(ctx context.Context) string {
+	if i, _ := ctx.Value(infoKey{}).(*reqInfo); i != nil {
+		return i.requestID
+	}
+	return ""
+}
+
 // requestIDRE is an X-Request-ID the server passes on: anything else is
 // replaced, so a log line cannot be forged through it.
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
@@ -142,7 +150,7 @@ func (s *Server) authed(scope string, h func(http.ResponseWriter, *http.Request,
 		}
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bale"`)
-			writeProblem(w, r, "unauthorized", "send Authorization: Bearer TOKEN")
+			writeProblem(w, r, probUnauthorized, "send Authorization: Bearer TOKEN")
 			return
 		}
 		p, err := s.authenticate(r.Context(), strings.TrimSpace(tok))
@@ -155,19 +163,19 @@ func (s *Server) authed(scope string, h func(http.ResponseWriter, *http.Request,
 				desc = te.Reason
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bale", error="invalid_token", error_description="`+desc+`"`)
-			writeProblem(w, r, "unauthorized", desc)
+			writeProblem(w, r, probUnauthorized, desc)
 			return
 		}
 		if info := infoOf(r); info != nil {
 			info.tenant = p.Tenant
 		}
 		if !s.limits.allow(w, p.Tenant) {
-			writeProblem(w, r, "rate-limited", "retry after the number of seconds in Retry-After")
+			writeProblem(w, r, probRateLimited, "retry after the number of seconds in Retry-After")
 			return
 		}
 		if !p.Has(scope) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bale", error="insufficient_scope", scope="`+scope+`"`)
-			writeProblem(w, r, "forbidden", "this request needs scope "+scope)
+			writeProblem(w, r, probForbidden, "this request needs scope "+scope)
 			return
 		}
 		h(w, r, p)

@@ -18,7 +18,7 @@ func OpenAPIJSON() ([]byte, error) { return yaml.YAMLToJSON(openapiYAML) }
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 	b, err := OpenAPIJSON()
 	if err != nil {
-		s.internal(w, r, err)
+		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -2,7 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 )
 
 // problemBase prefixes every problem type. The types are stable: clients
@@ -19,49 +22,127 @@ type problem struct {
 	RequestID string `json:"requestId,omitempty"`
 }
 
-// The problem types, by slug, with their status and title.
-var problems = map[string]struct {
+// problemKind is one of the API's problem types: the last part of its
+// type URI, its status and its title. They are the variables below and
+// nothing else, so a response cannot name a type the API does not have.
+type problemKind struct {
+	slug   string
 	status int
 	title  string
-}{
-	"unauthorized":            {http.StatusUnauthorized, "Missing or unknown bearer token"},
-	"forbidden":               {http.StatusForbidden, "The token lacks the scope this request needs"},
-	"not-found":               {http.StatusNotFound, "No such resource"},
-	"method-not-allowed":      {http.StatusMethodNotAllowed, "Method not allowed on this resource"},
-	"invalid-export-id":       {http.StatusBadRequest, "Malformed export id"},
-	"invalid-plan-id":         {http.StatusBadRequest, "Malformed plan id"},
-	"invalid-request":         {http.StatusBadRequest, "The request body is not valid"},
-	"invalid-idempotency-key": {http.StatusBadRequest, "Malformed Idempotency-Key header"},
-	"unsupported-media-type":  {http.StatusUnsupportedMediaType, "Request bodies are application/json"},
-	"body-too-large":          {http.StatusRequestEntityTooLarge, "The request body is too large"},
-	"unknown-spec":            {http.StatusNotFound, "No spec of this name is served"},
-	"spec-invalid":            {http.StatusUnprocessableEntity, "The spec could not be planned"},
-	"inline-disabled":         {http.StatusUnprocessableEntity, "This server does not evaluate inline specs"},
-	"not-a-bootstrap-pack":    {http.StatusUnprocessableEntity, "The plan does not build a bootstrap pack"},
-	"not-a-release":           {http.StatusUnprocessableEntity, "The plan does not build a release kit"},
-	"inline-release-disabled": {http.StatusUnprocessableEntity, "This server does not sign releases of inline specs"},
-	"no-signing-key":          {http.StatusUnprocessableEntity, "The server has no key to sign a release with"},
-	"idempotency-key-reused":  {http.StatusUnprocessableEntity, "The Idempotency-Key was used with another request body"},
-	"export-not-ready":        {http.StatusConflict, "The export has not succeeded"},
-	"rate-limited":            {http.StatusTooManyRequests, "Too many requests for this tenant"},
-	"build-limit":             {http.StatusTooManyRequests, "Too many builds queued or running for this tenant"},
-	"inline-busy":             {http.StatusServiceUnavailable, "The inline evaluation slots are busy"},
-	"not-ready":               {http.StatusServiceUnavailable, "The server cannot reach its store"},
-	"internal":                {http.StatusInternalServerError, "Internal error"},
 }
 
-// writeProblem writes the problem slug with detail, which must name no
-// server path and carry no stack.
-func writeProblem(w http.ResponseWriter, r *http.Request, slug, detail string) {
-	p, ok := problems[slug]
-	if !ok {
-		slug, p = "internal", problems["internal"]
+// The problem types.
+var (
+	probUnauthorized          = &problemKind{"unauthorized", http.StatusUnauthorized, "Missing or unknown bearer token"}
+	probForbidden             = &problemKind{"forbidden", http.StatusForbidden, "The token lacks the scope this request needs"}
+	probNotFound              = &problemKind{"not-found", http.StatusNotFound, "No such resource"}
+	probMethodNotAllowed      = &problemKind{"method-not-allowed", http.StatusMethodNotAllowed, "Method not allowed on this resource"}
+	probInvalidExportID       = &problemKind{"invalid-export-id", http.StatusBadRequest, "Malformed export id"}
+	probInvalidPlanID         = &problemKind{"invalid-plan-id", http.StatusBadRequest, "Malformed plan id"}
+	probInvalidRequest        = &problemKind{"invalid-request", http.StatusBadRequest, "The request body is not valid"}
+	probInvalidIdempotencyKey = &problemKind{"invalid-idempotency-key", http.StatusBadRequest, "Malformed Idempotency-Key header"}
+	probUnsupportedMediaType  = &problemKind{"unsupported-media-type", http.StatusUnsupportedMediaType, "Request bodies are application/json"}
+	probBodyTooLarge          = &problemKind{"body-too-large", http.StatusRequestEntityTooLarge, "The request body is too large"}
+	probUnknownSpec           = &problemKind{"unknown-spec", http.StatusNotFound, "No spec of this name is served"}
+	probSpecInvalid           = &problemKind{"spec-invalid", http.StatusUnprocessableEntity, "The spec could not be planned"}
+	probInlineDisabled        = &problemKind{"inline-disabled", http.StatusUnprocessableEntity, "This server does not evaluate inline specs"}
+	probNotABootstrapPack     = &problemKind{"not-a-bootstrap-pack", http.StatusUnprocessableEntity, "The plan does not build a bootstrap pack"}
+	probNotARelease           = &problemKind{"not-a-release", http.StatusUnprocessableEntity, "The plan does not build a release kit"}
+	probInlineReleaseDisabled = &problemKind{"inline-release-disabled", http.StatusUnprocessableEntity, "This server does not sign releases of inline specs"}
+	probNoSigningKey          = &problemKind{"no-signing-key", http.StatusUnprocessableEntity, "The server has no key to sign a release with"}
+	probIdempotencyKeyReused  = &problemKind{"idempotency-key-reused", http.StatusUnprocessableEntity, "The Idempotency-Key was used with another request body"}
+	probExportNotReady        = &problemKind{"export-not-ready", http.StatusConflict, "The export has not succeeded"}
+	probRateLimited           = &problemKind{"rate-limited", http.StatusTooManyRequests, "Too many requests for this tenant"}
+	probBuildLimit            = &problemKind{"build-limit", http.StatusTooManyRequests, "Too many builds queued or running for this tenant"}
+	probInlineBusy            = &problemKind{"inline-busy", http.StatusServiceUnavailable, "The inline evaluation slots are busy"}
+	probNotReady              = &problemKind{"not-ready", http.StatusServiceUnavailable, "The server cannot reach its store"}
+	probInternal              = &problemKind{"internal", http.StatusInternalServerError, "Internal error"}
+)
+
+// apiError is a request's failure as its client is told it: a problem
+// type and a detail, which must name no server path and carry no stack.
+// The service functions return it; writeError writes it.
+type apiError struct {
+	typ    *problemKind
+	detail string
+	// retryAfter, when positive, is sent as Retry-After.
+	retryAfter time.Duration
+	// builds, when set, is the tenant's build slots, sent as the
+	// "builds" items of RateLimit-Policy and RateLimit.
+	builds *admission
+}
+
+func (e *apiError) Error() string {
+	if e.detail == "" {
+		return e.typ.slug
 	}
+	return e.typ.slug + ": " + e.detail
+}
+
+// problemf is a failure of type t with a detail formatted as fmt.Sprintf.
+func problemf(t *problemKind, format string, args ...any) *apiError {
+	return &apiError{typ: t, detail: fmt.Sprintf(format, args...)}
+}
+
+// isProblem reports whether err is a failure of type t.
+func isProblem(err error, t *problemKind) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.typ == t
+}
+
+// apiErrorOf is err as its client is told it: an *apiError as it is, the
+// planning's own errors as their problem types, anything else nil (an
+// internal error, logged and answered 500).
+func (s *Server) apiErrorOf(err error) *apiError {
+	var (
+		ae *apiError
+		se *specError
+	)
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &se):
+		return &apiError{typ: probSpecInvalid, detail: se.msg}
+	case errors.Is(err, errInlineDisabled):
+		return &apiError{typ: probInlineDisabled, detail: "name a spec the server serves, or a plan id"}
+	case errors.Is(err, errInlineBusy):
+		return &apiError{typ: probInlineBusy, retryAfter: inlineSlotWait,
+			detail: fmt.Sprintf("%d inline specs are being evaluated; at most %d at once", s.cfg.InlineSlots, s.cfg.InlineSlots)}
+	case errors.Is(err, errInlineTenantBusy):
+		return &apiError{typ: probInlineBusy, retryAfter: inlineSlotWait,
+			detail: fmt.Sprintf("this tenant's inline specs take %d evaluation slots, its share; one must end first", max(s.cfg.InlineSlots-1, 1))}
+	}
+	return nil
+}
+
+// writeError answers a request that failed with err: the one place where
+// a failure becomes its problem. An error that is no client's is logged
+// with the request's id and answered 500 internal, without its text.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	ae := s.apiErrorOf(err)
+	if ae == nil {
+		s.log.Error("internal error", "requestId", infoOf(r).requestID, "err", err.Error())
+		writeProblem(w, r, probInternal, "")
+		return
+	}
+	h := w.Header()
+	if ae.builds != nil {
+		ae.builds.setHeaders(h)
+	}
+	if ae.retryAfter > 0 {
+		h.Set("Retry-After", retryAfter(ae.retryAfter))
+	}
+	writeProblem(w, r, ae.typ, ae.detail)
+}
+
+// writeProblem writes a problem of type t with detail, which must name no
+// server path and carry no stack.
+func writeProblem(w http.ResponseWriter, r *http.Request, t *problemKind, detail string) {
 	info := infoOf(r)
-	body := problem{Type: problemBase + slug, Title: p.title, Status: p.status, Detail: detail, Instance: r.URL.Path}
+	body := problem{Type: problemBase + t.slug, Title: t.title, Status: t.status, Detail: detail, Instance: r.URL.Path}
 	if info != nil {
 		body.RequestID = info.requestID
-		info.problem = slug
+		info.problem = t.slug
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
@@ -69,6 +150,6 @@ func writeProblem(w http.ResponseWriter, r *http.Request, slug, detail string) {
 	h.Del("Content-Disposition")
 	h.Del("ETag")
 	h.Del("Repr-Digest")
-	w.WriteHeader(p.status)
+	w.WriteHeader(t.status)
 	_ = json.NewEncoder(w).Encode(body)
 }

@@ -59,10 +59,6 @@ func (l *limiter) allow(w http.ResponseWriter, tenant string) bool {
 // Postgres. A POST whose plan is built already, or whose build is queued
 // or running for anyone, joins it and is not counted.
 
-// buildRetryAfter is the wait a POST past the build limit is told: how
-// long a build takes is not known in advance.
-const buildRetryAfter = 10 * time.Second
-
 // activeStates are the River job states of a build not finished.
 const activeStates = `('available', 'pending', 'running', 'retryable', 'scheduled')`
 
@@ -133,67 +129,4 @@ func (s *store) orphanExports(ctx context.Context, kind string) ([]exportRecord,
 func buildOpts(tenant string) *river.InsertOpts {
 	meta, _ := json.Marshal(map[string]string{"tenant": tenant})
 	return &river.InsertOpts{Metadata: meta}
-}
-
-// admitBuild decides whether tenant's POST for plan planID (a job of kind)
-// may go on, writing the 429 if not. It appends the "builds" item to the
-// RateLimit headers: RateLimit-Policy "builds";q=LIMIT and RateLimit
-// "builds";r=LEFT. On true the caller queues its build, if it needs one,
-// before calling release: admissions are serialised so that two POSTs
-// cannot both take the last slot, within the process by a mutex and
-// among servers sharing a Postgres database by an advisory lock.
-func (s *Server) admitBuild(w http.ResponseWriter, r *http.Request, tenant, kind, planID string) (release func(), ok bool) {
-	ctx := r.Context()
-	limit := s.cfg.TenantBuilds
-	joins := false
-	if b, err := s.store.build(ctx, planID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
-		joins = true
-	}
-	release = func() {}
-	if !joins {
-		s.admit.Lock()
-		unlock, err := s.store.lockTenant(ctx, tenant)
-		if err != nil {
-			s.admit.Unlock()
-			s.internal(w, r, err)
-			return nil, false
-		}
-		release = func() { unlock(); s.admit.Unlock() }
-		building, err := s.store.building(ctx, kind, planID)
-		if err != nil {
-			release()
-			s.internal(w, r, err)
-			return nil, false
-		}
-		joins = building
-	}
-	n, err := s.store.tenantBuilds(ctx, tenant)
-	if err != nil {
-		release()
-		s.internal(w, r, err)
-		return nil, false
-	}
-	h := w.Header()
-	h.Set("RateLimit-Policy", joinItems(h.Get("RateLimit-Policy"), fmt.Sprintf(`"builds";q=%d`, limit)))
-	if !joins && n >= limit {
-		h.Set("RateLimit", joinItems(h.Get("RateLimit"), `"builds";r=0`))
-		h.Set("Retry-After", retryAfter(buildRetryAfter))
-		release()
-		writeProblem(w, r, "build-limit", fmt.Sprintf("%d builds of this tenant are queued or running; at most %d", n, limit))
-		return nil, false
-	}
-	left := limit - n
-	if !joins {
-		left-- // the build this POST queues
-	}
-	h.Set("RateLimit", joinItems(h.Get("RateLimit"), fmt.Sprintf(`"builds";r=%d`, max(left, 0))))
-	return release, true
-}
-
-// joinItems appends item to a structured-field list.
-func joinItems(list, item string) string {
-	if list == "" {
-		return item
-	}
-	return list + ", " + item
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gorilla/mux"
 
@@ -22,24 +21,12 @@ type releaseFile struct {
 }
 
 // releaseStatus is a release export as the API shows it. Once it has
-// succeeded, ArtifactSha256, Size and DownloadURI are the kit archive's
-// (Archive), and Files lists every file: the kit's, the archive and its
-// .sha256.
+// succeeded, the shared fields' artifact is the kit archive (Archive), and
+// Files lists every file: the kit's, the archive and its .sha256.
 type releaseStatus struct {
-	ExportID       string        `json:"exportId"`
-	Profile        string        `json:"profile"`
-	Status         string        `json:"status"`
-	Reason         string        `json:"reason,omitempty"`
-	PlanID         string        `json:"planId"`
-	Spec           string        `json:"spec,omitempty"`
-	Archive        string        `json:"archive,omitempty"`
-	DownloadURI    string        `json:"downloadUri,omitempty"`
-	ArtifactSha256 string        `json:"artifactSha256,omitempty"`
-	Size           int64         `json:"size,omitempty"`
-	Files          []releaseFile `json:"files,omitempty"`
-	BuildTimestamp string        `json:"buildTimestamp,omitempty"`
-	CreatedAt      string        `json:"createdAt"`
-	FinishedAt     string        `json:"finishedAt,omitempty"`
+	exportFields
+	Archive string        `json:"archive,omitempty"`
+	Files   []releaseFile `json:"files,omitempty"`
 }
 
 // releaseFileURI is where file name of release export id is downloaded.
@@ -48,11 +35,7 @@ func releaseFileURI(id, name string) string { return releasePath + "/" + id + "/
 // releaseStatusOf reads release export e's status, with its build's files
 // once it has succeeded.
 func (s *Server) releaseStatusOf(ctx context.Context, e exportRecord) (releaseStatus, error) {
-	st := releaseStatus{ExportID: e.ID, Profile: profileRelease, Status: e.Status, Reason: e.Reason, PlanID: e.PlanID,
-		Spec: e.Spec, CreatedAt: e.Created.Format(time.RFC3339Nano)}
-	if !e.Finished.IsZero() {
-		st.FinishedAt = e.Finished.Format(time.RFC3339Nano)
-	}
+	st := releaseStatus{exportFields: fieldsOf(e, releaseFileURI(e.ID, e.File))}
 	if e.Status != statusSucceeded {
 		return st, nil
 	}
@@ -60,9 +43,7 @@ func (s *Server) releaseStatusOf(ctx context.Context, e exportRecord) (releaseSt
 	if err != nil {
 		return st, err
 	}
-	st.Archive, st.DownloadURI = e.File, releaseFileURI(e.ID, e.File)
-	st.ArtifactSha256, st.Size = e.ArtifactSHA256, e.Size
-	st.BuildTimestamp = e.BuildTime.Format(time.RFC3339)
+	st.Archive = e.File
 	st.Files = make([]releaseFile, 0, len(files))
 	for _, f := range files {
 		st.Files = append(st.Files, releaseFile{Name: f.Name, Kind: f.Kind, Size: f.Size, SHA256: f.SHA256,
@@ -78,7 +59,7 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p auth.Princ
 	}
 	st, err := s.releaseStatusOf(r.Context(), e)
 	if err != nil {
-		s.internal(w, r, err)
+		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-cache")
@@ -95,16 +76,16 @@ func (s *Server) releaseFile(w http.ResponseWriter, r *http.Request, p auth.Prin
 	}
 	name := mux.Vars(r)["name"]
 	if !kit.ValidName(name) {
-		writeProblem(w, r, "not-found", "no such file in the export")
+		writeProblem(w, r, probNotFound, "no such file in the export")
 		return
 	}
 	if e.Status != statusSucceeded {
-		writeProblem(w, r, "export-not-ready", "the export is "+e.Status)
+		writeProblem(w, r, probExportNotReady, "the export is "+e.Status)
 		return
 	}
 	files, err := s.store.buildFiles(r.Context(), e.PlanID)
 	if err != nil {
-		s.internal(w, r, err)
+		s.writeError(w, r, err)
 		return
 	}
 	for _, f := range files {
@@ -113,7 +94,7 @@ func (s *Server) releaseFile(w http.ResponseWriter, r *http.Request, p auth.Prin
 			return
 		}
 	}
-	writeProblem(w, r, "not-found", "no file "+name+" in the export")
+	writeProblem(w, r, probNotFound, "no file "+name+" in the export")
 }
 
 // contentTypeOf is the media type a kit file is served as.
