@@ -180,7 +180,7 @@ func (x *execution) stage(ctx context.Context, name string, o cas.Output, n *nod
 	}
 	if o.Derived {
 		err = x.rederive(ctx, o, n, f)
-	} else if err = x.store.CopyTo(ctx, o.Digest, o.Size, f.OSFile()); err != nil {
+	} else if err = x.copyOut(ctx, o, f.OSFile()); err != nil {
 		err = blobMissing(err)
 	}
 	if err != nil {
@@ -222,7 +222,7 @@ func (x *execution) unchanged(ctx context.Context, final string, o cas.Output) (
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != o.Size {
 		return false, nil
 	}
-	if bi, err := os.Stat(x.store.Path(o.Digest)); err == nil && os.SameFile(fi, bi) {
+	if c, ok := x.store.(cas.FileCopier); ok && c.Holds(o.Digest, fi) {
 		return false, nil
 	}
 	f, err := os.Open(final)
@@ -362,6 +362,32 @@ func rollback(st *staged) error {
 	}
 	if st.backup != "" {
 		_ = os.Remove(st.backup)
+	}
+	return nil
+}
+
+// copyOut writes output o's blob into dst, a new empty file: by the
+// store's CopyTo where it has one (a reflink where the file system can),
+// else through Open, whose reader fails at its end unless the bytes are
+// o's.
+func (x *execution) copyOut(ctx context.Context, o cas.Output, dst *os.File) error {
+	if c, ok := x.store.(cas.FileCopier); ok {
+		return c.CopyTo(ctx, o.Digest, o.Size, dst)
+	}
+	rc, size, err := x.store.Open(ctx, o.Digest)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if size != o.Size {
+		return fmt.Errorf("copy blob %s: %w: %d bytes, the result records %d", o.Digest, cas.ErrCorrupt, size, o.Size)
+	}
+	n, err := io.Copy(dst, ctxio.Reader(ctx, rc))
+	if err != nil {
+		return fmt.Errorf("copy blob %s: %w", o.Digest, err)
+	}
+	if n != o.Size {
+		return fmt.Errorf("copy blob %s: %w: %d bytes, the result records %d", o.Digest, cas.ErrCorrupt, n, o.Size)
 	}
 	return nil
 }

@@ -92,7 +92,10 @@ type Options struct {
 	// OutDir receives the artifacts; it is created if missing.
 	OutDir string
 	// Store is the content-addressed store and action cache.
-	Store *cas.Store
+	// Store is the content-addressed store and action cache: a *cas.Dir,
+	// or any cas.Store (its optional capabilities are used where it has
+	// them).
+	Store cas.Store
 	// Jobs bounds how many steps run at once; 0 or less means GOMAXPROCS.
 	// It changes speed only, never bytes.
 	Jobs int
@@ -199,15 +202,17 @@ func Execute(ctx context.Context, sp *plan.Sealed, src Source, opts Options) (*R
 		return nil, err
 	}
 	planID := sp.ID()
-	// Shared with other builds; pruning and verifying the store wait.
-	unlock, err := x.store.Lock(ctx, false)
-	if err != nil {
-		return nil, fmt.Errorf("execute plan %s: %w", planID, err)
+	if l, ok := x.store.(cas.Locker); ok {
+		// Shared with other builds; pruning and verifying the store wait.
+		unlock, err := l.Lock(ctx, false)
+		if err != nil {
+			return nil, fmt.Errorf("execute plan %s: %w", planID, err)
+		}
+		defer unlock()
+		// Temporary files of builds killed earlier; a live build's are
+		// locked and spared. Failing to sweep only costs disk space.
+		_, _, _ = l.Sweep(cas.StaleAge)
 	}
-	defer unlock()
-	// Temporary files of builds killed earlier; a live build's are locked
-	// and spared. Failing to sweep only costs disk space.
-	_, _, _ = x.store.Sweep(cas.StaleAge)
 	res := &Result{}
 	for attempt := 1; ; attempt++ {
 		arts, err := x.attempt(ctx)
@@ -242,7 +247,7 @@ var errMissingBlob = errors.New("blob missing from the store")
 // whose hash is their cache key.
 type execution struct {
 	src     Source
-	store   *cas.Store
+	store   cas.Store
 	outDir  string
 	jobs    int
 	nodes   []*node
@@ -455,8 +460,10 @@ func (x *execution) attempt(ctx context.Context) ([]Artifact, error) {
 	}
 	// What this build put in the cache becomes durable (and stamped)
 	// before its artifacts are published.
-	if err := x.store.Sync(); err != nil {
-		return nil, fmt.Errorf("make the cache durable: %w", err)
+	if s, ok := x.store.(cas.Syncer); ok {
+		if err := s.Sync(); err != nil {
+			return nil, fmt.Errorf("make the cache durable: %w", err)
+		}
 	}
 	return x.writeArtifacts(ctx)
 }
@@ -480,7 +487,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 		wg.Add(1)
 		n.signKey = nil
 		if n.signer != nil {
-			n.signKey = x.decryptEarly(n)
+			n.signKey = x.decryptEarly(ctx, n)
 		}
 		go func() {
 			defer wg.Done()
@@ -525,7 +532,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 func (x *execution) runNode(ctx context.Context, n *node) error {
 	s := n.step
 	subject := s.Outputs[0]
-	res, hit, err := x.store.GetAction(n.key)
+	res, hit, err := x.store.GetAction(ctx, n.key)
 	if err != nil && !errors.Is(err, cas.ErrCorrupt) {
 		return fmt.Errorf("step %s %s: %w", s.Action, subject, err)
 	}
@@ -540,7 +547,7 @@ func (x *execution) runNode(ctx context.Context, n *node) error {
 	x.run.Add(1)
 	res, err = x.do(ctx, n)
 	if err == nil {
-		err = x.store.PutAction(n.key, res)
+		err = x.store.PutAction(ctx, n.key, res)
 	}
 	if err != nil {
 		err = fmt.Errorf("step %s %s: %w", s.Action, subject, err)
@@ -583,4 +590,11 @@ func blobMissing(err error) error {
 		return fmt.Errorf("%w: %w", errMissingBlob, err)
 	}
 	return err
+}
+
+// holds reports whether the store holds blob h at size bytes, without
+// reading it.
+func (x *execution) holds(ctx context.Context, h v1.Hash, size int64) (bool, error) {
+	n, ok, err := x.store.Stat(ctx, h)
+	return ok && n == size, err
 }

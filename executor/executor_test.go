@@ -287,7 +287,7 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 			case "chart blob":
 				for _, n := range x.nodes {
 					if n.step.Action == plan.ActionChart {
-						res, _, _ := store.GetAction(n.key)
+						res, _, _ := store.GetAction(context.Background(), n.key)
 						flip(t, store.Path(res.Outputs[0].Digest), 30)
 					}
 				}

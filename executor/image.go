@@ -114,14 +114,15 @@ func (x *execution) fetch(ctx context.Context, in plan.Input, digest string, siz
 	if size < 0 || (max >= 0 && size > max) {
 		return v1.Hash{}, fmt.Errorf("image %s: blob %s: size %d outside 0..%d", in.Name, digest, size, max)
 	}
-	if ok, n := x.store.Has(h); ok && n == size {
-		return h, nil
+	if ok, err := x.holds(ctx, h, size); ok || err != nil {
+		return h, err
 	}
 	if bf, ok := x.src.(BlobFiler); ok {
-		if path, ok := bf.BlobFile(ctx, in, digest); ok {
+		fp, canPutFile := x.store.(cas.FilePutter)
+		if path, ok := bf.BlobFile(ctx, in, digest); ok && canPutFile {
 			// A reflink or a copy, hashed as it is made: the store never
 			// shares an inode with the user's layout.
-			if err := x.store.PutFile(ctx, h, size, path); err != nil {
+			if err := fp.PutFile(ctx, h, size, path); err != nil {
 				return v1.Hash{}, fmt.Errorf("image %s: %w", in.Name, err)
 			}
 			return h, nil
@@ -129,6 +130,9 @@ func (x *execution) fetch(ctx context.Context, in plan.Input, digest string, siz
 	}
 	if ra, ok := x.src.(RangeBlobOpener); ok && size >= resumeMin {
 		err := x.fetchResumable(ctx, ra, in, digest, h, size)
+		if errors.Is(err, errNoResume) {
+			err = cas.ErrBusy
+		}
 		if !errors.Is(err, cas.ErrBusy) {
 			return h, err
 		}
@@ -193,6 +197,10 @@ type RangeBlobOpener interface {
 	OpenRawBlobAt(ctx context.Context, in plan.Input, digest string, offset int64) (rc io.ReadCloser, start, size int64, err error)
 }
 
+// errNoResume says the store keeps no partial downloads: the blob is
+// fetched whole.
+var errNoResume = errors.New("the store keeps no partial downloads")
+
 // resumeMin is the smallest blob fetched resumably: below it, a partial
 // file and a Range request cost more than fetching again.
 const resumeMin = 1 << 20
@@ -203,7 +211,11 @@ const resumeMin = 1 << 20
 // the source for the rest, and the store takes the blob only once every
 // byte, old and new, hashes to its digest.
 func (x *execution) fetchResumable(ctx context.Context, ra RangeBlobOpener, in plan.Input, digest string, h v1.Hash, size int64) error {
-	p, err := x.store.Resume(ctx, h, size)
+	rs, ok := x.store.(cas.Resumer)
+	if !ok {
+		return errNoResume
+	}
+	p, err := rs.Resume(ctx, h, size)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", in.Name, err)
 	}
@@ -358,7 +370,9 @@ func (x *execution) doCopy(ctx context.Context, n *node) (outputs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signature %s: %w", in.Name, err)
 	}
-	if ok, size := x.store.Has(h); !ok || size != in.Size {
+	if ok, err := x.holds(ctx, h, in.Size); err != nil {
+		return nil, fmt.Errorf("signature %s: %w", in.Name, err)
+	} else if !ok {
 		rc, size, err := x.src.OpenFile(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("open signature %s: %w", in.Name, err)

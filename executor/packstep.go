@@ -262,7 +262,7 @@ func (x *execution) checkPieces(ctx context.Context, n *node) error {
 	}
 	var errs []error
 	check := func(h v1.Hash) {
-		if err := x.store.Verify(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := cas.Verify(ctx, x.store, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -272,7 +272,7 @@ func (x *execution) checkPieces(ctx context.Context, n *node) error {
 		if !ok {
 			continue
 		}
-		if res, hit, _ := x.store.GetAction(memberID(key)); hit && len(res.Outputs) == 1 && !res.Outputs[0].Derived {
+		if res, hit, _ := x.store.GetAction(ctx, memberID(key)); hit && len(res.Outputs) == 1 && !res.Outputs[0].Derived {
 			check(res.Outputs[0].Digest)
 		}
 	}
@@ -341,7 +341,7 @@ func (x *execution) storeEntry(ctx context.Context, e cas.Output) archive.Entry 
 // every unchanged entry. WriteMembers stores only members that compress
 // well; the others are compressed again, which costs less than writing
 // them and reading them back.
-type memberCache struct{ store *cas.Store }
+type memberCache struct{ store cas.Store }
 
 // memberOutput is the path a member entry's action-cache result records.
 const memberOutput = "members.gz"
@@ -353,7 +353,7 @@ func memberID(key string) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: key
 // read, so a corrupt one fails the pack (and the build starts over without
 // it) rather than entering it.
 func (c memberCache) Get(ctx context.Context, key string) (io.ReadCloser, bool, error) {
-	res, ok, err := c.store.GetAction(memberID(key))
+	res, ok, err := c.store.GetAction(ctx, memberID(key))
 	if err != nil || !ok || len(res.Outputs) != 1 || res.Outputs[0].Path != memberOutput || res.Outputs[0].Derived {
 		return nil, false, nil
 	}
@@ -375,15 +375,16 @@ func (c memberCache) Create(ctx context.Context, key string) (archive.MemberWrit
 	if err != nil {
 		return nil, err
 	}
-	return &memberWriter{store: c.store, key: key, w: w}, nil
+	return &memberWriter{ctx: ctx, store: c.store, key: key, w: w}, nil
 }
 
 // memberWriter stores an entry's members as a blob and records it under
 // the entry's key.
 type memberWriter struct {
-	store *cas.Store
+	ctx   context.Context
+	store cas.Store
 	key   string
-	w     *cas.BlobWriter
+	w     cas.BlobWriter
 }
 
 func (m *memberWriter) Write(p []byte) (int, error) { return m.w.Write(p) }
@@ -393,7 +394,7 @@ func (m *memberWriter) Commit() error {
 	if err != nil {
 		return err
 	}
-	return m.store.PutAction(memberID(m.key), &cas.ActionResult{Outputs: []cas.Output{{Path: memberOutput, Digest: h, Size: size}}})
+	return m.store.PutAction(m.ctx, memberID(m.key), &cas.ActionResult{Outputs: []cas.Output{{Path: memberOutput, Digest: h, Size: size}}})
 }
 
 func (m *memberWriter) Abort() { _ = m.w.Abort() }

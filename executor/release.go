@@ -290,7 +290,9 @@ func (x *execution) fileOf(ctx context.Context, in plan.Input, dest string, mode
 	if err != nil {
 		return kit.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
 	}
-	if ok, size := x.store.Has(h); !ok || size != in.Size {
+	if ok, err := x.holds(ctx, h, in.Size); err != nil {
+		return kit.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
+	} else if !ok {
 		rc, size, err := x.src.OpenFile(ctx, in)
 		if err != nil {
 			return kit.FileInput{}, err
@@ -307,7 +309,11 @@ func (x *execution) fileOf(ctx context.Context, in plan.Input, dest string, mode
 	if src == "" {
 		src = in.Source.URL
 	}
-	return kit.FileInput{Path: x.store.Path(h), Dest: dest, Mode: mode, Source: src, SHA256: h.Hex, Size: in.Size}, nil
+	path, err := x.localPath(h)
+	if err != nil {
+		return kit.FileInput{}, err
+	}
+	return kit.FileInput{Path: path, Dest: dest, Mode: mode, Source: src, SHA256: h.Hex, Size: in.Size}, nil
 }
 
 // streamedFile is a dataset file read from the Source as the tarball is
@@ -447,10 +453,16 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 			if !ok || bundle != runner+".tar.gz" {
 				return nil, fmt.Errorf("go-build output %s is not inside %s.tar.gz", o.Path, runner)
 			}
-			if ok, size := x.store.Has(o.Digest); !ok || size != o.Size {
+			if ok, err := x.holds(ctx, o.Digest, o.Size); err != nil {
+				return nil, err
+			} else if !ok {
 				return nil, blobMissing(fmt.Errorf("go-build output %s: %w", o.Path, os.ErrNotExist))
 			}
-			in.Runner.Files = append(in.Runner.Files, kit.FileInput{Path: x.store.Path(o.Digest), Dest: dest, Mode: 0o755, Source: "go-build " + d.step.ID, SHA256: o.Digest.Hex, Size: o.Size})
+			path, err := x.localPath(o.Digest)
+			if err != nil {
+				return nil, err
+			}
+			in.Runner.Files = append(in.Runner.Files, kit.FileInput{Path: path, Dest: dest, Mode: 0o755, Source: "go-build " + d.step.ID, SHA256: o.Digest.Hex, Size: o.Size})
 			g := d.def.Inputs[0]
 			deps = append(deps, provenance.Dependency{Name: g.Key(), URI: g.Source.Path, Digest: provenance.Digest{SHA256: strings.TrimPrefix(g.Digest, "sha256:")}})
 		}
@@ -521,8 +533,8 @@ func (x *execution) decrypt(l *located) *keyLoad {
 // overlaps the go-build steps n needs instead of following them; n's cache
 // key is its definition's, known before they run. A warm build decrypts
 // nothing. If a needed step fails, the decryption finishes unused.
-func (x *execution) decryptEarly(n *node) *keyLoad {
-	if res, hit, err := x.store.GetAction(n.key); err == nil && hit && sameOutputs(res, n.step.Outputs) {
+func (x *execution) decryptEarly(ctx context.Context, n *node) *keyLoad {
+	if res, hit, err := x.store.GetAction(ctx, n.key); err == nil && hit && sameOutputs(res, n.step.Outputs) {
 		return nil
 	}
 	return x.decrypt(n.signer)
@@ -546,4 +558,16 @@ func (x *execution) kits() []Kit {
 		}
 	}
 	return out
+}
+
+// localPath returns the file of blob h in a local store. The kit builder
+// still reads runner and kit files by path (the SBOM reads a Go binary's
+// build information, which needs random access), so a release builds only
+// on a store with files.
+func (x *execution) localPath(h v1.Hash) (string, error) {
+	d, ok := x.store.(interface{ Path(v1.Hash) string })
+	if !ok {
+		return "", fmt.Errorf("blob %s: a release is built from a local store", h)
+	}
+	return d.Path(h), nil
 }

@@ -129,7 +129,7 @@ type Server struct {
 	log     *slog.Logger
 	store   *store
 	queue   queue
-	cache   *cas.Store
+	cache   *cas.Dir
 	specs   map[string]specDir
 	metrics *metrics
 	limits  *limiter

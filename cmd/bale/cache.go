@@ -42,7 +42,7 @@ func (f *cacheFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.format, "format", "text", "output format: text or json")
 }
 
-func (f *cacheFlags) open() (*cas.Store, error) {
+func (f *cacheFlags) open() (*cas.Dir, error) {
 	if err := checkFormat(f.format, "text", "json"); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,7 +44,7 @@ type Output struct {
 	Derived bool `json:"derived,omitempty"`
 }
 
-func (s *Store) actionPath(stepID v1.Hash) string { return filepath.Join(s.ac, stepID.Hex) }
+func (s *Dir) actionPath(stepID v1.Hash) string { return filepath.Join(s.ac, stepID.Hex) }
 
 // check validates a result's outputs.
 func (r *ActionResult) check() error {
@@ -69,7 +70,7 @@ func (r *ActionResult) check() error {
 // cannot be decoded, has unknown fields or invalid outputs is deleted and
 // reported as a miss with an error wrapping ErrCorrupt: a miss is always
 // safe, a wrong hit is not.
-func (s *Store) GetAction(stepID v1.Hash) (*ActionResult, bool, error) {
+func (s *Dir) GetAction(ctx context.Context, stepID v1.Hash) (*ActionResult, bool, error) {
 	if err := checkHash(stepID); err != nil {
 		return nil, false, fmt.Errorf("get action: %w", err)
 	}
@@ -122,7 +123,7 @@ func decodeAction(data []byte) (*ActionResult, error) {
 // PutAction records r as the result of step stepID, atomically replacing any
 // earlier entry. The entry is indented JSON with a trailing newline, like
 // every JSON file bale writes.
-func (s *Store) PutAction(stepID v1.Hash, r *ActionResult) error {
+func (s *Dir) PutAction(ctx context.Context, stepID v1.Hash, r *ActionResult) error {
 	if err := checkHash(stepID); err != nil {
 		return fmt.Errorf("put action: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // putBlobs stores each content and returns the outputs naming them.
-func putBlobs(t *testing.T, s *Store, contents map[string]string) []Output {
+func putBlobs(t *testing.T, s *Dir, contents map[string]string) []Output {
 	t.Helper()
 	var outs []Output
 	for _, path := range []string{"chart.tgz", "index.json", "oci/blob"} {
@@ -35,16 +35,16 @@ func TestActionCache(t *testing.T) {
 	contents := map[string]string{"chart.tgz": "tgz bytes", "index.json": "{}\n", "oci/blob": "layer"}
 	tests := []struct {
 		name    string
-		damage  func(t *testing.T, s *Store, res *ActionResult)
+		damage  func(t *testing.T, s *Dir, res *ActionResult)
 		wantHit bool
 	}{
-		{"hit", func(*testing.T, *Store, *ActionResult) {}, true},
-		{"blob removed", func(t *testing.T, s *Store, res *ActionResult) {
+		{"hit", func(*testing.T, *Dir, *ActionResult) {}, true},
+		{"blob removed", func(t *testing.T, s *Dir, res *ActionResult) {
 			if err := os.Remove(s.Path(res.Outputs[1].Digest)); err != nil {
 				t.Fatal(err)
 			}
 		}, false},
-		{"blob truncated", func(t *testing.T, s *Store, res *ActionResult) {
+		{"blob truncated", func(t *testing.T, s *Dir, res *ActionResult) {
 			if err := os.Truncate(s.Path(res.Outputs[2].Digest), 1); err != nil {
 				t.Fatal(err)
 			}
@@ -54,15 +54,15 @@ func TestActionCache(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t)
 			step := digest([]byte("step " + tt.name))
-			if res, ok, err := s.GetAction(step); ok || err != nil || res != nil {
+			if res, ok, err := s.GetAction(context.Background(), step); ok || err != nil || res != nil {
 				t.Fatalf("before PutAction: %v, %v, %v; want a clean miss", res, ok, err)
 			}
 			want := &ActionResult{Outputs: putBlobs(t, s, contents)}
-			if err := s.PutAction(step, want); err != nil {
+			if err := s.PutAction(context.Background(), step, want); err != nil {
 				t.Fatal(err)
 			}
 			tt.damage(t, s, want)
-			got, ok, err := s.GetAction(step)
+			got, ok, err := s.GetAction(context.Background(), step)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +83,7 @@ func TestActionEntryFormat(t *testing.T) {
 	s := newStore(t)
 	step := digest([]byte("step"))
 	outs := putBlobs(t, s, map[string]string{"index.json": "{}\n"})
-	if err := s.PutAction(step, &ActionResult{Outputs: outs}); err != nil {
+	if err := s.PutAction(context.Background(), step, &ActionResult{Outputs: outs}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(filepath.Join(s.Root(), "ac", step.Hex))
@@ -105,13 +105,13 @@ func TestActionEntryFormat(t *testing.T) {
 	}
 	// An empty result round-trips as a hit with no outputs.
 	empty := digest([]byte("empty step"))
-	if err := s.PutAction(empty, &ActionResult{}); err != nil {
+	if err := s.PutAction(context.Background(), empty, &ActionResult{}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(s.Root(), "ac", empty.Hex)); !bytes.Contains(b, []byte(`"outputs": []`)) {
 		t.Errorf("empty result written as %q", b)
 	}
-	if res, ok, err := s.GetAction(empty); !ok || err != nil || len(res.Outputs) != 0 {
+	if res, ok, err := s.GetAction(context.Background(), empty); !ok || err != nil || len(res.Outputs) != 0 {
 		t.Errorf("empty result: %+v, %v, %v", res, ok, err)
 	}
 }
@@ -141,7 +141,7 @@ func TestActionCacheCorruptEntry(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.entry), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			res, ok, err := s.GetAction(step)
+			res, ok, err := s.GetAction(context.Background(), step)
 			if ok || res != nil || !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("got %v, %v, %v; want a miss with ErrCorrupt", res, ok, err)
 			}
@@ -149,7 +149,7 @@ func TestActionCacheCorruptEntry(t *testing.T) {
 				t.Fatalf("corrupt entry not removed: %v", err)
 			}
 			// Now a clean miss.
-			if _, ok, err := s.GetAction(step); ok || err != nil {
+			if _, ok, err := s.GetAction(context.Background(), step); ok || err != nil {
 				t.Fatalf("second GetAction: %v, %v", ok, err)
 			}
 		})
@@ -166,7 +166,7 @@ func TestPutActionRejects(t *testing.T) {
 		"negative size": {Outputs: []Output{{Path: "a", Digest: valid, Size: -1}}},
 		"zero digest":   {Outputs: []Output{{Path: "a", Digest: v1.Hash{}, Size: 1}}},
 	} {
-		if err := s.PutAction(step, res); err == nil {
+		if err := s.PutAction(context.Background(), step, res); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

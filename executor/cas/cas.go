@@ -47,7 +47,7 @@ const algorithm = "sha256"
 // paths it holds only the list of blobs it wrote and has not yet made
 // durable (see Sync), so any number of Stores, goroutines and processes may
 // share one root.
-type Store struct {
+type Dir struct {
 	root   string
 	blobs  string
 	ac     string
@@ -67,8 +67,8 @@ type Store struct {
 
 // Open opens the store at root, creating root/blobs/sha256, root/ac and
 // root/stamps if needed.
-func Open(root string) (*Store, error) {
-	s := &Store{
+func Open(root string) (*Dir, error) {
+	s := &Dir{
 		root:   root,
 		blobs:  filepath.Join(root, "blobs", algorithm),
 		ac:     filepath.Join(root, "ac"),
@@ -83,7 +83,7 @@ func Open(root string) (*Store, error) {
 }
 
 // Root returns the directory the store was opened at.
-func (s *Store) Root() string { return s.root }
+func (s *Dir) Root() string { return s.root }
 
 // checkHash validates h itself rather than trusting v1.NewHash, since a
 // v1.Hash can be built as a literal and NewHash accepts other algorithms.
@@ -102,14 +102,14 @@ func checkHash(h v1.Hash) error {
 	return nil
 }
 
-func (s *Store) blobPath(h v1.Hash) string { return filepath.Join(s.blobs, h.Hex) }
+func (s *Dir) blobPath(h v1.Hash) string { return filepath.Join(s.blobs, h.Hex) }
 
 // Path returns the file path of blob h, present or not, for callers that
 // need a file (to hand to another tool, or to link into an OCI layout). It
 // returns "" when h is not a valid sha256 digest, so no hostile digest ever
 // names a path. Reading the file directly skips verification; use Open when
 // the bytes matter.
-func (s *Store) Path(h v1.Hash) string {
+func (s *Dir) Path(h v1.Hash) string {
 	if checkHash(h) != nil {
 		return ""
 	}
@@ -118,7 +118,7 @@ func (s *Store) Path(h v1.Hash) string {
 
 // Has reports whether blob h is present, and its size. It does not read the
 // content; Open and Verify do.
-func (s *Store) Has(h v1.Hash) (bool, int64) {
+func (s *Dir) Has(h v1.Hash) (bool, int64) {
 	if checkHash(h) != nil {
 		return false, 0
 	}
@@ -137,7 +137,7 @@ func (s *Store) Has(h v1.Hash) (bool, int64) {
 // If the blob is already present (with the expected size, when known), Put
 // returns without reading r. A present blob of the wrong size is treated as
 // damaged and replaced by r's content, once that has been verified.
-func (s *Store) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) error {
+func (s *Dir) Put(ctx context.Context, want v1.Hash, size int64, r io.Reader) error {
 	if err := checkHash(want); err != nil {
 		return fmt.Errorf("put blob: %w", err)
 	}
@@ -183,7 +183,7 @@ func checkContent(want v1.Hash, size int64, got v1.Hash, n int64, what string) e
 
 // commit renames a checked temporary file into place as blob h and stamps
 // it, unless it was written to after the check (see stampWritten).
-func (s *Store) commit(f *atomicfile.File, h v1.Hash) error {
+func (s *Dir) commit(f *atomicfile.File, h v1.Hash) error {
 	written, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("commit blob %s: %w", h, err)
@@ -202,7 +202,7 @@ func (s *Store) commit(f *atomicfile.File, h v1.Hash) error {
 }
 
 // addUnsynced records blob h, just committed without a sync, for Sync.
-func (s *Store) addUnsynced(h v1.Hash, written fs.FileInfo) {
+func (s *Dir) addUnsynced(h v1.Hash, written fs.FileInfo) {
 	s.mu.Lock()
 	s.unsynced = append(s.unsynced, unsyncedBlob{h: h, written: written})
 	s.mu.Unlock()
@@ -220,7 +220,7 @@ type unsyncedBlob struct {
 // cost a cold build about half its time), and only then stamps them: a
 // stamp never vouches for bytes that a crash could still take away. Blobs
 // not yet synced are correct but hashed on every read.
-func (s *Store) Sync() error {
+func (s *Dir) Sync() error {
 	s.mu.Lock()
 	pending := s.unsynced
 	s.unsynced = nil
@@ -254,11 +254,11 @@ func sum(h hash.Hash) v1.Hash {
 	return v1.Hash{Algorithm: algorithm, Hex: hex.EncodeToString(h.Sum(nil))}
 }
 
-// BlobWriter stores a blob whose digest is known only once it is written.
-// It is not safe for concurrent use.
-type BlobWriter struct {
+// blobWriter is Dir's BlobWriter: a temporary file beside the blobs. It is
+// not safe for concurrent use.
+type blobWriter struct {
 	ctx context.Context
-	s   *Store
+	s   *Dir
 	f   *atomicfile.File
 	h   hash.Hash
 	n   int64
@@ -266,18 +266,18 @@ type BlobWriter struct {
 
 // Writer starts a blob whose digest Commit computes. Writes fail with ctx's
 // error once ctx is done. The caller must Commit or Abort it.
-func (s *Store) Writer(ctx context.Context) (*BlobWriter, error) {
+func (s *Dir) Writer(ctx context.Context) (BlobWriter, error) {
 	// The temporary file lives beside the blobs so the final rename is
 	// atomic; its name cannot collide with a digest.
 	f, err := atomicfile.Create(filepath.Join(s.blobs, "upload"))
 	if err != nil {
 		return nil, fmt.Errorf("create blob writer: %w", err)
 	}
-	return &BlobWriter{ctx: ctx, s: s, f: f, h: sha256.New()}, nil
+	return &blobWriter{ctx: ctx, s: s, f: f, h: sha256.New()}, nil
 }
 
 // Write writes p to the blob.
-func (w *BlobWriter) Write(p []byte) (int, error) {
+func (w *blobWriter) Write(p []byte) (int, error) {
 	if err := w.ctx.Err(); err != nil {
 		return 0, fmt.Errorf("write blob: %w", err)
 	}
@@ -291,7 +291,7 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 }
 
 // Commit stores the blob under its digest and returns the digest and size.
-func (w *BlobWriter) Commit() (v1.Hash, int64, error) {
+func (w *blobWriter) Commit() (v1.Hash, int64, error) {
 	if err := w.ctx.Err(); err != nil {
 		_ = w.f.Abort()
 		return v1.Hash{}, 0, fmt.Errorf("commit blob: %w", err)
@@ -305,7 +305,7 @@ func (w *BlobWriter) Commit() (v1.Hash, int64, error) {
 
 // Abort discards the blob. It does nothing after Commit or Abort, so it is
 // safe to defer.
-func (w *BlobWriter) Abort() error {
+func (w *blobWriter) Abort() error {
 	if err := w.f.Abort(); err != nil {
 		return fmt.Errorf("abort blob: %w", err)
 	}
@@ -320,7 +320,7 @@ func (w *BlobWriter) Abort() error {
 // deleted. Callers must read to io.EOF before trusting the bytes. Reads stop
 // with ctx's error once ctx is done. A missing blob gives an error for which
 // errors.Is(err, fs.ErrNotExist) holds.
-func (s *Store) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, error) {
+func (s *Dir) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, error) {
 	if err := checkHash(h); err != nil {
 		return nil, 0, fmt.Errorf("open blob: %w", err)
 	}
@@ -353,7 +353,7 @@ func (s *Store) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, erro
 // blobReader verifies a blob as it is read.
 type blobReader struct {
 	ctx  context.Context
-	s    *Store
+	s    *Dir
 	f    *os.File
 	fi   fs.FileInfo
 	fp   string // fingerprint at open; "" if none
@@ -442,7 +442,7 @@ func (t *trustedReader) Close() error { return t.f.Close() }
 // Verify re-hashes blob h in full, whatever its stamp says. A corrupt blob
 // is deleted and the error wraps ErrCorrupt; a missing one gives an
 // fs.ErrNotExist error.
-func (s *Store) Verify(ctx context.Context, h v1.Hash) error {
+func (s *Dir) Verify(ctx context.Context, h v1.Hash) error {
 	s.dropStamp(h)
 	rc, _, err := s.Open(ctx, h)
 	if err != nil {

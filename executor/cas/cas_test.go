@@ -24,7 +24,7 @@ func digest(b []byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(s[:])}
 }
 
-func newStore(t *testing.T) *Store {
+func newStore(t *testing.T) *Dir {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "cas"))
 	if err != nil {
@@ -33,7 +33,7 @@ func newStore(t *testing.T) *Store {
 	return s
 }
 
-func readBlob(t *testing.T, s *Store, h v1.Hash) ([]byte, error) {
+func readBlob(t *testing.T, s *Dir, h v1.Hash) ([]byte, error) {
 	t.Helper()
 	rc, _, err := s.Open(context.Background(), h)
 	if err != nil {
@@ -44,7 +44,7 @@ func readBlob(t *testing.T, s *Store, h v1.Hash) ([]byte, error) {
 }
 
 // blobDirNames lists the blob directory, temporary files included.
-func blobDirNames(t *testing.T, s *Store) []string {
+func blobDirNames(t *testing.T, s *Dir) []string {
 	t.Helper()
 	des, err := os.ReadDir(filepath.Join(s.Root(), "blobs", "sha256"))
 	if err != nil {
@@ -209,7 +209,7 @@ func TestPutIsIdempotent(t *testing.T) {
 }
 
 // flip corrupts one byte of a stored blob in place, keeping its size.
-func flip(t *testing.T, s *Store, h v1.Hash, off int) {
+func flip(t *testing.T, s *Dir, h v1.Hash, off int) {
 	t.Helper()
 	b, err := os.ReadFile(s.Path(h))
 	if err != nil {
@@ -473,14 +473,14 @@ func TestHostileHashes(t *testing.T) {
 			if p := s.Path(h); p != "" {
 				t.Errorf("Path = %q", p)
 			}
-			if _, _, err := s.GetAction(h); !errors.Is(err, ErrInvalidDigest) {
+			if _, _, err := s.GetAction(context.Background(), h); !errors.Is(err, ErrInvalidDigest) {
 				t.Errorf("GetAction: %v", err)
 			}
-			if err := s.PutAction(h, &ActionResult{}); !errors.Is(err, ErrInvalidDigest) {
+			if err := s.PutAction(context.Background(), h, &ActionResult{}); !errors.Is(err, ErrInvalidDigest) {
 				t.Errorf("PutAction: %v", err)
 			}
 			res := &ActionResult{Outputs: []Output{{Path: "out", Digest: h, Size: 1}}}
-			if err := s.PutAction(digest([]byte("step")), res); !errors.Is(err, ErrInvalidDigest) {
+			if err := s.PutAction(context.Background(), digest([]byte("step")), res); !errors.Is(err, ErrInvalidDigest) {
 				t.Errorf("PutAction with hostile output: %v", err)
 			}
 		})
@@ -525,7 +525,7 @@ func TestUmask077(t *testing.T) {
 			t.Fatal(err)
 		}
 		step := digest([]byte("step"))
-		if err := s.PutAction(step, &ActionResult{Outputs: []Output{{Path: "a", Digest: h, Size: int64(len(content))}}}); err != nil {
+		if err := s.PutAction(context.Background(), step, &ActionResult{Outputs: []Output{{Path: "a", Digest: h, Size: int64(len(content))}}}); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []string{s.Path(h), s.Path(h2), filepath.Join(s.Root(), "ac", step.Hex)} {
@@ -543,7 +543,7 @@ func TestUmask077(t *testing.T) {
 		if got, err := readBlob(t, s, h); err != nil || !bytes.Equal(got, content) {
 			t.Errorf("read back: %q, %v", got, err)
 		}
-		if _, ok, err := s.GetAction(step); !ok || err != nil {
+		if _, ok, err := s.GetAction(context.Background(), step); !ok || err != nil {
 			t.Errorf("GetAction: %v, %v", ok, err)
 		}
 	})

@@ -29,7 +29,7 @@ import (
 // so the source is read once, and a mismatch names path and leaves nothing
 // behind. If the blob is already present with that size, PutFile does not
 // open path.
-func (s *Store) PutFile(ctx context.Context, want v1.Hash, size int64, path string) error {
+func (s *Dir) PutFile(ctx context.Context, want v1.Hash, size int64, path string) error {
 	if err := checkHash(want); err != nil {
 		return fmt.Errorf("put blob from %s: %w", path, err)
 	}
@@ -65,7 +65,7 @@ func (s *Store) PutFile(ctx context.Context, want v1.Hash, size int64, path stri
 // not consulted: what is checked is what dst holds now. If the bytes do not
 // match, the blob is hashed again in full and deleted if corrupt, and the
 // error wraps ErrCorrupt; a missing blob gives an fs.ErrNotExist error.
-func (s *Store) CopyTo(ctx context.Context, h v1.Hash, size int64, dst *os.File) error {
+func (s *Dir) CopyTo(ctx context.Context, h v1.Hash, size int64, dst *os.File) error {
 	if err := checkHash(h); err != nil {
 		return fmt.Errorf("copy blob: %w", err)
 	}

@@ -42,7 +42,7 @@ const lockPollMax = 250 * time.Millisecond
 // Lock takes the store's lock, shared (builds: any number at once) or
 // exclusive (Prune, VerifyAll), waiting until it is free or ctx is done.
 // Call unlock to release it; the kernel releases it if the process dies.
-func (s *Store) Lock(ctx context.Context, exclusive bool) (unlock func(), err error) {
+func (s *Dir) Lock(ctx context.Context, exclusive bool) (unlock func(), err error) {
 	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock store %s: %w", s.root, err)
@@ -83,7 +83,7 @@ const partialAge = 7 * 24 * time.Hour
 // is safe while builds run. Partial downloads go once unmodified for
 // partialAge, or at once with olderThan zero (as Prune calls it). It
 // returns how many files and bytes it freed.
-func (s *Store) Sweep(olderThan time.Duration) (int, int64, error) {
+func (s *Dir) Sweep(olderThan time.Duration) (int, int64, error) {
 	var (
 		files int
 		bytes int64
@@ -138,7 +138,7 @@ type Usage struct {
 
 // Usage reports what the store holds. It reads directories only, no
 // content, and takes no lock: under running builds it is a snapshot.
-func (s *Store) Usage(ctx context.Context) (*Usage, error) {
+func (s *Dir) Usage(ctx context.Context) (*Usage, error) {
 	u := &Usage{Root: s.root}
 	for _, d := range []struct {
 		dir   string
@@ -219,7 +219,7 @@ type blobUse struct {
 // the action cache entries that name them, their stamps, and every
 // abandoned temporary file. It holds the store's lock exclusively, waiting
 // for running builds to finish.
-func (s *Store) Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
+func (s *Dir) Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
 	unlock, err := s.Lock(ctx, true)
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
@@ -298,7 +298,7 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (*PruneResult, err
 }
 
 // remove deletes blob h and its stamp.
-func (s *Store) remove(h v1.Hash) error {
+func (s *Dir) remove(h v1.Hash) error {
 	s.dropStamp(h)
 	if err := os.Remove(s.blobPath(h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove blob %s: %w", h, err)
@@ -309,7 +309,7 @@ func (s *Store) remove(h v1.Hash) error {
 // listBlobs lists the blobs with their sizes and write times. Files in the
 // blob directory that are neither blobs nor temporary files are removed:
 // the directory is the store's alone.
-func (s *Store) listBlobs(ctx context.Context) ([]blobUse, error) {
+func (s *Dir) listBlobs(ctx context.Context) ([]blobUse, error) {
 	des, err := os.ReadDir(s.blobs)
 	if err != nil {
 		return nil, err
@@ -345,7 +345,7 @@ type actionUse struct {
 }
 
 // listActions reads every action cache entry with its last use.
-func (s *Store) listActions(ctx context.Context) ([]actionUse, error) {
+func (s *Dir) listActions(ctx context.Context) ([]actionUse, error) {
 	des, err := os.ReadDir(s.ac)
 	if err != nil {
 		return nil, err
@@ -377,7 +377,7 @@ func (s *Store) listActions(ctx context.Context) ([]actionUse, error) {
 // a blob for which missing reports true, and those naming no blob at all
 // (every output derived) for which derivedOnly reports true, and returns
 // how many it removed.
-func (s *Store) dropDangling(actions []actionUse, missing func(v1.Hash) bool, derivedOnly func(actionUse) bool) (int, error) {
+func (s *Dir) dropDangling(actions []actionUse, missing func(v1.Hash) bool, derivedOnly func(actionUse) bool) (int, error) {
 	n := 0
 	for _, a := range actions {
 		drop := a.res == nil
@@ -407,7 +407,7 @@ func (s *Store) dropDangling(actions []actionUse, missing func(v1.Hash) bool, de
 }
 
 // dropOrphanStamps removes stamps whose blob is gone.
-func (s *Store) dropOrphanStamps() error {
+func (s *Dir) dropOrphanStamps() error {
 	des, err := os.ReadDir(s.stamps)
 	if err != nil {
 		return err
@@ -449,7 +449,7 @@ type VerifyReport struct {
 // cache entry that cannot be read or names a blob that is not there, and
 // stamps of missing blobs. Sound blobs are stamped afresh. It holds the
 // store's lock exclusively, waiting for running builds to finish.
-func (s *Store) VerifyAll(ctx context.Context) (*VerifyReport, error) {
+func (s *Dir) VerifyAll(ctx context.Context) (*VerifyReport, error) {
 	unlock, err := s.Lock(ctx, true)
 	if err != nil {
 		return nil, fmt.Errorf("verify cache: %w", err)

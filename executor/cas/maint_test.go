@@ -83,7 +83,7 @@ func (readyThenBlock) Read([]byte) (int, error) {
 	return 0, nil
 }
 
-func tempNames(t *testing.T, s *Store) []string {
+func tempNames(t *testing.T, s *Dir) []string {
 	t.Helper()
 	var out []string
 	for _, n := range blobDirNames(t, s) {
@@ -183,7 +183,7 @@ func TestSweepSparesLiveFiles(t *testing.T) {
 }
 
 // putAction stores blobs and an action naming them, used at time at.
-func putAction(t *testing.T, s *Store, key string, at time.Time, contents ...string) []v1.Hash {
+func putAction(t *testing.T, s *Dir, key string, at time.Time, contents ...string) []v1.Hash {
 	t.Helper()
 	var res ActionResult
 	var hs []v1.Hash
@@ -200,7 +200,7 @@ func putAction(t *testing.T, s *Store, key string, at time.Time, contents ...str
 		hs = append(hs, h)
 	}
 	k := digest([]byte(key))
-	if err := s.PutAction(k, &res); err != nil {
+	if err := s.PutAction(context.Background(), k, &res); err != nil {
 		t.Fatal(err)
 	}
 	os.Chtimes(s.actionPath(k), at, at)
@@ -227,13 +227,13 @@ func TestPrune(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	day := 24 * time.Hour
-	setup := func(t *testing.T) (*Store, map[string]v1.Hash) {
+	setup := func(t *testing.T) (*Dir, map[string]v1.Hash) {
 		s := newStore(t)
 		hs := map[string]v1.Hash{}
 		// "old" was written 10 days ago but used by a cache hit today:
 		// its action entry's time, not its own, is its last use.
 		hs["old"] = putAction(t, s, "old", now.Add(-10*day), "old-blob-1")[0]
-		if _, hit, _ := s.GetAction(digest([]byte("old"))); !hit {
+		if _, hit, _ := s.GetAction(context.Background(), digest([]byte("old"))); !hit {
 			t.Fatal("no hit")
 		}
 		hs["mid"] = putAction(t, s, "mid", now.Add(-5*day), "mid-blob-22")[0]
@@ -276,7 +276,7 @@ func TestPrune(t *testing.T) {
 				if ok == goneSet[name] {
 					t.Errorf("%s present=%v", name, ok)
 				}
-				_, hit, _ := s.GetAction(digest([]byte(name)))
+				_, hit, _ := s.GetAction(context.Background(), digest([]byte(name)))
 				if name != "orphan" && hit == goneSet[name] {
 					t.Errorf("action %s hit=%v", name, hit)
 				}
@@ -345,13 +345,13 @@ func TestVerifyAll(t *testing.T) {
 	if ok, _ := s.Has(bad[0]); ok {
 		t.Error("corrupt blob kept")
 	}
-	if _, hit, _ := s.GetAction(digest([]byte("bad"))); hit {
+	if _, hit, _ := s.GetAction(context.Background(), digest([]byte("bad"))); hit {
 		t.Error("entry naming the corrupt blob kept")
 	}
 	if _, err := os.Stat(junk); err == nil {
 		t.Error("undecodable entry kept")
 	}
-	if _, hit, _ := s.GetAction(digest([]byte("good"))); !hit {
+	if _, hit, _ := s.GetAction(context.Background(), digest([]byte("good"))); !hit {
 		t.Error("sound entry evicted")
 	}
 	if got, err := readBlob(t, s, good[0]); err != nil || string(got) != "good-blob" {
@@ -372,18 +372,18 @@ func TestDerivedOutputs(t *testing.T) {
 	now := time.Now()
 	day := 24 * time.Hour
 	key := digest([]byte("pack step"))
-	setup := func(t *testing.T, used time.Time) *Store {
+	setup := func(t *testing.T, used time.Time) *Dir {
 		s := newStore(t)
 		putAction(t, s, "entry step", now, "an entry")
 		res := &ActionResult{Outputs: []Output{{Path: "pack.tar", Digest: digest([]byte("pack bytes")), Size: 10, Derived: true}}}
-		if err := s.PutAction(key, res); err != nil {
+		if err := s.PutAction(context.Background(), key, res); err != nil {
 			t.Fatal(err)
 		}
 		os.Chtimes(s.actionPath(key), used, used)
 		return s
 	}
 	s := setup(t, now)
-	if res, hit, err := s.GetAction(key); err != nil || !hit || !res.Outputs[0].Derived {
+	if res, hit, err := s.GetAction(context.Background(), key); err != nil || !hit || !res.Outputs[0].Derived {
 		t.Fatalf("derived output: hit %v, err %v, %+v", hit, err, res)
 	}
 	if rep, err := s.VerifyAll(ctx); err != nil || len(rep.Evicted) != 0 {
@@ -405,11 +405,11 @@ func TestDerivedOutputs(t *testing.T) {
 			if _, err := s.Prune(ctx, tc.opts); err != nil {
 				t.Fatal(err)
 			}
-			_, hit, _ := s.GetAction(key)
+			_, hit, _ := s.GetAction(context.Background(), key)
 			if hit != tc.kept {
 				t.Errorf("derived entry kept = %v, want %v", hit, tc.kept)
 			}
-			_, entryHit, _ := s.GetAction(digest([]byte("entry step")))
+			_, entryHit, _ := s.GetAction(context.Background(), digest([]byte("entry step")))
 			if entryHit != tc.blobs {
 				t.Errorf("entry step kept = %v, want %v", entryHit, tc.blobs)
 			}

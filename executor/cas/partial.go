@@ -30,7 +30,7 @@ var ErrBusy = errors.New("partial download in use")
 // concurrent use.
 type Partial struct {
 	ctx  context.Context
-	s    *Store
+	s    *Dir
 	want v1.Hash
 	size int64
 	path string
@@ -41,12 +41,12 @@ type Partial struct {
 }
 
 // partialDir holds the partial downloads, named by their blob's hex digest.
-func (s *Store) partialDir() string { return filepath.Join(s.root, "partial") }
+func (s *Dir) partialDir() string { return filepath.Join(s.root, "partial") }
 
 // Resume opens the partial download of blob want (of size bytes), creating
 // it if there is none. Offset says how many bytes it already holds; they
 // have been hashed. The caller must Commit, Discard or Close it.
-func (s *Store) Resume(ctx context.Context, want v1.Hash, size int64) (*Partial, error) {
+func (s *Dir) Resume(ctx context.Context, want v1.Hash, size int64) (*Partial, error) {
 	if err := checkHash(want); err != nil {
 		return nil, fmt.Errorf("resume blob: %w", err)
 	}

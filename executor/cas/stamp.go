@@ -22,13 +22,13 @@ import (
 // A stamp is a hint, never a source of truth: a missing, torn or stale
 // stamp only means the blob is hashed again.
 
-func (s *Store) stampPath(h v1.Hash) string { return filepath.Join(s.stamps, h.Hex) }
+func (s *Dir) stampPath(h v1.Hash) string { return filepath.Join(s.stamps, h.Hex) }
 
 // writeStamp records fp as blob h's fingerprint when it was last checked
 // against its digest. fp is the fingerprint the check itself compared, never
 // one read again afterwards: a write landing after the comparison must not
 // be stamped as checked.
-func (s *Store) writeStamp(h v1.Hash, fp string) error {
+func (s *Dir) writeStamp(h v1.Hash, fp string) error {
 	tmp, err := os.CreateTemp(s.stamps, ".stamp-")
 	if err != nil {
 		return fmt.Errorf("stamp blob %s: %w", h, err)
@@ -56,7 +56,7 @@ func (s *Store) writeStamp(h v1.Hash, fp string) error {
 // unstamped, so its next read hashes it in full. The stamp holds the
 // status just compared, so a write after the comparison moves the change
 // time away from it.
-func (s *Store) stampWritten(h v1.Hash, written fs.FileInfo) error {
+func (s *Dir) stampWritten(h v1.Hash, written fs.FileInfo) error {
 	before, ok := statOf(written)
 	if !ok {
 		return nil // no fingerprint on this platform: always re-hash
@@ -71,7 +71,7 @@ func (s *Store) stampWritten(h v1.Hash, written fs.FileInfo) error {
 
 // Verified reports whether blob h is unchanged since it was last checked.
 // False means only that it must be hashed to be trusted.
-func (s *Store) Verified(h v1.Hash) bool {
+func (s *Dir) Verified(h v1.Hash) bool {
 	if checkHash(h) != nil {
 		return false
 	}
@@ -84,4 +84,4 @@ func (s *Store) Verified(h v1.Hash) bool {
 }
 
 // dropStamp forgets blob h's stamp.
-func (s *Store) dropStamp(h v1.Hash) { _ = os.Remove(s.stampPath(h)) }
+func (s *Dir) dropStamp(h v1.Hash) { _ = os.Remove(s.stampPath(h)) }

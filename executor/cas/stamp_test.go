@@ -220,7 +220,7 @@ func TestCopyTo(t *testing.T) {
 // flipKeepStamp corrupts a blob and rewrites its stamp to match, as
 // corruption below the file system would leave it: the stamp vouches for
 // bytes that are no longer there.
-func flipKeepStamp(t *testing.T, s *Store, h v1.Hash, off int) {
+func flipKeepStamp(t *testing.T, s *Dir, h v1.Hash, off int) {
 	t.Helper()
 	flip(t, s, h, off)
 	fp, ok := fingerprintOf(s.Path(h))
