@@ -57,6 +57,10 @@ type Dir struct {
 	// unsynced are the blobs committed since the last Sync: in place, but
 	// neither durable nor stamped.
 	unsynced []unsyncedBlob
+	// fresh holds, by hex digest, the fingerprint of each unsynced blob's
+	// file as this store committed it, after hashing every byte (see
+	// Open): until Sync stamps them, these are the blobs it trusts.
+	fresh map[string]string
 
 	// Test hooks for interleavings: afterCommit runs between a blob's
 	// rename into place and its stamp, beforeEndCheck between a reader's
@@ -202,10 +206,45 @@ func (s *Dir) commit(f *atomicfile.File, h v1.Hash) error {
 }
 
 // addUnsynced records blob h, just committed without a sync, for Sync.
+// written is the temporary file's status after its last write. If the
+// file under h's name is still that file (no write landed between the
+// hash and now), its fingerprint is kept, so this store reads it back
+// without hashing it again (see Open).
 func (s *Dir) addUnsynced(h v1.Hash, written fs.FileInfo) {
+	fp := ""
+	if before, ok := statOf(written); ok {
+		if now, ok := lstatOf(s.blobPath(h)); ok && before.sameContent(now) {
+			fp = now.String()
+		}
+	}
 	s.mu.Lock()
 	s.unsynced = append(s.unsynced, unsyncedBlob{h: h, written: written})
+	if fp != "" {
+		if s.fresh == nil {
+			s.fresh = map[string]string{}
+		}
+		s.fresh[h.Hex] = fp
+	} else {
+		delete(s.fresh, h.Hex)
+	}
 	s.mu.Unlock()
+}
+
+// freshFile reports whether fi, the status of an open descriptor of blob
+// h's file, is the file this store committed as h after hashing it, with
+// not a byte written since: its whole fingerprint (device, inode, size,
+// modification and change times, taken after the rename) is unchanged.
+// Any write through any link moves the change time, which no user-level
+// tool can set back, so such a file holds the bytes that were hashed.
+func (s *Dir) freshFile(h v1.Hash, fi fs.FileInfo) bool {
+	st, ok := statOf(fi)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	fp, ok := s.fresh[h.Hex]
+	s.mu.Unlock()
+	return ok && fp == st.String()
 }
 
 // unsyncedBlob is a blob committed but not yet durable: its digest and its
@@ -224,6 +263,7 @@ func (s *Dir) Sync() error {
 	s.mu.Lock()
 	pending := s.unsynced
 	s.unsynced = nil
+	s.fresh = nil
 	s.mu.Unlock()
 	if len(pending) == 0 {
 		return nil
@@ -336,9 +376,11 @@ func (s *Dir) Open(ctx context.Context, h v1.Hash) (io.ReadCloser, int64, error)
 		_ = f.Close()
 		return nil, 0, fmt.Errorf("open blob %s: %w", h, err)
 	}
-	if s.Verified(h) {
-		// Checked before and unchanged since (see Verified): a second
-		// hash of every read would cost as much as the read itself.
+	if s.freshFile(h, fi) || s.Verified(h) {
+		// Hashed as this store wrote it, or checked before, and unchanged
+		// since (see freshFile and Verified): a second hash of every read
+		// would cost as much as the read itself. A cold build reads every
+		// blob it fetched back into its pack, before Sync stamps them.
 		return &trustedReader{ctx: ctx, f: f, want: h}, fi.Size(), nil
 	}
 	// The fingerprint of the file opened, taken through the descriptor,

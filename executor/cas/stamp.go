@@ -83,5 +83,10 @@ func (s *Dir) Verified(h v1.Hash) bool {
 	return ok && got == string(want)
 }
 
-// dropStamp forgets blob h's stamp.
-func (s *Dir) dropStamp(h v1.Hash) { _ = os.Remove(s.stampPath(h)) }
+// dropStamp forgets blob h's stamp, and that this store wrote it fresh.
+func (s *Dir) dropStamp(h v1.Hash) {
+	s.mu.Lock()
+	delete(s.fresh, h.Hex)
+	s.mu.Unlock()
+	_ = os.Remove(s.stampPath(h))
+}

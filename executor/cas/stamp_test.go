@@ -302,3 +302,74 @@ func TestStampRaces(t *testing.T) {
 		}
 	})
 }
+
+// TestFreshBlobsTrusted: a blob this store hashed as it wrote it is read
+// back without a second hash until Sync stamps it (a cold build reads
+// every fetched blob into its pack), but only while its file is the one
+// committed: a write in place, even one whose modification time is set
+// back, makes the next read hash it and find it corrupt.
+func TestFreshBlobsTrusted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	data := []byte("fresh blob content")
+	h := digest(data)
+	s := newStore(t)
+	if err := s.Put(ctx, h, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if s.Verified(h) {
+		t.Fatal("stamped before Sync")
+	}
+	rc, _, err := s.Open(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rc.(*trustedReader); !ok {
+		t.Errorf("a blob this store just wrote is read through %T, hashing it again", rc)
+	}
+	rc.Close()
+
+	// Another store on the same root did not write it: it hashes.
+	other, err := Open(s.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err = other.Open(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rc.(*blobReader); !ok {
+		t.Errorf("another store reads an unstamped blob through %T", rc)
+	}
+	rc.Close()
+
+	// A write in place, modification time set back.
+	path := s.blobPath(h)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("F"), 0)
+	f.Close()
+	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readBlob(t, s, h); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read of a fresh blob written in place: %v", err)
+	}
+
+	// Sync ends the trust by freshness; stamps take over.
+	if err := s.Put(ctx, h, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.fresh) != 0 || !s.Verified(h) {
+		t.Errorf("after Sync: %d fresh, verified %v", len(s.fresh), s.Verified(h))
+	}
+}
