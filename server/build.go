@@ -30,8 +30,10 @@ func (s *Server) exportDir(e exportRecord) string {
 }
 
 // runBuild is a build job: it builds plan planID (unless a finished build
-// is on disk) and finishes every export waiting for it. On shutdown it
-// returns the context's error, so River runs it again at the next start.
+// is on disk) and finishes every export waiting for it. On shutdown, or
+// when its lease is lost, it returns the context's error and records
+// nothing: River runs the job again (a server sharing the database, or
+// this one at its next start), or another server has taken it over.
 func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error {
 	rec, err := s.store.plan(ctx, planID)
 	if err != nil {
@@ -163,6 +165,15 @@ func (s *Server) kitFiles(planID string, arts []executor.Artifact) ([]buildFile,
 // The job is cancelled, not retried: a later request for the plan queues a
 // new build.
 func (s *Server) buildFailed(ctx context.Context, planID string, cause error) error {
+	if err := s.recordFailure(ctx, planID, cause); err != nil {
+		return err
+	}
+	return river.JobCancel(cause)
+}
+
+// recordFailure records plan planID's failed build, and its cause as the
+// reason of every export waiting for it.
+func (s *Server) recordFailure(ctx context.Context, planID string, cause error) error {
 	reason := s.scrub(cause.Error())
 	s.metrics.builds.WithLabelValues(statusFailed).Inc()
 	s.log.Warn("build failed", "planId", planID, "reason", reason)
@@ -181,7 +192,7 @@ func (s *Server) buildFailed(ctx context.Context, planID string, cause error) er
 			s.exportFinished(e)
 		}
 	}
-	return river.JobCancel(cause)
+	return nil
 }
 
 // buildPresent reports whether build b's artifact is still on disk.

@@ -175,7 +175,7 @@ func TestBuiltPlanNotCounted(t *testing.T) {
 	}
 	// Hold the tenant at its limit with a build of its scheduled an hour
 	// from now.
-	opts := buildOpts("acme")
+	opts := buildOpts("acme", 0)
 	opts.ScheduledAt = time.Now().Add(time.Hour)
 	if _, err := h.s.queue.Insert(context.Background(), buildArgs{PlanID: "sha256:" + strings.Repeat("0", 64)}, opts); err != nil {
 		t.Fatal(err)

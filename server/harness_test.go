@@ -259,9 +259,15 @@ func (h *harness) post(role string, body string, hdr ...string) response {
 // wait polls export id until it is finished.
 func (h *harness) wait(id string) exportStatus {
 	h.t.Helper()
+	return h.waitAs("rw", id)
+}
+
+// waitAs polls export id as role until it is finished.
+func (h *harness) waitAs(role, id string) exportStatus {
+	h.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		r := h.do(http.MethodGet, exportsPath+"/"+id, "rw", nil)
+		r := h.do(http.MethodGet, exportsPath+"/"+id, role, nil)
 		if r.StatusCode != http.StatusOK {
 			h.t.Fatalf("status of %s: %d %s", id, r.StatusCode, r.body)
 		}

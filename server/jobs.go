@@ -55,7 +55,18 @@ type buildWorker struct {
 	s *Server
 }
 
+// Work runs the build under a lease on its job (see holdLease): should
+// this server die, another takes the build over once the lease runs out.
 func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error {
+	ctx, stop, err := w.s.holdLease(ctx, job.ID)
+	if errors.Is(err, errLeaseLost) {
+		// Taken over by another server between River handing it here and
+		// now; its job is no longer this one.
+		return river.JobCancel(err)
+	} else if err != nil {
+		return err
+	}
+	defer stop()
 	return w.s.runBuild(ctx, job.Args.PlanID, job.Attempt)
 }
 
@@ -66,6 +77,9 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[buildArgs]) error
 // unique by plan, so servers sharing a database reconciling at once still
 // queue one build.
 func (s *Server) reconcile(ctx context.Context, grace time.Duration) error {
+	if err := s.reclaimBuilds(ctx, "", true); err != nil {
+		return err
+	}
 	orphans, err := s.store.orphanExports(ctx, buildArgs{}.Kind())
 	if err != nil {
 		return err
@@ -99,7 +113,7 @@ func (s *Server) requeue(ctx context.Context, e exportRecord) (bool, error) {
 		return false, err
 	}
 	defer release()
-	if _, err := s.queue.Insert(ctx, buildArgs{PlanID: e.PlanID}, buildOpts(e.Tenant)); err != nil {
+	if _, err := s.queue.Insert(ctx, buildArgs{PlanID: e.PlanID}, buildOpts(e.Tenant, 0)); err != nil {
 		return false, fmt.Errorf("queue build of %s: %w", e.PlanID, err)
 	}
 	return true, nil
@@ -152,10 +166,16 @@ func newQueue[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], s *S
 		FetchPollInterval: 100 * time.Millisecond,
 		FetchCooldown:     10 * time.Millisecond,
 		// A build ends when it ends; River cancels it only on shutdown.
-		// Another server sharing a Postgres database takes over a build
-		// whose server died after RescueStuckJobsAfter.
-		JobTimeout:           -1,
-		RescueStuckJobsAfter: s.cfg.RescueAfter,
+		// River's own rescue of stuck jobs never applies to a job without
+		// a timeout: a dead server's build is taken over by its lease
+		// running out instead (see reclaimBuilds).
+		JobTimeout: -1,
+		// Finished jobs carry nothing the API shows (exports and builds
+		// are bale's own records): River's cleaner deletes them after
+		// JobRetention.
+		CompletedJobRetentionPeriod: s.cfg.JobRetention,
+		CancelledJobRetentionPeriod: s.cfg.JobRetention,
+		DiscardedJobRetentionPeriod: s.cfg.JobRetention,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job store: %w", err)
@@ -222,9 +242,13 @@ func (s *Server) openStore(ctx context.Context) (func() error, error) {
 		return nil, err
 	}
 	// The lock is ours, so a job still marked running was a killed
-	// server's: make it available again now rather than after River's
-	// stuck-job rescue an hour later.
+	// server's: make it available again now rather than once its lease
+	// runs out.
 	if _, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("re-queue interrupted builds: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `DELETE FROM bale_leases`); err != nil {
 		closeAll()
 		return nil, fmt.Errorf("re-queue interrupted builds: %w", err)
 	}

@@ -350,3 +350,68 @@ func TestSIGTERMFinishes(t *testing.T) {
 }
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestKillNineTakeover: two bale serve processes share a Postgres
+// database and a data directory; the one running the builds is killed
+// with SIGKILL mid-fetch. The survivor takes the builds over once their
+// leases run out (--build-lease, short here) and finishes every export,
+// each once, with the bytes bale build gives.
+func TestKillNineTakeover(t *testing.T) {
+	db := postgresDB(t)
+	bin, specDir, data, tokFile, tok, g := crashSetup(t)
+	// A second spec of the same image: another plan, another build.
+	src, err := os.ReadFile(filepath.Join(specDir, "pack.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec2 := filepath.Join(filepath.Dir(specDir), "regpack2")
+	os.Mkdir(spec2, 0o755)
+	if err := os.WriteFile(filepath.Join(spec2, "pack.cue"), []byte(strings.Replace(string(src), "2025-01-01", "2025-02-01", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	specs := filepath.Dir(specDir) + "/..."
+	flags := []string{"--database", db, "--build-lease", "2s"}
+	p1 := startProc(t, bin, specs, data, tokFile, flags...)
+	var ids []string
+	for _, spec := range []string{"regpack", "regpack2", "regpack", "regpack2"} {
+		code, b := p1.call(t, http.MethodPost, exportsPath, tok, `{"spec":"`+spec+`"}`)
+		var st exportStatus
+		if code != http.StatusAccepted || json.Unmarshal(b, &st) != nil {
+			t.Fatalf("POST %s: %d %s\n%s", spec, code, b, p1.stderr)
+		}
+		ids = append(ids, st.ExportID)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for g.waiting.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the two builds never fetched the layer\n%s", p1.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The survivor starts while the first server holds both builds.
+	p2 := startProc(t, bin, specs, data, tokFile, flags...)
+	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p1.wait()
+	g.open()
+	want := map[string]string{"regpack": localPack(t, bin, specDir), "regpack2": localPack(t, bin, spec2)}
+	for _, id := range ids {
+		st := p2.waitExport(t, tok, id)
+		if st.Status != statusSucceeded {
+			t.Fatalf("export %s after kill -9 of its server: %s %s\n%s", id, st.Status, st.Reason, p2.stderr)
+		}
+		if st.ArtifactSha256 != want[st.Spec] {
+			t.Errorf("export %s of %s: artifactSha256 %s, bale build gives %s", id, st.Spec, st.ArtifactSha256, want[st.Spec])
+		}
+	}
+	if strings.Contains(p1.stderr.String(), `"msg":"build succeeded"`) {
+		t.Fatalf("a build finished before the kill: nothing was taken over\n%s", p1.stderr)
+	}
+	if n := strings.Count(p2.stderr.String(), `"msg":"build taken over`); n != 2 {
+		t.Errorf("the survivor took over %d builds, want 2\n%s", n, p2.stderr)
+	}
+	if n := strings.Count(p1.stderr.String()+p2.stderr.String(), `"msg":"export succeeded"`); n != len(ids) {
+		t.Fatalf("%d exports finished %d times in all, want each once", len(ids), n)
+	}
+}

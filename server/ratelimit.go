@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -62,20 +63,22 @@ func (l *limiter) allow(w http.ResponseWriter, tenant string) bool {
 // activeStates are the River job states of a build not finished.
 const activeStates = `('available', 'pending', 'running', 'retryable', 'scheduled')`
 
-// tenantBuilds counts tenant's builds not finished.
+// tenantBuilds counts tenant's builds not finished whose server is alive
+// (see liveJob): a dead server's build is not the tenant's to wait for.
 func (s *store) tenantBuilds(ctx context.Context, tenant string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM river_job WHERE state IN `+activeStates+` AND metadata ->> 'tenant' = ?`), tenant).Scan(&n)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM river_job j WHERE `+s.liveJob("j")+` AND j.metadata ->> 'tenant' = ?`), tenant).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count builds of tenant %s: %w", tenant, err)
 	}
 	return n, nil
 }
 
-// building reports whether a job of kind for planID is not finished.
+// building reports whether a job of kind for planID is not finished and
+// its server alive (see liveJob): a request never joins a dead build.
 func (s *store) building(ctx context.Context, kind, planID string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM river_job WHERE state IN `+activeStates+` AND kind = ? AND args ->> 'planId' = ?`), kind, planID).Scan(&n)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM river_job j WHERE `+s.liveJob("j")+` AND j.kind = ? AND j.args ->> 'planId' = ?`), kind, planID).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("look up build of %s: %w", planID, err)
 	}
@@ -125,8 +128,14 @@ func (s *store) orphanExports(ctx context.Context, kind string) ([]exportRecord,
 	return out, rows.Err()
 }
 
-// buildOpts are the insert options of a build job tenant's POST queues.
-func buildOpts(tenant string) *river.InsertOpts {
-	meta, _ := json.Marshal(map[string]string{"tenant": tenant})
+// buildOpts are the insert options of a build job queued for tenant:
+// its tenant and how many times the plan's build was taken over from a
+// dead server before (see reclaimBuilds) are in the job's metadata.
+func buildOpts(tenant string, rescues int) *river.InsertOpts {
+	m := map[string]string{"tenant": tenant}
+	if rescues > 0 {
+		m["rescues"] = strconv.Itoa(rescues)
+	}
+	meta, _ := json.Marshal(m)
 	return &river.InsertOpts{Metadata: meta}
 }

@@ -3,8 +3,10 @@
 // packs, under bearer tokens scoped to a tenant.
 //
 // Builds are River jobs, in SQLite inside the data directory by default or
-// in Postgres; one job per plan, so one plan is never built twice at once,
-// and a job interrupted by a crash or a shutdown runs again. Every build
+// in Postgres; one job per plan, so one plan is never built twice at once.
+// A job interrupted by a shutdown runs again; one whose server died is
+// taken over by a server sharing the database once its lease runs out
+// (see lease.go), or on SQLite at the next start. Every build
 // goes through bale's content-addressed cache in the data directory, so two
 // exports of one plan build once; each export's files are laid out as the
 // bootstrap pack contract's handoff says:
@@ -70,12 +72,16 @@ type Config struct {
 	Rate  float64
 	Burst int
 	// DrainTimeout bounds how long a shutdown waits for running builds
-	// before cancelling them (they run again at the next start); 0 means
-	// 30s.
+	// before cancelling them (they run again: at once on another server
+	// sharing a Postgres database, else at the next start); 0 means 30s.
 	DrainTimeout time.Duration
-	// RescueAfter is how long a build may run before another server
-	// sharing the database takes it over; 0 means 6h.
-	RescueAfter time.Duration
+	// BuildLease is how long a build's server may go without renewing
+	// its lease (it renews it every third of that) before another server
+	// sharing the database takes the build over; 0 means 1m.
+	BuildLease time.Duration
+	// JobRetention is how long River keeps a finished build job before
+	// its cleaner deletes it; 0 means 24h.
+	JobRetention time.Duration
 	// ReconcileEvery is how often exports waiting with no build job get
 	// one (see reconcile); 0 means 2s.
 	ReconcileEvery time.Duration
@@ -137,6 +143,8 @@ type Server struct {
 	closeDB func() error
 	// signingPEM is the release key's PEM text, or nil.
 	signingPEM []byte
+	// instance names this process in the build leases it holds.
+	instance string
 
 	// planning shares one planning of a spec among concurrent requests.
 	planning singleflight.Group
@@ -168,7 +176,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.ReadTimeout, time.Minute)
 	def(&cfg.IdleTimeout, 2*time.Minute)
 	def(&cfg.DrainTimeout, 30*time.Second)
-	def(&cfg.RescueAfter, 6*time.Hour)
+	def(&cfg.BuildLease, time.Minute)
+	def(&cfg.JobRetention, 24*time.Hour)
+	if cfg.BuildLease < time.Second {
+		return nil, fmt.Errorf("build lease %s: at least 1s (it is renewed every third of it)", cfg.BuildLease)
+	}
 	def(&cfg.ReconcileEvery, 2*time.Second)
 	def(&cfg.InlineTimeout, defaultInlineTimeout)
 	if cfg.InlineMemory <= 0 {
@@ -209,7 +221,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Getenv = os.Getenv
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, inlineSlots: make(chan struct{}, cfg.InlineSlots),
-		inlineShares: map[string]chan struct{}{}}
+		inlineShares: map[string]chan struct{}{}, instance: newInstanceID()}
 	if s.signingPEM, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
 		return nil, err
 	}
@@ -277,7 +289,8 @@ func (s *Server) Handler() http.Handler { return s.middleware(s.router) }
 // Serve starts the build jobs and serves the API on ln until ctx ends;
 // then it stops accepting requests, lets running requests finish, waits up
 // to DrainTimeout for running builds and cancels the rest, which run again
-// at the next start. It closes the store before it returns.
+// (on a server sharing the database, or at the next start). It closes the
+// store before it returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.closeDB()
 	if err := s.queue.Start(context.WithoutCancel(ctx)); err != nil {
@@ -316,12 +329,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // stopJobs lets running builds finish within DrainTimeout, then cancels
-// them: River records them as retryable, so they run again at next start.
+// them: River records them as retryable, so they run again, on a server
+// sharing the database or at the next start.
 func (s *Server) stopJobs() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	if err := s.queue.Stop(ctx); err != nil {
-		s.log.Warn("builds still running at the drain deadline; cancelling them, they run again at the next start")
+		s.log.Warn("builds still running at the drain deadline; cancelling them, they run again on a server sharing the database or at the next start")
 		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer ccancel()
 		_ = s.queue.StopAndCancel(cctx)

@@ -121,8 +121,17 @@ func (s *Server) stage(ctx context.Context, req stageRequest) (staged, error) {
 		if e, err = s.finish(ctx, e, b); err != nil {
 			return staged{}, err
 		}
-	} else if _, err := s.queue.Insert(ctx, buildArgs{PlanID: rec.ID}, buildOpts(req.tenant)); err != nil {
-		return staged{}, fmt.Errorf("queue build of %s: %w", rec.ID, err)
+	} else {
+		// A build of the plan whose server died is not joined (admitBuild
+		// did not count it): the job queued here replaces it.
+		if !adm.joins {
+			if err := s.reclaimBuilds(ctx, rec.ID, false); err != nil {
+				return staged{}, err
+			}
+		}
+		if _, err := s.queue.Insert(ctx, buildArgs{PlanID: rec.ID}, buildOpts(req.tenant, 0)); err != nil {
+			return staged{}, fmt.Errorf("queue build of %s: %w", rec.ID, err)
+		}
 	}
 	return staged{export: e, builds: &adm}, nil
 }

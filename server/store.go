@@ -82,6 +82,12 @@ var schema = []string{
 		sha256 TEXT NOT NULL,
 		PRIMARY KEY (plan_id, name))`,
 	`CREATE INDEX IF NOT EXISTS bale_exports_plan ON bale_exports (plan_id, status)`,
+	// A running build job's lease (see lease.go): its holder and when it
+	// runs out, in the database clock's Unix milliseconds.
+	`CREATE TABLE IF NOT EXISTS bale_leases (
+		job_id BIGINT PRIMARY KEY,
+		owner TEXT NOT NULL,
+		expires_at BIGINT NOT NULL)`,
 }
 
 func (s *store) migrate(ctx context.Context) error {

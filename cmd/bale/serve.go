@@ -54,8 +54,12 @@ that would start one more is 429 (joining a build, or a plan built
 already, does not count).
 
 SIGTERM and SIGINT stop accepting requests, let running builds finish
-within --drain-timeout and cancel the rest: they run again at the next
-start, as do builds a crash interrupted.`,
+within --drain-timeout and cancel the rest: they run again on a server
+sharing the database, or at the next start. A running build holds a lease
+its server renews every third of --build-lease; should the server die, a
+server sharing the Postgres database takes the build over once the lease
+runs out (on SQLite, the next start does). Only builds whose lease is live
+count against --tenant-builds.`,
 		Example: `  bale serve --specs specs/... --data /var/lib/bale
   bale serve --specs specs/... --jwks https://idp.example/.well-known/jwks.json --jwt-issuer https://idp.example --jwt-audience bale
   bale serve --specs specs/airgap --database postgres://bale@db/bale --addr :8080`,
@@ -128,6 +132,8 @@ start, as do builds a crash interrupted.`,
 	fs.Float64Var(&cfg.Rate, "rate", 50, "requests per second per tenant, sustained")
 	fs.IntVar(&cfg.Burst, "burst", 100, "requests per tenant in a burst")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long running builds may finish before they are cancelled and re-queued")
+	fs.DurationVar(&cfg.BuildLease, "build-lease", time.Minute, "a build's server renews its lease on the build every third of this; a build whose lease runs out (its server died) is taken over by another server sharing the database")
+	fs.DurationVar(&cfg.JobRetention, "job-retention", 24*time.Hour, "how long finished build jobs stay in the job store before River's cleaner deletes them")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "a client must send its request headers within this")
 	fs.BoolVar(&offline, "offline", false, "refuse any network access when planning and building")
 	fs.DurationVar(&cfg.InlineTimeout, "inline-timeout", 30*time.Second, "an inline spec's evaluation and planning, in a child process, is stopped after this")
