@@ -79,11 +79,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.db.PingContext(ctx); err != nil {
-		writeProblem(w, r, probNotReady, "")
+		w.Header().Set("Retry-After", retryAfter(storeRetryAfter))
+		writeProblem(w, r, probNotReady, "the database cannot be reached")
 		return
 	}
 	if _, err := s.store.queueDepth(ctx); err != nil {
-		writeProblem(w, r, probNotReady, "")
+		w.Header().Set("Retry-After", retryAfter(storeRetryAfter))
+		writeProblem(w, r, probNotReady, "the job store cannot be read")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

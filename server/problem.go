@@ -56,6 +56,7 @@ var (
 	probBuildLimit            = &problemKind{"build-limit", http.StatusTooManyRequests, "Too many builds queued or running for this tenant"}
 	probInlineBusy            = &problemKind{"inline-busy", http.StatusServiceUnavailable, "The inline evaluation slots are busy"}
 	probNotReady              = &problemKind{"not-ready", http.StatusServiceUnavailable, "The server cannot reach its store"}
+	probStorageFull           = &problemKind{"storage-full", http.StatusServiceUnavailable, "The server's storage cannot take writes"}
 	probInternal              = &problemKind{"internal", http.StatusInternalServerError, "Internal error"}
 )
 
@@ -91,7 +92,8 @@ func isProblem(err error, t *problemKind) bool {
 }
 
 // apiErrorOf is err as its client is told it: an *apiError as it is, the
-// planning's own errors as their problem types, anything else nil (an
+// planning's own errors as their problem types, a store that cannot be
+// reached or written as 503 with Retry-After, anything else nil (an
 // internal error, logged and answered 500).
 func (s *Server) apiErrorOf(err error) *apiError {
 	var (
@@ -111,6 +113,10 @@ func (s *Server) apiErrorOf(err error) *apiError {
 	case errors.Is(err, errInlineTenantBusy):
 		return &apiError{typ: probInlineBusy, retryAfter: inlineSlotWait,
 			detail: fmt.Sprintf("this tenant's inline specs take %d evaluation slots, its share; one must end first", max(s.cfg.InlineSlots-1, 1))}
+	case storageFull(err):
+		return &apiError{typ: probStorageFull, retryAfter: storeRetryAfter, detail: "the server's storage is full; retry after Retry-After"}
+	case storeUnreachable(err):
+		return &apiError{typ: probNotReady, retryAfter: storeRetryAfter, detail: "the server's database cannot be reached; retry after Retry-After"}
 	}
 	return nil
 }
@@ -124,6 +130,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("internal error", "requestId", infoOf(r).requestID, "err", err.Error())
 		writeProblem(w, r, probInternal, "")
 		return
+	}
+	if ae.typ == probNotReady || ae.typ == probStorageFull {
+		s.log.Warn("store unavailable", "requestId", infoOf(r).requestID, "problem", ae.typ.slug, "err", err.Error())
 	}
 	h := w.Header()
 	if ae.builds != nil {
