@@ -55,7 +55,9 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 		return s.buildFailed(ctx, planID, err)
 	}
 	ropts := s.cfg.Resolve
-	ropts.Root = rec.Root
+	if ropts.Root, err = s.buildRoot(rec); err != nil {
+		return s.buildFailed(ctx, planID, err)
+	}
 	if rec.PublicOnly {
 		ropts.PublicOnly, ropts.AllowHosts = true, s.cfg.InlineAllowHosts
 		log = log.With("publicOnly", true)

@@ -197,9 +197,10 @@ func TestTenantBuildsTwoServers(t *testing.T) {
 	toks, byRole := testTokens(t)
 	specs := writeSpecs(t, 4)
 	var servers []*idleServer
+	data := t.TempDir() // servers sharing a database share it
 	for i := 0; i < 2; i++ {
 		cfg := Config{
-			DataDir: t.TempDir(), Database: db, Specs: []string{specs}, Tokens: toks,
+			DataDir: data, Database: db, Specs: []string{specs}, Tokens: toks,
 			Logger: slog.New(slog.NewJSONHandler(&syncBuffer{}, nil)), Rate: 1000, Burst: 1000, TenantBuilds: 1,
 		}
 		cfg.Resolve.Offline = true

@@ -234,6 +234,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.closeDB, err = s.openStore(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.bindDataDir(ctx); err != nil {
+		s.closeDB()
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	s.limits = newLimiter(cfg.Rate, cfg.Burst)
 	s.router = s.routes()

@@ -133,6 +133,7 @@ func (s *Server) planDir(ctx context.Context, name string, sd specDir) (*planned
 	if err != nil {
 		return nil, err
 	}
+	rec.Spec = name
 	if err := s.writePlan(rec.ID, sp.Bytes()); err != nil {
 		return nil, err
 	}
@@ -152,6 +153,25 @@ func planFacts(sp *plan.Sealed, root string) (planRecord, error) {
 	}
 	rec.BuildTime = t.UTC()
 	return rec, nil
+}
+
+// buildRoot is the workspace root the build of plan rec reads its local
+// inputs from on this server: its spec's, as this server serves it (the
+// plan's digests then check that it is the spec that was planned), the
+// empty inline root for an inline spec's plan, or the recorded root for a
+// plan recorded before plans named their spec.
+func (s *Server) buildRoot(rec planRecord) (string, error) {
+	switch {
+	case rec.PublicOnly:
+		return s.inlineRoot(), nil
+	case rec.Spec != "":
+		sd, ok := s.specs[rec.Spec]
+		if !ok {
+			return "", fmt.Errorf("plan %s was made from spec %q, which this server does not serve (--specs)", rec.ID, rec.Spec)
+		}
+		return sd.root, nil
+	}
+	return rec.Root, nil
 }
 
 // planPath is where plan id's bytes are kept.

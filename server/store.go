@@ -88,6 +88,11 @@ var schema = []string{
 		job_id BIGINT PRIMARY KEY,
 		owner TEXT NOT NULL,
 		expires_at BIGINT NOT NULL)`,
+	// Facts about the deployment: data_id, the id of the data directory
+	// the database's servers share (see bindDataDir).
+	`CREATE TABLE IF NOT EXISTS bale_meta (
+		key TEXT PRIMARY KEY,
+		value TEXT NOT NULL)`,
 }
 
 func (s *store) migrate(ctx context.Context) error {
@@ -99,6 +104,12 @@ func (s *store) migrate(ctx context.Context) error {
 	// Exports gained a profile (bootstrap, release) after the first data
 	// directories were made; theirs are all bootstrap exports.
 	if _, err := s.addColumn(ctx, "bale_exports", "profile", `TEXT NOT NULL DEFAULT 'bootstrap'`); err != nil {
+		return err
+	}
+	// Plans name the served spec they were made from: a build reads its
+	// local inputs from the building server's own copy of the spec. Older
+	// plans have none, and are built from their recorded root.
+	if _, err := s.addColumn(ctx, "bale_plans", "spec", `TEXT NOT NULL DEFAULT ''`); err != nil {
 		return err
 	}
 	// Plans gained their origin later still: an older directory's inline
@@ -152,8 +163,16 @@ func (s *store) q(query string) string {
 
 // planRecord is a stored plan's server-side facts.
 type planRecord struct {
-	ID        string
-	Root      string // workspace root of its local paths; never shown
+	ID string
+	// Spec names the served spec the plan was made from ("" for an
+	// inline spec's, and for plans recorded before plans named it). Its
+	// build reads the plan's local inputs from the building server's own
+	// copy of the spec (see buildRoot), checked against their digests:
+	// servers sharing a database need not keep their specs at one path.
+	Spec string
+	// Root is the planning server's workspace root of its local paths;
+	// never shown, and read only for a plan without Spec.
+	Root      string
 	Kind      string
 	BuildTime time.Time
 	// PublicOnly marks a plan made from an inline spec: its build reaches
@@ -167,11 +186,12 @@ func (s *store) putPlan(ctx context.Context, tenant, spec string, p planRecord) 
 	// inline origin's restriction, never the other way round: the plan
 	// names exactly what the operator's spec does, which every client
 	// may export by the spec's name anyway.
-	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at, public_only)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id) DO UPDATE SET
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at, public_only, spec)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id) DO UPDATE SET
 		root = CASE WHEN excluded.public_only = 0 AND bale_plans.public_only <> 0 THEN excluded.root ELSE bale_plans.root END,
+		spec = CASE WHEN excluded.public_only = 0 AND (bale_plans.public_only <> 0 OR bale_plans.spec = '') THEN excluded.spec ELSE bale_plans.spec END,
 		public_only = CASE WHEN excluded.public_only = 0 THEN 0 ELSE bale_plans.public_only END`),
-		p.ID, p.Root, p.Kind, p.BuildTime.Unix(), now, boolInt(p.PublicOnly)); err != nil {
+		p.ID, p.Root, p.Kind, p.BuildTime.Unix(), now, boolInt(p.PublicOnly), p.Spec); err != nil {
 		return fmt.Errorf("record plan %s: %w", p.ID, err)
 	}
 	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO bale_plan_tenants (tenant, plan_id, spec, created_at)
@@ -187,9 +207,9 @@ func (s *store) tenantPlan(ctx context.Context, tenant, id string) (planRecord, 
 	var p planRecord
 	var spec string
 	var bt, po int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT p.plan_id, p.root, p.kind, p.build_time, p.public_only, t.spec
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT p.plan_id, p.spec, p.root, p.kind, p.build_time, p.public_only, t.spec
 		FROM bale_plan_tenants t JOIN bale_plans p ON p.plan_id = t.plan_id
-		WHERE t.tenant = ? AND t.plan_id = ?`), tenant, id).Scan(&p.ID, &p.Root, &p.Kind, &bt, &po, &spec)
+		WHERE t.tenant = ? AND t.plan_id = ?`), tenant, id).Scan(&p.ID, &p.Spec, &p.Root, &p.Kind, &bt, &po, &spec)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, "", errNotFound
 	}
@@ -203,8 +223,8 @@ func (s *store) tenantPlan(ctx context.Context, tenant, id string) (planRecord, 
 func (s *store) plan(ctx context.Context, id string) (planRecord, error) {
 	var p planRecord
 	var bt, po int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT plan_id, root, kind, build_time, public_only FROM bale_plans WHERE plan_id = ?`), id).
-		Scan(&p.ID, &p.Root, &p.Kind, &bt, &po)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT plan_id, spec, root, kind, build_time, public_only FROM bale_plans WHERE plan_id = ?`), id).
+		Scan(&p.ID, &p.Spec, &p.Root, &p.Kind, &bt, &po)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, errNotFound
 	}

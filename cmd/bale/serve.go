@@ -38,7 +38,9 @@ development key only with COSIGN_ALLOW_DEV_KEY=1, as bale build.
 Everything lives in one data directory (--data): the job store (SQLite), the
 content-addressed cache, plans, builds and exports laid out as
 exports/{tenant}/{exportId}/bootstrap-pack-v1.tar. With --database
-postgres://… the jobs and records move to Postgres; files stay in --data.
+postgres://… the jobs and records move to Postgres; files stay in --data,
+which every server sharing the database must share (one with a data
+directory of its own is refused at start).
 
 Requests carry a bearer token from the token file (--tokens, default
 DATA/tokens.json). On the first start without one, serve makes a token for
