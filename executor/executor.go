@@ -111,6 +111,12 @@ type Options struct {
 	// Warn, if not nil, is told what the user must know even when nothing
 	// runs: a release signed with the spec's development key.
 	Warn func(string)
+	// TempDir, an existing directory, holds the build's temporary
+	// directories (a Go build's source snapshot and binary, a release's
+	// files before they are stored) and is the go command's TMPDIR, so
+	// that a caller can remove what a killed build left; "" means
+	// os.TempDir() and the TMPDIR Getenv gives.
+	TempDir string
 }
 
 // Event kinds.
@@ -257,6 +263,7 @@ type execution struct {
 	progressMu sync.Mutex
 	getenvFn   func(string) string
 	warnFn     func(string)
+	tempDir    string
 
 	// staged holds, by artifact name, the packs this attempt's pack steps
 	// wrote to temporary files in outDir, for writeArtifacts to publish.
@@ -328,6 +335,7 @@ func newExecution(sp *plan.Sealed, src Source, opts Options) (*execution, error)
 		progress: opts.Progress,
 		getenvFn: opts.Getenv,
 		warnFn:   opts.Warn,
+		tempDir:  opts.TempDir,
 	}
 	if err := x.graph(p, planID); err != nil {
 		return nil, err

@@ -195,6 +195,9 @@ func (x *execution) releaseSigner(ctx context.Context, def *stepDef) (*signerRef
 }
 
 func (x *execution) getenv(k string) string {
+	if k == "TMPDIR" && x.tempDir != "" {
+		return x.tempDir
+	}
 	if x.getenvFn != nil {
 		return x.getenvFn(k)
 	}
@@ -235,7 +238,7 @@ func (x *execution) doGoBuild(ctx context.Context, n *node) (outputs, error) {
 	if have != want {
 		return nil, fmt.Errorf("go %s: the plan builds with %s but the go command is %s: plan again, or build with %s", in.Name, want, have, want)
 	}
-	tmp, err := os.MkdirTemp("", "bale-go-*")
+	tmp, err := os.MkdirTemp(x.tempDir, "bale-go-*")
 	if err != nil {
 		return nil, err
 	}
@@ -476,7 +479,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 		slices.SortFunc(deps, func(a, b provenance.Dependency) int { return strings.Compare(a.Name, b.Name) })
 		in.Dataset.Dependencies = deps
 	}
-	tmp, err := os.MkdirTemp("", "bale-release-*")
+	tmp, err := os.MkdirTemp(x.tempDir, "bale-release-*")
 	if err != nil {
 		return nil, err
 	}

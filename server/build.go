@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +23,57 @@ import (
 // buildDir is where plan id's artifacts are built; exports link to them.
 func (s *Server) buildDir(planID string) string {
 	return filepath.Join(s.cfg.DataDir, "builds", strings.TrimPrefix(planID, "sha256:"))
+}
+
+// buildTemp is where plan id's build keeps its temporary directories (Go
+// builds' among them): the server's own, so that what a killed build left
+// can be found and removed (see sweepBuild).
+func (s *Server) buildTemp(planID string) string {
+	return filepath.Join(s.cfg.DataDir, "tmp", strings.TrimPrefix(planID, "sha256:"))
+}
+
+// sweepBuild removes what killed builds of plan planID left: temporary
+// files in its build directory (a live writer's are locked, and spared)
+// and its temporary directory. It is called when the plan's build
+// completes, and at start for plans with no live build; nothing else
+// writes there.
+func (s *Server) sweepBuild(planID string) {
+	dir := s.buildDir(planID)
+	if n, size, err := atomicfile.RemoveStale(dir, 0, nil); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("sweep build temporaries", "planId", planID, "err", s.scrub(err.Error()))
+	} else if n > 0 {
+		s.log.Info("swept a killed build's temporary files", "planId", planID, "files", n, "bytes", size)
+	}
+	if err := os.RemoveAll(s.buildTemp(planID)); err != nil {
+		s.log.Warn("sweep build temporaries", "planId", planID, "err", s.scrub(err.Error()))
+	}
+}
+
+// sweepBuilds sweeps the temporaries of every plan with no live build:
+// run at start, before this server's jobs run.
+func (s *Server) sweepBuilds(ctx context.Context) error {
+	seen := map[string]bool{}
+	for _, d := range []string{"builds", "tmp"} {
+		des, err := os.ReadDir(filepath.Join(s.cfg.DataDir, d))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sweep build temporaries: %w", err)
+		}
+		for _, de := range des {
+			planID := "sha256:" + de.Name()
+			if !de.IsDir() || !planIDRE.MatchString(planID) || seen[planID] {
+				continue
+			}
+			seen[planID] = true
+			live, err := s.store.building(ctx, buildArgs{}.Kind(), planID)
+			if err != nil {
+				return err
+			}
+			if !live {
+				s.sweepBuild(planID)
+			}
+		}
+	}
+	return nil
 }
 
 // exportDir is exports/{tenant}/{exportId}, as the contract's handoff lays
@@ -66,14 +119,20 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	if err != nil {
 		return s.buildFailed(ctx, planID, err)
 	}
+	tmp := s.buildTemp(planID)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return s.buildFailed(ctx, planID, err)
+	}
 	log.Info("build started")
 	res, err := executor.Execute(ctx, sp, src, executor.Options{OutDir: s.buildDir(planID), Store: s.cache, Jobs: s.cfg.Jobs,
-		Getenv: s.buildEnv, Warn: func(msg string) { log.Warn(msg) }})
+		Getenv: s.buildEnv, Warn: func(msg string) { log.Warn(msg) }, TempDir: tmp})
+	if err != nil && ctx.Err() != nil {
+		log.Info("build interrupted; it runs again", "err", s.scrub(err.Error()))
+		return err
+	}
+	// Done, either way: what an earlier, killed attempt left goes now.
+	s.sweepBuild(planID)
 	if err != nil {
-		if ctx.Err() != nil {
-			log.Info("build interrupted; it runs again", "err", s.scrub(err.Error()))
-			return err
-		}
 		return s.buildFailed(ctx, planID, err)
 	}
 	b := buildRecord{PlanID: planID, Status: statusSucceeded, StepsRun: res.StepsRun, Finished: time.Now().UTC()}

@@ -339,7 +339,14 @@ func TestSIGTERMFinishes(t *testing.T) {
 	p1 := startProc(t, bin, specDir, data, tokFile, "--drain-timeout", "30s")
 	id := stageExport(t, p1, tok, g)
 	p1.cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(300 * time.Millisecond)
+	// The build may go on only once the shutdown has begun.
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(p1.stderr.String(), `"msg":"shutting down"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown a minute after SIGTERM\n%s", p1.stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	g.open()
 	if err := p1.wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)

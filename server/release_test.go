@@ -328,15 +328,103 @@ func TestSigningKey(t *testing.T) {
 	}
 }
 
+// goGate puts a go command in front of the real one on PATH whose
+// "go build" waits, before anything runs, until the test opens the gate:
+// a release build can be caught while it builds its Go binary. It writes
+// its process id to waiting once it waits.
+type goGate struct {
+	dir string
+}
+
+func newGoGate(t *testing.T) *goGate {
+	t.Helper()
+	real, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &goGate{dir: t.TempDir()}
+	if err := syscall.Mkfifo(filepath.Join(g.dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrap := filepath.Join(t.TempDir(), "gatedgo")
+	os.Mkdir(wrap, 0o755)
+	script := fmt.Sprintf(`#!/bin/sh
+if [ "$1" = build ] && [ ! -e %[1]s/open ]; then
+	echo $$ > %[1]s/waiting.tmp && mv %[1]s/waiting.tmp %[1]s/waiting
+	read _ < %[1]s/fifo
+fi
+exec %[2]s "$@"
+`, g.dir, real)
+	if err := os.WriteFile(filepath.Join(wrap, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", wrap+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Cleanup(g.open)
+	return g
+}
+
+// waiter is the process id of the go build waiting at the gate, once one
+// does.
+func (g *goGate) waiter(t *testing.T, stderr *syncBuffer) int {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		b, err := os.ReadFile(filepath.Join(g.dir, "waiting"))
+		if err == nil {
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err != nil {
+				t.Fatalf("gate: %q: %v", b, err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the release build never reached its go build\n%s", stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// open lets every go build through, those waiting among them.
+func (g *goGate) open() {
+	os.WriteFile(filepath.Join(g.dir, "open"), nil, 0o644)
+	// Opening the FIFO without blocking and closing it ends a waiter's read.
+	if f, err := os.OpenFile(filepath.Join(g.dir, "fifo"), os.O_RDWR|syscall.O_NONBLOCK, 0); err == nil {
+		f.Close()
+	}
+}
+
+// tempLeft lists what builds left in dir: Go builds' directories and
+// release files' (bale-go-*, bale-release-*) and the go command's own
+// (go-build*).
+func tempLeft(t *testing.T, dir string) []string {
+	t.Helper()
+	var left []string
+	for _, pat := range []string{"bale-go-*", "bale-release-*", "go-build*"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, m...)
+	}
+	return left
+}
+
 // TestKillNineRelease: the server process is killed with SIGKILL while a
-// release kit build runs; after a restart the export completes, once, and
-// its kit archive is the bytes bale build specs/aoc writes.
+// release kit build runs its go build (held there, so the build cannot
+// finish first); after a restart the export completes, once, its kit
+// archive is the bytes bale build specs/aoc writes, and nothing the killed
+// build left stays: not in TMPDIR (builds keep their temporary
+// directories in the data directory) and not in the data directory.
 func TestKillNineRelease(t *testing.T) {
 	bin := buildBale(t)
-	// The child processes inherit the development key's permission.
+	// The child processes inherit the development key's permission, the
+	// gated go command and a TMPDIR of the test's.
 	t.Setenv(sign.EnvKey, "")
 	t.Setenv(sign.EnvAllowDevKey, "1")
 	t.Setenv(sign.EnvPassword, fixtures.DevKeyPassword)
+	tmpdir := t.TempDir()
+	t.Setenv("TMPDIR", tmpdir)
+	gate := newGoGate(t)
 	data := t.TempDir()
 	tokFile := filepath.Join(t.TempDir(), "tokens.json")
 	tok, e, err := auth.NewToken("acme", []string{auth.ScopeRead, auth.ScopeWrite}, "test")
@@ -352,22 +440,23 @@ func TestKillNineRelease(t *testing.T) {
 	if code != http.StatusAccepted || json.Unmarshal(b, &st) != nil {
 		t.Fatalf("POST: %d %s\n%s", code, b, p1.stderr)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(p1.stderr.String(), `"msg":"build started"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the release build never started\n%s", p1.stderr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waiter := gate.waiter(t, p1.stderr)
 	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	p1.wait()
+	// The go build the killed server started dies with it, as it would
+	// have mid-compile.
+	syscall.Kill(waiter, syscall.SIGKILL)
 	if strings.Contains(p1.stderr.String(), `"msg":"build succeeded"`) {
-		t.Log("the build finished before the kill; the restart still has to lay the export out")
+		t.Fatalf("the build finished before the kill\n%s", p1.stderr)
 	}
+	if left, _ := filepath.Glob(filepath.Join(data, "tmp", "*", "bale-go-*")); len(left) == 0 {
+		t.Fatalf("the killed build left no Go build directory in the data directory (in TMPDIR: %v)", tempLeft(t, tmpdir))
+	}
+	gate.open()
 	p2 := startProc(t, bin, aocSpecs, data, tokFile)
-	deadline = time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for st.Status != statusSucceeded && st.Status != statusFailed {
 		if time.Now().After(deadline) {
 			t.Fatalf("release export not finished in 3m\n%s", p2.stderr)
@@ -383,6 +472,12 @@ func TestKillNineRelease(t *testing.T) {
 	}
 	if n := strings.Count(p1.stderr.String()+p2.stderr.String(), `"msg":"export succeeded"`); n != 1 {
 		t.Fatalf("export finished %d times, want once", n)
+	}
+	if left := tempLeft(t, tmpdir); len(left) > 0 {
+		t.Errorf("left in TMPDIR: %v", left)
+	}
+	if left, _ := filepath.Glob(filepath.Join(data, "tmp", "*", "*")); len(left) > 0 {
+		t.Errorf("left in the data directory after the rebuild: %v", left)
 	}
 	want := t.TempDir()
 	runBale(t, bin, "..", nil, "build", "specs/aoc", "-o", want, "--cache", t.TempDir(), "-q")

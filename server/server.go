@@ -212,7 +212,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	cfg.DataDir = abs
-	for _, d := range []string{"", "cache", "plans", "builds", "exports", "inline"} {
+	for _, d := range []string{"", "cache", "plans", "builds", "exports", "inline", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
@@ -235,6 +235,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.bindDataDir(ctx); err != nil {
+		s.closeDB()
+		return nil, err
+	}
+	if err := s.sweepBuilds(ctx); err != nil {
 		s.closeDB()
 		return nil, err
 	}
