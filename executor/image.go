@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -236,6 +237,11 @@ func (x *execution) fetchResumable(ctx context.Context, ra RangeBlobOpener, in p
 			}
 		}
 		if _, err := p.ReadFrom(x.counting(in.Name, rc)); err != nil {
+			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+				// Kept for resuming, it would keep the disk full: the
+				// failure could not even be recorded.
+				p.Discard()
+			}
 			return fmt.Errorf("image %s: fetch blob %s: %w", in.Name, digest, err)
 		}
 	}

@@ -88,6 +88,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, probNotReady, "the job store cannot be read")
 		return
 	}
+	if err := s.canWrite(); err != nil {
+		s.log.Warn("not ready: the data directory cannot take a write", "err", s.scrub(err.Error()))
+		w.Header().Set("Retry-After", retryAfter(storeRetryAfter))
+		writeProblem(w, r, probStorageFull, "the data directory cannot take a write")
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write([]byte(`{"status":"ready"}` + "\n"))
 }

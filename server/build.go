@@ -225,8 +225,11 @@ func (s *Server) kitFiles(planID string, arts []executor.Artifact) ([]buildFile,
 // buildFailed records a build's failure on every export waiting for it.
 // The job is cancelled, not retried: a later request for the plan queues a
 // new build.
+//
+// A build that failed for want of space is recorded once space returns:
+// the record is retried while the store cannot take it (see retryStore).
 func (s *Server) buildFailed(ctx context.Context, planID string, cause error) error {
-	if err := s.recordFailure(ctx, planID, cause); err != nil {
+	if err := s.retryStore(ctx, "record the failed build of "+planID, func() error { return s.recordFailure(ctx, planID, cause) }); err != nil {
 		return err
 	}
 	return river.JobCancel(cause)
@@ -236,8 +239,6 @@ func (s *Server) buildFailed(ctx context.Context, planID string, cause error) er
 // reason of every export waiting for it.
 func (s *Server) recordFailure(ctx context.Context, planID string, cause error) error {
 	reason := s.scrub(cause.Error())
-	s.metrics.builds.WithLabelValues(statusFailed).Inc()
-	s.log.Warn("build failed", "planId", planID, "reason", reason)
 	if err := s.store.putBuild(ctx, buildRecord{PlanID: planID, Status: statusFailed, Reason: reason, Finished: time.Now().UTC()}); err != nil {
 		return err
 	}
@@ -253,7 +254,31 @@ func (s *Server) recordFailure(ctx context.Context, planID string, cause error) 
 			s.exportFinished(e)
 		}
 	}
+	s.metrics.builds.WithLabelValues(statusFailed).Inc()
+	s.log.Warn("build failed", "planId", planID, "reason", reason)
 	return nil
+}
+
+// retryStore runs write until it succeeds, fails for another reason than
+// the store being full or out of reach, or ctx ends, waiting 1 s, then
+// twice as long each time up to 30 s, between tries.
+func (s *Server) retryStore(ctx context.Context, what string, write func() error) error {
+	wait := time.Second
+	for {
+		err := write()
+		if err == nil || !storageFull(err) && !storeUnreachable(err) {
+			return err
+		}
+		s.log.Warn("the store cannot take a write; retrying", "what", what, "retryIn", wait.String(), "err", s.scrub(err.Error()))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // buildPresent reports whether build b's artifact is still on disk.

@@ -93,6 +93,17 @@ func startGatedRegistry(t *testing.T) *gatedRegistry {
 	return g
 }
 
+// shut makes requests for the layer blob wait again, until open.
+func (g *gatedRegistry) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.gate:
+		g.gate = make(chan struct{})
+	default:
+	}
+}
+
 func (g *gatedRegistry) open() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -107,7 +118,14 @@ func (g *gatedRegistry) open() {
 // it in a temporary workspace; it returns the spec directory.
 func registryWorkspace(t *testing.T, g *gatedRegistry) string {
 	t.Helper()
-	img, err := random.Image(2<<20, 1)
+	return registryWorkspaceOf(t, g, 2<<20)
+}
+
+// registryWorkspaceOf is registryWorkspace with an image of one layer of
+// size random bytes.
+func registryWorkspaceOf(t *testing.T, g *gatedRegistry, size int64) string {
+	t.Helper()
+	img, err := random.Image(size, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,15 +376,10 @@ func TestSIGTERMFinishes(t *testing.T) {
 
 func sha256sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
-// TestKillNineTakeover: two bale serve processes share a Postgres
-// database and a data directory; the one running the builds is killed
-// with SIGKILL mid-fetch. The survivor takes the builds over once their
-// leases run out (--build-lease, short here) and finishes every export,
-// each once, with the bytes bale build gives.
-func TestKillNineTakeover(t *testing.T) {
-	db := postgresDB(t)
-	bin, specDir, data, tokFile, tok, g := crashSetup(t)
-	// A second spec of the same image: another plan, another build.
+// secondSpec writes regpack2 beside registryWorkspace's spec: the same
+// image, another sourceDateEpoch, so another plan and another build.
+func secondSpec(t *testing.T, specDir string) string {
+	t.Helper()
 	src, err := os.ReadFile(filepath.Join(specDir, "pack.cue"))
 	if err != nil {
 		t.Fatal(err)
@@ -376,6 +389,18 @@ func TestKillNineTakeover(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(spec2, "pack.cue"), []byte(strings.Replace(string(src), "2025-01-01", "2025-02-01", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return spec2
+}
+
+// TestKillNineTakeover: two bale serve processes share a Postgres
+// database and a data directory; the one running the builds is killed
+// with SIGKILL mid-fetch. The survivor takes the builds over once their
+// leases run out (--build-lease, short here) and finishes every export,
+// each once, with the bytes bale build gives.
+func TestKillNineTakeover(t *testing.T) {
+	db := postgresDB(t)
+	bin, specDir, data, tokFile, tok, g := crashSetup(t)
+	spec2 := secondSpec(t, specDir)
 	specs := filepath.Dir(specDir) + "/..."
 	flags := []string{"--database", db, "--build-lease", "2s"}
 	p1 := startProc(t, bin, specs, data, tokFile, flags...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,22 @@ func storeUnreachable(err error) bool {
 	// pgx reports a connection it closed after a failure by this text
 	// alone.
 	return strings.Contains(err.Error(), "conn closed")
+}
+
+// canWrite checks that the data directory (and SQLite in it) takes a
+// write: 64 KiB written to a new file, then removed. A full disk fails it
+// at the write, as every file system that allocates at write time does.
+func (s *Server) canWrite() error {
+	f, err := os.CreateTemp(s.cfg.DataDir, ".readyz-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, 64<<10))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // storageFull reports whether err is a write the server's storage (its
