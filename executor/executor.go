@@ -59,7 +59,9 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 
 	"github.com/bale-build/bale/executor/cas"
+	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
+	"github.com/bale-build/bale/sign"
 )
 
 // Source is how the executor reads input bytes. source.Resolver
@@ -117,6 +119,16 @@ type Options struct {
 	// that a caller can remove what a killed build left; "" means
 	// os.TempDir() and the TMPDIR Getenv gives.
 	TempDir string
+	// SigningKey, when set, is the key every release step signs with, in
+	// place of the spec's signing.key: bale serve's --signing-key, opened
+	// once when the server starts. A development key (Key.Dev) still
+	// needs COSIGN_ALLOW_DEV_KEY=1.
+	SigningKey *sign.Key
+	// IgnoreSpecKey makes release steps ignore the spec's signing.key when
+	// SigningKey is nil: they sign only with the spec's development key,
+	// with COSIGN_ALLOW_DEV_KEY=1. bale serve sets it, so a key in the
+	// server's own environment never signs what it was not given for.
+	IgnoreSpecKey bool
 }
 
 // Event kinds.
@@ -175,10 +187,13 @@ type Kit struct {
 	Name   string `json:"name"`
 	// Archive is the kit archive's path relative to OutDir.
 	Archive string `json:"archive"`
-	// SigningKey says how the signing key was given: KeyFile, KeyEnv or
-	// KeyDev. A cached build reports it too: the key is located, not
-	// decrypted.
+	// SigningKey says how the signing key was given: KeyFile, KeyEnv,
+	// KeyText, KeyDev or KeyGiven. A cached build reports it too: the key
+	// is located, not decrypted.
 	SigningKey string `json:"signingKey"`
+	// Manifest is the kit's offline-kit.json, as built (or cached), so
+	// callers need not read it back from OutDir.
+	Manifest *kit.Manifest `json:"-"`
 }
 
 // Artifact is one file written to OutDir.
@@ -226,7 +241,9 @@ func Execute(ctx context.Context, sp *plan.Sealed, src Source, opts Options) (*R
 		res.StepsCached = int(x.cached.Swap(0))
 		if err == nil {
 			res.Artifacts = arts
-			res.Kits = x.kits()
+			res.Kits, err = x.kits(ctx)
+		}
+		if err == nil {
 			return res, nil
 		}
 		if !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
@@ -264,6 +281,8 @@ type execution struct {
 	getenvFn   func(string) string
 	warnFn     func(string)
 	tempDir    string
+	signingKey *sign.Key
+	noSpecKey  bool
 
 	// staged holds, by artifact name, the packs this attempt's pack steps
 	// wrote to temporary files in outDir, for writeArtifacts to publish.
@@ -328,14 +347,16 @@ func newExecution(sp *plan.Sealed, src Source, opts Options) (*execution, error)
 		jobs = runtime.GOMAXPROCS(0)
 	}
 	x := &execution{
-		src:      src,
-		store:    opts.Store,
-		outDir:   opts.OutDir,
-		jobs:     jobs,
-		progress: opts.Progress,
-		getenvFn: opts.Getenv,
-		warnFn:   opts.Warn,
-		tempDir:  opts.TempDir,
+		src:        src,
+		store:      opts.Store,
+		outDir:     opts.OutDir,
+		jobs:       jobs,
+		progress:   opts.Progress,
+		getenvFn:   opts.Getenv,
+		warnFn:     opts.Warn,
+		tempDir:    opts.TempDir,
+		signingKey: opts.SigningKey,
+		noSpecKey:  opts.IgnoreSpecKey,
 	}
 	if err := x.graph(p, planID); err != nil {
 		return nil, err

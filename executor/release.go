@@ -17,8 +17,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/bale-build/bale/gobuild"
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/kit/assemble"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/provenance"
 	"github.com/bale-build/bale/sign"
@@ -34,71 +36,52 @@ type GoSourcer interface {
 
 // signerRef identifies the key a release step signs with, without
 // decrypting it: the sha256 of the encrypted key's PEM text (the password
-// cannot change what a given key file signs, only whether it opens) and
-// whether it is the spec's development key. It is in the release step's
+// cannot change what a given key text signs, only whether it opens) and
+// whether it is known to be a development key. It is in the release step's
 // cache key, so a warm rebuild knows its result without the ~1 s scrypt
 // key decryption, and another key never reuses this one's signatures.
+//
+// AllowDev is set when COSIGN_ALLOW_DEV_KEY=1 permits a development key
+// and the key is not known to be one: a development key encrypted anew is
+// recognised (by its public key) only once decrypted, so a result built
+// with that permission must not be reused without it.
 type signerRef struct {
-	Key string `json:"key"`
-	Dev bool   `json:"dev"`
+	Key      string `json:"key"`
+	Dev      bool   `json:"dev"`
+	AllowDev bool   `json:"allowDev,omitempty"`
 }
 
-// located is a signing key found but not yet decrypted.
+// located is a release step's signing key: found (sign.Located) but not
+// yet decrypted, or given opened (Options.SigningKey).
 type located struct {
-	pem    []byte
-	source string
-	// how is KeyFile, KeyEnv or KeyDev, for Result.Kits.
-	how    string
+	loc   *sign.Located
+	given *sign.Key
+	// how is KeyFile, KeyEnv, KeyText, KeyDev or KeyGiven, for Result.Kits.
+	how string
+	// dev says the key is known to be a development key.
 	dev    bool
 	devPub []byte
 }
 
 // How a release's signing key was given, as Kit.SigningKey says.
 const (
-	KeyFile = "file" // a cosign key file: signing.key or the variable it names holds its path
-	KeyEnv  = "env"  // the key's PEM text in an environment variable (env://VAR)
-	KeyDev  = "dev"  // the spec's development key, with COSIGN_ALLOW_DEV_KEY=1
+	KeyFile  = sign.FromFile // a cosign key file: signing.key or the variable it names holds its path
+	KeyEnv   = sign.FromEnv  // the key's PEM text in an environment variable (env://VAR)
+	KeyText  = sign.FromText // the key's PEM text as the reference itself
+	KeyDev   = "dev"         // the spec's development key, with COSIGN_ALLOW_DEV_KEY=1
+	KeyGiven = "given"       // Options.SigningKey (bale serve --signing-key)
 )
 
-// maxKeyFile bounds a key file or variable; cosign keys are under 1 KiB.
+// maxKeyFile bounds a development key input; cosign keys are under 1 KiB.
 const maxKeyFile = 64 << 10
 
-// locateKey finds the release step's signing key: the spec's signing.key
-// reference (env://VAR, whose value may itself be PEM text, a file path or
-// another env://VAR; or a file path, relative to the working directory as
-// cosign's --key is), else the spec's development key when
-// COSIGN_ALLOW_DEV_KEY=1. With neither it fails wrapping sign.ErrNoKey,
+// locateKey finds the release step's signing key: Options.SigningKey; else
+// the spec's signing.key reference (sign.Locate: env://VAR, whose value
+// may be PEM text or a file path; a file path; PEM text), unless
+// Options.IgnoreSpecKey; else the spec's development key when
+// COSIGN_ALLOW_DEV_KEY=1. With none it fails wrapping sign.ErrNoKey,
 // naming COSIGN_KEY and COSIGN_ALLOW_DEV_KEY.
 func (x *execution) locateKey(ctx context.Context, def *stepDef) (*located, error) {
-	ref := def.Step.Params[plan.ParamKey]
-	for range 2 {
-		name, isEnv := strings.CutPrefix(ref, "env://")
-		if !isEnv {
-			break
-		}
-		if name == "" {
-			return nil, fmt.Errorf("signing key reference %q names no environment variable", ref)
-		}
-		v := x.getenv(name)
-		if v == "" {
-			ref = ""
-			break
-		}
-		if strings.HasPrefix(strings.TrimSpace(v), "-----BEGIN") {
-			return &located{pem: []byte(v), source: "env://" + name, how: KeyEnv}, nil
-		}
-		ref = v
-	}
-	if ref != "" {
-		if strings.Contains(ref, "://") {
-			return nil, fmt.Errorf("signing key reference %q: only env://VAR and file paths are supported", ref)
-		}
-		text, err := readSmallFile(ref, maxKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load signing key: %w", err)
-		}
-		return &located{pem: text, source: ref, how: KeyFile}, nil
-	}
 	var devKey, devPub *plan.Input
 	for i, in := range def.Inputs {
 		switch {
@@ -108,42 +91,59 @@ func (x *execution) locateKey(ctx context.Context, def *stepDef) (*located, erro
 			devPub = &def.Inputs[i]
 		}
 	}
+	l := &located{}
+	// The spec's development public key marks its key as a development
+	// key however it is given; only the development key itself needs it.
+	var devPubErr error
+	if devPub != nil {
+		l.devPub, devPubErr = x.readInput(ctx, *devPub, maxKeyFile)
+	}
+	if x.signingKey != nil {
+		l.given, l.how, l.dev = x.signingKey, KeyGiven, x.signingKey.Dev()
+		if l.devPub != nil {
+			if pub, err := sign.ParsePublicKey(l.devPub); err == nil && pub.Equal(x.signingKey.Verifier()) {
+				l.dev = true
+			}
+		}
+		return l, nil
+	}
+	if !x.noSpecKey {
+		loc, err := sign.Locate(def.Step.Params[plan.ParamKey], x.getenv)
+		if err != nil {
+			return nil, err
+		}
+		if loc != nil {
+			// The spec's own development key given as its release key
+			// is still the development key.
+			if devKey != nil && loc.TextDigest() == devKey.Digest {
+				loc.Dev = true
+			}
+			l.loc, l.how, l.dev = loc, loc.From, loc.KnownDev()
+			return l, nil
+		}
+	}
 	if devKey == nil || x.getenv(sign.EnvAllowDevKey) != "1" {
 		dev := "the spec has no signing.devKey"
 		if devKey != nil {
 			dev = fmt.Sprintf("the spec's development key is used only with %s=1", sign.EnvAllowDevKey)
 		}
-		return nil, fmt.Errorf("%w: signing.key %q gives no key (set %s to a cosign private key, its file or env://VAR, and %s to its password); %s",
-			sign.ErrNoKey, def.Step.Params[plan.ParamKey], sign.EnvKey, sign.EnvPassword, dev)
+		given := fmt.Sprintf("signing.key %q gives no key", def.Step.Params[plan.ParamKey])
+		if x.noSpecKey {
+			given = "no signing key was given (bale serve --signing-key)"
+		}
+		return nil, fmt.Errorf("%w: %s (set %s to a cosign private key, its file or env://VAR, and %s to its password); %s",
+			sign.ErrNoKey, given, sign.EnvKey, sign.EnvPassword, dev)
 	}
-	l := &located{source: devKey.Source.Path, how: KeyDev, dev: true}
-	var err error
-	if l.pem, err = x.readInput(ctx, *devKey, maxKeyFile); err != nil {
+	if devPubErr != nil {
+		return nil, fmt.Errorf("load development public key: %w", devPubErr)
+	}
+	text, err := x.readInput(ctx, *devKey, maxKeyFile)
+	if err != nil {
 		return nil, fmt.Errorf("load development key: %w", err)
 	}
-	if devPub != nil {
-		if l.devPub, err = x.readInput(ctx, *devPub, maxKeyFile); err != nil {
-			return nil, fmt.Errorf("load development public key: %w", err)
-		}
-	}
+	l.loc = &sign.Located{PEM: text, Source: devKey.Source.Path, From: sign.FromFile, Dev: true}
+	l.how, l.dev = KeyDev, true
 	return l, nil
-}
-
-// readSmallFile reads at most max bytes of the file at p.
-func readSmallFile(p string, max int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s is more than %d bytes", p, max)
-	}
-	return data, nil
 }
 
 // readInput reads a small file input through the Source, checked against
@@ -157,41 +157,70 @@ func (x *execution) readInput(ctx context.Context, in plan.Input, max int64) ([]
 		return nil, err
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, max+1))
+	data, err := capread.ReadAll(rc, max)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", in.Key(), err)
 	}
 	sum := sha256.Sum256(data)
-	if got := "sha256:" + hex.EncodeToString(sum[:]); got != in.Digest {
+	if got := digest.Prefix + hex.EncodeToString(sum[:]); got != in.Digest {
 		return nil, fmt.Errorf("%s hashes to %s, the plan says %s: it changed since planning", in.Key(), got, in.Digest)
 	}
 	return data, nil
 }
 
+// errDevKey says a development key needs COSIGN_ALLOW_DEV_KEY=1.
+func errDevKey(source string) error {
+	return fmt.Errorf("the signing key %s is a development key (the repository's, known by its public key, or the spec's signing.devKey): its private half is public, so it signs only with %s=1, and its kits say so", source, sign.EnvAllowDevKey)
+}
+
 // releaseSigner locates the release step's key and returns its identity
 // for the step's cache key; the key itself is decrypted only if the step
-// runs. A development key is announced through Options.Warn, cached or
-// not, and a placeholder dataset hash is refused without one.
+// runs. A development key is refused without COSIGN_ALLOW_DEV_KEY=1 and
+// announced through Options.Warn, cached or not; a placeholder dataset
+// hash is refused without one (kit.DatasetNameHash, the rule the kit
+// build applies again once the key is open).
 func (x *execution) releaseSigner(ctx context.Context, def *stepDef) (*signerRef, *located, error) {
 	l, err := x.locateKey(ctx, def)
 	if err != nil {
 		return nil, nil, err
 	}
-	if h := def.Step.Params[plan.ParamDatasetHash]; h != "" && !digest.ValidHex(h) && !l.dev {
+	allowed := x.getenv(sign.EnvAllowDevKey) == "1"
+	source := l.source()
+	if l.dev && !allowed {
+		return nil, nil, errDevKey(source)
+	}
+	if h := def.Step.Params[plan.ParamDatasetHash]; h != "" {
 		ds := def.Step.Params[plan.ParamDataset]
 		var files []kit.DatasetFile
 		for _, in := range def.Inputs {
 			if dest, ok := strings.CutPrefix(in.Name, ds+"/"); ok && in.Kind == plan.KindFile {
-				files = append(files, kit.DatasetFile{Path: dest, Size: in.Size, SHA256: strings.TrimPrefix(in.Digest, "sha256:")})
+				files = append(files, kit.DatasetFile{Path: dest, Size: in.Size, SHA256: digest.Hex(in.Digest)})
 			}
 		}
-		return nil, nil, fmt.Errorf("dataset %s: hash %q is a placeholder, accepted only with the development key (%s=1); a release pins the content hash: hash: %q", ds, h, sign.EnvAllowDevKey, kit.DatasetHash(files))
+		// A key not known to be a development key may prove one once
+		// decrypted, when that is permitted: the kit build decides then.
+		if _, err := kit.DatasetNameHash(h, kit.DatasetHash(files), l.dev || allowed); err != nil {
+			return nil, nil, fmt.Errorf("dataset %s: %w", ds, err)
+		}
 	}
 	if l.dev {
-		x.warn(fmt.Sprintf("release %s is signed with the spec's DEVELOPMENT key (%s=1): offline-kit.json and verify.sh say so; do not ship it", def.Target.Name, sign.EnvAllowDevKey))
+		x.warn(fmt.Sprintf("release %s is signed with a DEVELOPMENT key (%s, %s=1): offline-kit.json and verify.sh say so; do not ship it", def.Target.Name, source, sign.EnvAllowDevKey))
 	}
-	sum := sha256.Sum256(l.pem)
-	return &signerRef{Key: "sha256:" + hex.EncodeToString(sum[:]), Dev: l.dev}, l, nil
+	ref := &signerRef{Dev: l.dev, AllowDev: allowed && !l.dev}
+	if l.given != nil {
+		ref.Key = l.given.TextDigest()
+	} else {
+		ref.Key = l.loc.TextDigest()
+	}
+	return ref, l, nil
+}
+
+// source names where the key came from.
+func (l *located) source() string {
+	if l.given != nil {
+		return l.given.Source()
+	}
+	return l.loc.Source
 }
 
 func (x *execution) getenv(k string) string {
@@ -288,24 +317,24 @@ func (x *execution) putFile(ctx context.Context, p string) (v1.Hash, int64, erro
 // fileOf stores a file input (read through the Source, checked against
 // its digest) unless the store has it, and returns it as a kit file at its
 // store path, with its known digest.
-func (x *execution) fileOf(ctx context.Context, in plan.Input, dest string, mode int64) (kit.FileInput, error) {
+func (x *execution) fileOf(ctx context.Context, in plan.Input, dest string, mode int64) (assemble.FileInput, error) {
 	h, err := hash(in.Digest)
 	if err != nil {
-		return kit.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
+		return assemble.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
 	}
 	if ok, err := x.holds(ctx, h, in.Size); err != nil {
-		return kit.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
+		return assemble.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
 	} else if !ok {
 		rc, size, err := x.src.OpenFile(ctx, in)
 		if err != nil {
-			return kit.FileInput{}, err
+			return assemble.FileInput{}, err
 		}
 		defer rc.Close()
 		if size >= 0 && size != in.Size {
-			return kit.FileInput{}, fmt.Errorf("%s is %d bytes, the plan says %d", in.Key(), size, in.Size)
+			return assemble.FileInput{}, fmt.Errorf("%s is %d bytes, the plan says %d", in.Key(), size, in.Size)
 		}
 		if err := x.store.Put(ctx, h, in.Size, rc); err != nil {
-			return kit.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
+			return assemble.FileInput{}, fmt.Errorf("%s: %w", in.Key(), err)
 		}
 	}
 	src := in.Source.Path
@@ -314,19 +343,19 @@ func (x *execution) fileOf(ctx context.Context, in plan.Input, dest string, mode
 	}
 	path, err := x.localPath(h)
 	if err != nil {
-		return kit.FileInput{}, err
+		return assemble.FileInput{}, err
 	}
-	return kit.FileInput{Path: path, Dest: dest, Mode: mode, Source: src, SHA256: h.Hex, Size: in.Size}, nil
+	return assemble.FileInput{Path: path, Dest: dest, Mode: mode, Source: src, SHA256: h.Hex, Size: in.Size}, nil
 }
 
 // streamedFile is a dataset file read from the Source as the tarball is
 // written, checked against its planned digest and size by the reader.
-func (x *execution) streamedFile(ctx context.Context, in plan.Input, dest string, mode int64) kit.FileInput {
+func (x *execution) streamedFile(ctx context.Context, in plan.Input, dest string, mode int64) assemble.FileInput {
 	src := in.Source.Path
 	if src == "" {
 		src = in.Source.URL
 	}
-	return kit.FileInput{Dest: dest, Mode: mode, Source: src, SHA256: strings.TrimPrefix(in.Digest, "sha256:"), Size: in.Size,
+	return assemble.FileInput{Dest: dest, Mode: mode, Source: src, SHA256: digest.Hex(in.Digest), Size: in.Size,
 		Open: func() (io.ReadCloser, error) {
 			rc, size, err := x.src.OpenFile(ctx, in)
 			if err != nil {
@@ -359,7 +388,7 @@ func (c *checkedReader) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("%s: more than the planned %d bytes: it changed since planning", c.what, c.size)
 	}
 	if err == io.EOF {
-		if got := "sha256:" + hex.EncodeToString(c.h.Sum(nil)); c.n != c.size || got != c.want {
+		if got := digest.Prefix + hex.EncodeToString(c.h.Sum(nil)); c.n != c.size || got != c.want {
 			return n, fmt.Errorf("%s: %d bytes hashing to %s, not the planned %d bytes %s: it changed since planning", c.what, c.n, got, c.size, c.want)
 		}
 	}
@@ -377,7 +406,7 @@ func baleVersion() string {
 	return "devel"
 }
 
-// doRelease builds a release's offline kit with kit.Build from the step's
+// doRelease builds a release's offline kit with assemble.Kit from the step's
 // file inputs and its go-build steps' binaries, signing with the key
 // releaseSigner located (decrypted only now), into a temporary directory,
 // and stores every kit file.
@@ -404,7 +433,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 		return nil, context.Cause(ctx)
 	}
 	ver := baleVersion()
-	in := kit.Input{
+	in := assemble.Input{
 		Release:        n.def.Target.Name,
 		Name:           p[plan.ParamKit],
 		Time:           n.def.mtime,
@@ -413,7 +442,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 		Tool:           "bale-" + ver,
 		BuilderVersion: map[string]string{"bale": ver},
 		Key:            key,
-		Runner: kit.Runner{
+		Runner: assemble.Runner{
 			Name: runner, Version: p[plan.ParamRunnerVersion],
 			Supplier: p[plan.ParamSupplier], License: p[plan.ParamLicense],
 		},
@@ -424,7 +453,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 	}
 	var deps []provenance.Dependency
 	if dataset != "" {
-		in.Dataset = &kit.Dataset{Name: dataset, Hash: p[plan.ParamDatasetHash], BuilderID: p[plan.ParamBuilderID], BuildType: p[plan.ParamBuildType]}
+		in.Dataset = &assemble.Dataset{Name: dataset, Hash: p[plan.ParamDatasetHash], BuilderID: p[plan.ParamBuilderID], BuildType: p[plan.ParamBuildType]}
 	}
 	for _, fi := range n.def.Inputs {
 		if fi.Kind != plan.KindFile {
@@ -465,13 +494,13 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 			if err != nil {
 				return nil, err
 			}
-			in.Runner.Files = append(in.Runner.Files, kit.FileInput{Path: path, Dest: dest, Mode: 0o755, Source: "go-build " + d.step.ID, SHA256: o.Digest.Hex, Size: o.Size})
+			in.Runner.Files = append(in.Runner.Files, assemble.FileInput{Path: path, Dest: dest, Mode: 0o755, Source: "go-build " + d.step.ID, SHA256: o.Digest.Hex, Size: o.Size})
 			g := d.def.Inputs[0]
-			deps = append(deps, provenance.Dependency{Name: g.Key(), URI: g.Source.Path, Digest: provenance.Digest{SHA256: strings.TrimPrefix(g.Digest, "sha256:")}})
+			deps = append(deps, provenance.Dependency{Name: g.Key(), URI: g.Source.Path, Digest: provenance.Digest{SHA256: digest.Hex(g.Digest)}})
 		}
 	}
-	sortFiles := func(fs []kit.FileInput) {
-		slices.SortFunc(fs, func(a, b kit.FileInput) int { return strings.Compare(a.Dest, b.Dest) })
+	sortFiles := func(fs []assemble.FileInput) {
+		slices.SortFunc(fs, func(a, b assemble.FileInput) int { return strings.Compare(a.Dest, b.Dest) })
 	}
 	sortFiles(in.Runner.Files)
 	if in.Dataset != nil {
@@ -484,7 +513,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if _, err := kit.Build(ctx, tmp, in); err != nil {
+	if _, err := assemble.Kit(ctx, tmp, in); err != nil {
 		return nil, err
 	}
 	out := outputs{}
@@ -497,7 +526,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 			return nil, err
 		}
 	}
-	// Anything else kit.Build wrote is a file the plan does not declare.
+	// Anything else assemble.Kit wrote is a file the plan does not declare.
 	entries, err := os.ReadDir(tmp)
 	if err != nil {
 		return nil, err
@@ -520,13 +549,23 @@ type keyLoad struct {
 	err  error
 }
 
-// decrypt starts decrypting the located key l.
+// decrypt starts decrypting the located key l. A key that proves to be a
+// development key once open is refused without COSIGN_ALLOW_DEV_KEY=1.
 func (x *execution) decrypt(l *located) *keyLoad {
 	kl := &keyLoad{done: make(chan struct{})}
+	if l.given != nil {
+		kl.key = l.given
+		close(kl.done)
+		return kl
+	}
 	password := []byte(x.getenv(sign.EnvPassword))
+	allowed := x.getenv(sign.EnvAllowDevKey) == "1"
 	go func() {
 		defer close(kl.done)
-		kl.key, kl.err = sign.LoadPEM(l.pem, password, l.source, l.dev, l.devPub)
+		kl.key, kl.err = l.loc.Open(password, l.devPub)
+		if kl.err == nil && kl.key.Dev() && !allowed {
+			kl.key, kl.err = nil, errDevKey(l.loc.Source)
+		}
 	}()
 	return kl
 }
@@ -543,24 +582,49 @@ func (x *execution) decryptEarly(ctx context.Context, n *node) *keyLoad {
 	return x.decrypt(n.signer)
 }
 
-// kits describes the offline kit of every release step, in target order.
-func (x *execution) kits() []Kit {
+// kits describes the offline kit of every release step, in target order,
+// each with its manifest read from the store (a cached step's too).
+func (x *execution) kits(ctx context.Context) ([]Kit, error) {
 	var out []Kit
 	for _, tg := range x.targets {
 		for _, n := range x.nodes {
 			if n.target != tg || n.step.Action != plan.ActionRelease || n.signer == nil {
 				continue
 			}
-			p := n.step.Params
+			m, err := x.kitManifest(ctx, n)
+			if err != nil {
+				return nil, fmt.Errorf("release %s: %w", tg.t.Name, err)
+			}
 			out = append(out, Kit{
 				Target:     tg.t.Name,
-				Name:       p[plan.ParamKit],
-				Archive:    kit.NamesFor(p[plan.ParamRunner], p[plan.ParamDataset], p[plan.ParamDatasetHash], p[plan.ParamKit]).Archive,
+				Name:       n.step.Params[plan.ParamKit],
+				Archive:    m.Archive,
 				SigningKey: n.signer.how,
+				Manifest:   m,
 			})
 		}
 	}
-	return out
+	return out, nil
+}
+
+// kitManifest reads release node n's offline-kit.json from the store.
+func (x *execution) kitManifest(ctx context.Context, n *node) (*kit.Manifest, error) {
+	for _, o := range n.result.Outputs {
+		if o.Path != kit.ManifestName {
+			continue
+		}
+		rc, _, err := x.store.Open(ctx, o.Digest)
+		if err != nil {
+			return nil, blobMissing(fmt.Errorf("%s: %w", kit.ManifestName, err))
+		}
+		defer rc.Close()
+		data, err := capread.ReadAll(rc, kit.MaxSmallFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kit.ManifestName, err)
+		}
+		return kit.ParseManifest(data)
+	}
+	return nil, fmt.Errorf("no %s among the release step's outputs", kit.ManifestName)
 }
 
 // localPath returns the file of blob h in a local store. The kit builder

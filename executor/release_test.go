@@ -18,6 +18,7 @@ import (
 	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/sign"
 	"github.com/bale-build/bale/source"
+	"github.com/bale-build/bale/testsupport/kittest"
 )
 
 // aocWorkspace copies the AOC spec and its fixtures into a new workspace,
@@ -226,9 +227,15 @@ func TestReleaseRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		keyFile := filepath.Join(root, "testdata", "keys", "cosign.dev.key")
+		// A production key: the repository's development key is one
+		// however it is given (TestReleaseDevKeyRecognised).
+		keyPEM, password := kittest.OtherKeyPEM(t)
+		keyFile := filepath.Join(root, "release.key")
+		if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		res, err := executeAOC(t, p, r, func(k string) string {
-			return map[string]string{"COSIGN_KEY": keyFile, "COSIGN_PASSWORD": fixtures.DevKeyPassword, "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}[k]
+			return map[string]string{"COSIGN_KEY": keyFile, "COSIGN_PASSWORD": password, "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}[k]
 		})
 		if err != nil {
 			t.Fatal(err)

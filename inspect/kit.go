@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/kit"
 )
 
@@ -39,9 +41,6 @@ type KitReport struct {
 	} `json:"totals"`
 }
 
-// maxKitManifest bounds offline-kit.json.
-const maxKitManifest = 64 << 20
-
 // Kit inspects an offline kit: a kit directory, or its archive (K.tar.gz,
 // read as a hostile stream). It reads offline-kit.json and the files'
 // sizes; `bale verify` and the kit's verify.sh check the bytes.
@@ -53,19 +52,19 @@ func Kit(ctx context.Context, path string) (*KitReport, error) {
 	sizes := map[string]int64{}
 	var manifest []byte
 	if st.IsDir() {
-		root, err := os.OpenRoot(path)
-		if err != nil {
-			return nil, fmt.Errorf("inspect kit: %w", err)
-		}
-		defer root.Close()
-		f, err := root.Open(kit.ManifestName)
+		// Regular files only, checked before anything is opened: a FIFO
+		// named offline-kit.json would block an open for ever, a device
+		// would never end, and a link could lead out of the kit.
+		p := filepath.Join(path, kit.ManifestName)
+		fi, err := os.Lstat(p)
 		if err != nil {
 			return nil, fmt.Errorf("inspect kit %s: %w", path, err)
 		}
-		manifest, err = readCapped(f, maxKitManifest)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("inspect kit %s: %s: %w", path, kit.ManifestName, err)
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("inspect kit %s: %s: not a regular file (%s)", path, kit.ManifestName, fi.Mode().Type())
+		}
+		if manifest, err = capread.ReadFile(p, kit.MaxSmallFile); err != nil {
+			return nil, fmt.Errorf("inspect kit %s: %w", path, err)
 		}
 		ents, err := os.ReadDir(path)
 		if err != nil {
@@ -79,7 +78,7 @@ func Kit(ctx context.Context, path string) (*KitReport, error) {
 			}
 		}
 	} else {
-		f, err := os.Open(path)
+		f, err := capread.Open(path)
 		if err != nil {
 			return nil, fmt.Errorf("inspect kit: %w", err)
 		}
@@ -98,7 +97,7 @@ func Kit(ctx context.Context, path string) (*KitReport, error) {
 			}
 			sizes[name] = h.Size
 			if name == kit.ManifestName {
-				manifest, err = readCapped(body, maxKitManifest)
+				manifest, err = capread.ReadAll(body, kit.MaxSmallFile)
 				return err
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bale-build/bale/kit"
@@ -30,7 +31,7 @@ func TestKit(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := kit.ParseManifest(mj); err != nil {
-		t.Skipf("hand-made manifest not accepted by kit.ParseManifest: %v", err)
+		t.Fatalf("hand-made manifest not accepted by kit.ParseManifest: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "k")
 	os.Mkdir(dir, 0o755)
@@ -68,5 +69,23 @@ func TestKit(t *testing.T) {
 	os.WriteFile(escape, tarGz(t, []tarEntry{{name: "k/a", body: "1"}, {name: "other/offline-kit.json", body: string(mj)}}), 0o644)
 	if _, err := Kit(context.Background(), escape); err == nil || !strings.Contains(err.Error(), "top directory") {
 		t.Errorf("Kit: %v, want a refusal of a second top directory", err)
+	}
+}
+
+// TestKitFIFO: a FIFO named offline-kit.json in a kit directory is refused
+// before it is opened, not read (which blocked for ever: issue 23 point
+// 11); so is a link to /dev/zero.
+func TestKitFIFO(t *testing.T) {
+	for name, mk := range map[string]func(p string) error{
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"/dev/zero": func(p string) error { return os.Symlink("/dev/zero", p) },
+	} {
+		dir := t.TempDir()
+		if err := mk(filepath.Join(dir, kit.ManifestName)); err != nil {
+			t.Skipf("%s: %v", name, err)
+		}
+		if _, err := Kit(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("%s: Kit = %v, want a refusal naming a non-regular file", name, err)
+		}
 	}
 }

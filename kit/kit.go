@@ -1,7 +1,8 @@
-// Package kit defines the offline kit of a release: a directory of signed
-// artifacts with SHA256SUMS, a manifest (offline-kit.json), the public key
-// and a POSIX verify script, plus the dataset manifest format. It builds a
-// kit from plain inputs (Build) and verifies one offline (Verify).
+// Package kit defines the format of a release's offline kit: a directory
+// of signed artifacts with SHA256SUMS, a manifest (offline-kit.json), the
+// public key and a POSIX verify script, plus the dataset manifest format
+// and the dataset hash that names it. It holds the format's names and
+// rules only: kit/assemble builds a kit, verify.Kit checks one.
 //
 // The kit directory holds, for a release whose runner, dataset and kit are
 // named R, D and K:
@@ -25,16 +26,17 @@
 package kit
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 
+	"github.com/bale-build/bale/internal/canonjson"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
+	"github.com/bale-build/bale/internal/sums"
 )
 
 // Fixed file names inside a kit.
@@ -69,6 +71,12 @@ const (
 	KindArchiveSHA256 = "archive-checksum" // K.tar.gz.sha256, beside the kit
 )
 
+// Kinds lists every kind KindOf returns, artifacts' first.
+func Kinds() []string {
+	return []string{KindRunner, KindSBOM, KindSignature, KindDataset, KindDatasetManifest, KindProvenance, KindPublicKey, KindScript,
+		KindKitManifest, KindChecksums, KindKitArchive, KindArchiveSHA256}
+}
+
 // KindOf returns the kind of the kit file or archive named name: the
 // manifest's kind for an artifact it lists, else the kind of one of the
 // files it cannot list (itself, SHA256SUMS and its signature, the kit
@@ -86,7 +94,7 @@ func (m *Manifest) KindOf(name string) string {
 		return KindSignature
 	case m.Archive != "" && name == m.Archive:
 		return KindKitArchive
-	case m.Archive != "" && name == m.Archive+".sha256":
+	case m.Archive != "" && name == ArchiveChecksumName(m.Archive):
 		return KindArchiveSHA256
 	}
 	return ""
@@ -149,11 +157,12 @@ func MarshalManifest(m *Manifest) ([]byte, error) {
 	if c.Artifacts == nil {
 		c.Artifacts = []Artifact{}
 	}
-	return encodeIndent(&c)
+	return canonjson.Marshal(&c)
 }
 
-// maxJSON bounds the kit's JSON documents read for verification.
-const maxJSON = 64 << 20
+// MaxSmallFile bounds each kit file read whole: offline-kit.json, the
+// SBOM, the dataset manifest, signatures, the key and SHA256SUMS.
+const MaxSmallFile = 64 << 20
 
 // ParseManifest reads offline-kit.json, refusing unknown fields and
 // artifact names that are not plain file names.
@@ -198,67 +207,63 @@ func ValidName(name string) bool {
 	return true
 }
 
-// Sum is one line of SHA256SUMS.
-type Sum struct {
-	Name   string
-	SHA256 string // hex
-}
-
-// Sums renders SHA256SUMS: one "HEX  NAME" line per file (sha256sum's text
-// mode format, which `sha256sum -c` reads), sorted by name in byte order.
-func Sums(sums []Sum) ([]byte, error) {
-	s := slices.Clone(sums)
-	slices.SortFunc(s, func(a, b Sum) int { return strings.Compare(a.Name, b.Name) })
-	var b bytes.Buffer
-	for i, x := range s {
+// MarshalSums renders SHA256SUMS (sums.Marshal: "HEX  NAME" lines sorted
+// by name) for a kit, whose names are all ValidName.
+func MarshalSums(list []sums.Sum) ([]byte, error) {
+	for _, x := range list {
 		if !ValidName(x.Name) {
 			return nil, fmt.Errorf("%s: file name %q cannot be listed", SumsName, x.Name)
 		}
-		if !isHex64(x.SHA256) {
-			return nil, fmt.Errorf("%s: %s: digest %q is not 64 lowercase hex digits", SumsName, x.Name, x.SHA256)
-		}
-		if i > 0 && s[i-1].Name == x.Name {
-			return nil, fmt.Errorf("%s: %s listed twice", SumsName, x.Name)
-		}
-		b.WriteString(x.SHA256)
-		b.WriteString("  ")
-		b.WriteString(x.Name)
-		b.WriteByte('\n')
 	}
-	return b.Bytes(), nil
+	b, err := sums.Marshal(list)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", SumsName, err)
+	}
+	return b, nil
 }
 
-// ParseSums reads SHA256SUMS as Sums writes it: strict "HEX  NAME" lines,
-// sorted, no duplicates.
-func ParseSums(data []byte) ([]Sum, error) {
-	if len(data) > maxJSON {
-		return nil, fmt.Errorf("%s is %d bytes, more than %d", SumsName, len(data), maxJSON)
+// ParseSums reads a kit's SHA256SUMS as MarshalSums writes it: sums.Parse,
+// and every name ValidName.
+func ParseSums(data []byte) ([]sums.Sum, error) {
+	if len(data) > MaxSmallFile {
+		return nil, fmt.Errorf("%s is %d bytes, more than %d", SumsName, len(data), MaxSmallFile)
 	}
-	var out []Sum
-	text := string(data)
-	if text != "" && !strings.HasSuffix(text, "\n") {
-		return nil, fmt.Errorf("%s: last line has no newline", SumsName)
+	list, err := sums.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", SumsName, err)
 	}
-	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		if text == "" {
-			break
+	for i, x := range list {
+		if !ValidName(x.Name) {
+			return nil, fmt.Errorf("%s line %d: %q is not a plain file name", SumsName, i+1, x.Name)
 		}
-		hexSum, name, ok := strings.Cut(line, "  ")
-		if !ok || !isHex64(hexSum) || !ValidName(name) {
-			return nil, fmt.Errorf("%s line %d: %q is not \"HEX  NAME\"", SumsName, i+1, line)
-		}
-		if len(out) > 0 && out[len(out)-1].Name >= name {
-			return nil, fmt.Errorf("%s line %d: %s is out of order or repeated", SumsName, i+1, name)
-		}
-		out = append(out, Sum{Name: name, SHA256: hexSum})
 	}
-	return out, nil
+	return list, nil
 }
 
-// ChecksumLine is the content of a NAME.sha256 file: "HEX  NAME\n".
-func ChecksumLine(hexSum, name string) []byte {
-	return []byte(hexSum + "  " + name + "\n")
+// Names are the file names of a release's kit.
+type Names struct {
+	Runner, SBOM, RunnerSignature                 string
+	Dataset, DatasetManifest, Provenance, Archive string
 }
+
+// NamesFor returns the kit's file names given the runner's, dataset's
+// (empty for none) and kit's names and the dataset's hash.
+func NamesFor(runner, dataset, hash, kit string) Names {
+	n := Names{
+		Runner:          runner + ".tar.gz",
+		SBOM:            runner + ".sbom.json",
+		RunnerSignature: runner + ".dsse.json",
+		Archive:         kit + ".tar.gz",
+	}
+	if dataset != "" {
+		base := dataset + "-" + hash
+		n.Dataset, n.DatasetManifest, n.Provenance = base+".tar.gz", base+".manifest.json", base+".provenance.json"
+	}
+	return n
+}
+
+// ArchiveChecksumName is the name of the kit archive's checksum file.
+func ArchiveChecksumName(archive string) string { return archive + ".sha256" }
 
 // DatasetFile is one file of a dataset bundle.
 type DatasetFile struct {
@@ -302,6 +307,28 @@ func DatasetHash(files []DatasetFile) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// DatasetNameHash is the one rule for the {hash} in a dataset's file
+// names, which the planner names, the executor checks before it signs and
+// the builder applies. content is DatasetHash of the dataset's files;
+// pinned is the hash the spec pins, "" for none. The names use content
+// when pinned is empty or equals it. A pinned digest other than content is
+// an error. Anything else is a placeholder: accepted, as the name, only
+// when placeholders are (a development kit; the planner, which cannot know
+// the key, accepts it and the build decides) and only as a plain file name.
+func DatasetNameHash(pinned, content string, placeholders bool) (string, error) {
+	switch {
+	case pinned == "" || pinned == content:
+		return content, nil
+	case digest.ValidHex(pinned):
+		return "", fmt.Errorf("the spec pins hash %s but the files hash to %s", pinned, content)
+	case !placeholders:
+		return "", fmt.Errorf("hash %q is a placeholder, not the content hash; placeholders are accepted only with the development key (COSIGN_ALLOW_DEV_KEY=1); a release pins the content hash: hash: %q", pinned, content)
+	case !ValidName(pinned):
+		return "", fmt.Errorf("placeholder hash %q is not a plain file name", pinned)
+	}
+	return pinned, nil
+}
+
 // MarshalDatasetManifest encodes m with files sorted by path.
 func MarshalDatasetManifest(m *DatasetManifest) ([]byte, error) {
 	c := *m
@@ -310,7 +337,7 @@ func MarshalDatasetManifest(m *DatasetManifest) ([]byte, error) {
 	if c.Files == nil {
 		c.Files = []DatasetFile{}
 	}
-	return encodeIndent(&c)
+	return canonjson.Marshal(&c)
 }
 
 // ParseDatasetManifest reads a dataset manifest, refusing unknown fields.
@@ -325,30 +352,6 @@ func ParseDatasetManifest(data []byte) (*DatasetManifest, error) {
 	return &m, nil
 }
 
-func encodeIndent(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
 func decodeStrict(data []byte, v any) error {
-	return strictjson.Unmarshal(data, maxJSON, v)
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return strictjson.Unmarshal(data, MaxSmallFile, v)
 }

@@ -1,15 +1,11 @@
-package kit
+package kit_test
 
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
-
+	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/testsupport/kittest"
 	"github.com/bale-build/bale/testsupport/tooltest"
+	"github.com/bale-build/bale/verify"
 )
 
 // lookTool finds a real tool the checks drive: $envVar, else the first of
@@ -79,13 +75,13 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) (b
 // kitNames picks the signed files out of a manifest.
 type kitNames struct{ runner, runnerSig, dataset, provenance string }
 
-func namesOf(m *Manifest) kitNames {
+func namesOf(m *kit.Manifest) kitNames {
 	var n kitNames
 	for _, a := range m.Artifacts {
 		switch a.Kind {
-		case KindRunner:
+		case kit.KindRunner:
 			n.runner, n.runnerSig = a.Name, a.SignedBy
-		case KindDataset:
+		case kit.KindDataset:
 			n.dataset, n.provenance = a.Name, a.SignedBy
 		}
 	}
@@ -100,11 +96,11 @@ func cosignCheck(t *testing.T, bin, dir string, env []string, n kitNames, which,
 	t.Helper()
 	switch which {
 	case "runner":
-		return run(t, dir, env, bin, "verify-blob", "--key", key, "--bundle", n.runnerSig, CosignOfflineFlags, n.runner)
+		return run(t, dir, env, bin, "verify-blob", "--key", key, "--bundle", n.runnerSig, kit.CosignOfflineFlags, n.runner)
 	case "dataset":
-		return run(t, dir, env, bin, "verify-blob-attestation", "--key", key, "--type", "slsaprovenance1", "--signature", n.provenance, CosignOfflineFlags, n.dataset)
+		return run(t, dir, env, bin, "verify-blob-attestation", "--key", key, "--type", "slsaprovenance1", "--signature", n.provenance, kit.CosignOfflineFlags, n.dataset)
 	case "sums":
-		return run(t, dir, env, bin, "verify-blob", "--key", key, "--bundle", SumsSignatureName, CosignOfflineFlags, SumsName)
+		return run(t, dir, env, bin, "verify-blob", "--key", key, "--bundle", kit.SumsSignatureName, kit.CosignOfflineFlags, kit.SumsName)
 	}
 	t.Fatalf("unknown cosign check %q", which)
 	return false, ""
@@ -114,9 +110,9 @@ func cosignCheck(t *testing.T, bin, dir string, env []string, n kitNames, which,
 // v3, sha256sum and sh verify.sh, offline.
 func TestRealTools(t *testing.T) {
 	sha := lookTool(t, "", "sha256sum")
-	dir, m := buildKit(t, aocInput(devKey(t)))
+	dir, m := kittest.Build(t, kittest.AOCInput(t, kittest.DevKey(t)))
 	n := namesOf(m)
-	if ok, out := run(t, dir, os.Environ(), sha, "-c", SumsName); !ok {
+	if ok, out := run(t, dir, os.Environ(), sha, "-c", kit.SumsName); !ok {
 		t.Fatalf("sha256sum -c: %s", out)
 	}
 	for i, v := range cosignVersions {
@@ -125,7 +121,7 @@ func TestRealTools(t *testing.T) {
 			env := toolEnv(t)
 			for _, which := range []string{"runner", "dataset", "sums"} {
 				start := time.Now()
-				ok, out := cosignCheck(t, bin, dir, env, n, which, PublicKeyName)
+				ok, out := cosignCheck(t, bin, dir, env, n, which, kit.PublicKeyName)
 				if !ok || !strings.Contains(out, "Verified OK") {
 					t.Errorf("cosign %s %s: %s", v.name, which, out)
 				}
@@ -134,10 +130,10 @@ func TestRealTools(t *testing.T) {
 			// Without the offline flag both versions go looking for a
 			// transparency-log entry the kit does not have: the flag is
 			// needed, not decoration.
-			if ok, out := run(t, dir, env, bin, "verify-blob", "--key", PublicKeyName, "--bundle", n.runnerSig, n.runner); ok {
-				t.Errorf("cosign %s verify-blob without %s passed:\n%s", v.name, CosignOfflineFlags, out)
+			if ok, out := run(t, dir, env, bin, "verify-blob", "--key", kit.PublicKeyName, "--bundle", n.runnerSig, n.runner); ok {
+				t.Errorf("cosign %s verify-blob without %s passed:\n%s", v.name, kit.CosignOfflineFlags, out)
 			}
-			ok, out := run(t, dir, append(env, "COSIGN="+bin), "sh", ScriptName)
+			ok, out := run(t, dir, append(env, "COSIGN="+bin), "sh", kit.ScriptName)
 			if !ok || !strings.Contains(out, "kit aoc-offline-kit verified") || strings.Contains(out, "signatures NOT checked") {
 				t.Errorf("sh verify.sh with cosign %s: %s", v.name, out)
 			}
@@ -148,39 +144,19 @@ func TestRealTools(t *testing.T) {
 	}
 }
 
-// resign plays an attacker who holds key: after files were edited it
-// rewrites offline-kit.json's digests, SHA256SUMS and its signature, so
-// only the check under test can catch the edit.
-func resign(t *testing.T, dir string, key *sign.Key) {
+// resign plays an attacker who holds key (kittest.Resign).
+func resign(t *testing.T, dir string, key *sign.Key) { kittest.Resign(t, dir, key, nil) }
+
+func mustRead(t testing.TB, p string) []byte {
 	t.Helper()
-	m, err := ParseManifest(mustRead(t, filepath.Join(dir, ManifestName)))
+	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, a := range m.Artifacts {
-		data := mustRead(t, filepath.Join(dir, a.Name))
-		m.Artifacts[i].Size, m.Artifacts[i].SHA256 = int64(len(data)), hexSum(data)
-	}
-	mj, err := MarshalManifest(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dir, ManifestName, mj)
-	sums := []Sum{{ManifestName, hexSum(mj)}}
-	for _, a := range m.Artifacts {
-		sums = append(sums, Sum{a.Name, a.SHA256})
-	}
-	st, err := Sums(sums)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dir, SumsName, st)
-	sig, err := key.SignBlob(sha256.Sum256(st))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dir, SumsSignatureName, sig)
+	return b
 }
+
+var hexSum = kittest.HexSum
 
 func writeFile(t *testing.T, dir, name string, data []byte) {
 	t.Helper()
@@ -201,17 +177,17 @@ func flip(t *testing.T, dir, name string) {
 // an attacker without the key would after tampering with it.
 func setSumsLine(t *testing.T, dir, name string) {
 	t.Helper()
-	sums, err := ParseSums(mustRead(t, filepath.Join(dir, SumsName)))
+	list, err := kit.ParseSums(mustRead(t, filepath.Join(dir, kit.SumsName)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range sums {
-		if sums[i].Name == name {
-			sums[i].SHA256 = hexSum(mustRead(t, filepath.Join(dir, name)))
+	for i := range list {
+		if list[i].Name == name {
+			list[i].SHA256 = hexSum(mustRead(t, filepath.Join(dir, name)))
 		}
 	}
-	st, _ := Sums(sums)
-	writeFile(t, dir, SumsName, st)
+	st, _ := kit.MarshalSums(list)
+	writeFile(t, dir, kit.SumsName, st)
 }
 
 // editEnvelope rewrites the provenance envelope through f.
@@ -224,25 +200,6 @@ func editEnvelope(t *testing.T, dir, name string, f func(*sign.Envelope)) {
 	f(&env)
 	b, _ := json.Marshal(env)
 	writeFile(t, dir, name, append(b, '\n'))
-}
-
-// otherKey is an unrelated ECDSA P-256 key in cosign's format.
-func otherKey(t *testing.T) *sign.Key {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	enc, err := encrypted.Encrypt(der, []byte("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := sign.ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: cosign.SigstorePrivateKeyPemType, Bytes: enc}), []byte("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 type tamperCase struct {
@@ -272,10 +229,10 @@ func TestTamper(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs cosign many times")
 	}
-	key := devKey(t)
-	good, m := buildKit(t, aocInput(key))
+	key := kittest.DevKey(t)
+	good, m := kittest.Build(t, kittest.AOCInput(t, key))
 	n := namesOf(m)
-	other := otherKey(t)
+	other := kittest.OtherKey(t)
 	otherPub := filepath.Join(t.TempDir(), "other.pub")
 	if err := os.WriteFile(otherPub, other.PublicKeyPEM(), 0o644); err != nil {
 		t.Fatal(err)
@@ -289,35 +246,35 @@ func TestTamper(t *testing.T) {
 		if name == m.Archive || name == m.Archive+".sha256" {
 			continue
 		}
-		c := tamperCase{name: "flip " + name, file: name, check: CheckSums, sha256sum: true,
+		c := tamperCase{name: "flip " + name, file: name, check: verify.CheckSums, sha256sum: true,
 			mutate: func(t *testing.T, dir string, _ kitNames) { flip(t, dir, name) }}
 		switch name {
 		case n.runner, n.runnerSig:
 			c.cosign = []string{"runner"}
 		case n.dataset, n.provenance:
 			c.cosign = []string{"dataset"}
-		case SumsName:
-			c.cosign, c.check = []string{"sums"}, CheckSumsSignature
-		case SumsSignatureName:
-			c.cosign, c.sha256sum, c.check = []string{"sums"}, false, CheckSumsSignature
-		case PublicKeyName:
-			c.cosign, c.check = []string{"runner", "dataset", "sums"}, CheckPublicKey
-		case ManifestName:
-			c.check = CheckManifest
+		case kit.SumsName:
+			c.cosign, c.check = []string{"sums"}, verify.CheckSumsSignature
+		case kit.SumsSignatureName:
+			c.cosign, c.sha256sum, c.check = []string{"sums"}, false, verify.CheckSumsSignature
+		case kit.PublicKeyName:
+			c.cosign, c.check = []string{"runner", "dataset", "sums"}, verify.CheckPublicKey
+		case kit.ManifestName:
+			c.check = verify.CheckManifest
 		}
 		cases = append(cases, c)
 	}
 	cases = append(cases,
-		tamperCase{name: "payloadType changed", file: n.provenance, check: CheckDSSE, cosign: []string{"dataset"}, sha256sum: true,
+		tamperCase{name: "payloadType changed", file: n.provenance, check: verify.CheckDSSE, cosign: []string{"dataset"}, sha256sum: true,
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				editEnvelope(t, dir, n.provenance, func(e *sign.Envelope) { e.PayloadType = "application/json" })
 			}},
-		tamperCase{name: "payloadType changed, SHA256SUMS edited", file: n.provenance, check: CheckDSSE, cosign: []string{"dataset", "sums"},
+		tamperCase{name: "payloadType changed, SHA256SUMS edited", file: n.provenance, check: verify.CheckDSSE, cosign: []string{"dataset", "sums"},
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				editEnvelope(t, dir, n.provenance, func(e *sign.Envelope) { e.PayloadType = "application/json" })
 				setSumsLine(t, dir, n.provenance)
 			}},
-		tamperCase{name: "subject digest changed", file: n.provenance, check: CheckDSSE, cosign: []string{"dataset"}, sha256sum: true,
+		tamperCase{name: "subject digest changed", file: n.provenance, check: verify.CheckDSSE, cosign: []string{"dataset"}, sha256sum: true,
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				editEnvelope(t, dir, n.provenance, func(e *sign.Envelope) {
 					p, _ := base64.StdEncoding.DecodeString(e.Payload)
@@ -325,7 +282,7 @@ func TestTamper(t *testing.T) {
 					e.Payload = base64.StdEncoding.EncodeToString(bytes.Replace(p, []byte(d), []byte(strings.Repeat("0", 64)), 1))
 				})
 			}},
-		tamperCase{name: "subject digest changed, re-signed with the key", file: n.dataset, check: CheckProvenance, cosign: []string{"dataset"},
+		tamperCase{name: "subject digest changed, re-signed with the key", file: n.dataset, check: verify.CheckProvenance, cosign: []string{"dataset"},
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				var env sign.Envelope
 				_ = json.Unmarshal(mustRead(t, filepath.Join(dir, n.provenance)), &env)
@@ -338,23 +295,23 @@ func TestTamper(t *testing.T) {
 				writeFile(t, dir, n.provenance, signed)
 				resign(t, dir, key)
 			}},
-		tamperCase{name: "signatures swapped between files", file: n.runner, check: CheckSignature, cosign: []string{"runner", "sums"}, sha256sum: true,
+		tamperCase{name: "signatures swapped between files", file: n.runner, check: verify.CheckSignature, cosign: []string{"runner", "sums"}, sha256sum: true,
 			mutate: func(t *testing.T, dir string, n kitNames) {
-				a, b := mustRead(t, filepath.Join(dir, n.runnerSig)), mustRead(t, filepath.Join(dir, SumsSignatureName))
+				a, b := mustRead(t, filepath.Join(dir, n.runnerSig)), mustRead(t, filepath.Join(dir, kit.SumsSignatureName))
 				writeFile(t, dir, n.runnerSig, b)
-				writeFile(t, dir, SumsSignatureName, a)
+				writeFile(t, dir, kit.SumsSignatureName, a)
 			}},
-		tamperCase{name: "signatures swapped, SHA256SUMS re-signed with the key", file: n.runner, check: CheckSignature, cosign: []string{"runner"},
+		tamperCase{name: "signatures swapped, SHA256SUMS re-signed with the key", file: n.runner, check: verify.CheckSignature, cosign: []string{"runner"},
 			mutate: func(t *testing.T, dir string, n kitNames) {
-				writeFile(t, dir, n.runnerSig, mustRead(t, filepath.Join(dir, SumsSignatureName)))
+				writeFile(t, dir, n.runnerSig, mustRead(t, filepath.Join(dir, kit.SumsSignatureName)))
 				resign(t, dir, key)
 			}},
-		tamperCase{name: "wrong key: cosign.pub replaced", file: PublicKeyName, check: CheckSums, cosign: []string{"runner", "dataset", "sums"}, sha256sum: true,
-			mutate: func(t *testing.T, dir string, n kitNames) { writeFile(t, dir, PublicKeyName, other.PublicKeyPEM()) }},
-		tamperCase{name: "wrong key: verified with another key", file: PublicKeyName, check: CheckPublicKey, cosign: []string{"runner", "dataset", "sums"},
+		tamperCase{name: "wrong key: cosign.pub replaced", file: kit.PublicKeyName, check: verify.CheckSums, cosign: []string{"runner", "dataset", "sums"}, sha256sum: true,
+			mutate: func(t *testing.T, dir string, n kitNames) { writeFile(t, dir, kit.PublicKeyName, other.PublicKeyPEM()) }},
+		tamperCase{name: "wrong key: verified with another key", file: kit.PublicKeyName, check: verify.CheckPublicKey, cosign: []string{"runner", "dataset", "sums"},
 			key: otherPub, trusted: other.PublicKeyPEM(), mutate: func(*testing.T, string, kitNames) {}},
-		tamperCase{name: "wrong key: kit re-signed with another key and its cosign.pub", file: PublicKeyName, check: CheckPublicKey, cosign: []string{"runner", "dataset", "sums"},
-			key: filepath.Join(fx, "keys", "cosign.dev.pub"), trusted: key.PublicKeyPEM(),
+		tamperCase{name: "wrong key: kit re-signed with another key and its cosign.pub", file: kit.PublicKeyName, check: verify.CheckPublicKey, cosign: []string{"runner", "dataset", "sums"},
+			key: kittest.DevPubPath(t), trusted: key.PublicKeyPEM(),
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				d := sha256.Sum256(mustRead(t, filepath.Join(dir, n.runner)))
 				sig, _ := other.SignBlob(d)
@@ -364,24 +321,24 @@ func TestTamper(t *testing.T) {
 				p, _ := base64.StdEncoding.DecodeString(env.Payload)
 				signed, _ := other.SignDSSE(env.PayloadType, p)
 				writeFile(t, dir, n.provenance, signed)
-				writeFile(t, dir, PublicKeyName, other.PublicKeyPEM())
+				writeFile(t, dir, kit.PublicKeyName, other.PublicKeyPEM())
 				resign(t, dir, other)
 			}},
-		tamperCase{name: "SHA256SUMS edited to match a tampered runner", file: n.runner, check: CheckSignature, cosign: []string{"runner", "sums"},
+		tamperCase{name: "SHA256SUMS edited to match a tampered runner", file: n.runner, check: verify.CheckSignature, cosign: []string{"runner", "sums"},
 			mutate: func(t *testing.T, dir string, n kitNames) { flip(t, dir, n.runner); setSumsLine(t, dir, n.runner) }},
-		tamperCase{name: "SHA256SUMS edited to match a tampered SBOM", file: SumsName, check: CheckSumsSignature, cosign: []string{"sums"},
+		tamperCase{name: "SHA256SUMS edited to match a tampered SBOM", file: kit.SumsName, check: verify.CheckSumsSignature, cosign: []string{"sums"},
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				sb := mustRead(t, filepath.Join(dir, strings.TrimSuffix(n.runner, ".tar.gz")+".sbom.json"))
 				writeFile(t, dir, strings.TrimSuffix(n.runner, ".tar.gz")+".sbom.json", bytes.Replace(sb, []byte("StellaOps"), []byte("Mallory"), 1))
 				setSumsLine(t, dir, strings.TrimSuffix(n.runner, ".tar.gz")+".sbom.json")
 			}},
-		tamperCase{name: "file added to the kit", file: "notes.txt", check: CheckFiles,
+		tamperCase{name: "file added to the kit", file: "notes.txt", check: verify.CheckFiles,
 			cosignBlind: "cosign and sha256sum -c check the files they are given; an extra file is not among them",
 			mutate:      func(t *testing.T, dir string, _ kitNames) { writeFile(t, dir, "notes.txt", []byte("hello\n")) }},
-		tamperCase{name: "hidden file added to the kit", file: ".profile", check: CheckFiles,
+		tamperCase{name: "hidden file added to the kit", file: ".profile", check: verify.CheckFiles,
 			cosignBlind: "as above",
 			mutate:      func(t *testing.T, dir string, _ kitNames) { writeFile(t, dir, ".profile", []byte("x\n")) }},
-		tamperCase{name: "SBOM removed", file: strings.TrimSuffix(n.runner, ".tar.gz") + ".sbom.json", check: CheckFiles, sha256sum: true,
+		tamperCase{name: "SBOM removed", file: strings.TrimSuffix(n.runner, ".tar.gz") + ".sbom.json", check: verify.CheckFiles, sha256sum: true,
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				os.Remove(filepath.Join(dir, strings.TrimSuffix(n.runner, ".tar.gz")+".sbom.json"))
 			}},
@@ -410,7 +367,7 @@ func TestTamper(t *testing.T) {
 			tc.mutate(t, dir, n)
 
 			// bale's verifier names the file and the check.
-			r, err := Verify(context.Background(), dir, VerifyOptions{TrustedKey: tc.trusted})
+			r, err := verify.Kit(context.Background(), dir, verify.Options{TrustedKey: tc.trusted})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -423,7 +380,7 @@ func TestTamper(t *testing.T) {
 			}
 
 			// sha256sum -c.
-			if ok, out := run(t, dir, os.Environ(), sha, "-c", SumsName); ok == tc.sha256sum {
+			if ok, out := run(t, dir, os.Environ(), sha, "-c", kit.SumsName); ok == tc.sha256sum {
 				t.Errorf("sha256sum -c: ok=%t, want %t:\n%s", ok, !tc.sha256sum, out)
 			}
 
@@ -432,7 +389,7 @@ func TestTamper(t *testing.T) {
 			// every cosign-visible case).
 			env := toolEnv(t)
 			for bi, bin := range bins {
-				keyFile := PublicKeyName
+				keyFile := kit.PublicKeyName
 				if tc.key != "" {
 					keyFile, _ = filepath.Abs(tc.key)
 				}
@@ -444,7 +401,7 @@ func TestTamper(t *testing.T) {
 				if len(bins) > 1 && (ci+bi)%2 == 1 && len(tc.cosign) == 0 {
 					continue // nothing for cosign to catch: checked with the other version
 				}
-				args := []string{filepath.Join(dir, ScriptName)}
+				args := []string{filepath.Join(dir, kit.ScriptName)}
 				if tc.trusted != nil {
 					tf := filepath.Join(t.TempDir(), "trusted.pub")
 					writeFile(t, filepath.Dir(tf), "trusted.pub", tc.trusted)
@@ -459,7 +416,7 @@ func TestTamper(t *testing.T) {
 			}
 			if len(bins) == 0 {
 				// Without cosign verify.sh still checks names and sums.
-				ok, out := run(t, dir, os.Environ(), "sh", filepath.Join(dir, ScriptName))
+				ok, out := run(t, dir, os.Environ(), "sh", filepath.Join(dir, kit.ScriptName))
 				if ok && (tc.sha256sum || tc.cosignBlind != "") {
 					t.Errorf("sh verify.sh without cosign passed:\n%s", out)
 				}

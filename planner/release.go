@@ -101,7 +101,7 @@ func releaseSteps(ctx context.Context, p *plan.Plan, rel *spec.Release, goVersio
 			if d, ok := strings.CutPrefix(in.Name, runner+"/"); ok {
 				runnerDests[d] = true
 			} else if d, ok := strings.CutPrefix(in.Name, dataset+"/"); ok && dataset != "" {
-				dsFiles = append(dsFiles, kit.DatasetFile{Path: d, Size: in.Size, SHA256: strings.TrimPrefix(in.Digest, "sha256:")})
+				dsFiles = append(dsFiles, kit.DatasetFile{Path: d, Size: in.Size, SHA256: digest.Hex(in.Digest)})
 			}
 		case plan.KindKey:
 			inputs = append(inputs, in.Key())
@@ -148,16 +148,11 @@ func releaseSteps(ctx context.Context, p *plan.Plan, rel *spec.Release, goVersio
 	}
 	hash := ""
 	if rel.Dataset != nil {
-		content := kit.DatasetHash(dsFiles)
-		switch pinned := rel.Dataset.Hash; {
-		case pinned == "" || pinned == content:
-			hash = content
-		case digest.ValidHex(pinned):
-			return fmt.Errorf("release %s: dataset %s: the spec pins hash %s but the files hash to %s", rel.Name, dataset, pinned, content)
-		default:
-			// A placeholder names the files; the build accepts it only
-			// with the development key.
-			hash = pinned
+		// A placeholder names the files; the build accepts it only with
+		// the development key, which planning cannot know.
+		var err error
+		if hash, err = kit.DatasetNameHash(rel.Dataset.Hash, kit.DatasetHash(dsFiles), true); err != nil {
+			return fmt.Errorf("release %s: dataset %s: %w", rel.Name, dataset, err)
 		}
 		set(plan.ParamDataset, dataset)
 		set(plan.ParamDatasetHash, hash)

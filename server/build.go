@@ -125,7 +125,8 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	}
 	log.Info("build started")
 	res, err := executor.Execute(ctx, sp, src, executor.Options{OutDir: s.buildDir(planID), Store: s.cache, Jobs: s.cfg.Jobs,
-		Getenv: s.buildEnv, Warn: func(msg string) { log.Warn(msg) }, TempDir: tmp})
+		Getenv: s.cfg.Getenv, Warn: func(msg string) { log.Warn(msg) }, TempDir: tmp,
+		SigningKey: s.signingKey, IgnoreSpecKey: true})
 	if err != nil && ctx.Err() != nil {
 		log.Info("build interrupted; it runs again", "err", s.scrub(err.Error()))
 		return err
@@ -138,7 +139,7 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	b := buildRecord{PlanID: planID, Status: statusSucceeded, StepsRun: res.StepsRun, Finished: time.Now().UTC()}
 	switch rec.Kind {
 	case plan.TargetRelease:
-		files, archive, err := s.kitFiles(planID, res.Artifacts)
+		files, archive, err := kitFiles(planID, res)
 		if err != nil {
 			return s.buildFailed(ctx, planID, err)
 		}
@@ -172,47 +173,26 @@ func profileOf(kind string) string {
 	return profileBootstrap
 }
 
-// kitFiles lists a release build's files with the kinds its
-// offline-kit.json gives them, and returns the kit archive among them.
-func (s *Server) kitFiles(planID string, arts []executor.Artifact) ([]buildFile, buildFile, error) {
-	data, err := os.ReadFile(filepath.Join(s.buildDir(planID), kit.ManifestName))
-	if err != nil {
-		return nil, buildFile{}, fmt.Errorf("release %s: %w", planID, err)
+// kitFiles lists a release build's files with the kinds kit.KindOf gives
+// them (bale build --format json says the same), from the manifest the
+// build returned, and returns the kit archive among them.
+func kitFiles(planID string, res *executor.Result) ([]buildFile, buildFile, error) {
+	if len(res.Kits) != 1 || res.Kits[0].Manifest == nil {
+		return nil, buildFile{}, fmt.Errorf("release %s: the build made %d offline kits, want 1", planID, len(res.Kits))
 	}
-	m, err := kit.ParseManifest(data)
-	if err != nil {
-		return nil, buildFile{}, fmt.Errorf("release %s: %s: %w", planID, kit.ManifestName, err)
-	}
+	m := res.Kits[0].Manifest
 	var (
 		files   []buildFile
 		archive buildFile
 	)
-	for _, a := range arts {
-		f := buildFile{Name: a.Path, Size: a.Size, SHA256: a.SHA256}
-		switch ma, ok := m.Artifact(a.Path); {
-		case ok:
-			f.Kind = ma.Kind
-		case a.Path == kit.ManifestName:
-			f.Kind = "manifest"
-		case a.Path == kit.SumsName:
-			f.Kind = "checksums"
-		case a.Path == kit.SumsSignatureName:
-			f.Kind = kit.KindSignature
-		case a.Path == kit.PublicKeyName:
-			f.Kind = kit.KindPublicKey
-		case a.Path == kit.ScriptName:
-			f.Kind = kit.KindScript
-		case a.Path == m.Archive:
-			f.Kind = "archive"
-			archive = f
-		case a.Path == m.Archive+".sha256":
-			f.Kind = "archive-checksum"
-		default:
-			f.Kind = "file"
-		}
+	for _, a := range res.Artifacts {
+		f := buildFile{Name: a.Path, Size: a.Size, SHA256: a.SHA256, Kind: m.KindOf(a.Path)}
 		// The file route serves only names that pass this check.
-		if !kit.ValidName(f.Name) {
-			return nil, buildFile{}, fmt.Errorf("release %s: kit file name %q is not a plain file name", planID, f.Name)
+		if f.Kind == "" || !kit.ValidName(f.Name) {
+			return nil, buildFile{}, fmt.Errorf("release %s: %q is not a file of kit %s", planID, f.Name, m.Name)
+		}
+		if f.Kind == kit.KindKitArchive {
+			archive = f
 		}
 		files = append(files, f)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/server/auth"
 	"github.com/bale-build/bale/sign"
+	"github.com/bale-build/bale/testsupport/kittest"
 	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
@@ -121,7 +122,8 @@ func TestReleaseExport(t *testing.T) {
 	// bale build specs/aoc, the same key (the spec's development key).
 	want := t.TempDir()
 	env := []string{"COSIGN_KEY=", "COSIGN_ALLOW_DEV_KEY=1", "COSIGN_PASSWORD=" + fixtures.DevKeyPassword}
-	runBale(t, bin, "..", env, "build", "specs/aoc", "-o", want, "--cache", t.TempDir(), "-q")
+	cache := t.TempDir()
+	runBale(t, bin, "..", env, "build", "specs/aoc", "-o", want, "--cache", cache, "-q")
 	wantNames, err := os.ReadDir(want)
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +131,7 @@ func TestReleaseExport(t *testing.T) {
 
 	dir := t.TempDir()
 	var names []string
+	kinds := map[string]string{}
 	for _, f := range st.Files {
 		names = append(names, f.Name)
 		d := h.do(http.MethodGet, f.DownloadURI, "read", nil)
@@ -151,12 +154,33 @@ func TestReleaseExport(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, f.Name), d.body, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if f.Name == st.Archive && (f.SHA256 != st.ArtifactSha256 || f.Kind != "archive" || st.DownloadURI != f.DownloadURI) {
+		if f.Name == st.Archive && (f.SHA256 != st.ArtifactSha256 || f.Kind != kit.KindKitArchive || st.DownloadURI != f.DownloadURI) {
 			t.Errorf("archive %+v, status says artifactSha256 %s, downloadUri %s", f, st.ArtifactSha256, st.DownloadURI)
 		}
+		kinds[f.Name] = f.Kind
 	}
 	if len(names) != len(wantNames) {
 		t.Errorf("export has %d files %v, bale build wrote %d", len(names), names, len(wantNames))
+	}
+	// Every file's kind is the one bale build --format json gives it
+	// (kit.KindOf): one function for the CLI and the API (issue 17
+	// point 1; the API said manifest, archive and file).
+	var built struct {
+		Artifacts []struct{ Path, Kind string }
+	}
+	cmd := exec.Command(bin, "build", "specs/aoc", "-o", want, "--cache", cache, "-q", "--format", "json")
+	cmd.Dir, cmd.Env = "..", append(os.Environ(), env...)
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bale build --format json: %v", err)
+	}
+	if err := json.Unmarshal(stdout, &built); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range built.Artifacts {
+		if kinds[a.Path] != a.Kind || a.Kind == "" {
+			t.Errorf("%s: the API says kind %q, bale build %q", a.Path, kinds[a.Path], a.Kind)
+		}
 	}
 	if tool, ok := tooltest.Find(t, "sha256sum"); ok {
 		for _, sums := range []string{kit.SumsName, st.Archive + ".sha256"} {
@@ -281,11 +305,28 @@ func TestReleaseRefusals(t *testing.T) {
 // TestSigningKey: --signing-key is opened when the server starts, so a
 // wrong password or a missing key stops it; a key given wins over the
 // development key, as COSIGN_KEY does in bale build: the AOC spec's
-// placeholder dataset hash is then refused, naming it.
+// placeholder dataset hash is then refused, naming it. The key reference
+// is bale build's (sign.Locate): env://VAR may hold the key's path (issue
+// 17 point 2), and the repository's development key is refused without
+// COSIGN_ALLOW_DEV_KEY=1 (issue 23 point 19).
 func TestSigningKey(t *testing.T) {
-	keyFile, err := filepath.Abs(filepath.Join("..", "testdata", "keys", "cosign.dev.key"))
+	devKeyFile, err := filepath.Abs(filepath.Join("..", "testdata", "keys", "cosign.dev.key"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A production key, opened with the password devKeyEnv gives.
+	otherPEM, otherPassword := kittest.OtherKeyPEM(t)
+	keyFile := filepath.Join(t.TempDir(), "release.key")
+	if err := os.WriteFile(keyFile, kittest.Reencrypt(t, otherPEM, otherPassword, fixtures.DevKeyPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withVar := func(getenv func(string) string, name, value string) func(string) string {
+		return func(k string) string {
+			if k == name {
+				return value
+			}
+			return getenv(k)
+		}
 	}
 	wrongPassword := func(name string) string {
 		if name == sign.EnvPassword {
@@ -304,6 +345,9 @@ func TestSigningKey(t *testing.T) {
 		{"unset variable", "env://BALE_TEST_NO_SUCH_KEY", devKeyEnv(false), "unset or empty"},
 		{"kms", "awskms://alias/release", devKeyEnv(false), "only env://VAR and file paths"},
 		{"not a key", filepath.Join("..", "go.mod"), devKeyEnv(false), "no PEM block"},
+		{"development key", devKeyFile, devKeyEnv(false), "development key"},
+		{"development key in a variable", "env://BALE_TEST_KEY", withVar(devKeyEnv(false), "BALE_TEST_KEY", devKeyFile), "development key"},
+		{"a FIFO", mkfifo(t), devKeyEnv(false), "not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := New(t.Context(), Config{DataDir: t.TempDir(), Tokens: toks, SigningKey: tc.key, Getenv: tc.getenv})
@@ -314,6 +358,24 @@ func TestSigningKey(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New: %v, want it to say %q", err, tc.want)
 			}
+		})
+	}
+
+	// env://VAR holding the key's path opens the key, as in bale build.
+	for _, tc := range []struct {
+		name, key string
+		getenv    func(string) string
+	}{
+		{"path in a variable", "env://BALE_TEST_KEY", withVar(devKeyEnv(false), "BALE_TEST_KEY", keyFile)},
+		{"PEM in a variable", "env://BALE_TEST_KEY", withVar(devKeyEnv(false), "BALE_TEST_KEY", string(kittest.Reencrypt(t, otherPEM, otherPassword, fixtures.DevKeyPassword)))},
+		{"development key with COSIGN_ALLOW_DEV_KEY=1", devKeyFile, devKeyEnv(true)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(t.Context(), Config{DataDir: t.TempDir(), Tokens: toks, SigningKey: tc.key, Getenv: tc.getenv})
+			if err != nil {
+				t.Fatalf("New with --signing-key %s: %v", tc.key, err)
+			}
+			s.Close()
 		})
 	}
 
@@ -523,5 +585,40 @@ func TestInlineReleaseGate(t *testing.T) {
 				t.Errorf("served release spec: %d %s", r.StatusCode, r.body)
 			}
 		})
+	}
+}
+
+// mkfifo makes a FIFO, which opening for reading would block on.
+func mkfifo(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "key.fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	return p
+}
+
+// TestOpenAPIKitKinds: the kinds openapi.yaml allows a release file are
+// kit.Kinds, the ones the README and bale build --format json name.
+func TestOpenAPIKitKinds(t *testing.T) {
+	b, err := OpenAPIJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := doc.Components.Schemas["ReleaseFile"].Properties["kind"].Enum
+	if want := kit.Kinds(); !slices.Equal(got, want) {
+		t.Fatalf("openapi.yaml ReleaseFile.kind enum %v, kit.Kinds %v", got, want)
 	}
 }

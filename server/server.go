@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -88,11 +87,13 @@ type Config struct {
 	// Logger receives one JSON line per request and per job transition;
 	// nil means slog.Default().
 	Logger *slog.Logger
-	// SigningKey is the release signing key, as bale build's COSIGN_KEY:
-	// a cosign private key file or env://VAR holding its PEM text. It is
-	// read and opened with COSIGN_PASSWORD when the server starts. Empty
-	// means release exports are refused unless COSIGN_ALLOW_DEV_KEY=1
-	// permits a spec's development key.
+	// SigningKey is the release signing key, as bale build's COSIGN_KEY
+	// (sign.Locate): a cosign private key file, or env://VAR holding its
+	// PEM text or its path. It is read and opened with COSIGN_PASSWORD
+	// when the server starts, and every release build signs with it,
+	// whatever the spec's signing.key says. Empty means release exports
+	// are refused unless COSIGN_ALLOW_DEV_KEY=1 permits a spec's
+	// development key.
 	SigningKey string
 	// InlineCommand runs an inline spec's evaluation in a child process:
 	// the bale binary and its arguments ("bale serve eval-inline"), which
@@ -141,8 +142,8 @@ type Server struct {
 	limits  *limiter
 	router  *mux.Router
 	closeDB func() error
-	// signingPEM is the release key's PEM text, or nil.
-	signingPEM []byte
+	// signingKey is the release key, opened at start, or nil.
+	signingKey *sign.Key
 	// instance names this process in the build leases it holds.
 	instance string
 
@@ -222,7 +223,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, inlineSlots: make(chan struct{}, cfg.InlineSlots),
 		inlineShares: map[string]chan struct{}{}, instance: newInstanceID()}
-	if s.signingPEM, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
+	if s.signingKey, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
 		return nil, err
 	}
 	if s.specs, err = findSpecs(cfg.Specs); err != nil {
@@ -248,47 +249,37 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// loadSigningKey reads the release key ref names (a file or env://VAR) and
-// checks that COSIGN_PASSWORD opens it, so a wrong key or password stops
-// the server now rather than failing every release build later.
-func loadSigningKey(ref string, getenv func(string) string) ([]byte, error) {
+// loadSigningKey opens the release key ref names (sign.Locate: a file,
+// env://VAR holding the key's PEM text or its path, or PEM text) with
+// COSIGN_PASSWORD, so a wrong key or password stops the server now rather
+// than failing every release build later. A development key (the
+// repository's, known by its public key) is refused without
+// COSIGN_ALLOW_DEV_KEY=1.
+func loadSigningKey(ref string, getenv func(string) string) (*sign.Key, error) {
 	if ref == "" {
 		return nil, nil
 	}
-	var text []byte
-	if name, ok := strings.CutPrefix(ref, "env://"); ok {
-		if name == "" || getenv(name) == "" {
-			return nil, fmt.Errorf("--signing-key %s: the variable is unset or empty", ref)
-		}
-		text = []byte(getenv(name))
-	} else {
-		if strings.Contains(ref, "://") {
-			return nil, fmt.Errorf("--signing-key %q: only env://VAR and file paths are supported", ref)
-		}
-		var err error
-		if text, err = os.ReadFile(ref); err != nil {
-			return nil, fmt.Errorf("--signing-key: %w", err)
-		}
+	l, err := sign.Locate(ref, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key: %w", err)
 	}
-	if _, err := sign.ParsePrivateKey(text, []byte(getenv(sign.EnvPassword))); err != nil {
+	if l == nil {
+		return nil, fmt.Errorf("--signing-key %s: the variable is unset or empty", ref)
+	}
+	k, err := l.Open([]byte(getenv(sign.EnvPassword)), nil)
+	if err != nil {
 		return nil, fmt.Errorf("--signing-key %s: %w", ref, err)
 	}
-	return text, nil
-}
-
-// buildEnv is the environment a release build reads: the server's key as
-// COSIGN_KEY (never the process's own), the rest from Config.Getenv.
-func (s *Server) buildEnv(name string) string {
-	if name == sign.EnvKey {
-		return string(s.signingPEM)
+	if k.Dev() && getenv(sign.EnvAllowDevKey) != "1" {
+		return nil, fmt.Errorf("--signing-key %s is the repository's development key: its private half is public, so it signs only with %s=1, and its kits say so", ref, sign.EnvAllowDevKey)
 	}
-	return s.cfg.Getenv(name)
+	return k, nil
 }
 
 // canSign reports whether a release build has a key: the server's, or a
 // spec's development key that COSIGN_ALLOW_DEV_KEY=1 permits.
 func (s *Server) canSign() bool {
-	return s.signingPEM != nil || s.cfg.Getenv(sign.EnvAllowDevKey) == "1"
+	return s.signingKey != nil || s.cfg.Getenv(sign.EnvAllowDevKey) == "1"
 }
 
 // Handler is the API's HTTP handler.

@@ -59,7 +59,7 @@ func (s *Server) checkRequest(profile string, req exportRequest) error {
 	if req.Inline != "" && !s.cfg.InlineReleases {
 		return problemf(probInlineReleaseDisabled, inlineReleaseDetail)
 	}
-	if req.Inline != "" && s.signingPEM == nil {
+	if req.Inline != "" && s.signingKey == nil {
 		// An inline spec cannot name a development key (a file).
 		return problemf(probNoSigningKey, "an inline release spec is signed only with the server's --signing-key")
 	}

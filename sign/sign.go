@@ -21,17 +21,16 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 
+	"github.com/bale-build/bale/internal/canonjson"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
 )
 
@@ -46,128 +45,25 @@ const (
 	EnvAllowDevKey = "COSIGN_ALLOW_DEV_KEY"
 )
 
-// envPrefix marks a key reference that names an environment variable holding
-// the key's PEM text, as cosign's env://VAR.
-const envPrefix = "env://"
+// PEM types of cosign's encrypted private keys: cosign generate-key-pair
+// writes the first; older cosign releases wrote the second.
+const (
+	SigstorePrivateKeyPEMType = "ENCRYPTED SIGSTORE PRIVATE KEY"
+	CosignPrivateKeyPEMType   = "ENCRYPTED COSIGN PRIVATE KEY"
+)
 
-// ErrNoKey is wrapped by the error Load returns when no signing key is
-// available and the development key is not permitted.
+// ErrNoKey is wrapped by the error of a release that finds no signing key
+// and may not use the development key.
 var ErrNoKey = errors.New("no signing key")
 
-// KeyConfig says where a signing key comes from; it mirrors a spec's
-// signing block. Getenv and ReadFile are the process environment and file
-// system (os.Getenv, os.ReadFile when nil), replaceable so that callers and
-// tests need not mutate process state.
-type KeyConfig struct {
-	// Key is the release key: "env://VAR" or a file path. An env:// reference
-	// to an unset or empty variable counts as no key.
-	Key string
-	// DevKey and DevPublicKey are the development key pair's files, used only
-	// when Key yields no key and COSIGN_ALLOW_DEV_KEY=1.
-	DevKey       string
-	DevPublicKey string
-
-	Getenv   func(string) string
-	ReadFile func(string) ([]byte, error)
-}
-
-// Key is a loaded ECDSA P-256 signing key.
+// Key is a decrypted ECDSA P-256 signing key.
 type Key struct {
 	priv   *ecdsa.PrivateKey
 	pubPEM []byte
+	// text is the sha256 of the encrypted PEM text the key was opened from.
+	text   [sha256.Size]byte
 	dev    bool
 	source string
-}
-
-// Load resolves cfg to a signing key. The release key wins when present;
-// otherwise the development key is used only with COSIGN_ALLOW_DEV_KEY=1, and
-// its public key file must match it. With neither, the error wraps ErrNoKey
-// and names COSIGN_KEY and COSIGN_ALLOW_DEV_KEY.
-func Load(cfg KeyConfig) (*Key, error) {
-	getenv, readFile := cfg.Getenv, cfg.ReadFile
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if readFile == nil {
-		readFile = os.ReadFile
-	}
-	password := []byte(getenv(EnvPassword))
-
-	if cfg.Key != "" {
-		pemText, source, err := resolveRef(cfg.Key, getenv, readFile)
-		if err != nil {
-			return nil, err
-		}
-		if pemText != nil {
-			k, err := ParsePrivateKey(pemText, password)
-			if err != nil {
-				return nil, fmt.Errorf("load signing key %s: %w", source, err)
-			}
-			k.source = source
-			return k, nil
-		}
-	}
-
-	if cfg.DevKey == "" || getenv(EnvAllowDevKey) != "1" {
-		what := "the spec sets no signing.key"
-		if cfg.Key != "" {
-			what = fmt.Sprintf("signing.key %q is empty", cfg.Key)
-		}
-		dev := "the spec has no signing.devKey"
-		if cfg.DevKey != "" {
-			dev = fmt.Sprintf("the development key %s is used only with %s=1", cfg.DevKey, EnvAllowDevKey)
-		}
-		return nil, fmt.Errorf("%w: %s (set %s to a cosign private key and %s to its password); %s",
-			ErrNoKey, what, EnvKey, EnvPassword, dev)
-	}
-	text, err := readFile(cfg.DevKey)
-	if err != nil {
-		return nil, fmt.Errorf("load development key: %w", err)
-	}
-	k, err := ParsePrivateKey(text, password)
-	if err != nil {
-		return nil, fmt.Errorf("load development key %s: %w", cfg.DevKey, err)
-	}
-	k.dev, k.source = true, cfg.DevKey
-	if cfg.DevPublicKey != "" {
-		pubText, err := readFile(cfg.DevPublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("load development public key: %w", err)
-		}
-		pub, err := ParsePublicKey(pubText)
-		if err != nil {
-			return nil, fmt.Errorf("load development public key %s: %w", cfg.DevPublicKey, err)
-		}
-		if !pub.pub.Equal(&k.priv.PublicKey) {
-			return nil, fmt.Errorf("development public key %s does not match development key %s", cfg.DevPublicKey, cfg.DevKey)
-		}
-	}
-	return k, nil
-}
-
-// resolveRef reads a key reference: env://VAR (nil text when VAR is unset
-// or empty) or a file path.
-func resolveRef(ref string, getenv func(string) string, readFile func(string) ([]byte, error)) ([]byte, string, error) {
-	if name, ok := strings.CutPrefix(ref, envPrefix); ok {
-		if name == "" {
-			return nil, "", fmt.Errorf("signing key reference %q names no environment variable", ref)
-		}
-		v := getenv(name)
-		if v == "" {
-			return nil, ref, nil
-		}
-		return []byte(v), ref, nil
-	}
-	if strings.Contains(ref, "://") {
-		// cosign also accepts KMS and URL references; bale signs offline
-		// with a key it holds, so anything else is refused by name.
-		return nil, "", fmt.Errorf("signing key reference %q: only env://VAR and file paths are supported", ref)
-	}
-	text, err := readFile(ref)
-	if err != nil {
-		return nil, "", fmt.Errorf("load signing key: %w", err)
-	}
-	return text, ref, nil
 }
 
 // maxKeyPEM bounds a private key's PEM text; cosign keys are under 1 KiB.
@@ -176,7 +72,8 @@ const maxKeyPEM = 64 << 10
 // ParsePrivateKey decrypts a private key in cosign's encrypted format
 // (PEM "ENCRYPTED SIGSTORE PRIVATE KEY" or "ENCRYPTED COSIGN PRIVATE KEY":
 // scrypt and NaCl secretbox around PKCS #8), as cosign.LoadPrivateKey does.
-// Only ECDSA P-256 keys are accepted.
+// Only ECDSA P-256 keys are accepted. The repository's development key is
+// recognised by its public key, however it is encrypted: Dev reports it.
 func ParsePrivateKey(pemText, password []byte) (*Key, error) {
 	if len(pemText) > maxKeyPEM {
 		return nil, fmt.Errorf("private key is %d bytes, more than %d", len(pemText), maxKeyPEM)
@@ -185,8 +82,8 @@ func ParsePrivateKey(pemText, password []byte) (*Key, error) {
 	if block == nil {
 		return nil, errors.New("no PEM block: want a cosign encrypted private key")
 	}
-	if block.Type != cosign.SigstorePrivateKeyPemType && block.Type != cosign.CosignPrivateKeyPemType {
-		return nil, fmt.Errorf("PEM type %q: want %q (cosign generate-key-pair)", block.Type, cosign.SigstorePrivateKeyPemType)
+	if block.Type != SigstorePrivateKeyPEMType && block.Type != CosignPrivateKeyPEMType {
+		return nil, fmt.Errorf("PEM type %q: want %q (cosign generate-key-pair)", block.Type, SigstorePrivateKeyPEMType)
 	}
 	der, err := encrypted.Decrypt(block.Bytes, password)
 	if err != nil {
@@ -207,35 +104,24 @@ func ParsePrivateKey(pemText, password []byte) (*Key, error) {
 	return &Key{
 		priv:   priv,
 		pubPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}),
+		text:   sha256.Sum256(pemText),
+		dev:    isDevPublicKey(&priv.PublicKey),
 	}, nil
 }
 
-// LoadPEM decrypts a cosign private key held in memory (as Load does for a
-// key it reads), recording where it came from and whether it is the spec's
-// development key. With devPub set, the development public key must match.
-func LoadPEM(pemText, password []byte, source string, dev bool, devPub []byte) (*Key, error) {
-	k, err := ParsePrivateKey(pemText, password)
-	if err != nil {
-		return nil, fmt.Errorf("load signing key %s: %w", source, err)
-	}
-	k.source, k.dev = source, dev
-	if devPub != nil {
-		pub, err := ParsePublicKey(devPub)
-		if err != nil {
-			return nil, fmt.Errorf("load development public key: %w", err)
-		}
-		if !pub.pub.Equal(&k.priv.PublicKey) {
-			return nil, fmt.Errorf("development public key does not match development key %s", source)
-		}
-	}
-	return k, nil
-}
-
-// Dev reports whether this is the spec's development key.
+// Dev reports whether this is a development key: the repository's (known
+// by its public key, however it was given) or the one a spec names as its
+// signing.devKey. Nothing should trust what it signs.
 func (k *Key) Dev() bool { return k.dev }
 
-// Source names where the key came from (a file path or env://VAR).
+// Source names where the key came from (a file path or env://VAR), or ""
+// for a key parsed from text.
 func (k *Key) Source() string { return k.source }
+
+// TextDigest is "sha256:HEX" of the encrypted PEM text the key was opened
+// from: it names the key without decrypting it (Located.TextDigest is the
+// same for the located text), as a release step's cache key does.
+func (k *Key) TextDigest() string { return digest.Prefix + hex.EncodeToString(k.text[:]) }
 
 // PublicKeyPEM is the public key as cosign writes cosign.pub (PKIX, PEM
 // "PUBLIC KEY").
@@ -271,7 +157,7 @@ func (k *Key) SignBlob(digest [sha256.Size]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return marshalLine(BlobBundle{Base64Signature: base64.StdEncoding.EncodeToString(sig)})
+	return canonjson.Compact(BlobBundle{Base64Signature: base64.StdEncoding.EncodeToString(sig)})
 }
 
 // Envelope is a DSSE envelope (https://github.com/secure-systems-lab/dsse).
@@ -315,23 +201,11 @@ func (k *Key) SignDSSE(payloadType string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return marshalLine(Envelope{
+	return canonjson.Compact(Envelope{
 		PayloadType: payloadType,
 		Payload:     base64.StdEncoding.EncodeToString(payload),
 		Signatures:  []Signature{{Sig: base64.StdEncoding.EncodeToString(sig)}},
 	})
-}
-
-// marshalLine encodes v as compact JSON with a final newline, without HTML
-// escaping, so that the bytes are a pure function of v.
-func marshalLine(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
 }
 
 // Verifier checks signatures against one ECDSA P-256 public key.

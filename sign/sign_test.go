@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
@@ -35,7 +36,7 @@ var (
 	devPubPath = filepath.Join("..", "testdata", "keys", "cosign.dev.pub")
 )
 
-// env is a fake process environment for KeyConfig.Getenv.
+// env is a fake process environment for Locate.
 func env(kv ...string) func(string) string {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -64,10 +65,10 @@ func encryptKey(t *testing.T, priv crypto.PrivateKey, password string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: cosign.SigstorePrivateKeyPemType, Bytes: enc})
+	return pem.EncodeToMemory(&pem.Block{Type: SigstorePrivateKeyPEMType, Bytes: enc})
 }
 
-func TestLoad(t *testing.T) {
+func TestLocateOpen(t *testing.T) {
 	devPub := readFixture(t, devPubPath)
 	other, err := ecdsa.GenerateKey(elliptic.P256(), nil)
 	if err != nil {
@@ -86,65 +87,113 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(otherPub, k.PublicKeyPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	helloFile := filepath.Join(t.TempDir(), "hello")
+	if err := os.WriteFile(helloFile, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, edPriv, _ := ed25519.GenerateKey(nil)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), nil)
+	// The development key encrypted anew, under another password: the
+	// same public key, other text.
+	devPriv, err := ParsePrivateKey(readFixture(t, devKeyPath), []byte(fixtures.DevKeyPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reencrypted := encryptKey(t, devPriv.priv, "another-password")
 
-	dev := KeyConfig{Key: "env://COSIGN_KEY", DevKey: devKeyPath, DevPublicKey: devPubPath}
+	devLocated := func(string, func(string) string) (*Located, error) {
+		return &Located{PEM: readFixture(t, devKeyPath), Source: devKeyPath, From: FromFile, Dev: true}, nil
+	}
 	tests := []struct {
-		name    string
-		cfg     KeyConfig
-		env     func(string) string
-		wantDev bool
-		wantPub []byte // nil: the generated release key
-		wantErr string
+		name     string
+		ref      string
+		env      func(string) string
+		locate   func(string, func(string) string) (*Located, error) // nil: Locate
+		devPub   []byte
+		password string
+		wantNil  bool // Locate finds nothing
+		wantFrom string
+		wantDev  bool
+		wantPub  []byte // nil: the generated release key
+		wantErr  string
 	}{
-		{name: "dev key allowed", cfg: dev, env: env("COSIGN_ALLOW_DEV_KEY", "1", "COSIGN_PASSWORD", fixtures.DevKeyPassword), wantDev: true, wantPub: devPub},
-		{name: "release key from env wins over dev", cfg: dev, env: env("COSIGN_KEY", string(otherPEM), "COSIGN_ALLOW_DEV_KEY", "1", "COSIGN_PASSWORD", "prod-pass")},
-		{name: "release key from file", cfg: KeyConfig{Key: otherFile}, env: env("COSIGN_PASSWORD", "prod-pass")},
-		{name: "no key, dev not allowed", cfg: dev, env: env("COSIGN_PASSWORD", fixtures.DevKeyPassword),
-			wantErr: "no signing key: signing.key \"env://COSIGN_KEY\" is empty (set COSIGN_KEY to a cosign private key and COSIGN_PASSWORD to its password); the development key ../testdata/keys/cosign.dev.key is used only with COSIGN_ALLOW_DEV_KEY=1"},
-		{name: "dev allowed but spec has none", cfg: KeyConfig{Key: "env://COSIGN_KEY"}, env: env("COSIGN_ALLOW_DEV_KEY", "1"),
-			wantErr: "the spec has no signing.devKey"},
-		{name: "COSIGN_ALLOW_DEV_KEY=true is not 1", cfg: dev, env: env("COSIGN_ALLOW_DEV_KEY", "true", "COSIGN_PASSWORD", fixtures.DevKeyPassword),
-			wantErr: "COSIGN_ALLOW_DEV_KEY=1"},
-		{name: "wrong password", cfg: dev, env: env("COSIGN_ALLOW_DEV_KEY", "1", "COSIGN_PASSWORD", "nope"),
+		{name: "dev key allowed", locate: devLocated, devPub: devPub, password: fixtures.DevKeyPassword, wantFrom: FromFile, wantDev: true, wantPub: devPub},
+		{name: "release key from env", ref: "env://COSIGN_KEY", env: env("COSIGN_KEY", string(otherPEM)), devPub: devPub, password: "prod-pass", wantFrom: FromEnv},
+		{name: "release key from file", ref: otherFile, password: "prod-pass", wantFrom: FromFile},
+		// The server's --signing-key env://X with X holding a path: a path,
+		// as bale build has always read it.
+		{name: "release key from a file named by a variable", ref: "env://X", env: env("X", otherFile), password: "prod-pass", wantFrom: FromFile},
+		{name: "variable naming a variable", ref: "env://X", env: env("X", "env://Y", "Y", string(otherPEM)), password: "prod-pass", wantFrom: FromEnv},
+		{name: "release key as PEM text", ref: string(otherPEM), password: "prod-pass", wantFrom: FromText},
+		{name: "no key", ref: "env://COSIGN_KEY", env: env(), wantNil: true},
+		{name: "empty reference", ref: "", wantNil: true},
+		// Issue 23 point 19: the development key is known by its public
+		// key however it is given.
+		{name: "repository dev key as COSIGN_KEY", ref: "env://COSIGN_KEY", env: env("COSIGN_KEY", string(readFixture(t, devKeyPath))), password: fixtures.DevKeyPassword, wantFrom: FromEnv, wantDev: true, wantPub: devPub},
+		{name: "repository dev key as a file", ref: devKeyPath, password: fixtures.DevKeyPassword, wantFrom: FromFile, wantDev: true, wantPub: devPub},
+		{name: "repository dev key encrypted anew", ref: string(reencrypted), password: "another-password", wantFrom: FromText, wantDev: true, wantPub: devPub},
+		{name: "a spec's own dev public key marks the key", ref: otherFile, devPub: readFixture(t, otherPub), password: "prod-pass", wantFrom: FromFile, wantDev: true},
+		{name: "wrong password", locate: devLocated, password: "nope",
 			wantErr: "load development key ../testdata/keys/cosign.dev.key: decrypt (wrong COSIGN_PASSWORD?)"},
-		{name: "dev public key mismatch", cfg: KeyConfig{DevKey: devKeyPath, DevPublicKey: otherPub}, env: env("COSIGN_ALLOW_DEV_KEY", "1", "COSIGN_PASSWORD", fixtures.DevKeyPassword),
+		{name: "dev public key mismatch", locate: devLocated, devPub: readFixture(t, otherPub), password: fixtures.DevKeyPassword,
 			wantErr: "does not match development key"},
-		{name: "missing key file", cfg: KeyConfig{Key: filepath.Join(t.TempDir(), "absent.key")}, env: env(),
-			wantErr: "load signing key: open"},
-		{name: "kms reference refused", cfg: KeyConfig{Key: "awskms:///alias/x"}, env: env(),
+		{name: "missing key file", ref: filepath.Join(t.TempDir(), "absent.key"),
+			wantErr: "load signing key"},
+		{name: "kms reference refused", ref: "awskms:///alias/x",
 			wantErr: "only env://VAR and file paths"},
-		{name: "env reference without name", cfg: KeyConfig{Key: "env://"}, env: env(),
+		{name: "env reference without name", ref: "env://",
 			wantErr: "names no environment variable"},
-		{name: "not PEM", cfg: KeyConfig{Key: "env://K"}, env: env("K", "hello"),
-			wantErr: "load signing key env://K: no PEM block"},
-		{name: "unencrypted PEM", cfg: KeyConfig{Key: "env://K"}, env: env("K", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1}}))),
+		{name: "not PEM", ref: "env://K", env: env("K", helloFile),
+			wantErr: "load signing key " + helloFile + ": no PEM block"},
+		{name: "unencrypted PEM", ref: "env://K", env: env("K", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1}}))),
 			wantErr: "PEM type \"EC PRIVATE KEY\""},
-		{name: "ed25519 refused", cfg: KeyConfig{Key: "env://K"}, env: env("K", string(encryptKey(t, edPriv, "p")), "COSIGN_PASSWORD", "p"),
+		{name: "ed25519 refused", ref: "env://K", env: env("K", string(encryptKey(t, edPriv, "p"))), password: "p",
 			wantErr: "only ECDSA P-256"},
-		{name: "P-384 refused", cfg: KeyConfig{Key: "env://K"}, env: env("K", string(encryptKey(t, p384, "p")), "COSIGN_PASSWORD", "p"),
+		{name: "P-384 refused", ref: "env://K", env: env("K", string(encryptKey(t, p384, "p"))), password: "p",
 			wantErr: "only ECDSA P-256"},
+		{name: "a directory is not a key", ref: t.TempDir(),
+			wantErr: "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := tt.cfg
-			cfg.Getenv = tt.env
-			k, err := Load(cfg)
+			locate := tt.locate
+			if locate == nil {
+				locate = Locate
+			}
+			l, err := locate(tt.ref, tt.env)
+			var k *Key
+			if err == nil && l != nil {
+				k, err = l.Open([]byte(tt.password), tt.devPub)
+			}
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("Load: err %v, want containing %q", err, tt.wantErr)
+					t.Fatalf("Locate/Open: err %v, want containing %q", err, tt.wantErr)
 				}
-				if strings.HasPrefix(tt.wantErr, "no signing key") && !errors.Is(err, ErrNoKey) {
-					t.Errorf("err %v does not wrap ErrNoKey", err)
+				if tt.name == "missing key file" && !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("err %v does not say the file does not exist", err)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("Load: %v", err)
+				t.Fatalf("Locate/Open: %v", err)
+			}
+			if tt.wantNil {
+				if l != nil {
+					t.Fatalf("Locate found %s, want nothing", l.Source)
+				}
+				return
+			}
+			if l == nil {
+				t.Fatal("Locate found nothing")
+			}
+			if l.From != tt.wantFrom {
+				t.Errorf("From = %q, want %q", l.From, tt.wantFrom)
 			}
 			if k.Dev() != tt.wantDev {
 				t.Errorf("Dev() = %t, want %t", k.Dev(), tt.wantDev)
+			}
+			if k.TextDigest() != l.TextDigest() {
+				t.Errorf("TextDigest %s, located %s", k.TextDigest(), l.TextDigest())
 			}
 			want := tt.wantPub
 			if want == nil {
@@ -157,14 +206,63 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestLocateFIFO: a key reference naming a FIFO is refused at once, not
+// read (which would block for ever).
+func TestLocateFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "key.fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Locate("env://K", env("K", p)); done <- err }()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("Locate of a FIFO: %v", err)
+	}
+}
+
+// TestDevKeyPinned: the development key sign recognises is the committed
+// one (rotating the key must update sign), known by its text before it is
+// decrypted and by its public key after.
+func TestDevKeyPinned(t *testing.T) {
+	pub := readFixture(t, devPubPath)
+	block, _ := pem.Decode(pub)
+	if block == nil || base64.StdEncoding.EncodeToString(block.Bytes) != DevPublicKeyBase64 {
+		t.Fatalf("DevPublicKeyBase64 is not %s", devPubPath)
+	}
+	v, err := ParsePublicKey(pub)
+	if err != nil || !v.Dev() {
+		t.Fatalf("the committed development public key is not recognised: %v", err)
+	}
+	if sum := sha256.Sum256(readFixture(t, devKeyPath)); hex.EncodeToString(sum[:]) != devKeyTextSHA256 {
+		t.Fatalf("devKeyTextSHA256 is not the sha256 of %s", devKeyPath)
+	}
+	l, err := Locate(devKeyPath, nil)
+	if err != nil || !l.KnownDev() {
+		t.Fatalf("Locate(%s): KnownDev false (%v)", devKeyPath, err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), nil)
+	if (&Verifier{pub: &other.PublicKey}).Dev() {
+		t.Fatal("another key is taken for the development key")
+	}
+}
+
 func devKey(t testing.TB) *Key {
 	t.Helper()
-	k, err := Load(KeyConfig{DevKey: devKeyPath, DevPublicKey: devPubPath,
-		Getenv: env("COSIGN_ALLOW_DEV_KEY", "1", "COSIGN_PASSWORD", fixtures.DevKeyPassword)})
+	l := &Located{PEM: readFixtureTB(t, devKeyPath), Source: devKeyPath, From: FromFile, Dev: true}
+	k, err := l.Open([]byte(fixtures.DevKeyPassword), readFixtureTB(t, devPubPath))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
+}
+
+func readFixtureTB(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestRFC6979 pins deterministic signing to RFC 6979's P-256/SHA-256
@@ -341,5 +439,13 @@ func TestParsePublicKey(t *testing.T) {
 		if _, err := ParsePublicKey([]byte(text)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestPEMTypes: the PEM types sign accepts are cosign's own (sign does not
+// link cosign for two strings; this test does).
+func TestPEMTypes(t *testing.T) {
+	if SigstorePrivateKeyPEMType != cosign.SigstorePrivateKeyPemType || CosignPrivateKeyPEMType != cosign.CosignPrivateKeyPemType {
+		t.Fatalf("PEM types %q %q, cosign's %q %q", SigstorePrivateKeyPEMType, CosignPrivateKeyPEMType, cosign.SigstorePrivateKeyPemType, cosign.CosignPrivateKeyPemType)
 	}
 }

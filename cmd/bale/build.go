@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/bale-build/bale/executor"
 	"github.com/bale-build/bale/executor/cas"
-	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/source"
@@ -214,8 +211,7 @@ type artifactOutput struct {
 }
 
 // jsonOutput fills buildOutput for r. A release's kinds and devKey come
-// from the offline-kit.json the build just wrote, read back only if it is
-// still the bytes the build reports.
+// from the kit manifest the build returned (executor.Kit.Manifest).
 func (o *buildOptions) jsonOutput(r *buildResult) (*buildOutput, error) {
 	res := r.res
 	out := &buildOutput{PlanID: r.planID, OutDir: o.out, Result: res, Artifacts: make([]artifactOutput, len(res.Artifacts))}
@@ -230,12 +226,12 @@ func (o *buildOptions) jsonOutput(r *buildResult) (*buildOutput, error) {
 	if len(res.Kits) == 0 {
 		return out, nil
 	}
-	m, err := readKitManifest(o.out, byPath[kit.ManifestName])
-	if err != nil {
-		return nil, err
-	}
 	for i := range out.Artifacts {
-		out.Artifacts[i].Kind = m.KindOf(out.Artifacts[i].Path)
+		for _, k := range res.Kits {
+			if kind := k.Manifest.KindOf(out.Artifacts[i].Path); kind != "" {
+				out.Artifacts[i].Kind = kind
+			}
+		}
 	}
 	if out.Path != "" {
 		return out, nil // a pack is the main artifact
@@ -245,34 +241,10 @@ func (o *buildOptions) jsonOutput(r *buildResult) (*buildOutput, error) {
 	if !ok {
 		return nil, fmt.Errorf("offline kit %s: the build wrote no archive %s", k.Name, k.Archive)
 	}
-	dev := m.DevKey
+	dev := k.Manifest.DevKey
 	out.Path, out.ArtifactSha256, out.Size = filepath.Join(o.out, a.Path), a.SHA256, a.Size
-	out.Kind, out.Name, out.KitDir, out.DevKey, out.SigningKey = m.Kind, m.Name, o.out, &dev, k.SigningKey
+	out.Kind, out.Name, out.KitDir, out.DevKey, out.SigningKey = k.Manifest.Kind, k.Manifest.Name, o.out, &dev, k.SigningKey
 	return out, nil
-}
-
-// readKitManifest reads dir's offline-kit.json, which the build reported
-// as artifact a, and parses it; it fails if the file is no longer those
-// bytes.
-func readKitManifest(dir string, a executor.Artifact) (*kit.Manifest, error) {
-	p := filepath.Join(dir, kit.ManifestName)
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("read the kit manifest: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, a.Size+1))
-	if err != nil {
-		return nil, fmt.Errorf("read the kit manifest %s: %w", p, err)
-	}
-	if sum := sha256.Sum256(data); a.SHA256 == "" || hex.EncodeToString(sum[:]) != a.SHA256 {
-		return nil, fmt.Errorf("the kit manifest %s changed after the build wrote it (sha256 %x, the build wrote %s)", p, sum, a.SHA256)
-	}
-	m, err := kit.ParseManifest(data)
-	if err != nil {
-		return nil, fmt.Errorf("the kit manifest %s: %w", p, err)
-	}
-	return m, nil
 }
 
 // planRoot is the workspace root a plan file's local paths are relative to:

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bale-build/bale/inspect"
+	"github.com/bale-build/bale/verify"
 )
 
 func newInspect() *cobra.Command {
@@ -38,14 +37,15 @@ inspect does not check the pack; bale verify does.`,
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
 			}
-			if st, err := os.Stat(args[0]); err == nil && st.IsDir() {
+			// One rule tells a pack from a kit, for inspect and verify.
+			kind, err := verify.Detect(args[0])
+			if err != nil {
+				return fmt.Errorf("inspect: %w", err)
+			}
+			if kind != verify.KindPack {
 				return inspectKit(cmd, args[0], format)
 			}
 			rep, err := inspect.Pack(cmd.Context(), args[0])
-			if errors.Is(err, inspect.ErrNotPack) {
-				// Not a pack: a kit archive, or neither (Kit says which).
-				return inspectKit(cmd, args[0], format)
-			}
 			if err != nil {
 				return err
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/bale-build/bale/gobuild"
 	"github.com/bale-build/bale/internal/fixtures"
 	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/testsupport/kittest"
 	"github.com/bale-build/bale/testsupport/testrepo"
 	"github.com/bale-build/bale/testsupport/tooltest"
 	"github.com/bale-build/bale/verify"
@@ -168,8 +169,24 @@ func TestReleaseKeys(t *testing.T) {
 		t.Errorf("a refused build created %s", out)
 	}
 
+	// The repository's development key given as COSIGN_KEY is still the
+	// development key (issue 23 point 19): refused without
+	// COSIGN_ALLOW_DEV_KEY=1, whatever it signs.
 	root := repoDir()
 	t.Setenv("COSIGN_KEY", filepath.Join(root, "testdata", "keys", "cosign.dev.key"))
+	_, errs, code = bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", t.TempDir())
+	if code != 1 || !strings.Contains(errs, "is a development key") || !strings.Contains(errs, "COSIGN_ALLOW_DEV_KEY=1") {
+		t.Errorf("the development key as COSIGN_KEY: exit %d, want 1 naming it a development key:\n%s", code, errs)
+	}
+
+	// A production key file.
+	keyPEM, password := kittest.OtherKeyPEM(t)
+	keyFile := filepath.Join(t.TempDir(), "release.key")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("COSIGN_KEY", keyFile)
+	t.Setenv("COSIGN_PASSWORD", password)
 	_, errs, code = bale(t, "../..", "build", "specs/aoc", "-o", out, "--cache", t.TempDir())
 	if code != 1 || !strings.Contains(errs, "dev-rehearsal-placeholder") || !strings.Contains(errs, "COSIGN_ALLOW_DEV_KEY=1") ||
 		!strings.Contains(errs, `hash: "6034e64dc816c857c1a9ab3da6bcb13c2711264f6b1cdafc2dc66f411899f770"`) {
@@ -421,9 +438,11 @@ func TestReleaseBuildJSON(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(ws, ".git"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(ws, "testdata", "keys", "cosign.dev.key")
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
+	// A production key (the repository's development key is one however
+	// it is given).
+	keyPEM, password := kittest.OtherKeyPEM(t)
+	keyFile := filepath.Join(t.TempDir(), "release.key")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	build := func(t *testing.T, out, cache string) releaseJSON {
@@ -524,7 +543,7 @@ func TestReleaseBuildJSON(t *testing.T) {
 		t.Run(tc.how, func(t *testing.T) {
 			t.Setenv("COSIGN_KEY", tc.key)
 			t.Setenv("COSIGN_ALLOW_DEV_KEY", "")
-			t.Setenv("COSIGN_PASSWORD", fixtures.DevKeyPassword)
+			t.Setenv("COSIGN_PASSWORD", password)
 			out := filepath.Join(t.TempDir(), "aoc")
 			check(t, build(t, out, cache), out, tc.how, false)
 		})

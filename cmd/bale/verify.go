@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/verify"
 )
 
@@ -28,12 +29,17 @@ the pack index, every OCI blob against its digest and size, index.json
 against manifest.json, and the NAME.sha256 file beside the pack if present.
 
 Given a release's offline kit (the directory bale build wrote, or its
-NAME.tar.gz archive) it checks, in process: exactly the kit's files,
-SHA256SUMS and its signature, offline-kit.json, every cosign bundle, every
-DSSE envelope over its PAE, the provenance subject digests, the SBOM's file
-checksums against the runner tarball and the dataset manifest against the
-dataset tarball. Without --key the kit is checked against its own
-cosign.pub (integrity, not origin).
+NAME.tar.gz archive) it checks, in process: exactly the kit's files, each a
+regular file, SHA256SUMS and its signature, offline-kit.json, every cosign
+bundle, every DSSE envelope over its PAE, the provenance subject digests,
+the SBOM's file checksums against the runner tarball, the dataset manifest
+against the dataset tarball, and, beside a directory, that the kit archive
+holds exactly the directory's files. A kit archive is read as a stream;
+nothing is extracted. Without --key the kit is checked against its own
+cosign.pub (integrity, not origin). A directory is a kit; a file is a kit
+archive when it is one gzip member without a pack's header, else a pack.
+A kit signed with the repository's development key is warned about,
+whatever its offline-kit.json says.
 
 It names the entry (or kit file) and the check behind each failure. Exit
 status: 0 good, 1 any failure.`,
@@ -55,19 +61,25 @@ status: 0 good, 1 any failure.`,
 	return cmd
 }
 
-// run verifies the pack or offline kit at path.
+// run verifies the pack or offline kit at path (verify.Path decides which).
 func (o *verifyOptions) run(ctx context.Context, path string) (*verify.Report, error) {
 	if err := checkFormat(o.format, "text", "json"); err != nil {
 		return nil, err
 	}
-	if isKitPath(path) {
-		return o.kit(ctx, path)
-	}
+	var opts verify.Options
 	if o.keyFile != "" {
-		return nil, fmt.Errorf("verify: --key applies to offline kits; a bootstrap pack is not signed")
+		pem, err := capread.ReadFile(o.keyFile, maxTrustedKey)
+		if err != nil {
+			return nil, fmt.Errorf("verify: trusted key: %w", err)
+		}
+		opts.TrustedKey = pem
 	}
-	return verify.Pack(ctx, path)
+	return verify.Path(ctx, path, opts)
 }
+
+// maxTrustedKey bounds the --key file; a PEM public key is a few hundred
+// bytes.
+const maxTrustedKey = 64 << 10
 
 // render prints the report: the JSON object, or "ok" and what was
 // checked, or each failure on stderr (exit 1).
@@ -91,7 +103,7 @@ func (o *verifyOptions) render(stdout, stderr io.Writer, rep *verify.Report) err
 		fmt.Fprintf(stdout, "ok  %s\n  artifactSha256  %s\n  rootHash        %s\n  %d entries, checks: %v\n", rep.Path, rep.SHA256, rep.RootHash, rep.Entries, rep.Checks)
 	}
 	if rep.KitFacts != nil && rep.DevKey {
-		fmt.Fprintf(stderr, "warning: %s is signed with a DEVELOPMENT key (COSIGN_ALLOW_DEV_KEY=1); do not trust it in production\n", rep.Path)
+		fmt.Fprintf(stderr, "warning: %s is signed with a DEVELOPMENT key (COSIGN_ALLOW_DEV_KEY=1; its private half is public); do not trust it in production\n", rep.Path)
 	}
 	if !rep.OK() {
 		return &exitError{code: 1, reported: true}

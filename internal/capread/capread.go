@@ -33,33 +33,49 @@ func ReadAll(r io.Reader, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// ReadFile reads the regular file name, as ReadAll reads a stream. A
-// FIFO, device, socket or directory is refused before it is opened for
-// reading (opening a FIFO would block, and a device can be endless); the
-// file is checked again once open, so a swap between the two is refused
-// too. Errors name the file.
+// ReadFile reads the regular file name, as ReadAll reads a stream, after
+// Open's checks. Errors name the file.
 func ReadFile(name string, max int64) ([]byte, error) {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: fmt.Errorf("not a regular file (%s)", fi.Mode().Type())}
-	}
-	f, err := os.OpenFile(name, os.O_RDONLY|nonblock, 0)
+	f, err := Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: fmt.Errorf("not a regular file (%s)", fi.Mode().Type())}
-	}
 	b, err := ReadAll(f, max)
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
 	}
 	return b, nil
+}
+
+// Open opens the regular file name for a caller that streams it, with
+// ReadFile's rule: a FIFO, device, socket or directory is refused before
+// it is opened for reading (opening a FIFO would block, and a device can
+// be endless); the file is checked again once open, without blocking, so a
+// swap between the two is refused too.
+func Open(name string) (*os.File, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(name, fi)
+	}
+	f, err := os.OpenFile(name, os.O_RDONLY|nonblock, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, notRegular(name, fi)
+	}
+	return f, nil
+}
+
+func notRegular(name string, fi fs.FileInfo) error {
+	return &fs.PathError{Op: "read", Path: name, Err: fmt.Errorf("not a regular file (%s)", fi.Mode().Type())}
 }

@@ -1,4 +1,14 @@
-package kit
+// Package assemble builds a release's offline kit (the format package kit
+// defines) from plain inputs: files on disk or streams with known digests,
+// a decrypted signing key, names and times. Every byte it writes is a pure
+// function of its Input, signatures included. It is the builder only: the
+// planner needs the format, not this, and verify.Kit checks what it
+// writes.
+//
+// The name says what it does to the kit's parts (bundles, SBOM, manifests,
+// signatures, script, archive), as archive/tar's Writer writes: "build"
+// would collide with go/build and bale build in every reader's head.
+package assemble
 
 import (
 	"bytes"
@@ -16,6 +26,8 @@ import (
 
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/atomicfile"
+	"github.com/bale-build/bale/internal/sums"
+	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/provenance"
 	"github.com/bale-build/bale/sbom"
 	"github.com/bale-build/bale/sign"
@@ -55,7 +67,7 @@ type Runner struct {
 // Dataset is the dataset bundle of a release.
 type Dataset struct {
 	Name string
-	// Hash is the spec's pinned hash: "" (computed), DatasetHash of the
+	// Hash is the spec's pinned hash: "" (computed), kit.DatasetHash of the
 	// files, or, only in a development kit, a non-digest placeholder.
 	Hash  string
 	Files []FileInput
@@ -85,40 +97,19 @@ type Input struct {
 	GzipLevel int
 }
 
-// Names are the file names Build writes for a release.
-type Names struct {
-	Runner, SBOM, RunnerSignature                 string
-	Dataset, DatasetManifest, Provenance, Archive string
-}
-
-// NamesFor returns the kit's file names given the dataset's hash.
-func NamesFor(runner, dataset, hash, kit string) Names {
-	n := Names{
-		Runner:          runner + ".tar.gz",
-		SBOM:            runner + ".sbom.json",
-		RunnerSignature: runner + ".dsse.json",
-		Archive:         kit + ".tar.gz",
-	}
-	if dataset != "" {
-		base := dataset + "-" + hash
-		n.Dataset, n.DatasetManifest, n.Provenance = base+".tar.gz", base+".manifest.json", base+".provenance.json"
-	}
-	return n
-}
-
 // gzipLevel is the kit's compression level: bundles are small and built
 // once per release; the archives' bytes depend on it.
 const gzipLevel = gzip.BestCompression
 
-// Build writes the release's offline kit into dir (created if missing) and
+// Kit writes the release's offline kit into dir (created if missing) and
 // returns its manifest. Every file is a pure function of in: the same input
 // writes the same bytes, signatures included. Files appear under their final
 // names only when complete.
-func Build(ctx context.Context, dir string, in Input) (*Manifest, error) {
+func Kit(ctx context.Context, dir string, in Input) (*kit.Manifest, error) {
 	switch {
 	case in.Key == nil:
 		return nil, errors.New("build kit: no signing key")
-	case !ValidName(in.Name) || !ValidName(in.Runner.Name):
+	case !kit.ValidName(in.Name) || !kit.ValidName(in.Runner.Name):
 		return nil, fmt.Errorf("build kit: kit name %q or runner name %q is not a plain file name", in.Name, in.Runner.Name)
 	case in.Time.IsZero():
 		return nil, errors.New("build kit: no build timestamp")
@@ -126,19 +117,19 @@ func Build(ctx context.Context, dir string, in Input) (*Manifest, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("build kit: %w", err)
 	}
-	b := &builder{ctx: ctx, dir: dir, in: in, m: &Manifest{
-		FormatVersion:      FormatVersion,
-		Kind:               ManifestKind,
+	b := &builder{ctx: ctx, dir: dir, in: in, m: &kit.Manifest{
+		FormatVersion:      kit.FormatVersion,
+		Kind:               kit.ManifestKind,
 		Name:               in.Name,
 		Release:            in.Release,
 		SourceDateEpoch:    in.Time.UTC().Format(time.RFC3339),
 		PlanID:             in.PlanID,
 		SpecDigest:         in.SpecDigest,
 		DevKey:             in.Key.Dev(),
-		PublicKey:          PublicKeyName,
-		Checksums:          SumsName,
-		ChecksumsSignature: SumsSignatureName,
-		Archive:            in.Name + ".tar.gz",
+		PublicKey:          kit.PublicKeyName,
+		Checksums:          kit.SumsName,
+		ChecksumsSignature: kit.SumsSignatureName,
+		Archive:            kit.NamesFor(in.Runner.Name, "", "", in.Name).Archive,
 	}}
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("build kit %s: %w", in.Name, err)
@@ -150,20 +141,19 @@ type builder struct {
 	ctx context.Context
 	dir string
 	in  Input
-	m   *Manifest
+	m   *kit.Manifest
 }
 
 func (b *builder) build() error {
 	in := b.in
 	hash := ""
-	var dsFiles []DatasetFile
+	var dsFiles []kit.DatasetFile
 	if in.Dataset != nil {
 		var err error
 		if dsFiles, err = datasetFiles(in.Dataset.Files); err != nil {
 			return err
 		}
-		content := DatasetHash(dsFiles)
-		hash, err = datasetName(in.Dataset.Hash, content, in.Key.Dev())
+		hash, err = kit.DatasetNameHash(in.Dataset.Hash, kit.DatasetHash(dsFiles), in.Key.Dev())
 		if err != nil {
 			return fmt.Errorf("dataset %s: %w", in.Dataset.Name, err)
 		}
@@ -172,9 +162,9 @@ func (b *builder) build() error {
 	if in.Dataset != nil {
 		datasetName = in.Dataset.Name
 	}
-	n := NamesFor(in.Runner.Name, datasetName, hash, in.Name)
+	n := kit.NamesFor(in.Runner.Name, datasetName, hash, in.Name)
 	for _, name := range []string{n.Runner, n.Dataset} {
-		if name != "" && !ValidName(name) {
+		if name != "" && !kit.ValidName(name) {
 			return fmt.Errorf("file name %q is not a plain file name", name)
 		}
 	}
@@ -184,7 +174,7 @@ func (b *builder) build() error {
 	if err != nil {
 		return err
 	}
-	b.add(Artifact{Name: n.Runner, Kind: KindRunner, Size: runnerSize, SHA256: hex.EncodeToString(runnerSum[:]), SignedBy: n.RunnerSignature})
+	b.add(kit.Artifact{Name: n.Runner, Kind: kit.KindRunner, Size: runnerSize, SHA256: hex.EncodeToString(runnerSum[:]), SignedBy: n.RunnerSignature})
 	var sbomFiles []sbom.File
 	for _, f := range in.Runner.Files {
 		sf, err := sbomFile(f)
@@ -201,14 +191,14 @@ func (b *builder) build() error {
 	if err != nil {
 		return err
 	}
-	if err := b.writeArtifact(n.SBOM, sbomJSON, Artifact{Kind: KindSBOM, Describes: n.Runner}); err != nil {
+	if err := b.writeArtifact(n.SBOM, sbomJSON, kit.Artifact{Kind: kit.KindSBOM, Describes: n.Runner}); err != nil {
 		return err
 	}
 	sig, err := in.Key.SignBlob(runnerSum)
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", n.Runner, err)
 	}
-	if err := b.writeArtifact(n.RunnerSignature, sig, Artifact{Kind: KindSignature, Signs: n.Runner}); err != nil {
+	if err := b.writeArtifact(n.RunnerSignature, sig, kit.Artifact{Kind: kit.KindSignature, Signs: n.Runner}); err != nil {
 		return err
 	}
 
@@ -219,17 +209,17 @@ func (b *builder) build() error {
 			return err
 		}
 		hexSum := hex.EncodeToString(sum[:])
-		b.add(Artifact{Name: n.Dataset, Kind: KindDataset, Size: size, SHA256: hexSum, SignedBy: n.Provenance})
-		dm, err := MarshalDatasetManifest(&DatasetManifest{
-			FormatVersion: FormatVersion, Kind: DatasetManifestKnd, Name: in.Dataset.Name,
-			Hash: hash, ContentHash: DatasetHash(dsFiles),
-			Archive: DatasetArchive{Name: n.Dataset, Size: size, SHA256: hexSum},
+		b.add(kit.Artifact{Name: n.Dataset, Kind: kit.KindDataset, Size: size, SHA256: hexSum, SignedBy: n.Provenance})
+		dm, err := kit.MarshalDatasetManifest(&kit.DatasetManifest{
+			FormatVersion: kit.FormatVersion, Kind: kit.DatasetManifestKnd, Name: in.Dataset.Name,
+			Hash: hash, ContentHash: kit.DatasetHash(dsFiles),
+			Archive: kit.DatasetArchive{Name: n.Dataset, Size: size, SHA256: hexSum},
 			Files:   dsFiles,
 		})
 		if err != nil {
 			return err
 		}
-		if err := b.writeArtifact(n.DatasetManifest, dm, Artifact{Kind: KindDatasetManifest, Describes: n.Dataset}); err != nil {
+		if err := b.writeArtifact(n.DatasetManifest, dm, kit.Artifact{Kind: kit.KindDatasetManifest, Describes: n.Dataset}); err != nil {
 			return err
 		}
 		deps := append([]provenance.Dependency(nil), in.Dataset.Dependencies...)
@@ -254,89 +244,72 @@ func (b *builder) build() error {
 		if err != nil {
 			return fmt.Errorf("sign provenance of %s: %w", n.Dataset, err)
 		}
-		if err := b.writeArtifact(n.Provenance, env, Artifact{Kind: KindProvenance, Signs: n.Dataset}); err != nil {
+		if err := b.writeArtifact(n.Provenance, env, kit.Artifact{Kind: kit.KindProvenance, Signs: n.Dataset}); err != nil {
 			return err
 		}
 	}
 
 	// Public key, verify script, manifest, sums and their signature.
-	if err := b.writeArtifact(PublicKeyName, in.Key.PublicKeyPEM(), Artifact{Kind: KindPublicKey}); err != nil {
+	if err := b.writeArtifact(kit.PublicKeyName, in.Key.PublicKeyPEM(), kit.Artifact{Kind: kit.KindPublicKey}); err != nil {
 		return err
 	}
 	// The script lists every artifact, itself included, so add its entry
 	// first (size and digest are filled in once it is rendered).
-	b.add(Artifact{Name: ScriptName, Kind: KindScript})
-	script, err := Script(b.m)
+	b.add(kit.Artifact{Name: kit.ScriptName, Kind: kit.KindScript})
+	script, err := kit.Script(b.m)
 	if err != nil {
 		return err
 	}
 	b.m.Artifacts = b.m.Artifacts[:len(b.m.Artifacts)-1]
-	if err := b.writeArtifact(ScriptName, script, Artifact{Kind: KindScript}); err != nil {
+	if err := b.writeArtifact(kit.ScriptName, script, kit.Artifact{Kind: kit.KindScript}); err != nil {
 		return err
 	}
-	manifest, err := MarshalManifest(b.m)
+	manifest, err := kit.MarshalManifest(b.m)
 	if err != nil {
 		return err
 	}
-	if err := b.write(ManifestName, manifest); err != nil {
+	if err := b.write(kit.ManifestName, manifest); err != nil {
 		return err
 	}
 	mSum := sha256.Sum256(manifest)
-	sums := []Sum{{Name: ManifestName, SHA256: hex.EncodeToString(mSum[:])}}
+	list := []sums.Sum{{Name: kit.ManifestName, SHA256: hex.EncodeToString(mSum[:])}}
 	for _, a := range b.m.Artifacts {
-		sums = append(sums, Sum{Name: a.Name, SHA256: a.SHA256})
+		list = append(list, sums.Sum{Name: a.Name, SHA256: a.SHA256})
 	}
-	sumsText, err := Sums(sums)
+	sumsText, err := kit.MarshalSums(list)
 	if err != nil {
 		return err
 	}
-	if err := b.write(SumsName, sumsText); err != nil {
+	if err := b.write(kit.SumsName, sumsText); err != nil {
 		return err
 	}
 	sumsSig, err := in.Key.SignBlob(sha256.Sum256(sumsText))
 	if err != nil {
-		return fmt.Errorf("sign %s: %w", SumsName, err)
+		return fmt.Errorf("sign %s: %w", kit.SumsName, err)
 	}
-	if err := b.write(SumsSignatureName, sumsSig); err != nil {
+	if err := b.write(kit.SumsSignatureName, sumsSig); err != nil {
 		return err
 	}
 
 	// The kit as one archive, beside it.
 	return b.writeArchive(n.Archive, map[string][]byte{
-		ManifestName: manifest, SumsName: sumsText, SumsSignatureName: sumsSig,
+		kit.ManifestName: manifest, kit.SumsName: sumsText, kit.SumsSignatureName: sumsSig,
 	})
 }
 
-// datasetName decides the {hash} of the dataset's names: the content hash;
-// a pinned digest must equal it; a non-digest placeholder is accepted only
-// in a development kit.
-func datasetName(pinned, content string, dev bool) (string, error) {
-	switch {
-	case pinned == "" || pinned == content:
-		return content, nil
-	case isHex64(pinned):
-		return "", fmt.Errorf("spec pins hash %s but the files hash to %s", pinned, content)
-	case !dev:
-		return "", fmt.Errorf("hash %q is a placeholder, not the content hash %s; placeholders are accepted only with the development key (COSIGN_ALLOW_DEV_KEY=1)", pinned, content)
-	case !ValidName(pinned):
-		return "", fmt.Errorf("placeholder hash %q is not a plain file name", pinned)
-	}
-	return pinned, nil
-}
-
 // datasetFiles hashes the dataset's files.
-func datasetFiles(files []FileInput) ([]DatasetFile, error) {
-	out := make([]DatasetFile, 0, len(files))
+func datasetFiles(files []FileInput) ([]kit.DatasetFile, error) {
+	out := make([]kit.DatasetFile, 0, len(files))
 	for _, f := range files {
 		if f.SHA256 != "" {
-			out = append(out, DatasetFile{Path: f.Dest, Size: f.Size, SHA256: f.SHA256})
+			out = append(out, kit.DatasetFile{Path: f.Dest, Size: f.Size, SHA256: f.SHA256})
 			continue
 		}
 		sum, size, err := hashFile(f.Path)
 		if err != nil {
 			return nil, fmt.Errorf("dataset file %s: %w", f.Dest, err)
 		}
-		out = append(out, DatasetFile{Path: f.Dest, Size: size, SHA256: hex.EncodeToString(sum[:])})
+		out = append(out, kit.DatasetFile{Path: f.Dest, Size: size, SHA256: hex.EncodeToString(sum[:])})
 	}
 	return out, nil
 }
@@ -368,10 +341,10 @@ func sbomFile(f FileInput) (sbom.File, error) {
 	return sbom.FileOf(f.Dest, fh, st.Size())
 }
 
-func (b *builder) add(a Artifact) { b.m.Artifacts = append(b.m.Artifacts, a) }
+func (b *builder) add(a kit.Artifact) { b.m.Artifacts = append(b.m.Artifacts, a) }
 
 // writeArtifact writes data as name and records it with a's kind and links.
-func (b *builder) writeArtifact(name string, data []byte, a Artifact) error {
+func (b *builder) writeArtifact(name string, data []byte, a kit.Artifact) error {
 	if err := b.write(name, data); err != nil {
 		return err
 	}
@@ -382,15 +355,7 @@ func (b *builder) writeArtifact(name string, data []byte, a Artifact) error {
 }
 
 func (b *builder) write(name string, data []byte) error {
-	f, err := atomicfile.Create(filepath.Join(b.dir, name))
-	if err != nil {
-		return err
-	}
-	defer f.Abort()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return f.Commit()
+	return atomicfile.WriteFile(filepath.Join(b.dir, name), data)
 }
 
 // writeTar writes files as a byte-stable tar.gz named name and returns its
@@ -449,7 +414,7 @@ func (b *builder) writeArchive(name string, extra map[string][]byte) error {
 	for _, a := range b.m.Artifacts {
 		p := filepath.Join(b.dir, a.Name)
 		mode := int64(0o644)
-		if a.Kind == KindScript {
+		if a.Kind == kit.KindScript {
 			mode = 0o755
 		}
 		entries = append(entries, archive.Entry{Name: b.in.Name + "/" + a.Name, Mode: mode, Size: a.Size,
@@ -463,7 +428,7 @@ func (b *builder) writeArchive(name string, extra map[string][]byte) error {
 	if err != nil {
 		return err
 	}
-	return b.write(name+".sha256", ChecksumLine(hex.EncodeToString(sum[:]), name))
+	return b.write(kit.ArchiveChecksumName(name), sums.Line(hex.EncodeToString(sum[:]), name))
 }
 
 type countWriter struct {
