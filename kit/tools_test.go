@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,8 +135,8 @@ func TestRealTools(t *testing.T) {
 			if ok, out := run(t, dir, env, bin, "verify-blob", "--key", kit.PublicKeyName, "--bundle", n.runnerSig, n.runner); ok {
 				t.Errorf("cosign %s verify-blob without %s passed:\n%s", v.name, kit.CosignOfflineFlags, out)
 			}
-			ok, out := run(t, dir, append(env, "COSIGN="+bin), "sh", kit.ScriptName)
-			if !ok || !strings.Contains(out, "kit aoc-offline-kit verified") || strings.Contains(out, "signatures NOT checked") {
+			ok, out := run(t, dir, append(env, "COSIGN="+bin), "sh", kit.ScriptName, kittest.DevPubPath(t))
+			if !ok || !strings.Contains(out, "kit aoc-offline-kit verified") || !strings.Contains(out, "checked with cosign") || strings.Contains(out, "signatures NOT checked") {
 				t.Errorf("sh verify.sh with cosign %s: %s", v.name, out)
 			}
 			if !strings.Contains(out, "DEVELOPMENT key") {
@@ -220,6 +222,10 @@ type tamperCase struct {
 	// trusted the key Verify must insist on.
 	key     string
 	trusted []byte
+	// keyHolder marks a tampering by the signing key's holder that only
+	// cosign's provenance check sees: verify.sh with openssl checks the
+	// signature of SHA256SUMS, which that holder re-signed.
+	keyHolder bool
 }
 
 // TestTamper builds a good kit, applies each attack of issue 8 to a copy,
@@ -282,7 +288,7 @@ func TestTamper(t *testing.T) {
 					e.Payload = base64.StdEncoding.EncodeToString(bytes.Replace(p, []byte(d), []byte(strings.Repeat("0", 64)), 1))
 				})
 			}},
-		tamperCase{name: "subject digest changed, re-signed with the key", file: n.dataset, check: verify.CheckProvenance, cosign: []string{"dataset"},
+		tamperCase{name: "subject digest changed, re-signed with the key", file: n.dataset, check: verify.CheckProvenance, cosign: []string{"dataset"}, keyHolder: true,
 			mutate: func(t *testing.T, dir string, n kitNames) {
 				var env sign.Envelope
 				_ = json.Unmarshal(mustRead(t, filepath.Join(dir, n.provenance)), &env)
@@ -357,6 +363,7 @@ func TestTamper(t *testing.T) {
 		}
 	}
 	sha := lookTool(t, "", "sha256sum")
+	posix := posixPath(t)
 
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -365,6 +372,14 @@ func TestTamper(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.mutate(t, dir, n)
+			// The key the operator trusts: the release's, obtained out of
+			// band, unless the case says otherwise.
+			trusted := filepath.Join(t.TempDir(), "trusted.pub")
+			if tc.trusted != nil {
+				writeFile(t, filepath.Dir(trusted), "trusted.pub", tc.trusted)
+			} else {
+				writeFile(t, filepath.Dir(trusted), "trusted.pub", key.PublicKeyPEM())
+			}
 
 			// bale's verifier names the file and the check.
 			r, err := verify.Kit(context.Background(), dir, verify.Options{TrustedKey: tc.trusted})
@@ -401,29 +416,225 @@ func TestTamper(t *testing.T) {
 				if len(bins) > 1 && (ci+bi)%2 == 1 && len(tc.cosign) == 0 {
 					continue // nothing for cosign to catch: checked with the other version
 				}
-				args := []string{filepath.Join(dir, kit.ScriptName)}
-				if tc.trusted != nil {
-					tf := filepath.Join(t.TempDir(), "trusted.pub")
-					writeFile(t, filepath.Dir(tf), "trusted.pub", tc.trusted)
-					args = append(args, tf)
-				}
-				ok, out := run(t, dir, append(env, "COSIGN="+bin), "sh", args...)
+				ok, out := run(t, dir, append(env, "COSIGN="+bin), "sh", filepath.Join(dir, kit.ScriptName), trusted)
 				if ok || !strings.Contains(out, "FAILED verification") {
 					t.Errorf("sh verify.sh with %s passed:\n%s", filepath.Base(bin), out)
 				} else if name := tc.file; !strings.Contains(out, name) {
 					t.Errorf("verify.sh with %s does not name %s:\n%s", filepath.Base(bin), name, out)
 				}
 			}
-			if len(bins) == 0 {
-				// Without cosign verify.sh still checks names and sums.
-				ok, out := run(t, dir, os.Environ(), "sh", filepath.Join(dir, kit.ScriptName))
-				if ok && (tc.sha256sum || tc.cosignBlind != "") {
-					t.Errorf("sh verify.sh without cosign passed:\n%s", out)
-				}
+			// Without cosign, as on an air-gapped host: verify.sh checks
+			// SHA256SUMS's signature with openssl, so every tampering
+			// fails but one made by the key's holder that only cosign's
+			// provenance check sees.
+			code, out := runScript(t, posix, dir, trusted)
+			switch {
+			case code == 0 && !tc.keyHolder:
+				t.Errorf("sh verify.sh without cosign passed:\n%s", out)
+			case code == 0:
+				t.Logf("without cosign, verify.sh cannot see what the key's holder did: %s", tc.name)
+			case code != 1 || !strings.Contains(out, "FAILED verification") || strings.Contains(out, "kit aoc-offline-kit verified"):
+				t.Errorf("sh verify.sh without cosign: exit %d, want 1 and FAILED:\n%s", code, out)
 			}
 			if tc.cosignBlind != "" {
 				t.Logf("cosign/sha256sum blind by nature: %s", tc.cosignBlind)
 			}
 		})
+	}
+}
+
+// scriptTools are what verify.sh runs besides sh's built-ins, on a host
+// without cosign: POSIX tools, sha256sum and openssl.
+var scriptTools = []string{"sha256sum", "sed", "tr", "grep", "dirname", "openssl"}
+
+// posixPath returns a directory holding links to scriptTools only: a PATH
+// of an air-gapped host with no cosign and no bale.
+func posixPath(t *testing.T, tools ...string) string {
+	t.Helper()
+	if tools == nil {
+		tools = scriptTools
+	}
+	dir := t.TempDir()
+	for _, name := range tools {
+		p := tooltest.Require(t, name)
+		if err := os.Symlink(p, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runScript runs sh verify.sh ARGS in dir with PATH set to path only and
+// returns its exit status and output.
+func runScript(t *testing.T, path, dir string, args ...string) (int, string) {
+	t.Helper()
+	sh := tooltest.Require(t, "sh")
+	cmd := exec.Command(sh, append([]string{filepath.Join(dir, kit.ScriptName)}, args...)...)
+	cmd.Dir = t.TempDir() // verify.sh works from anywhere
+	cmd.Env = []string{"PATH=" + path, "HOME=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	}
+	t.Fatalf("sh verify.sh: %v\n%s", err, out)
+	return 0, ""
+}
+
+// TestScriptWithoutCosign runs verify.sh as on an air-gapped host: no
+// cosign, no bale, only POSIX tools, sha256sum and openssl on PATH (issue
+// 23 point 8). It says "verified" only when SHA256SUMS's signature
+// verifies with the trusted key; a runner replaced with SHA256SUMS
+// rewritten to match fails, as does a bundle re-signed by another key;
+// with no trusted key, or no signature verifier, it cannot verify (2);
+// --checksums-only never says verified. Special files are refused before
+// they are read (point 11), and the repository's development key is
+// warned about even when offline-kit.json says devKey false (point 19).
+func TestScriptWithoutCosign(t *testing.T) {
+	key := kittest.DevKey(t)
+	in := kittest.AOCInput(t, key)
+	good, m := kittest.Build(t, in)
+	n := namesOf(m)
+	posix := posixPath(t)
+	trusted := filepath.Join(t.TempDir(), "trusted.pub")
+	writeFile(t, filepath.Dir(trusted), "trusted.pub", key.PublicKeyPEM())
+	other := kittest.OtherKey(t)
+	const verified = "kit aoc-offline-kit verified"
+
+	type result struct {
+		code int
+		says []string // substrings the output must hold
+	}
+	tests := []struct {
+		name   string
+		mutate func(t *testing.T, dir string)
+		args   func(dir string) []string // nil: the trusted key
+		path   string                    // "": posix
+		want   result
+	}{
+		{name: "intact kit, trusted key", want: result{0, []string{verified, "checked with openssl", "DEVELOPMENT key"}}},
+		{name: "runner replaced, SHA256SUMS rewritten to match", mutate: func(t *testing.T, dir string) {
+			writeFile(t, dir, n.runner, []byte("not the runner\n"))
+			setSumsLine(t, dir, n.runner)
+		}, want: result{1, []string{"SHA256SUMS: signature SHA256SUMS.cosign.bundle does not verify with the trusted key", "FAILED verification"}}},
+		{name: "SHA256SUMS re-signed by another key", mutate: func(t *testing.T, dir string) {
+			writeFile(t, dir, n.runner, []byte("not the runner\n"))
+			setSumsLine(t, dir, n.runner)
+			sig, err := other.SignBlob(sha256.Sum256(mustRead(t, filepath.Join(dir, kit.SumsName))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, dir, kit.SumsSignatureName, sig)
+		}, want: result{1, []string{"does not verify with the trusted key", "FAILED verification"}}},
+		{name: "whole kit re-signed by another key with its cosign.pub", mutate: func(t *testing.T, dir string) {
+			writeFile(t, dir, n.runner, []byte("not the runner\n"))
+			sig, _ := other.SignBlob(sha256.Sum256([]byte("not the runner\n")))
+			writeFile(t, dir, n.runnerSig, sig)
+			writeFile(t, dir, kit.PublicKeyName, other.PublicKeyPEM())
+			kittest.Resign(t, dir, other, nil)
+		}, want: result{1, []string{"cosign.pub: is not the trusted key", "FAILED verification"}}},
+		{name: "runner signature swapped", mutate: func(t *testing.T, dir string) {
+			writeFile(t, dir, n.runnerSig, mustRead(t, filepath.Join(dir, kit.SumsSignatureName)))
+			kittest.Resign(t, dir, key, nil)
+		}, want: result{1, []string{n.runner + ": signature " + n.runnerSig + " does not verify"}}},
+		{name: "trusted key with CRLF line ends", args: func(dir string) []string {
+			p := filepath.Join(t.TempDir(), "crlf.pub")
+			writeFile(t, filepath.Dir(p), "crlf.pub", bytes.ReplaceAll(key.PublicKeyPEM(), []byte("\n"), []byte("\r\n")))
+			return []string{p}
+		}, want: result{0, []string{verified}}},
+		{name: "empty trusted key", args: func(dir string) []string {
+			p := filepath.Join(t.TempDir(), "empty.pub")
+			writeFile(t, filepath.Dir(p), "empty.pub", nil)
+			return []string{p}
+		}, want: result{1, []string{"is not the trusted key"}}},
+		{name: "no trusted key", args: func(string) []string { return nil }, want: result{2, []string{"no trusted key given", "usage"}}},
+		{name: "trusted key missing", args: func(dir string) []string { return []string{filepath.Join(dir, "nope.pub")} }, want: result{2, []string{"not a regular file"}}},
+		{name: "trusted key a link to /dev/zero", args: func(dir string) []string {
+			p := filepath.Join(t.TempDir(), "zero.pub")
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+			return []string{p}
+		}, want: result{2, []string{"not a regular file"}}},
+		{name: "cosign.pub a link to /dev/zero", mutate: func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, kit.PublicKeyName))
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, kit.PublicKeyName)); err != nil {
+				t.Fatal(err)
+			}
+		}, want: result{1, []string{"cosign.pub: missing (or not a regular file)"}}},
+		{name: "offline-kit.json a FIFO", mutate: func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, kit.ManifestName))
+			if err := syscall.Mkfifo(filepath.Join(dir, kit.ManifestName), 0o644); err != nil {
+				t.Skipf("mkfifo: %v", err)
+			}
+		}, want: result{1, []string{"offline-kit.json: missing (or not a regular file)"}}},
+		{name: "checksums only, intact", args: func(string) []string { return []string{kit.ChecksumsOnlyFlag} },
+			want: result{0, []string{"signatures were NOT checked", "does NOT show who made"}}},
+		{name: "checksums only, runner replaced and SHA256SUMS rewritten", mutate: func(t *testing.T, dir string) {
+			writeFile(t, dir, n.runner, []byte("not the runner\n"))
+			setSumsLine(t, dir, n.runner)
+		}, args: func(string) []string { return []string{kit.ChecksumsOnlyFlag} }, want: result{0, []string{"signatures were NOT checked"}}},
+		{name: "checksums only, runner flipped", mutate: func(t *testing.T, dir string) { flip(t, dir, n.runner) },
+			args: func(string) []string { return []string{kit.ChecksumsOnlyFlag} }, want: result{1, []string{n.runner + ": sha256 does not match SHA256SUMS"}}},
+		{name: "no signature verifier", path: "sha256sum sed tr grep dirname", want: result{2, []string{"no signature verifier"}}},
+		{name: "unknown option", args: func(string) []string { return []string{"--no-check"} }, want: result{2, []string{"unknown option"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "kit")
+			if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
+				t.Fatal(err)
+			}
+			if tt.mutate != nil {
+				tt.mutate(t, dir)
+			}
+			args := []string{trusted}
+			if tt.args != nil {
+				args = tt.args(dir)
+			}
+			path := posix
+			if tt.path != "" {
+				path = posixPath(t, strings.Fields(tt.path)...)
+			}
+			code, out := runScript(t, path, dir, args...)
+			if code != tt.want.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tt.want.code, out)
+			}
+			for _, s := range tt.want.says {
+				if !strings.Contains(out, s) {
+					t.Errorf("output does not say %q:\n%s", s, out)
+				}
+			}
+			if tt.want.code != 0 || (len(args) > 0 && args[0] == kit.ChecksumsOnlyFlag) {
+				if strings.Contains(out, "verified (") || strings.Contains(out, verified) {
+					t.Errorf("says verified:\n%s", out)
+				}
+			}
+		})
+	}
+}
+
+// TestScriptDevKeyByPublicKey: verify.sh warns about the repository's
+// development key when it is the kit's key, even if offline-kit.json
+// says devKey false (issue 23 point 19).
+func TestScriptDevKeyByPublicKey(t *testing.T) {
+	key := kittest.DevKey(t)
+	dir, m := kittest.Build(t, kittest.AOCInput(t, key))
+	m.DevKey = false
+	script, err := kit.Script(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, kit.ScriptName, script)
+	kittest.Resign(t, dir, key, func(m *kit.Manifest) { m.DevKey = false })
+	if strings.Contains(string(mustRead(t, filepath.Join(dir, kit.ManifestName))), `"devKey": true`) {
+		t.Fatal("the manifest still says devKey true")
+	}
+	code, out := runScript(t, posixPath(t), dir, kittest.DevPubPath(t))
+	if code != 0 || !strings.Contains(out, "DEVELOPMENT key") {
+		t.Fatalf("exit %d, no development-key warning:\n%s", code, out)
 	}
 }

@@ -232,9 +232,13 @@ func seedCommands(cosign string) [][]string {
 		{"sha256sum", "-c", kit.SumsName},
 		{cosign, "verify-blob", "--key", kit.PublicKeyName, "--bundle", aocRunnerSig, "--insecure-ignore-tlog", aocRunner},
 		{cosign, "verify-blob-attestation", "--key", kit.PublicKeyName, "--type", "slsaprovenance1", "--signature", aocProvenance, "--insecure-ignore-tlog", aocDataset},
-		{"sh", kit.ScriptName},
+		{"sh", kit.ScriptName, devPub},
 	}
 }
+
+// devPub is the development public key, the key a verify.sh of a
+// development kit is told to trust, as the README shows.
+var devPub = filepath.Join(repoDir(), "testdata", "keys", "cosign.dev.pub")
 
 // TestReleaseRealTools runs the seed's commands, as typed, with cosign v2
 // and v3 against the kit bale build wrote, then tampers with it: each
@@ -314,7 +318,7 @@ func TestReleaseRealTools(t *testing.T) {
 			}
 			for _, v := range []string{"2", "3"} {
 				bin := cosignTool(t, v)
-				if ok, o := runTool(t, dir, []string{"COSIGN=" + bin}, "sh", kit.ScriptName); ok || !strings.Contains(o, tc.names) {
+				if ok, o := runTool(t, dir, []string{"COSIGN=" + bin}, "sh", kit.ScriptName, devPub); ok || !strings.Contains(o, tc.names) {
 					t.Errorf("verify.sh with cosign%s: passed=%v, want a failure naming %s:\n%s", v, ok, tc.names, o)
 				}
 				if tc.cosign == 0 {
