@@ -71,3 +71,31 @@ func TestReadFile(t *testing.T) {
 		t.Errorf("ReadFile(link to /dev/zero) = %v", err)
 	}
 }
+
+// TestOpen: Open, for streaming, refuses what ReadFile refuses, before
+// opening it for reading, and opens a regular file.
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	for _, p := range []string{fifo, dir, "/dev/zero"} {
+		if f, err := Open(p); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			if f != nil {
+				f.Close()
+			}
+			t.Errorf("Open(%s) = %v", p, err)
+		}
+	}
+}
