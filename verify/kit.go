@@ -740,8 +740,14 @@ func listTarball(ctx context.Context, r io.Reader, lim archive.Limits) ([]tarFil
 }
 
 // maxBuffered bounds the small files a kit archive's scan keeps in memory
-// in all: a hostile archive cannot make verification hold more.
-const maxBuffered = 4 * kit.MaxSmallFile
+// in all, and maxTarballs the tarballs it lists (a kit has two, the
+// runner's and the dataset's; each listing is bounded by the archive
+// limits' MaxEntries): a hostile archive cannot make verification hold
+// more.
+const (
+	maxBuffered = 4 * kit.MaxSmallFile
+	maxTarballs = 2
+)
 
 // archiveFiles are a kit archive's files, as one streaming pass over it
 // found them.
@@ -759,6 +765,9 @@ type archiveFiles struct {
 	data     map[string][]byte
 	tarballs map[string][]tarFile
 	errs     map[string]error
+	// buffered counts the bytes in data; listed the tarballs read.
+	buffered int64
+	listed   int
 }
 
 // scanKitArchive reads the kit archive at path once: every file hashed,
@@ -774,7 +783,6 @@ func scanKitArchive(ctx context.Context, path string, lim archive.Limits, full b
 		data: map[string][]byte{}, tarballs: map[string][]tarFile{}, errs: map[string]error{}}
 	fileHash := sha256.New()
 	src := io.TeeReader(ctxio.Reader(ctx, f), fileHash)
-	buffered := int64(0)
 	walkErr := archive.Walk(ctx, src, lim, func(h *tar.Header, body io.Reader) error {
 		dir, name, nested := strings.Cut(h.Name, "/")
 		switch {
@@ -797,7 +805,7 @@ func scanKitArchive(ctx context.Context, path string, lim archive.Limits, full b
 		}
 		a.modes[name] = 0
 		a.sizes[name] = h.Size
-		sum, err := a.scanFile(ctx, name, h.Size, body, lim, full, &buffered)
+		sum, err := a.scanFile(ctx, name, h.Size, body, lim, full)
 		if err != nil {
 			return err
 		}
@@ -823,12 +831,16 @@ func scanKitArchive(ctx context.Context, path string, lim archive.Limits, full b
 
 // scanFile hashes one file of the archive, keeping it if it is small and
 // listing it if it is a tarball (when full).
-func (a *archiveFiles) scanFile(ctx context.Context, name string, size int64, body io.Reader, lim archive.Limits, full bool, buffered *int64) (string, error) {
+func (a *archiveFiles) scanFile(ctx context.Context, name string, size int64, body io.Reader, lim archive.Limits, full bool) (string, error) {
 	h := sha256.New()
 	r := io.TeeReader(body, h)
+	isTarball := strings.HasSuffix(name, ".tar.gz")
 	switch {
 	case !full:
-	case strings.HasSuffix(name, ".tar.gz"):
+	case isTarball && a.listed == maxTarballs:
+		a.errs[name] = fmt.Errorf("a kit has %d tarballs; this is one more", maxTarballs)
+	case isTarball:
+		a.listed++
 		// A tarball's files are listed as it passes; a tarball that does
 		// not read is the SBOM's or dataset manifest's failure to report.
 		files, err := listTarball(ctx, r, lim)
@@ -839,14 +851,14 @@ func (a *archiveFiles) scanFile(ctx context.Context, name string, size int64, bo
 		}
 	case size > kit.MaxSmallFile:
 		a.errs[name] = fmt.Errorf("%d bytes, more than %d", size, kit.MaxSmallFile)
-	case *buffered+size > maxBuffered:
+	case a.buffered+size > maxBuffered:
 		a.errs[name] = fmt.Errorf("the archive's small files hold more than %d bytes", maxBuffered)
 	default:
 		b, err := capread.ReadAll(r, size)
 		if err != nil {
 			return "", err
 		}
-		*buffered += int64(len(b))
+		a.buffered += int64(len(b))
 		a.data[name] = b
 	}
 	if _, err := io.Copy(h, body); err != nil {

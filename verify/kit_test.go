@@ -304,3 +304,30 @@ func BenchmarkKit(b *testing.B) {
 		}
 	}
 }
+
+// TestKitArchiveTarballCap: a kit archive's scan lists at most the two
+// tarballs a kit has, so a hostile archive of many cannot make it hold a
+// listing of each.
+func TestKitArchiveTarballCap(t *testing.T) {
+	inner := filepath.Join(t.TempDir(), "inner.tar.gz")
+	writeArchive(t, inner, []archiveEntry{{name: "x", size: 1, open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("x")), nil }}})
+	data, err := os.ReadFile(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []archiveEntry
+	for _, n := range []string{"a", "b", "c"} {
+		entries = append(entries, archiveEntry{name: "k/" + n + ".tar.gz", size: int64(len(data)), open: func() (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader(string(data))), nil
+		}})
+	}
+	p := filepath.Join(t.TempDir(), "k.tar.gz")
+	writeArchive(t, p, entries)
+	a, err := scanKitArchive(context.Background(), p, archive.Limits{}, true)
+	if err != nil || a.bad != nil {
+		t.Fatalf("scan: %v %v", err, a.bad)
+	}
+	if len(a.tarballs) != maxTarballs || a.errs["c.tar.gz"] == nil || len(a.sums) != 3 {
+		t.Fatalf("listed %d tarballs, errs %v, hashed %d files", len(a.tarballs), a.errs, len(a.sums))
+	}
+}
