@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -274,7 +273,7 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 	args := append([]string(nil), s.cfg.InlineCommand[1:]...)
 	args = append(args, "--dir", dir,
 		"--eval-timeout", s.cfg.InlineTimeout.String(),
-		"--eval-memory", strconv.FormatInt(s.cfg.InlineMemory, 10)+"B")
+		"--eval-memory", sizeFlag(s.cfg.InlineMemory))
 	if s.cfg.Resolve.Offline {
 		args = append(args, "--offline")
 	}
@@ -299,6 +298,7 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 	cmd.Cancel = func() error { return cmd.Process.Kill() }
 	cmd.WaitDelay = 2 * time.Second
 	err = cmd.Run()
+	s.log.Info("inline evaluation", "exit", cmd.ProcessState.String(), "peakRSS", peakRSS(cmd), "memoryLimit", s.cfg.InlineMemory)
 	switch {
 	case stdout.full:
 		return nil, &specError{msg: fmt.Sprintf("the inline spec's plan is over %d bytes; stopped", maxInlinePlan)}
@@ -309,6 +309,9 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 		if !errors.As(err, &ee) {
 			return nil, fmt.Errorf("run inline evaluation: %w", err)
 		}
+		if outOfMemory(stderr.String()) {
+			return nil, &specError{msg: fmt.Sprintf("evaluating or planning the inline spec needed more memory than --inline-memory %s allows; stopped", sizeFlag(s.cfg.InlineMemory))}
+		}
 		if crashed(stderr.String()) {
 			// A Go crash's trace names the server's build and source
 			// paths: it is for the operator, not the client.
@@ -316,6 +319,8 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 			return nil, &specError{msg: "evaluating the inline spec crashed the evaluator (" + ee.String() + "); the server's log has the details"}
 		}
 		msg := strings.TrimSpace(strings.TrimPrefix(stderr.String(), "bale: "))
+		// The guard names the child's flags; the client knows the server's.
+		msg = strings.NewReplacer("--eval-memory", "--inline-memory", "--eval-timeout", "--inline-timeout").Replace(msg)
 		msg = strings.ReplaceAll(msg, dir+string(filepath.Separator), "")
 		msg = strings.ReplaceAll(msg, dir, ".")
 		if msg == "" {

@@ -100,8 +100,9 @@ type Config struct {
 	// Empty refuses inline specs.
 	InlineCommand []string
 	// InlineTimeout bounds an inline spec's evaluation and planning, and
-	// InlineMemory the heap its evaluation may hold; 0 means 30s and
-	// 512 MiB.
+	// InlineMemory the memory its child may hold meanwhile (its evaluator
+	// stops at that much heap, the kernel at that much address space plus
+	// a headroom: LimitInlineMemory); 0 means 30s and 512 MiB.
 	InlineTimeout time.Duration
 	InlineMemory  int64
 	// InlineSlots bounds the inline evaluations running at once, each a
