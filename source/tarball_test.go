@@ -179,7 +179,6 @@ func TestDockerTarballHostile(t *testing.T) {
 			r := newResolver(t, Options{Root: root, Offline: true})
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			start := time.Now()
 			_, err := r.Image(bg, root, spec.Image{Name: "evil", Tarball: &spec.TarballSource{Path: "evil.tar"}})
 			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "evil.tar") {
@@ -189,9 +188,6 @@ func TestDockerTarballHostile(t *testing.T) {
 			// nothing is allocated in proportion to what headers declare.
 			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 40<<20 {
 				t.Errorf("allocated %d MiB", alloc>>20)
-			}
-			if d := time.Since(start); d > 10*time.Second {
-				t.Errorf("took %s", d)
 			}
 		})
 	}
