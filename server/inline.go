@@ -177,6 +177,30 @@ var errInlineBusy = errors.New("every inline evaluation slot is busy")
 // inlineSlotWait is how long an inline spec waits for a free slot.
 const inlineSlotWait = 5 * time.Second
 
+// takeSlot takes a place in slots, waiting for one at most
+// inlineSlotWait (or until the test's clock, Config.inlineWait, says):
+// it reports false if the wait ended first. The wait starts only when no
+// place is free at once.
+func (s *Server) takeSlot(ctx context.Context, slots chan struct{}) (bool, error) {
+	select {
+	case slots <- struct{}{}:
+		return true, nil
+	default:
+	}
+	wait := s.cfg.inlineWait
+	if wait == nil {
+		wait = func() <-chan time.Time { return time.After(inlineSlotWait) }
+	}
+	select {
+	case slots <- struct{}{}:
+		return true, nil
+	case <-wait():
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
 // inlineRoot is the workspace root recorded for inline plans: an empty
 // directory, since their inputs are all remote.
 func (s *Server) inlineRoot() string { return filepath.Join(s.cfg.DataDir, "inline") }
@@ -197,16 +221,14 @@ func (s *Server) inlineShare(ctx context.Context, tenant string) (release func()
 		s.inlineShares[tenant] = share
 	}
 	s.inlineMu.Unlock()
-	t := time.NewTimer(inlineSlotWait)
-	defer t.Stop()
-	select {
-	case share <- struct{}{}:
-		return func() { <-share }, nil
-	case <-t.C:
+	ok, err := s.takeSlot(ctx, share)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
 		return nil, errInlineTenantBusy
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return func() { <-share }, nil
 }
 
 // planInline evaluates and plans tenant's inline spec in a child process
@@ -225,12 +247,14 @@ func (s *Server) planInline(ctx context.Context, tenant, src string) (*planned, 
 	v, err, _ := s.planning.Do("inline:"+hex.EncodeToString(sum[:]), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.InlineTimeout)
 		defer cancel()
-		select {
-		case s.inlineSlots <- struct{}{}:
-			defer func() { <-s.inlineSlots }()
-		case <-time.After(inlineSlotWait):
+		ok, err := s.takeSlot(ctx, s.inlineSlots)
+		switch {
+		case err != nil:
+			return nil, err
+		case !ok:
 			return nil, errInlineBusy
 		}
+		defer func() { <-s.inlineSlots }()
 		b, err := s.runInline(ctx, src)
 		if err != nil {
 			return nil, err

@@ -125,6 +125,9 @@ type Config struct {
 	// server fetch, and hand over, what only the server can reach. Specs
 	// the server was started with are not restricted.
 	InlineAllowHosts []string
+	// inlineWait, if set, starts a wait for an inline slot in place of
+	// inlineSlotWait's timer: tests decide when a wait is over.
+	inlineWait func() <-chan time.Time
 	// Getenv reads COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY and the go
 	// command's locations for release builds; nil means os.Getenv.
 	Getenv func(string) string
