@@ -35,7 +35,7 @@ func withInline(bin string, timeout time.Duration) func(*Config) {
 }
 
 // inlineBody is a request body carrying src as an inline spec.
-func inlineBody(t *testing.T, src string) []byte {
+func inlineBody(t testing.TB, src string) []byte {
 	t.Helper()
 	b, err := json.Marshal(map[string]string{"inline": src})
 	if err != nil {
@@ -230,17 +230,75 @@ func gatedInline(t *testing.T, bin string) ([]string, *gate) {
 	return []string{script, "serve", "eval-inline"}, g
 }
 
-// slotClock replaces the inline slot wait: every wait that begins is
-// sent on waits, and ends when the test sends on (or closes) the
-// channel it was given.
-func slotClock(c *Config) chan chan time.Time {
-	waits := make(chan chan time.Time, 8)
-	c.inlineWait = func() <-chan time.Time {
-		ch := make(chan time.Time, 1)
-		waits <- ch
-		return ch
+// slotServer is a server whose inline slots a test drives: its first
+// child is held at a gate, and every wait for a slot ends when the test
+// says.
+type slotServer struct {
+	*harness
+	gate  *gate
+	waits chan chan time.Time // each wait that begins; send or close to end it
+}
+
+func newSlotServer(t *testing.T, slots int) *slotServer {
+	t.Helper()
+	bin := buildBale(t)
+	command, g := gatedInline(t, bin)
+	s := &slotServer{gate: g, waits: make(chan chan time.Time, 8)}
+	s.harness = startServer(t, "", withInline(bin, time.Minute), func(c *Config) {
+		c.InlineSlots = slots
+		c.InlineCommand = command
+		c.inlineWait = func() <-chan time.Time {
+			ch := make(chan time.Time, 1)
+			s.waits <- ch
+			return ch
+		}
+	})
+	return s
+}
+
+// post posts src as role's inline spec; its answer comes on the channel.
+func (s *slotServer) post(role, src string) <-chan response {
+	out := make(chan response, 1)
+	go func() { out <- s.do(http.MethodPost, exportsPath, role, inlineBody(s.t, src)) }()
+	return out
+}
+
+// waiting returns the wait the request answering on r begins, and fails
+// the test if r answers without waiting.
+func (s *slotServer) waiting(t *testing.T, r <-chan response, what string) chan time.Time {
+	t.Helper()
+	select {
+	case w := <-s.waits:
+		return w
+	case r := <-r:
+		t.Fatalf("%s did not wait for a slot: %d %s", what, r.StatusCode, r.body)
+		return nil
 	}
-	return waits
+}
+
+// evaluated checks that the request answering on r is evaluated at once,
+// without waiting for a slot: a 422 spec-invalid for what it is.
+func (s *slotServer) evaluated(t *testing.T, r <-chan response, what string) {
+	t.Helper()
+	select {
+	case r := <-r:
+		if r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "spec-invalid" {
+			t.Fatalf("%s: %d %s, want 422 spec-invalid (evaluated)", what, r.StatusCode, r.body)
+		}
+	case <-s.waits:
+		t.Fatalf("%s waited for a slot", what)
+	}
+}
+
+// busy checks that r is a 503 inline-busy with Retry-After.
+func busy(t *testing.T, r response, what string) {
+	t.Helper()
+	if r.StatusCode != http.StatusServiceUnavailable || problemType(t, r) != "inline-busy" {
+		t.Fatalf("%s: %d %s, want 503 inline-busy", what, r.StatusCode, r.body)
+	}
+	if r.Header.Get("Retry-After") == "" {
+		t.Errorf("%s: 503 inline-busy without Retry-After", what)
+	}
 }
 
 // TestInlineSlots: inline evaluations run at most InlineSlots at once; a
@@ -252,49 +310,17 @@ func slotClock(c *Config) chan chan time.Time {
 // wait.
 func TestInlineSlots(t *testing.T) {
 	t.Parallel()
-	bin := buildBale(t)
-	command, g := gatedInline(t, bin)
-	var waits chan chan time.Time
-	h := startServer(t, "", withInline(bin, time.Minute), func(c *Config) {
-		c.InlineSlots = 1
-		c.InlineCommand = command
-		waits = slotClock(c)
-	})
-	post := func(role, src string) <-chan response {
-		out := make(chan response, 1)
-		go func() { out <- h.do(http.MethodPost, exportsPath, role, inlineBody(t, src)) }()
-		return out
-	}
-	first := post("rw", "package p\n\nfirst: 1\n")
-	<-g.started
+	s := newSlotServer(t, 1)
+	first := s.post("rw", "package p\n\nfirst: 1\n")
+	<-s.gate.started
 
-	second := post("other", "package p\n\nsecond: 1\n")
-	select {
-	case wait := <-waits: // the second spec waits for the only slot
-		close(wait)
-	case r := <-second:
-		t.Fatalf("second inline spec did not wait for the busy slot: %d %s", r.StatusCode, r.body)
-	}
-	r := <-second
-	if r.StatusCode != http.StatusServiceUnavailable || problemType(t, r) != "inline-busy" {
-		t.Fatalf("second inline spec while the only slot is busy: %d %s, want 503 inline-busy", r.StatusCode, r.body)
-	}
-	if r.Header.Get("Retry-After") == "" {
-		t.Error("503 inline-busy without Retry-After")
-	}
+	second := s.post("other", "package p\n\nsecond: 1\n")
+	close(s.waiting(t, second, "a spec while the only slot is busy"))
+	busy(t, <-second, "a spec while the only slot is busy")
 
-	close(g.open)
-	if r := <-first; r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "spec-invalid" {
-		t.Fatalf("first inline spec: %d %s, want 422 spec-invalid (evaluated)", r.StatusCode, r.body)
-	}
+	close(s.gate.open)
+	s.evaluated(t, first, "the first spec")
 	// The slot is free again: the next spec is evaluated at once (and
 	// refused for what it is, not for a busy slot).
-	select {
-	case r := <-post("other", "package p\n\nthird: 1\n"):
-		if r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "spec-invalid" {
-			t.Fatalf("after the slot was freed: %d %s, want 422 spec-invalid", r.StatusCode, r.body)
-		}
-	case <-waits:
-		t.Fatal("after the slot was freed, a spec waited for it")
-	}
+	s.evaluated(t, s.post("other", "package p\n\nthird: 1\n"), "a spec after the slot was freed")
 }
