@@ -83,7 +83,10 @@ func outOfMemory(stderr string) bool {
 }
 
 // peakRSS is a finished child's peak resident set in bytes, from its
-// rusage (Linux reports ru_maxrss in KiB), or 0 if unknown.
+// rusage (Linux reports ru_maxrss in KiB), or 0 if unknown. It is at
+// least the server's own peak RSS when the child started: Linux charges
+// a child's exec with the memory it ran in before, the server's (Go
+// starts children with vfork).
 func peakRSS(cmd *exec.Cmd) int64 {
 	if cmd.ProcessState == nil {
 		return 0
