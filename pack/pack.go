@@ -58,7 +58,16 @@ const MaxManifestSize = 4 << 20
 // MaxLayers bounds the layers of one manifest. A pack holds at most
 // archive.DefaultLimits().MaxEntries entries, so a manifest near that size
 // could never be verified; real images have well under a hundred layers.
+// The resolver refuses a manifest past it as soon as it is fetched.
 const MaxLayers = 1000
+
+// MaxImageBlobs bounds the blobs one image input lists across the
+// manifests a plan takes from it, counted as the plan records them: its
+// index, and each chosen manifest with its config and layers. It is the
+// number of entries a pack holds (archive.DefaultLimits().MaxEntries), so
+// an image past it could never be packed; the resolver counts as an
+// index's manifests arrive and fetches no more once past it.
+const MaxImageBlobs = 10_000
 
 // DockerPlatform is the platform a docker-save manifest.json prefers for
 // an index image: what `docker load` on the most common host would pick.

@@ -63,6 +63,9 @@ func ImageEntries(in Input) ([]string, error) {
 		if len(m.Layers) > pack.MaxLayers {
 			return nil, fmt.Errorf("image %s: manifest %s has %d layers, more than %d", in.Name, m.Digest, len(m.Layers), pack.MaxLayers)
 		}
+		if n := len(digests) + 2 + len(m.Layers); n > pack.MaxImageBlobs {
+			return nil, fmt.Errorf("image %s: its manifests list more than %d blobs (manifests, configs and layers), more than a pack holds", in.Name, pack.MaxImageBlobs)
+		}
 		digests = append(digests, m.Digest, m.Config.Digest)
 		for _, l := range m.Layers {
 			digests = append(digests, l.Digest)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -178,6 +177,30 @@ var errInlineBusy = errors.New("every inline evaluation slot is busy")
 // inlineSlotWait is how long an inline spec waits for a free slot.
 const inlineSlotWait = 5 * time.Second
 
+// takeSlot takes a place in slots, waiting for one at most
+// inlineSlotWait (or until the test's clock, Config.inlineWait, says):
+// it reports false if the wait ended first. The wait starts only when no
+// place is free at once.
+func (s *Server) takeSlot(ctx context.Context, slots chan struct{}) (bool, error) {
+	select {
+	case slots <- struct{}{}:
+		return true, nil
+	default:
+	}
+	wait := s.cfg.inlineWait
+	if wait == nil {
+		wait = func() <-chan time.Time { return time.After(inlineSlotWait) }
+	}
+	select {
+	case slots <- struct{}{}:
+		return true, nil
+	case <-wait():
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
 // inlineRoot is the workspace root recorded for inline plans: an empty
 // directory, since their inputs are all remote.
 func (s *Server) inlineRoot() string { return filepath.Join(s.cfg.DataDir, "inline") }
@@ -198,16 +221,14 @@ func (s *Server) inlineShare(ctx context.Context, tenant string) (release func()
 		s.inlineShares[tenant] = share
 	}
 	s.inlineMu.Unlock()
-	t := time.NewTimer(inlineSlotWait)
-	defer t.Stop()
-	select {
-	case share <- struct{}{}:
-		return func() { <-share }, nil
-	case <-t.C:
+	ok, err := s.takeSlot(ctx, share)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
 		return nil, errInlineTenantBusy
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return func() { <-share }, nil
 }
 
 // planInline evaluates and plans tenant's inline spec in a child process
@@ -226,12 +247,14 @@ func (s *Server) planInline(ctx context.Context, tenant, src string) (*planned, 
 	v, err, _ := s.planning.Do("inline:"+hex.EncodeToString(sum[:]), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.InlineTimeout)
 		defer cancel()
-		select {
-		case s.inlineSlots <- struct{}{}:
-			defer func() { <-s.inlineSlots }()
-		case <-time.After(inlineSlotWait):
+		ok, err := s.takeSlot(ctx, s.inlineSlots)
+		switch {
+		case err != nil:
+			return nil, err
+		case !ok:
 			return nil, errInlineBusy
 		}
+		defer func() { <-s.inlineSlots }()
 		b, err := s.runInline(ctx, src)
 		if err != nil {
 			return nil, err
@@ -274,7 +297,7 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 	args := append([]string(nil), s.cfg.InlineCommand[1:]...)
 	args = append(args, "--dir", dir,
 		"--eval-timeout", s.cfg.InlineTimeout.String(),
-		"--eval-memory", strconv.FormatInt(s.cfg.InlineMemory, 10)+"B")
+		"--eval-memory", sizeFlag(s.cfg.InlineMemory))
 	if s.cfg.Resolve.Offline {
 		args = append(args, "--offline")
 	}
@@ -299,6 +322,7 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 	cmd.Cancel = func() error { return cmd.Process.Kill() }
 	cmd.WaitDelay = 2 * time.Second
 	err = cmd.Run()
+	s.log.Info("inline evaluation", "exit", cmd.ProcessState.String(), "peakRSS", peakRSS(cmd), "memoryLimit", s.cfg.InlineMemory)
 	switch {
 	case stdout.full:
 		return nil, &specError{msg: fmt.Sprintf("the inline spec's plan is over %d bytes; stopped", maxInlinePlan)}
@@ -309,6 +333,9 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 		if !errors.As(err, &ee) {
 			return nil, fmt.Errorf("run inline evaluation: %w", err)
 		}
+		if outOfMemory(stderr.String()) {
+			return nil, &specError{msg: fmt.Sprintf("evaluating or planning the inline spec needed more memory than --inline-memory %s allows; stopped", sizeFlag(s.cfg.InlineMemory))}
+		}
 		if crashed(stderr.String()) {
 			// A Go crash's trace names the server's build and source
 			// paths: it is for the operator, not the client.
@@ -316,6 +343,8 @@ func (s *Server) runInline(ctx context.Context, src string) ([]byte, error) {
 			return nil, &specError{msg: "evaluating the inline spec crashed the evaluator (" + ee.String() + "); the server's log has the details"}
 		}
 		msg := strings.TrimSpace(strings.TrimPrefix(stderr.String(), "bale: "))
+		// The guard names the child's flags; the client knows the server's.
+		msg = strings.NewReplacer("--eval-memory", "--inline-memory", "--eval-timeout", "--inline-timeout").Replace(msg)
 		msg = strings.ReplaceAll(msg, dir+string(filepath.Separator), "")
 		msg = strings.ReplaceAll(msg, dir, ".")
 		if msg == "" {

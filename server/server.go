@@ -101,8 +101,9 @@ type Config struct {
 	// Empty refuses inline specs.
 	InlineCommand []string
 	// InlineTimeout bounds an inline spec's evaluation and planning, and
-	// InlineMemory the heap its evaluation may hold; 0 means 30s and
-	// 512 MiB.
+	// InlineMemory the memory its child may hold meanwhile (its evaluator
+	// stops at that much heap, the kernel at that much address space plus
+	// a headroom: LimitInlineMemory); 0 means 30s and 512 MiB.
 	InlineTimeout time.Duration
 	InlineMemory  int64
 	// InlineSlots bounds the inline evaluations running at once, each a
@@ -125,6 +126,9 @@ type Config struct {
 	// server fetch, and hand over, what only the server can reach. Specs
 	// the server was started with are not restricted.
 	InlineAllowHosts []string
+	// inlineWait, if set, starts a wait for an inline slot in place of
+	// inlineSlotWait's timer: tests decide when a wait is over.
+	inlineWait func() <-chan time.Time
 	// Getenv reads COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY and the go
 	// command's locations for release builds; nil means os.Getenv.
 	Getenv func(string) string

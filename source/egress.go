@@ -67,6 +67,10 @@ func (e *egressError) Error() string {
 type publicDialer struct {
 	d     net.Dialer
 	allow map[string]bool // lowercase host and host:port
+	// connecting, if set, is called with every address a connection is
+	// about to be made to, after the check passed: tests see every dial
+	// that went out, and none that was refused.
+	connecting func(address string)
 }
 
 func newPublicDialer(allow []string) *publicDialer {
@@ -91,13 +95,19 @@ func (p *publicDialer) allowed(addr string) bool {
 // DialContext dials addr, refusing a non-public address unless addr's
 // host is allowed.
 func (p *publicDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	if p.allowed(addr) {
-		return p.d.DialContext(ctx, network, addr)
-	}
+	allowed := p.allowed(addr)
 	host, _, _ := net.SplitHostPort(addr)
 	d := p.d
 	d.Control = func(_, address string, _ syscall.RawConn) error {
-		return checkPublic(address, host)
+		if !allowed {
+			if err := checkPublic(address, host); err != nil {
+				return err
+			}
+		}
+		if p.connecting != nil {
+			p.connecting(address)
+		}
+		return nil
 	}
 	return d.DialContext(ctx, network, addr)
 }

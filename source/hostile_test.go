@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
@@ -70,7 +71,7 @@ func TestAbsurdManifests(t *testing.T) {
 	root := t.TempDir()
 	config := []byte(`{"os":"linux","architecture":"amd64"}`)
 	layer := desc("application/vnd.oci.image.layer.v1.tar+gzip", []byte("layer"))
-	layers := make([]any, MaxLayers+1)
+	layers := make([]any, pack.MaxLayers+1)
 	for i := range layers {
 		layers[i] = layer
 	}
@@ -84,7 +85,7 @@ func TestAbsurdManifests(t *testing.T) {
 		"schemaVersion": 2,
 		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
 		"config":        desc("application/vnd.oci.image.config.v1+json", config),
-		"annotations":   map[string]string{"pad": strings.Repeat("x", MaxManifestSize)},
+		"annotations":   map[string]string{"pad": strings.Repeat("x", pack.MaxManifestSize)},
 	})
 	badLayer, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2,
@@ -98,7 +99,7 @@ func TestAbsurdManifests(t *testing.T) {
 		manifest []byte
 		want     string
 	}{
-		{"too many layers", many, "more than the limit of 10000"},
+		{"too many layers", many, "1001 layers, more than the limit of 1000"},
 		{"too large", huge, "byte limit"},
 		{"bad layer digest", badLayer, `"sha256:/etc/passwd"`},
 	} {

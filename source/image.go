@@ -23,11 +23,12 @@ import (
 // Limits on what an image source may describe. Real images are far below
 // them; anything above is a broken or hostile source, refused before bale
 // plans work in proportion to it.
+// The bytes of one manifest or index and the layers of one manifest are
+// the pack's limits (pack.MaxManifestSize, pack.MaxLayers), and so is the
+// number of blobs an image's chosen manifests may list
+// (pack.MaxImageBlobs): the resolver refuses what the pack cannot hold as
+// soon as it sees it, not after fetching the rest.
 const (
-	// MaxManifestSize bounds the bytes of one manifest or index.
-	MaxManifestSize = 4 << 20
-	// MaxLayers bounds the layers of one image manifest.
-	MaxLayers = 10_000
 	// MaxIndexEntries bounds the manifests one index or index.json lists.
 	MaxIndexEntries = 10_000
 	// MaxConfigSize bounds the bytes of one image config.
@@ -55,8 +56,8 @@ func isManifestType(mt string) bool {
 // the document's own mediaType, else the one its descriptor or the
 // registry gave, else what its shape says (OCI allows omitting it).
 func parseManifest(raw []byte, hint string) (*pack.ManifestOrIndex, string, error) {
-	if len(raw) > MaxManifestSize {
-		return nil, "", fmt.Errorf("manifest is %d bytes, more than the %d-byte limit", len(raw), MaxManifestSize)
+	if len(raw) > pack.MaxManifestSize {
+		return nil, "", fmt.Errorf("manifest is %d bytes, more than the %d-byte limit", len(raw), pack.MaxManifestSize)
 	}
 	var m pack.ManifestOrIndex
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -90,8 +91,8 @@ func parseManifest(raw []byte, hint string) (*pack.ManifestOrIndex, string, erro
 		if m.Manifests != nil {
 			return nil, "", fmt.Errorf("manifest of type %s lists manifests", mt)
 		}
-		if len(m.Layers) > MaxLayers {
-			return nil, "", fmt.Errorf("manifest has %d layers, more than the limit of %d", len(m.Layers), MaxLayers)
+		if len(m.Layers) > pack.MaxLayers {
+			return nil, "", fmt.Errorf("manifest has %d layers, more than the limit of %d a pack holds for one manifest", len(m.Layers), pack.MaxLayers)
 		}
 	case mt == string(types.DockerManifestSchema1) || mt == string(types.DockerManifestSchema1Signed):
 		return nil, "", fmt.Errorf("docker schema 1 manifests (%s) are not supported", mt)
@@ -133,8 +134,8 @@ type imageSource interface {
 
 // checkManifestBytes verifies raw against the digest and size expected.
 func checkManifestBytes(raw []byte, d string, size int64) error {
-	if len(raw) > MaxManifestSize {
-		return fmt.Errorf("manifest %s is %d bytes, more than the %d-byte limit", d, len(raw), MaxManifestSize)
+	if len(raw) > pack.MaxManifestSize {
+		return fmt.Errorf("manifest %s is %d bytes, more than the %d-byte limit", d, len(raw), pack.MaxManifestSize)
 	}
 	if got := sha256Digest(raw); got != d {
 		return fmt.Errorf("manifest bytes hash to %s, not the requested %s", got, d)
@@ -231,7 +232,11 @@ func (r *Resolver) pin(ctx context.Context, src imageSource, raw []byte, hint st
 		return nil, "", err
 	}
 	out := &plan.Image{Index: true, Platforms: []string{}, Manifests: []plan.Manifest{}}
-	for _, c := range chosen {
+	// The blobs the plan will record, counted as the manifests arrive
+	// (plan.ImageEntries counts the same way): past what a pack holds, no
+	// further manifest is fetched.
+	blobs := 1
+	for i, c := range chosen {
 		if err := ctx.Err(); err != nil {
 			return nil, "", err
 		}
@@ -248,6 +253,9 @@ func (r *Resolver) pin(ctx context.Context, src imageSource, raw []byte, hint st
 		}
 		if isIndexType(cmt) {
 			return nil, "", fmt.Errorf("platform %s: %s is a nested index, which bale does not support", c.Platform, c.Digest)
+		}
+		if blobs += 2 + len(cm.Layers); blobs > pack.MaxImageBlobs {
+			return nil, "", fmt.Errorf("the manifests of %d of its %d chosen platforms list more than %d blobs (manifests, configs and layers), more than a pack holds; stopped at platform %s", i+1, len(chosen), pack.MaxImageBlobs, c.Platform)
 		}
 		man, err := r.pinManifest(ctx, src, cm, cmt, c.Digest, c.Size, c.Platform.String())
 		if err != nil {
@@ -327,7 +335,7 @@ func choosePlatforms(entries []pack.Descriptor, want []string) ([]pack.Descripto
 	byPlat := map[string]pack.Descriptor{}
 	var all []string
 	for i, e := range entries {
-		if err := checkDesc(e, fmt.Sprintf("index entry %d", i), MaxManifestSize); err != nil {
+		if err := checkDesc(e, fmt.Sprintf("index entry %d", i), pack.MaxManifestSize); err != nil {
 			return nil, err
 		}
 		p := e.Platform.String()
@@ -500,7 +508,7 @@ func (s *layoutSource) manifest(ctx context.Context, d string, size int64) ([]by
 		return nil, "", err
 	}
 	defer rc.Close()
-	raw, err := readLimited(rc, MaxManifestSize, "manifest "+d)
+	raw, err := readLimited(rc, pack.MaxManifestSize, "manifest "+d)
 	if err != nil {
 		return nil, "", err
 	}
@@ -515,7 +523,7 @@ func (s *layoutSource) blob(_ context.Context, d string) (io.ReadCloser, error) 
 }
 
 // openLayout opens the layout directory rel and reads its index.json, up
-// to MaxManifestSize bytes, checking every entry's digest and size: a
+// to pack.MaxManifestSize bytes, checking every entry's digest and size: a
 // hostile index.json may hold "sha256:../../x".
 func (r *Resolver) openLayout(rel string) (*layoutSource, []pack.Descriptor, error) {
 	f, _, err := r.openLocal(rel+"/index.json", singleLink)
@@ -523,7 +531,7 @@ func (r *Resolver) openLayout(rel string) (*layoutSource, []pack.Descriptor, err
 		return nil, nil, err
 	}
 	defer f.Close()
-	raw, err := readLimited(f, MaxManifestSize, rel+"/index.json")
+	raw, err := readLimited(f, pack.MaxManifestSize, rel+"/index.json")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -537,8 +545,8 @@ func (r *Resolver) openLayout(rel string) (*layoutSource, []pack.Descriptor, err
 // parseLayoutIndex decodes an OCI layout's index.json and checks its
 // entries.
 func parseLayoutIndex(raw []byte) ([]pack.Descriptor, error) {
-	if len(raw) > MaxManifestSize {
-		return nil, fmt.Errorf("%d bytes, more than the %d-byte limit", len(raw), MaxManifestSize)
+	if len(raw) > pack.MaxManifestSize {
+		return nil, fmt.Errorf("%d bytes, more than the %d-byte limit", len(raw), pack.MaxManifestSize)
 	}
 	var idx pack.ManifestOrIndex
 	if err := json.Unmarshal(raw, &idx); err != nil {
@@ -548,7 +556,7 @@ func parseLayoutIndex(raw []byte) ([]pack.Descriptor, error) {
 		return nil, fmt.Errorf("lists %d manifests, more than the limit of %d", len(idx.Manifests), MaxIndexEntries)
 	}
 	for i, e := range idx.Manifests {
-		if err := checkDesc(e, fmt.Sprintf("entry %d", i), MaxManifestSize); err != nil {
+		if err := checkDesc(e, fmt.Sprintf("entry %d", i), pack.MaxManifestSize); err != nil {
 			return nil, err
 		}
 	}
@@ -704,7 +712,7 @@ func (r *Resolver) BlobFile(ctx context.Context, in plan.Input, digest string) (
 // blobLimit is the largest size a plan may give a manifest or other blob.
 func blobLimit(isManifest bool) int64 {
 	if isManifest {
-		return MaxManifestSize
+		return pack.MaxManifestSize
 	}
 	return MaxBlobSize
 }

@@ -90,7 +90,7 @@ func targets(t *testing.T) []target {
 
 // runAttacks runs every attack against every target with a Resolver made
 // from opts, and hands each outcome to check.
-func runAttacks(t *testing.T, opts Options, attacks []attack, check func(t *testing.T, err error, hits int32, elapsed time.Duration)) {
+func runAttacks(t *testing.T, opts Options, attacks []attack, check func(t *testing.T, err error, hits int32)) {
 	for _, a := range attacks {
 		for _, tg := range targets(t) {
 			t.Run(a.name+"/"+tg.name, func(t *testing.T) {
@@ -114,7 +114,7 @@ func runAttacks(t *testing.T, opts Options, attacks []attack, check func(t *test
 					t.Fatal("no error")
 				}
 				t.Logf("after %s, %d requests: %v", elapsed.Round(time.Millisecond), hits.Load(), err)
-				check(t, err, hits.Load(), elapsed)
+				check(t, err, hits.Load())
 			})
 		}
 	}
@@ -134,15 +134,12 @@ func TestRedirectLoop(t *testing.T) {
 			http.Redirect(w, req, fmt.Sprintf("%s?hop=%d", req.URL.Path, n), http.StatusTemporaryRedirect)
 		}},
 	}
-	runAttacks(t, Options{}, attacks, func(t *testing.T, err error, hits int32, elapsed time.Duration) {
+	runAttacks(t, Options{}, attacks, func(t *testing.T, err error, hits int32) {
 		if !strings.Contains(err.Error(), fmt.Sprintf("stopped after %d redirects", MaxRedirects)) {
 			t.Errorf("error does not name the redirect cap: %v", err)
 		}
 		if hits > MaxRedirects {
 			t.Errorf("%d requests for one fetch, want at most %d", hits, MaxRedirects)
-		}
-		if elapsed > 10*time.Second {
-			t.Errorf("took %s", elapsed)
 		}
 	})
 }
@@ -169,18 +166,15 @@ func TestLowSpeedLimit(t *testing.T) {
 		}
 	}}
 	opts := Options{Timeout: 10 * time.Second, SpeedLimit: 1000, SpeedTime: window}
-	runAttacks(t, opts, []attack{trickle}, func(t *testing.T, err error, hits int32, elapsed time.Duration) {
+	runAttacks(t, opts, []attack{trickle}, func(t *testing.T, err error, hits int32) {
 		var le *limitError
 		if !errors.As(err, &le) || !strings.Contains(err.Error(), "transfer slower than 1000 bytes/s over 300ms") {
 			t.Errorf("error is not the low-speed limit: %v", err)
 		}
+		// The error is the window's end, not the 10 s idle timeout the
+		// trickle keeps resetting; and the request is not retried.
 		if hits != 1 {
 			t.Errorf("%d requests: a trickling server is not worth retrying", hits)
-		}
-		// One window, with room for a loaded machine; far below the
-		// 10 s idle timeout the trickle keeps resetting.
-		if elapsed < window || elapsed > 5*time.Second {
-			t.Errorf("took %s with a %s low-speed window", elapsed, window)
 		}
 	})
 }
@@ -194,15 +188,12 @@ func TestRequestDeadline(t *testing.T) {
 		<-req.Context().Done()
 	}}
 	opts := Options{Timeout: time.Minute, SpeedLimit: -1, RequestTimeout: deadline}
-	runAttacks(t, opts, []attack{silent}, func(t *testing.T, err error, hits int32, elapsed time.Duration) {
+	runAttacks(t, opts, []attack{silent}, func(t *testing.T, err error, hits int32) {
 		if !strings.Contains(err.Error(), "not finished within 400ms (the per-request deadline)") {
 			t.Errorf("error does not name the deadline: %v", err)
 		}
 		if hits != 1 {
 			t.Errorf("%d requests: a deadline is not retried", hits)
-		}
-		if elapsed < deadline || elapsed > 5*time.Second {
-			t.Errorf("took %s with a %s deadline", elapsed, deadline)
 		}
 	})
 }
@@ -212,28 +203,34 @@ func TestRequestDeadline(t *testing.T) {
 // the per-request deadline.
 func TestEndlessBody(t *testing.T) {
 	const deadline = 500 * time.Millisecond
+	// sending gets a value each time a request's body has begun.
+	sending := make(chan struct{}, 2)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		chunk := make([]byte, 32<<10)
-		for req.Context().Err() == nil {
+		for i := 0; req.Context().Err() == nil; i++ {
 			if _, err := w.Write(chunk); err != nil {
 				return
+			}
+			if i == 0 {
+				w.(http.Flusher).Flush()
+				sending <- struct{}{}
 			}
 		}
 	}))
 	t.Cleanup(srv.Close)
 	r := newResolver(t, Options{RequestTimeout: deadline})
-	start := time.Now()
 	_, err := r.File(bg, "/", plan.KindFile, "f", spec.File{URL: srv.URL + "/f", Digest: digestOf(nil)})
-	elapsed := time.Since(start)
-	if err == nil || !strings.Contains(err.Error(), "resolve file f (") || !strings.Contains(err.Error(), "the per-request deadline") {
+	if err == nil || !strings.Contains(err.Error(), "resolve file f (") || !strings.Contains(err.Error(), "not finished within 500ms (the per-request deadline)") {
 		t.Fatalf("err = %v", err)
 	}
-	if elapsed > 5*time.Second {
-		t.Errorf("took %s with a %s deadline", elapsed, deadline)
-	}
-	// The caller's own cancel is reported as such, not as a broken limit.
+	<-sending
+	// The caller's own cancel, once the body streams, is reported as
+	// such, not as a broken limit.
 	ctx, cancel := context.WithCancel(bg)
-	time.AfterFunc(100*time.Millisecond, cancel)
+	go func() {
+		<-sending
+		cancel()
+	}()
 	_, err = newResolver(t, Options{}).File(ctx, "/", plan.KindFile, "f", spec.File{URL: srv.URL + "/f", Digest: digestOf(nil)})
 	var le *limitError
 	if !errors.Is(err, context.Canceled) || errors.As(err, &le) {

@@ -144,6 +144,8 @@ type Resolver struct {
 	// backoff is the first retry delay; it doubles with each retry. Tests
 	// shorten it.
 	backoff time.Duration
+	// after starts a retry's wait (time.After); tests see the wait begin.
+	after func(time.Duration) <-chan time.Time
 
 	// pulls holds an authenticated transport per repository (see
 	// pullTransport).
@@ -185,6 +187,7 @@ func New(opts Options) (*Resolver, error) {
 		opts:     opts,
 		insecure: make(map[string]bool),
 		backoff:  500 * time.Millisecond,
+		after:    time.After,
 	}
 	switch {
 	case opts.Retries == 0:

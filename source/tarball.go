@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/spec"
 )
@@ -49,8 +50,8 @@ type tarMember struct {
 //     huge body); symbolic links are kept, as docker writes them for
 //     repeated layers, and resolved inside the archive as the loader does;
 //   - any entry declaring more than MaxBlobSize bytes;
-//   - a manifest.json past MaxManifestSize, or listing more than
-//     MaxIndexEntries images or MaxLayers layers for one image;
+//   - a manifest.json past pack.MaxManifestSize, or listing more than
+//     MaxIndexEntries images or pack.MaxLayers layers for one image;
 //   - a config or layer named by manifest.json that is missing, is not a
 //     regular file once links are resolved, or is larger than
 //     MaxConfigSize (configs) or MaxBlobSize (layers).
@@ -92,10 +93,10 @@ func scanDockerTar(ctx context.Context, r io.Reader) (tarball.Manifest, error) {
 			if e.symlink {
 				return nil, errors.New("tarball entry manifest.json is a symbolic link")
 			}
-			if e.size > MaxManifestSize {
-				return nil, fmt.Errorf("tarball entry manifest.json declares %d bytes, more than the %d-byte limit", e.size, MaxManifestSize)
+			if e.size > pack.MaxManifestSize {
+				return nil, fmt.Errorf("tarball entry manifest.json declares %d bytes, more than the %d-byte limit", e.size, pack.MaxManifestSize)
 			}
-			if raw, err = readLimited(tr, MaxManifestSize, "tarball entry manifest.json"); err != nil {
+			if raw, err = readLimited(tr, pack.MaxManifestSize, "tarball entry manifest.json"); err != nil {
 				return nil, err
 			}
 			found = true
@@ -112,8 +113,8 @@ func scanDockerTar(ctx context.Context, r io.Reader) (tarball.Manifest, error) {
 		return nil, fmt.Errorf("tarball manifest.json lists %d images, more than the limit of %d", len(m), MaxIndexEntries)
 	}
 	for i, d := range m {
-		if len(d.Layers) > MaxLayers {
-			return nil, fmt.Errorf("tarball manifest.json image %d has %d layers, more than the limit of %d", i, len(d.Layers), MaxLayers)
+		if len(d.Layers) > pack.MaxLayers {
+			return nil, fmt.Errorf("tarball manifest.json image %d has %d layers, more than the limit of %d", i, len(d.Layers), pack.MaxLayers)
 		}
 		if err := checkTarRef(entries, d.Config, MaxConfigSize); err != nil {
 			return nil, fmt.Errorf("tarball manifest.json image %d config: %w", i, err)

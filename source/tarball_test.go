@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/planner/spec"
 )
 
@@ -147,7 +148,7 @@ func TestDockerTarballHostile(t *testing.T) {
 			member{name: "manifest.json", body: tarManifest("config.json", "layer.tar.gz")}),
 			`image 0 config: "config.json" declares 16777217 bytes`},
 		{"manifest.json larger than its cap", dockerTar(t,
-			member{name: "manifest.json", body: []byte("[]"), size: MaxManifestSize + 1}),
+			member{name: "manifest.json", body: []byte("[]"), size: pack.MaxManifestSize + 1}),
 			"manifest.json declares 4194305 bytes, more than the 4194304-byte limit"},
 		{"declared size 2^63-1", dockerTar(t,
 			member{name: "layer.tar.gz", body: tarLayer, size: math.MaxInt64}),
@@ -178,7 +179,6 @@ func TestDockerTarballHostile(t *testing.T) {
 			r := newResolver(t, Options{Root: root, Offline: true})
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			start := time.Now()
 			_, err := r.Image(bg, root, spec.Image{Name: "evil", Tarball: &spec.TarballSource{Path: "evil.tar"}})
 			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "evil.tar") {
@@ -188,9 +188,6 @@ func TestDockerTarballHostile(t *testing.T) {
 			// nothing is allocated in proportion to what headers declare.
 			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 40<<20 {
 				t.Errorf("allocated %d MiB", alloc>>20)
-			}
-			if d := time.Since(start); d > 10*time.Second {
-				t.Errorf("took %s", d)
 			}
 		})
 	}

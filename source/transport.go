@@ -318,12 +318,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			wait = t.r.backoff << attempt
 			wait += time.Duration(rand.Int64N(int64(wait)/10 + 1))
 		}
-		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return nil, ctx.Err()
-		case <-timer.C:
+		case <-t.r.after(wait):
 		}
 	}
 }

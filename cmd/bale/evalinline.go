@@ -30,6 +30,10 @@ func newEvalInline() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Before the spec is read: nothing of it runs uncapped.
+			if err := server.LimitInlineMemory(int64(limits.memory)); err != nil {
+				return err
+			}
 			src, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), spec.MaxSourceBytes+1))
 			if err != nil {
 				return fmt.Errorf("read inline spec: %w", err)

@@ -142,7 +142,7 @@ count against --tenant-builds.`,
 	cfg.InlineMemory = 512 << 20
 	fs.BoolVar(&cfg.InlineReleases, "inline-releases", false, "let clients export releases of inline specs, signed with --signing-key (off: any holder of export:write could get your signature on remote content of its choosing)")
 	fs.IntVar(&cfg.InlineSlots, "inline-slots", 2, "inline specs evaluated at once (each a child process that may use --inline-memory), one tenant's at most all but one; one more waits 5s, then gets 503")
-	fs.Var((*byteSize)(&cfg.InlineMemory), "inline-memory", "an inline spec's evaluation is stopped past this much memory (B, KiB, MiB, GiB…)")
+	fs.Var((*byteSize)(&cfg.InlineMemory), "inline-memory", "an inline spec's child process (evaluation and planning) is stopped past this much memory, enforced by the kernel (B, KiB, MiB, GiB…)")
 	fs.StringVar(&cfg.SigningKey, "signing-key", "", "release signing key: a cosign private key file or env://VAR, opened with COSIGN_PASSWORD at start; without it release exports need COSIGN_ALLOW_DEV_KEY=1 and a spec's development key")
 	fs.StringSliceVar(&insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
 	fs.StringSliceVar(&cfg.InlineAllowHosts, "inline-allow-host", nil, "HOST[:PORT] an inline spec may reach although it is not a public address (inline specs reach no loopback, private or link-local address otherwise; served specs are not limited); repeatable")
