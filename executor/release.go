@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/bale-build/bale/executor/cas"
 	"github.com/bale-build/bale/gobuild"
 	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/internal/digest"
@@ -341,11 +342,7 @@ func (x *execution) fileOf(ctx context.Context, in plan.Input, dest string, mode
 	if src == "" {
 		src = in.Source.URL
 	}
-	path, err := x.localPath(h)
-	if err != nil {
-		return assemble.FileInput{}, err
-	}
-	return assemble.FileInput{Path: path, Dest: dest, Mode: mode, Source: src, SHA256: h.Hex, Size: in.Size}, nil
+	return assemble.FileInput{Dest: dest, Mode: mode, Source: src, SHA256: h.Hex, Size: in.Size, Open: x.blobOpener(ctx, h, in.Size)}, nil
 }
 
 // streamedFile is a dataset file read from the Source as the tarball is
@@ -490,11 +487,7 @@ func (x *execution) doRelease(ctx context.Context, n *node) (outputs, error) {
 			} else if !ok {
 				return nil, blobMissing(fmt.Errorf("go-build output %s: %w", o.Path, os.ErrNotExist))
 			}
-			path, err := x.localPath(o.Digest)
-			if err != nil {
-				return nil, err
-			}
-			in.Runner.Files = append(in.Runner.Files, assemble.FileInput{Path: path, Dest: dest, Mode: 0o755, Source: "go-build " + d.step.ID, SHA256: o.Digest.Hex, Size: o.Size})
+			in.Runner.Files = append(in.Runner.Files, assemble.FileInput{Dest: dest, Mode: 0o755, Source: "go-build " + d.step.ID, SHA256: o.Digest.Hex, Size: o.Size, Open: x.blobOpener(ctx, o.Digest, o.Size)})
 			g := d.def.Inputs[0]
 			deps = append(deps, provenance.Dependency{Name: g.Key(), URI: g.Source.Path, Digest: provenance.Digest{SHA256: digest.Hex(g.Digest)}})
 		}
@@ -627,14 +620,18 @@ func (x *execution) kitManifest(ctx context.Context, n *node) (*kit.Manifest, er
 	return nil, fmt.Errorf("no %s among the release step's outputs", kit.ManifestName)
 }
 
-// localPath returns the file of blob h in a local store. The kit builder
-// still reads runner and kit files by path (the SBOM reads a Go binary's
-// build information, which needs random access), so a release builds only
-// on a store with files.
-func (x *execution) localPath(h v1.Hash) (string, error) {
-	d, ok := x.store.(interface{ Path(v1.Hash) string })
-	if !ok {
-		return "", fmt.Errorf("blob %s: a release is built from a local store", h)
+// blobOpener opens blob h of size bytes from the store, for the kit
+// assembler: the reader fails at its end unless the bytes are h.
+func (x *execution) blobOpener(ctx context.Context, h v1.Hash, size int64) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		rc, n, err := x.store.Open(ctx, h)
+		if err != nil {
+			return nil, blobMissing(err)
+		}
+		if n != size {
+			rc.Close()
+			return nil, fmt.Errorf("%w: blob %s is %d bytes, the result records %d", cas.ErrCorrupt, h, n, size)
+		}
+		return rc, nil
 	}
-	return d.Path(h), nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/bale-build/bale/sign"
 	"github.com/bale-build/bale/source"
 	"github.com/bale-build/bale/testsupport/kittest"
+	"github.com/bale-build/bale/testsupport/testrepo"
 )
 
 // aocWorkspace copies the AOC spec and its fixtures into a new workspace,
@@ -244,4 +245,48 @@ func TestReleaseRefusals(t *testing.T) {
 			t.Errorf("ran %d steps, want 2", res.StepsRun)
 		}
 	})
+}
+
+// streamStore is a store with only the cas.Store methods: a release builds
+// through streams, never a blob's file path, and gives the bytes a local
+// store gives.
+type streamStore struct{ cas.Store }
+
+func TestReleaseOnStreamStore(t *testing.T) {
+	root := aocWorkspace(t)
+	p, r, err := planAOC(t, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := plan.Seal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs []string
+	for i := range 2 {
+		dir, err := cas.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var store cas.Store = dir
+		if i == 1 {
+			store = streamStore{dir}
+		}
+		out := filepath.Join(t.TempDir(), "out")
+		if _, err := executor.Execute(context.Background(), sp, r, executor.Options{OutDir: out, Store: store, Getenv: devGetenv}); err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+		outs = append(outs, out)
+	}
+	want, err := testrepo.Digests(outs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := testrepo.Digests(outs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want != got {
+		t.Errorf("the release on a store without files differs:\n%s\n---\n%s", got, want)
+	}
 }

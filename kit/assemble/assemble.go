@@ -26,6 +26,7 @@ import (
 
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/atomicfile"
+	"github.com/bale-build/bale/internal/ctxio"
 	"github.com/bale-build/bale/internal/sums"
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/provenance"
@@ -36,7 +37,7 @@ import (
 // FileInput is one file of a bundle: where its bytes are now, where it goes
 // in the bundle, and its mode there.
 type FileInput struct {
-	// Path is a local file holding the bytes (e.g. a content-store blob).
+	// Path is a local file holding the bytes, when Open is nil.
 	Path string
 	// Dest is the file's path inside the bundle.
 	Dest string
@@ -49,11 +50,12 @@ type FileInput struct {
 	// and size (a content-store blob's), so Build need not hash it again.
 	SHA256 string
 	Size   int64
-	// Open, with SHA256 and Size set, opens a dataset file's bytes instead
-	// of Path: a reader that fails at its end unless the bytes are SHA256
-	// (the executor's planned-input reader), so a large dataset is read
-	// once, straight into the tarball. Runner files are always read from
-	// Path, which the SBOM reads too.
+	// Open, with SHA256 and Size set, opens the file's bytes instead of
+	// Path: a reader that fails at its end unless the bytes are SHA256
+	// (a content store's reader, or the executor's planned-input reader),
+	// so a file is read straight into its tarball. The SBOM reads a runner
+	// file's Go build information at random, so Assemble copies a runner
+	// file given this way into a temporary file beside the kit once.
 	Open func() (io.ReadCloser, error)
 }
 
@@ -177,7 +179,7 @@ func (b *builder) build() error {
 	b.add(kit.Artifact{Name: n.Runner, Kind: kit.KindRunner, Size: runnerSize, SHA256: hex.EncodeToString(runnerSum[:]), SignedBy: n.RunnerSignature})
 	var sbomFiles []sbom.File
 	for _, f := range in.Runner.Files {
-		sf, err := sbomFile(f)
+		sf, err := b.sbomFile(f)
 		if err != nil {
 			return err
 		}
@@ -328,17 +330,42 @@ func hashFile(p string) ([sha256.Size]byte, int64, error) {
 	return [sha256.Size]byte(h.Sum(nil)), n, nil
 }
 
-func sbomFile(f FileInput) (sbom.File, error) {
-	fh, err := os.Open(f.Path)
+// sbomFile describes runner file f for the SBOM. A file given by Open is
+// copied through its verifying reader into a temporary file beside the
+// kit, which the SBOM then reads at random (a Go binary's build
+// information); the copy is removed after.
+func (b *builder) sbomFile(f FileInput) (sbom.File, error) {
+	if f.Open == nil {
+		fh, err := os.Open(f.Path)
+		if err != nil {
+			return sbom.File{}, fmt.Errorf("runner file %s: %w", f.Dest, err)
+		}
+		defer fh.Close()
+		st, err := fh.Stat()
+		if err != nil {
+			return sbom.File{}, fmt.Errorf("runner file %s: %w", f.Dest, err)
+		}
+		return sbom.FileOf(f.Dest, fh, st.Size())
+	}
+	rc, err := f.Open()
 	if err != nil {
 		return sbom.File{}, fmt.Errorf("runner file %s: %w", f.Dest, err)
 	}
-	defer fh.Close()
-	st, err := fh.Stat()
+	defer rc.Close()
+	tmp, err := os.CreateTemp(b.dir, ".sbom-*")
 	if err != nil {
 		return sbom.File{}, fmt.Errorf("runner file %s: %w", f.Dest, err)
 	}
-	return sbom.FileOf(f.Dest, fh, st.Size())
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := io.Copy(tmp, ctxio.Reader(b.ctx, rc))
+	if err != nil {
+		return sbom.File{}, fmt.Errorf("runner file %s: %w", f.Dest, err)
+	}
+	if n != f.Size {
+		return sbom.File{}, fmt.Errorf("runner file %s: %d bytes, want %d", f.Dest, n, f.Size)
+	}
+	return sbom.FileOf(f.Dest, tmp, n)
 }
 
 func (b *builder) add(a kit.Artifact) { b.m.Artifacts = append(b.m.Artifacts, a) }
