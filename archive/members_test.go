@@ -239,7 +239,7 @@ func TestParseMemberExtra(t *testing.T) {
 		"length only":   {'B', 'L', 0xff},
 		"huge declared": {'B', 'L', 0xff, 0xff, 'a'},
 	}
-	for _, name := range sortedKeys(bad) {
+	for _, name := range slices.Sorted(maps.Keys(bad)) {
 		if _, err := ParseMemberExtra(bad[name]); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
@@ -248,10 +248,6 @@ func TestParseMemberExtra(t *testing.T) {
 
 func subfield(s string) []byte {
 	return append([]byte{'B', 'L', byte(len(s)), byte(len(s) >> 8)}, s...)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }
 
 // TestWalkGzipMembers: Walk reads a pack's members only when asked; by

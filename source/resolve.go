@@ -33,6 +33,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/bale-build/bale/internal/capread"
 )
 
 // Defaults for zero Options fields.
@@ -314,15 +316,12 @@ func sha256Digest(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// readLimited reads all of rc, failing once more than max bytes arrive, so
-// a hostile source cannot make bale buffer without bound.
+// readLimited reads all of r under capread's cap, so a hostile source
+// cannot make bale buffer without bound; the error names what was read.
 func readLimited(r io.Reader, max int64, what string) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	b, err := capread.ReadAll(r, max)
 	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", what, max)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return b, nil
 }

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/planner/spec"
 	"github.com/bale-build/bale/server"
 	"github.com/bale-build/bale/source"
@@ -34,7 +34,7 @@ func newEvalInline() *cobra.Command {
 			if err := server.LimitInlineMemory(int64(limits.memory)); err != nil {
 				return err
 			}
-			src, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), spec.MaxSourceBytes+1))
+			src, err := capread.ReadAll(cmd.InOrStdin(), spec.MaxSourceBytes)
 			if err != nil {
 				return fmt.Errorf("read inline spec: %w", err)
 			}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -21,27 +23,12 @@ func dg(n int) string { return plan.ID([]byte(fmt.Sprint(n))) }
 
 func image(name, ref string, digest int, plats map[string]int) plan.Input {
 	img := &plan.Image{Tags: []string{ref}, Index: len(plats) > 1}
-	for _, p := range sortedKeys(plats) {
+	for _, p := range slices.Sorted(maps.Keys(plats)) {
 		img.Manifests = append(img.Manifests, plan.Manifest{Platform: p, Digest: dg(plats[p]), Size: 500, MediaType: "application/vnd.oci.image.manifest.v1+json",
 			Config: plan.Blob{Digest: dg(plats[p] + 1000), Size: 100}})
 		img.Platforms = append(img.Platforms, p)
 	}
 	return plan.Input{Kind: plan.KindImage, Name: name, Source: plan.Source{Type: plan.SourceRegistry, Ref: ref}, Digest: dg(digest), Size: 1000, Image: img}
-}
-
-func sortedKeys(m map[string]int) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := range ks {
-		for j := i + 1; j < len(ks); j++ {
-			if ks[j] < ks[i] {
-				ks[i], ks[j] = ks[j], ks[i]
-			}
-		}
-	}
-	return ks
 }
 
 func build(inputs ...plan.Input) *plan.Plan {
