@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"time"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/internal/ctxio"
 )
 
@@ -92,6 +94,22 @@ type File struct {
 	// rawEnd is where the entry's members end in the pack file, when its
 	// segment fills whole members (bale's layout); 0 otherwise.
 	rawEnd int64
+}
+
+// OpenFile opens the pack file at path for Scan and returns its size:
+// a regular file only, by capread.Open's rule (a FIFO is refused, never
+// waited on).
+func OpenFile(path string) (*os.File, int64, error) {
+	f, err := capread.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
 }
 
 // Scan reads the pack in r, size bytes, once, as the file's comment says.
