@@ -152,9 +152,10 @@ func newPull() *cobra.Command {
 		Short: "Fetch what bale publish put in a registry, verified",
 		Long: `pull fetches an artifact bale publish --to oci://... wrote into DIR, which must
 be empty or absent, all or nothing: the files are written into a staging
-directory beside DIR, each checked against its digest as it is written,
-then every .sha256 and SHA256SUMS against the files; only then does the
-staging directory become DIR. A failed pull leaves DIR as it was.
+directory (beside DIR, or inside an existing empty DIR such as a mount
+point), each checked against its digest as it is written, then every
+.sha256 and SHA256SUMS against the files; only then are they put in
+place. A failed pull leaves DIR as it was.
 
 Before a byte is fetched, pull refuses a title that is not a relative path
 a spec may name (ASCII letters, digits, '.', '_', '+', '-', '/' between
