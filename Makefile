@@ -46,7 +46,8 @@ FUZZ_TARGETS = \
 	./archive:FuzzWalk \
 	./source:FuzzDockerTarball \
 	./source:FuzzLayout \
-	./verify:FuzzPack
+	./verify:FuzzPack \
+	./pack:FuzzScan
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -130,8 +130,11 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 	magic, _ := br.Peek(6)
 	var zr *gzip.Reader
 	var stream io.Reader = br
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+	gzipped, err := Sniff(magic)
+	if err != nil {
+		return err
+	}
+	if gzipped {
 		zr, err = gzip.NewReader(br)
 		if err != nil {
 			return streamErr("read gzip header", err)
@@ -142,14 +145,74 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 		// within the limits.
 		zr.Multistream(lim.GzipMembers)
 		stream = zr
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return errors.New("read archive: zstd compression is not supported")
-	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return errors.New("read archive: xz compression is not supported")
-	case bytes.HasPrefix(magic, []byte("BZh")):
-		return errors.New("read archive: bzip2 compression is not supported")
 	}
-	cr := &countReader{r: stream, max: lim.MaxTotalSize}
+	err = walkTar(ctx, stream, lim, func(h *tar.Header, _ Position, body io.Reader) error { return fn(h, body) })
+	if err != nil {
+		return err
+	}
+	if zr != nil {
+		// Reaching the member's end verified its checksum; anything after
+		// it is not part of the archive.
+		if _, err := br.ReadByte(); err == nil {
+			return errors.New("read archive: trailing data after gzip stream")
+		} else if !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read archive: %w", err)
+		}
+	}
+	return nil
+}
+
+// Sniff tells from an archive's first bytes (six suffice) whether it is
+// gzip-compressed, and refuses the compressions bale does not read (zstd,
+// xz, bzip2); anything else is taken for an uncompressed tar stream.
+func Sniff(magic []byte) (gzipped bool, err error) {
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		return true, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return false, errors.New("read archive: zstd compression is not supported")
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return false, errors.New("read archive: xz compression is not supported")
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		return false, errors.New("read archive: bzip2 compression is not supported")
+	}
+	return false, nil
+}
+
+// Position is where an entry lies in an uncompressed tar stream.
+type Position struct {
+	// Header is the offset of the entry's first header block (its PAX or
+	// GNU long-name header's, when it has one).
+	Header int64
+	// Body is the offset of the entry's first body byte: where its
+	// header blocks end.
+	Body int64
+}
+
+// End returns the offset just past the entry's body and padding, for an
+// entry of size bytes: where the next entry's header, or the
+// end-of-archive marker, starts.
+func (p Position) End(size int64) int64 {
+	return p.Body + (size+blockSize-1)/blockSize*blockSize
+}
+
+// WalkTar is Walk over a tar stream that is not compressed (a caller that
+// decompresses the stream itself, as a pack's member reader does): it
+// never looks for compression, and fn also receives the entry's Position
+// in the stream, so the caller can find the entry again. Every rule of
+// Walk holds, and r must end with the end-of-archive marker and nothing
+// but zeros after it.
+func WalkTar(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, pos Position, body io.Reader) error) error {
+	lim, err := lim.resolve()
+	if err != nil {
+		return err
+	}
+	return walkTar(ctx, r, lim, fn)
+}
+
+// walkTar walks the tar stream r with resolved limits.
+func walkTar(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, pos Position, body io.Reader) error) error {
+	cr := &countReader{r: r, max: lim.MaxTotalSize}
 	w := &walker{
 		lim:    lim,
 		seen:   make(map[string]bool),
@@ -175,9 +238,12 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 			return fmt.Errorf("read tar entry %q: %w", hdr.Name, err)
 		}
 		last = name
+		// archive/tar reads exactly the header blocks: what it has read
+		// is where the body starts.
+		pos := Position{Header: end, Body: cr.n}
 		end = cr.n
 		if hdr.Typeflag == tar.TypeReg {
-			end += (hdr.Size + blockSize - 1) / blockSize * blockSize
+			end = pos.End(hdr.Size)
 		}
 		if skip {
 			continue
@@ -188,7 +254,7 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 		if hdr.Typeflag == tar.TypeReg {
 			body = &bodyReader{ctx: ctx, r: tr}
 		}
-		if err := fn(&h, body); err != nil {
+		if err := fn(&h, pos, body); err != nil {
 			return fmt.Errorf("walk tar entry %q: %w", name, err)
 		}
 	}
@@ -197,19 +263,7 @@ func Walk(ctx context.Context, r io.Reader, lim Limits, fn func(h *tar.Header, b
 	if cr.n-end != endMarker {
 		return fmt.Errorf("read archive%s: %w: no end-of-archive marker", after(last), ErrTruncated)
 	}
-	if err := drainZeros(cr); err != nil {
-		return err
-	}
-	if zr != nil {
-		// Reaching the member's end verified its checksum; anything after
-		// it is not part of the archive.
-		if _, err := br.ReadByte(); err == nil {
-			return errors.New("read archive: trailing data after gzip stream")
-		} else if !errors.Is(err, io.EOF) {
-			return fmt.Errorf("read archive: %w", err)
-		}
-	}
-	return nil
+	return drainZeros(cr)
 }
 
 // drainZeros reads r to its end, accepting only zero bytes: tar writers pad

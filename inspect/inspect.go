@@ -1,37 +1,34 @@
 // Package inspect reports what a bale bootstrap pack holds without
 // extracting it: `bale inspect`.
 //
-// Scan reads the pack once, as a stream, through archive.Walk's hostile
-// reader (entry, size and decompression limits; no links, devices or
-// escaping names). It keeps only the small documents it needs (the pack
-// index, images/index.json and every image index or manifest blob, within
-// fixed byte budgets) and, for each chart archive, the chart's Chart.yaml
-// and values.yaml, read by a second hostile walk of the chart as it
-// streams past. Layers are counted, never held. Inspect does not check the
-// pack: `bale verify` does; a pack that is not what it claims gives a
-// report that says so only where the documents disagree.
+// Scan reads the pack once through pack.Scan, the hostile pack reader
+// `bale verify` and `bale push` share (entry, size and decompression
+// limits; no links, devices or escaping names), which keeps only the
+// small documents (the pack index, images/index.json, every image index
+// or manifest blob, within fixed byte budgets); Read then opens each chart
+// archive again through the reader for its Chart.yaml and values.yaml,
+// with a second hostile walk of the chart. Layers are counted, never
+// held. Inspect does not check the pack: `bale verify` does; a pack that
+// is not what it claims gives a report that says so only where the
+// documents disagree.
 package inspect
 
 import (
 	"archive/tar"
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/internal/ctxio"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/pack"
-	"github.com/bale-build/bale/plan"
 )
 
 // Report is what `bale inspect` prints; it encodes as JSON for
@@ -161,29 +158,23 @@ type Totals struct {
 // beyond it.
 type Contents struct {
 	Report *Report
-	// Docs maps the digest of every index and manifest blob reachable from
-	// images/index.json to its exact bytes.
-	Docs map[string][]byte
+	// Images maps each image name to what the descriptor images/index.json
+	// lists for it reaches: its indexes and manifests, exact bytes,
+	// children first, and its image manifests, as pack's one descriptor
+	// walker found them.
+	Images map[string]*pack.Graph
 	// Blobs maps every blob of the OCI layout to its size.
 	Blobs map[string]int64
-	// Tops maps each image name to the descriptor images/index.json lists
-	// for it.
-	Tops map[string]pack.Descriptor
 	// ChartMeta maps a chart's pack path to its Chart.yaml, as JSON
 	// (Helm's OCI config).
 	ChartMeta map[string][]byte
 }
 
-// Byte budgets for what Scan keeps in memory.
+// Byte budgets for what Read keeps in memory.
 const (
-	// maxDocBytes bounds the index and manifest blobs kept, all together.
-	maxDocBytes = 256 << 20
 	// maxChartFile bounds Chart.yaml and values.yaml (Helm's own cap on a
 	// chart file).
 	maxChartFile = 5 << 20
-	// maxDepth bounds index nesting, so a cycle of indexes cannot loop.
-	maxDepth  = 4
-	sniffSize = 512
 )
 
 // Pack inspects the pack at path.
@@ -197,129 +188,91 @@ func Pack(ctx context.Context, path string) (*Report, error) {
 
 // Scan reads the pack at path as described in the package documentation.
 func Scan(ctx context.Context, packPath string) (*Contents, error) {
-	f, err := os.Open(packPath)
+	f, size, err := pack.OpenFile(packPath)
 	if err != nil {
 		return nil, fmt.Errorf("inspect pack: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	pr, err := pack.Scan(ctx, f, size, pack.ScanOptions{})
+	if err == nil {
+		err = pr.Err()
+	}
 	if err != nil {
-		return nil, fmt.Errorf("inspect pack: %w", err)
+		return nil, fmt.Errorf("inspect pack %s: %w", packPath, err)
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("inspect pack %s: not a regular file", packPath)
+	c, err := Read(ctx, pr)
+	if err != nil {
+		return nil, fmt.Errorf("inspect pack %s: %w", packPath, err)
 	}
+	c.Report.Path = packPath
+	return c, nil
+}
+
+// Read makes the report, and what push needs beyond it, from a pack
+// pack.Scan read: from the documents it kept, and each chart archive read
+// again through pr. The report's Path is left for the caller.
+func Read(ctx context.Context, pr *pack.Reader) (*Contents, error) {
 	s := &scanner{
 		ctx:       ctx,
-		docs:      map[string][]byte{},
+		pr:        pr,
 		blobs:     map[string]int64{},
 		chartMeta: map[string][]byte{},
 	}
-	sum := sha256.New()
-	src := io.TeeReader(f, sum)
-	lim := archive.DefaultLimits()
-	lim.GzipMembers = true
-	if err := archive.Walk(ctx, src, lim, s.entry); err != nil {
-		return nil, fmt.Errorf("inspect pack %s: %w", packPath, err)
-	}
-	if _, err := io.Copy(io.Discard, ctxio.Reader(ctx, src)); err != nil {
-		return nil, fmt.Errorf("inspect pack %s: %w", packPath, err)
+	for _, f := range pr.Files() {
+		if err := s.entry(f); err != nil {
+			return nil, fmt.Errorf("%q: %w", f.Name, err)
+		}
 	}
 	rep, err := s.report()
 	if err != nil {
-		return nil, fmt.Errorf("inspect pack %s: %w", packPath, err)
+		return nil, err
 	}
-	rep.Path = packPath
-	rep.SHA256 = hex.EncodeToString(sum.Sum(nil))
-	rep.Size = st.Size()
-	return &Contents{Report: rep, Docs: s.reachable, Blobs: s.blobs, Tops: s.tops, ChartMeta: s.chartMeta}, nil
+	rep.SHA256 = pr.SHA256()
+	rep.Size = pr.Size()
+	return &Contents{Report: rep, Images: s.graphs, Blobs: s.blobs, ChartMeta: s.chartMeta}, nil
 }
 
-// scanner holds what Scan keeps across the walk.
+// scanner holds what Read gathers.
 type scanner struct {
-	ctx      context.Context
-	entries  int
-	index    []byte // pack-index.json
-	ociIndex []byte // images/index.json
-	// docs holds blobs that look like JSON, by digest, within maxDocBytes.
-	docs      map[string][]byte
-	docBytes  int64
+	ctx       context.Context
+	pr        *pack.Reader
 	blobs     map[string]int64
 	charts    []Chart
 	chartMeta map[string][]byte
 	sigs      []File
 	// Filled by report.
-	reachable map[string][]byte
-	tops      map[string]pack.Descriptor
+	graphs map[string]*pack.Graph
 }
 
-// entry handles one entry as archive.Walk streams it.
-func (s *scanner) entry(h *tar.Header, body io.Reader) error {
-	s.entries++
-	if h.Typeflag != tar.TypeReg {
+// entry handles one entry of the scanned pack.
+func (s *scanner) entry(f *pack.File) error {
+	if f.Dir {
 		return nil
 	}
-	name := h.Name
-	switch {
-	case name == pack.IndexPath:
-		b, err := readCapped(body, pack.MaxIndexSize)
-		s.index = b
-		return err
-	case name == pack.OCIIndexPath:
-		b, err := readCapped(body, pack.MaxManifestSize)
-		s.ociIndex = b
-		return err
+	switch name := f.Name; {
 	case strings.HasPrefix(name, pack.BlobsDir+"/"):
-		return s.blob(name, h.Size, body)
-	case isChart(name):
-		return s.chart(name, h.Size, body)
-	case strings.HasPrefix(name, pack.SignaturesDir+"/"):
-		sum := sha256.New()
-		n, err := io.Copy(sum, body)
-		if err != nil {
-			return err
+		d := "sha256:" + strings.TrimPrefix(name, pack.BlobsDir+"/")
+		if !digest.Valid(d) {
+			return fmt.Errorf("blob name is not a sha256 digest")
 		}
-		s.sigs = append(s.sigs, File{Path: name, Size: n, SHA256: hex.EncodeToString(sum.Sum(nil))})
+		s.blobs[d] = f.Size
+	case isChart(name):
+		return s.chart(f)
+	case strings.HasPrefix(name, pack.SignaturesDir+"/"):
+		s.sigs = append(s.sigs, File{Path: name, Size: f.Size, SHA256: f.SHA256})
 	}
 	return nil
 }
 
-// blob records a blob's size and keeps it if it looks like an index or
-// manifest.
-func (s *scanner) blob(name string, size int64, body io.Reader) error {
-	hexName := strings.TrimPrefix(name, pack.BlobsDir+"/")
-	digest := "sha256:" + hexName
-	if !plan.ValidDigest(digest) {
-		return fmt.Errorf("blob name is not a sha256 digest")
+// doc returns a pack document the scan kept, or says why it has none.
+func (s *scanner) doc(name string, max int64) ([]byte, bool, error) {
+	if b, ok := s.pr.Doc(name); ok {
+		return b, true, nil
 	}
-	s.blobs[digest] = size
-	if size > pack.MaxManifestSize || s.docBytes+size > maxDocBytes {
-		return nil
+	if f, ok := s.pr.File(name); ok && !f.Dir {
+		return nil, false, fmt.Errorf("%s: %d bytes, larger than %d", name, f.Size, max)
 	}
-	br := bufio.NewReaderSize(body, sniffSize)
-	peek, _ := br.Peek(sniffSize)
-	if t := bytes.TrimLeft(peek, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return nil
-	}
-	b, err := readCapped(br, pack.MaxManifestSize)
-	if err != nil {
-		return err
-	}
-	s.docBytes += int64(len(b))
-	s.docs[digest] = b
-	return nil
-}
-
-// readCapped reads r to its end, refusing more than max bytes.
-func readCapped(r io.Reader, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("larger than %d bytes", max)
-	}
-	return b, nil
+	return nil, false, nil
 }
 
 func isChart(name string) bool {
@@ -328,13 +281,18 @@ func isChart(name string) bool {
 }
 
 // chart reads a chart archive's Chart.yaml and values.yaml with a second
-// hostile walk over the archive's bytes as they stream past.
-func (s *scanner) chart(name string, size int64, body io.Reader) error {
-	sum := sha256.New()
-	tee := io.TeeReader(body, sum)
-	c := Chart{Path: name, Size: size, Images: []ValuesImage{}}
+// hostile walk over the archive's bytes, read again through the pack
+// reader (which checks them against the scan's digest).
+func (s *scanner) chart(f *pack.File) error {
+	rc, err := f.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	body := ctxio.Reader(s.ctx, rc)
+	c := Chart{Path: f.Name, Size: f.Size, SHA256: f.SHA256, Images: []ValuesImage{}}
 	var meta, values []byte
-	err := archive.Walk(s.ctx, tee, archive.ChartLimits(), func(h *tar.Header, body io.Reader) error {
+	err = archive.Walk(s.ctx, body, archive.ChartLimits(), func(h *tar.Header, body io.Reader) error {
 		dir, file, ok := strings.Cut(h.Name, "/")
 		if !ok || strings.Contains(file, "/") || h.Typeflag != tar.TypeReg {
 			return nil
@@ -342,20 +300,20 @@ func (s *scanner) chart(name string, size int64, body io.Reader) error {
 		var err error
 		switch {
 		case file == "Chart.yaml" && meta == nil:
-			meta, err = readCapped(body, maxChartFile)
+			meta, err = capread.ReadAll(body, maxChartFile)
 			c.Name = dir
 		case file == "values.yaml" && values == nil:
-			values, err = readCapped(body, maxChartFile)
+			values, err = capread.ReadAll(body, maxChartFile)
 		}
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("read chart archive: %w", err)
 	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
+	// The rest, so the reader checks the whole archive's digest.
+	if _, err := io.Copy(io.Discard, body); err != nil {
 		return err
 	}
-	c.SHA256 = hex.EncodeToString(sum.Sum(nil))
 	if meta == nil {
 		return errors.New("chart archive has no NAME/Chart.yaml")
 	}
@@ -367,7 +325,7 @@ func (s *scanner) chart(name string, size int64, body io.Reader) error {
 		c.Name = md.Name
 	}
 	c.Version, c.AppVersion = md.Version, md.AppVersion
-	s.chartMeta[name] = metaJSON
+	s.chartMeta[f.Name] = metaJSON
 	if values != nil {
 		imgs, err := ValuesImages(values, c.AppVersion)
 		if err != nil {
@@ -382,15 +340,19 @@ func (s *scanner) chart(name string, size int64, body io.Reader) error {
 
 // report assembles the report from what the walk kept.
 func (s *scanner) report() (*Report, error) {
-	if s.index == nil {
+	index, ok, err := s.doc(pack.IndexPath, pack.MaxIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, fmt.Errorf("%s: missing: %w", pack.IndexPath, ErrNotPack)
 	}
-	ix, err := pack.ParseIndex(s.index)
+	ix, err := pack.ParseIndex(index)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", pack.IndexPath, err)
 	}
 	rep := &Report{
-		RootHash:        pack.RootHash(s.index),
+		RootHash:        pack.RootHash(index),
 		Name:            ix.Name,
 		PlanID:          ix.PlanID,
 		SpecDigest:      ix.SpecDigest,
@@ -415,30 +377,33 @@ func (s *scanner) report() (*Report, error) {
 	if rep.Signatures == nil {
 		rep.Signatures = []File{}
 	}
-	s.reachable = map[string][]byte{}
-	s.tops = map[string]pack.Descriptor{}
+	s.graphs = map[string]*pack.Graph{}
 	var layout pack.ManifestOrIndex
 	if len(ix.Images) > 0 {
-		if s.ociIndex == nil {
+		ociIndex, ok, err := s.doc(pack.OCIIndexPath, pack.MaxManifestSize)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			return nil, fmt.Errorf("%s: missing, but the pack index lists %d images", pack.OCIIndexPath, len(ix.Images))
 		}
-		if err := json.Unmarshal(s.ociIndex, &layout); err != nil {
+		if err := json.Unmarshal(ociIndex, &layout); err != nil {
 			return nil, fmt.Errorf("%s: %w", pack.OCIIndexPath, err)
 		}
 	}
+	w := pack.NewImageWalker(s.pr)
 	layers := map[string]*Layer{}
 	for _, im := range ix.Images {
 		top, ok := findTop(layout.Manifests, im)
 		if !ok {
 			return nil, fmt.Errorf("%s: no descriptor for image %s (%s)", pack.OCIIndexPath, im.Name, im.LayoutDigest)
 		}
-		s.tops[im.Name] = top
 		img := Image{
 			Name: im.Name, Digest: im.Digest, LayoutDigest: im.LayoutDigest, MediaType: top.MediaType,
 			Tags: im.Tags, Platforms: im.Platforms, Manifests: []Manifest{},
 		}
-		need := map[string]int64{}
-		if err := s.walk(&img, top, "", need, 0); err != nil {
+		need, err := s.walk(w, &img, top)
+		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", im.Name, err)
 		}
 		for _, n := range need {
@@ -491,7 +456,7 @@ func (s *scanner) report() (*Report, error) {
 	slices.SortFunc(rep.Charts, func(a, b Chart) int { return bySize(a.Size, b.Size, a.Path, b.Path) })
 	slices.SortFunc(rep.Signatures, func(a, b File) int { return bySize(a.Size, b.Size, a.Path, b.Path) })
 	t := &rep.Totals
-	t.Entries = s.entries
+	t.Entries = len(s.pr.Files())
 	t.Images = len(rep.Images)
 	t.Layers = len(rep.Layers)
 	t.Charts = len(rep.Charts)
@@ -522,68 +487,29 @@ func findTop(ds []pack.Descriptor, im pack.Image) (pack.Descriptor, bool) {
 	return pack.Descriptor{}, false
 }
 
-// walk follows descriptor d of image img: an index's manifests, a
-// manifest's config and layers. need collects every blob the image needs
-// with its size.
-func (s *scanner) walk(img *Image, d pack.Descriptor, platform string, need map[string]int64, depth int) error {
-	size, ok := s.blobs[d.Digest]
-	if !ok {
-		return fmt.Errorf("blob %s is not in the pack", d.Digest)
+// walk follows the image's descriptor top with the pack's one descriptor
+// walker: it fills img's manifests, keeps the graph for push, and returns
+// every blob the image needs with its size.
+func (s *scanner) walk(w *pack.ImageWalker, img *Image, top pack.Descriptor) (map[string]int64, error) {
+	g, errs := w.Walk(pack.OCIIndexPath, top)
+	if len(errs) > 0 {
+		return nil, errs[0]
 	}
-	if size != d.Size {
-		return fmt.Errorf("blob %s is %d bytes, its descriptor says %d", d.Digest, size, d.Size)
+	s.graphs[img.Name] = g
+	need := map[string]int64{}
+	for _, d := range g.Docs {
+		need[d.Digest] = int64(len(d.Raw))
 	}
-	need[d.Digest] = size
-	raw, ok := s.docs[d.Digest]
-	if !ok {
-		return fmt.Errorf("%s %s: not a JSON document of at most %d bytes", d.MediaType, d.Digest, pack.MaxManifestSize)
+	blob := func(d pack.Descriptor) Blob {
+		need[d.Digest] = d.Size
+		return Blob{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size}
 	}
-	s.reachable[d.Digest] = raw
-	var doc pack.ManifestOrIndex
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("%s: %w", d.Digest, err)
+	for _, m := range g.Manifests {
+		im := Manifest{Digest: m.Descriptor.Digest, MediaType: m.MediaType, Platform: m.Platform, Size: m.Descriptor.Size, Config: blob(m.Config), Layers: []Blob{}}
+		for _, l := range m.Layers {
+			im.Layers = append(im.Layers, blob(l))
+		}
+		img.Manifests = append(img.Manifests, im)
 	}
-	switch {
-	case doc.Manifests != nil:
-		if depth >= maxDepth {
-			return fmt.Errorf("%s: indexes nested deeper than %d", d.Digest, maxDepth)
-		}
-		for _, c := range doc.Manifests {
-			if err := s.walk(img, c, c.Platform.String(), need, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	case doc.Config != nil:
-		if len(doc.Layers) > pack.MaxLayers {
-			return fmt.Errorf("%s: %d layers, more than %d", d.Digest, len(doc.Layers), pack.MaxLayers)
-		}
-		m := Manifest{Digest: d.Digest, MediaType: cmp.Or(doc.MediaType, d.MediaType), Platform: platform, Size: size, Layers: []Blob{}}
-		blob := func(b pack.Descriptor) (Blob, error) {
-			n, ok := s.blobs[b.Digest]
-			if !ok {
-				return Blob{}, fmt.Errorf("manifest %s: blob %s is not in the pack", d.Digest, b.Digest)
-			}
-			if n != b.Size {
-				return Blob{}, fmt.Errorf("manifest %s: blob %s is %d bytes, the manifest says %d", d.Digest, b.Digest, n, b.Size)
-			}
-			need[b.Digest] = n
-			return Blob{Digest: b.Digest, MediaType: b.MediaType, Size: n}, nil
-		}
-		var err error
-		if m.Config, err = blob(*doc.Config); err != nil {
-			return err
-		}
-		for _, l := range doc.Layers {
-			b, err := blob(l)
-			if err != nil {
-				return err
-			}
-			m.Layers = append(m.Layers, b)
-		}
-		img.Manifests = append(img.Manifests, m)
-		return nil
-	default:
-		return fmt.Errorf("%s: neither an image index nor a manifest", d.Digest)
-	}
+	return need, nil
 }

@@ -58,12 +58,29 @@
 //
 // `bale verify` re-encodes every entry it reads with these rules (level and
 // compressor from the first member's "BL" field) and compares the result,
-// byte for byte, with the pack through a second reader: any difference in
-// names, headers, member boundaries, gzip headers or compression, and
+// byte for byte, with the pack's bytes as Scan reads them: any difference
+// in names, headers, member boundaries, gzip headers or compression, and
 // anything after the end-of-archive member, fails the "canonical" check.
-// Past the end of the last entry it reads at most 2 MiB of tar stream.
 // It also re-encodes each charts/*.tgz with the chart rules below and
 // compares digests ("charts" check).
+//
+// # Reading a pack
+//
+// Every reader of packs goes through one reader, as archive/zip reads a
+// zip: Scan reads a pack over an io.ReaderAt and its size, once, through
+// archive's hostile tar reader (WalkTar) and gzip member reader, with at
+// most TrailingSlack (2 MiB) of tar stream past the end of the last entry.
+// It lists every entry with its size, sha256 and place (the gzip member
+// its header starts in, and the members that hold exactly its segment,
+// File.Members), keeps the pack's JSON files and every blob that looks
+// like an index or manifest (MaxDocBytes in all), and passes each entry's
+// body to an optional hook as it streams (`bale verify` re-encodes it
+// there). File.Open reads one entry again from its own members only,
+// checked against the digest Scan read. ImageWalker is the one walk of
+// the OCI descriptors below images/index.json (MaxIndexDepth, MaxLayers,
+// each document once), shared by verify, inspect and push; so `bale push`
+// reads a pack once to verify it and again only for the blobs a registry
+// lacks.
 //
 // # Chart archives
 //

@@ -2,7 +2,6 @@ package publish
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,7 +20,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
+	"github.com/bale-build/bale/schemas"
 )
 
 // ArtifactType is the artifactType of the OCI artifact bale publishes.
@@ -45,6 +46,9 @@ type OCIOptions struct {
 	Insecure  bool
 	Transport http.RoundTripper
 	Keychain  authn.Keychain
+	// MaxSize bounds what Pull accepts: the sizes an artifact's layers
+	// declare, in all; 0 means DefaultMaxPull.
+	MaxSize int64
 }
 
 func (o *OCIOptions) remote(ctx context.Context) []remote.Option {
@@ -186,16 +190,28 @@ func OCI(ctx context.Context, dir, to string, opts OCIOptions) (*Report, error) 
 // maxArtifactManifest bounds the manifest Pull reads.
 const maxArtifactManifest = 4 << 20
 
+// DefaultMaxPull is OCIOptions.MaxSize's default: what the layers of one
+// artifact may declare in all. It is the most one pack may hold
+// (archive.DefaultLimits' total), so every artifact bale publishes fits.
+const DefaultMaxPull = 64 << 30
+
 // Pull fetches the artifact at oci://REGISTRY/REPO:TAG|@DIGEST into dir,
-// which must be empty or absent: every layer titled with a safe relative
-// path, each checked against its digest as it is written (under a
-// temporary name, renamed when whole), then every .sha256 and SHA256SUMS
-// checked against the files. Titles that could escape dir, repeat, or
-// are missing are refused before anything is written.
+// which must be empty or absent, all or nothing: every layer's title must
+// be a path bale's schema accepts (#RelPath) that neither repeats nor
+// clashes with another, the sizes the layers declare must total at most
+// opts.MaxSize and fit in the free space of dir's file system, all before
+// a byte is fetched. Each layer is written into a staging directory beside
+// dir and checked against its digest as it is written, then every .sha256
+// and SHA256SUMS is checked against the files; only then does the staging
+// directory become dir. A failed pull leaves dir as it was.
 func Pull(ctx context.Context, from, dir string, opts OCIOptions) (*Report, error) {
 	ref, err := ParseOCI(from, opts.Insecure, false)
 	if err != nil {
 		return nil, err
+	}
+	maxSize := opts.MaxSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxPull
 	}
 	ropts := opts.remote(ctx)
 	desc, err := remote.Get(ref, ropts...)
@@ -212,15 +228,19 @@ func Pull(ctx context.Context, from, dir string, opts OCIOptions) (*Report, erro
 	if len(m.Layers) > maxFiles {
 		return nil, fmt.Errorf("pull %s: %d layers, more than %d", from, len(m.Layers), maxFiles)
 	}
+	rules, err := schemas.Compile()
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{To: dir, Digest: desc.Digest.String()}
 	// files and dirs hold the titles so far and their parents: a title may
 	// be neither a repeat nor a file's parent nor under a file.
 	files, dirs := map[string]bool{}, map[string]bool{}
+	var total int64
 	for i, l := range m.Layers {
 		title := l.Annotations[AnnotationTitle]
-		clean, err := archive.CleanName(title)
-		if err != nil || clean != title {
-			return nil, fmt.Errorf("pull %s: layer %d: title %q is not a safe relative path: %v", from, i, title, err)
+		if err := checkName(rules, title); err != nil {
+			return nil, fmt.Errorf("pull %s: layer %d: title %w", from, i, err)
 		}
 		bad := files[title] || dirs[title]
 		for p := path.Dir(title); p != "."; p = path.Dir(p) {
@@ -231,30 +251,28 @@ func Pull(ctx context.Context, from, dir string, opts OCIOptions) (*Report, erro
 			return nil, fmt.Errorf("pull %s: layer %d: title %q repeats, or is both a file and a directory", from, i, title)
 		}
 		files[title] = true
-		if l.Digest.Algorithm != "sha256" || l.Size < 0 {
-			return nil, fmt.Errorf("pull %s: layer %q: digest %s: want sha256", from, title, l.Digest)
+		if l.Digest.Algorithm != "sha256" || !digest.ValidHex(l.Digest.Hex) || l.Size < 0 {
+			return nil, fmt.Errorf("pull %s: layer %q: digest %q, size %d: want a sha256 digest and a size", from, title, l.Digest, l.Size)
 		}
+		if l.Size > maxSize-total {
+			return nil, fmt.Errorf("pull %s: layer %q declares %d bytes, which with the layers before it is more than the %d-byte cap (--max-size)", from, title, l.Size, maxSize)
+		}
+		total += l.Size
 		rep.Files = append(rep.Files, File{Path: title, Size: l.Size, SHA256: l.Digest.Hex, Location: l.Digest.String(), Action: "pulled"})
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("pull %s: %w", from, err)
-	}
-	root, err := os.OpenRoot(dir)
+	stage, err := newStage(dir, total)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", from, err)
 	}
-	defer root.Close()
-	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
-		return nil, fmt.Errorf("pull %s: output directory %s is not empty", from, dir)
-	}
+	defer stage.abort()
 	repo := ref.Context()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Jobs)
 	for i := range rep.Files {
 		f := &rep.Files[i]
 		g.Go(func() error {
-			if err := fetch(gctx, root, repo, f, ropts); err != nil {
-				return fmt.Errorf("pull %s: %s: %w", from, f.Path, err)
+			if err := fetch(gctx, stage.root, repo, f, ropts); err != nil {
+				return fmt.Errorf("pull %s: %q: %w", from, f.Path, err)
 			}
 			return nil
 		})
@@ -262,13 +280,32 @@ func Pull(ctx context.Context, from, dir string, opts OCIOptions) (*Report, erro
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	if err := CheckSums(rep.Files, func(f File) (io.ReadCloser, error) { return root.Open(f.Path) }); err != nil {
+	if err := CheckSums(rep.Files, func(f File) (io.ReadCloser, error) { return stage.root.Open(f.Path) }); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", from, err)
+	}
+	if err := stage.publish(); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", from, err)
 	}
 	return rep, nil
 }
 
-// fetch writes one layer to f.Path under root, checking its digest.
+// checkName holds a file's path to the rule a spec's paths are held to
+// (#RelPath: ASCII letters, digits, '.', '_', '+', '-' and '/' between
+// segments; no "." or ".." segment; at most 255 characters), so no control
+// character, line break or other invisible rune reaches a file name or a
+// terminal.
+func checkName(rules *schemas.Rules, p string) error {
+	if err := rules.Check("#RelPath", p); err != nil {
+		return fmt.Errorf("%q is not a safe relative path: %w", p, err)
+	}
+	if _, err := archive.CleanName(p); err != nil {
+		return fmt.Errorf("%q: %w", p, err)
+	}
+	return nil
+}
+
+// fetch writes one layer to f.Path under root, checking its size and
+// digest as it is written.
 func fetch(ctx context.Context, root *os.Root, repo name.Repository, f *File, ropts []remote.Option) error {
 	l, err := remote.Layer(repo.Digest(f.Location), append(ropts, remote.WithContext(ctx))...)
 	if err != nil {
@@ -284,8 +321,7 @@ func fetch(ctx context.Context, root *os.Root, repo name.Repository, f *File, ro
 			return err
 		}
 	}
-	tmp := path.Join(path.Dir(f.Path), "."+path.Base(f.Path)+".tmp-"+rand.Text()[:8])
-	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	out, err := root.OpenFile(f.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
@@ -300,9 +336,5 @@ func fetch(ctx context.Context, root *os.Root, repo name.Repository, f *File, ro
 	if err == nil && (n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256) {
 		err = fmt.Errorf("the registry served %d bytes with sha256 %x, the manifest says %d bytes, %s", n, h.Sum(nil), f.Size, f.Location)
 	}
-	if err != nil {
-		root.Remove(tmp)
-		return err
-	}
-	return root.Rename(tmp, f.Path)
+	return err
 }

@@ -95,31 +95,9 @@ func TestOCIPublishPull(t *testing.T) {
 func TestPullRefusesHostileArtifact(t *testing.T) {
 	host := testRegistry(t)
 	o := OCIOptions{Keychain: authn.NewMultiKeychain()}
-	p, _ := remote.NewPusher()
 	ctx := context.Background()
 	put := func(t *testing.T, tag string, layers map[string]string, order []string) string {
-		repo, _ := name.NewRepository(host + "/hostile")
-		m := artifact{SchemaVersion: 2, MediaType: "application/vnd.oci.image.manifest.v1+json", ArtifactType: ArtifactType}
-		cfg := staticLayer{[]byte("{}"), emptyConfigType}
-		if err := p.Upload(ctx, repo, cfg); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := cfg.Digest()
-		m.Config.MediaType, m.Config.Digest, m.Config.Size = emptyConfigType, d, 2
-		for _, title := range order {
-			l := staticLayer{[]byte(layers[title]), MediaTypeFile}
-			if err := p.Upload(ctx, repo, l); err != nil {
-				t.Fatal(err)
-			}
-			ld, _ := l.Digest()
-			desc, _ := remoteDescriptor(ld, int64(len(layers[title])), title)
-			m.Layers = append(m.Layers, desc)
-		}
-		raw, _ := json.Marshal(&m)
-		if err := p.Put(ctx, repo.Tag(tag), rawManifest{raw}); err != nil {
-			t.Fatal(err)
-		}
-		return "oci://" + host + "/hostile:" + tag
+		return putArtifact(t, host, "hostile", tag, layers, order)
 	}
 	for _, tc := range []struct {
 		name    string
@@ -142,6 +120,37 @@ func TestPullRefusesHostileArtifact(t *testing.T) {
 			}
 		})
 	}
+}
+
+// putArtifact puts at host/repo:tag a bale artifact whose layers are the
+// given files, titled in order, as a registry may hold one that bale
+// publish would never write.
+func putArtifact(t *testing.T, host, repoName, tag string, layers map[string]string, order []string) string {
+	t.Helper()
+	ctx := context.Background()
+	p, _ := remote.NewPusher()
+	repo, _ := name.NewRepository(host + "/" + repoName)
+	m := artifact{SchemaVersion: 2, MediaType: "application/vnd.oci.image.manifest.v1+json", ArtifactType: ArtifactType}
+	cfg := staticLayer{[]byte("{}"), emptyConfigType}
+	if err := p.Upload(ctx, repo, cfg); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := cfg.Digest()
+	m.Config.MediaType, m.Config.Digest, m.Config.Size = emptyConfigType, d, 2
+	for _, title := range order {
+		l := staticLayer{[]byte(layers[title]), MediaTypeFile}
+		if err := p.Upload(ctx, repo, l); err != nil {
+			t.Fatal(err)
+		}
+		ld, _ := l.Digest()
+		desc, _ := remoteDescriptor(ld, int64(len(layers[title])), title)
+		m.Layers = append(m.Layers, desc)
+	}
+	raw, _ := json.Marshal(&m)
+	if err := p.Put(ctx, repo.Tag(tag), rawManifest{raw}); err != nil {
+		t.Fatal(err)
+	}
+	return "oci://" + host + "/" + repoName + ":" + tag
 }
 
 func remoteDescriptor(d v1.Hash, size int64, title string) (v1.Descriptor, error) {

@@ -24,9 +24,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/internal/ctxio"
+	"github.com/bale-build/bale/schemas"
 )
 
 // SumsName is the checksum list an offline kit carries.
@@ -92,10 +92,15 @@ func isSums(rel string) bool {
 // Collect lists the regular files under dir (bale's temporary files
 // aside), hashes each, and checks them against any NAME.sha256 and
 // SHA256SUMS among them. Checksum files come last. Symbolic links and
-// other irregular files are refused: what is published is what was built.
+// other irregular files are refused: what is published is what was built;
+// so are paths bale pull would refuse (see Pull).
 func Collect(ctx context.Context, dir string) ([]File, error) {
+	rules, err := schemas.Compile()
+	if err != nil {
+		return nil, err
+	}
 	var files []File
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -119,8 +124,9 @@ func Collect(ctx context.Context, dir string) ([]File, error) {
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("%s: not a regular file (%s); publish refuses links and special files", p, d.Type())
 		}
-		if _, err := archive.CleanName(rel); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+		// What bale pull would refuse is not published.
+		if err := checkName(rules, rel); err != nil {
+			return err
 		}
 		if len(files) >= maxFiles {
 			return fmt.Errorf("%s: more than %d files", dir, maxFiles)

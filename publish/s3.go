@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -36,8 +37,11 @@ type S3Options struct {
 	// TrustExisting skips reading back objects already present with the
 	// file's checksum.
 	TrustExisting bool
-	// HTTPClient, if set, is the client the SDK uses.
-	HTTPClient *http.Client
+	// NewHTTPClient, if set, makes the client the SDK uses over base, the
+	// transport the SDK configured (a CA bundle from AWS_CA_BUNDLE or the
+	// shared config included): bale passes source's, so every S3 request
+	// keeps the network limits.
+	NewHTTPClient func(base http.RoundTripper) (*http.Client, error)
 }
 
 // DefaultPartSize is the multipart part size: S3 allows 10,000 parts, so
@@ -90,13 +94,20 @@ func S3(ctx context.Context, dir, to string, opts S3Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lopts []func(*config.LoadOptions) error
-	if opts.HTTPClient != nil {
-		lopts = append(lopts, config.WithHTTPClient(opts.HTTPClient))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, lopts...)
+	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("publish to %s: AWS configuration: %w", to, err)
+	}
+	if opts.NewHTTPClient != nil {
+		var base http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+		if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+			base = bc.GetTransport()
+		}
+		c, err := opts.NewHTTPClient(base)
+		if err != nil {
+			return nil, fmt.Errorf("publish to %s: %w", to, err)
+		}
+		cfg.HTTPClient = c
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"

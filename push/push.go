@@ -1,13 +1,15 @@
 // Package push loads a verified bale bootstrap pack into a registry on the
 // far side of the air gap: `bale push`.
 //
-// Push first verifies the pack offline (verify.Pack) and refuses one that
-// fails, or whose sha256 is not the one the caller expects. It then reads
-// the pack twice more as a stream, through the hostile reader: once
-// (inspect.Scan) for the image indexes and manifests and the charts'
-// metadata, once to upload every blob the registry lacks as its bytes
-// stream past. Nothing is extracted to disk; memory holds only manifests
-// and blobs of at most smallBlob bytes in flight.
+// Push verifies the pack offline (verify.PackAt) and refuses one that
+// fails, or whose sha256 is not the one the caller expects. That one read
+// of the pack is also the scan push works from: the pack reader keeps
+// every entry's place, size and sha256 and the image indexes and
+// manifests, and the descriptor walker (pack.ImageWalker) says what each
+// image needs. Then each blob the registry lacks is read again from its
+// own gzip members (pack.File.Open, checked against the verified digest as
+// it streams) and uploaded, up to Jobs at once. Nothing is extracted to
+// disk; memory holds manifests, and a decompressor per upload.
 //
 // Images keep their digests: every index, manifest, config and layer is
 // pushed byte for byte, children before the index that names them, and the
@@ -17,24 +19,20 @@
 //
 // Blobs are checked with HEAD first and skipped when present; a blob the
 // registry says it has is read back and hashed (unless TrustExisting), so
-// a registry that claims a blob it does not hold is caught. Uploads run
-// concurrently up to Jobs. An interrupted push leaves only whole blobs
-// behind (a registry commits a blob only when its digest matches), so
-// running it again finishes the job.
+// a registry that claims a blob it does not hold is caught. An interrupted
+// push leaves only whole blobs behind (a registry commits a blob only when
+// its digest matches), so running it again finishes the job.
 package push
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -51,8 +49,8 @@ import (
 
 	"github.com/bale-build/bale/archive"
 	"github.com/bale-build/bale/inspect"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/pack"
-	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/verify"
 )
 
@@ -69,11 +67,6 @@ const ChartsPrefix = "charts"
 
 // DefaultJobs is the default bound on concurrent uploads and checks.
 const DefaultJobs = 4
-
-// smallBlob is the size up to which a blob is read into memory and
-// uploaded in the background while the pack streams on; larger ones are
-// streamed straight to the registry.
-const smallBlob = 1 << 20
 
 // Options configure Push.
 type Options struct {
@@ -168,6 +161,22 @@ func (d doc) MediaType() (types.MediaType, error) { return types.MediaType(d.med
 // Push verifies the pack at packPath and pushes it as the package
 // documentation describes.
 func Push(ctx context.Context, packPath string, opts Options) (*Report, error) {
+	if _, _, err := ParseTarget(opts.Target, opts.Insecure); err != nil {
+		return nil, err
+	}
+	f, size, err := pack.OpenFile(packPath)
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	defer f.Close()
+	return PushAt(ctx, f, size, packPath, opts)
+}
+
+// PushAt is Push of the pack in r, size bytes, named packPath (in the
+// report, and for the NAME.sha256 beside it): it reads r through once to
+// verify and scan the pack, and again only for the blobs the registry
+// lacks, each from its own gzip members.
+func PushAt(ctx context.Context, r io.ReaderAt, size int64, packPath string, opts Options) (*Report, error) {
 	if opts.Jobs <= 0 {
 		opts.Jobs = DefaultJobs
 	}
@@ -181,7 +190,7 @@ func Push(ctx context.Context, packPath string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	vrep, err := verify.Pack(ctx, packPath)
+	vrep, pr, err := verify.PackAt(ctx, r, size, packPath, archive.DefaultLimits())
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", packPath, err)
 	}
@@ -191,13 +200,11 @@ func Push(ctx context.Context, packPath string, opts Options) (*Report, error) {
 	if opts.SHA256 != "" && !strings.EqualFold(opts.SHA256, vrep.SHA256) {
 		return nil, fmt.Errorf("push %s: refusing the pack: its sha256 is %s, --sha256 expects %s", packPath, vrep.SHA256, opts.SHA256)
 	}
-	c, err := inspect.Scan(ctx, packPath)
+	c, err := inspect.Read(ctx, pr)
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", packPath, err)
 	}
-	if c.Report.SHA256 != vrep.SHA256 {
-		return nil, fmt.Errorf("push %s: the pack changed while it was read (sha256 %s, verified %s)", packPath, c.Report.SHA256, vrep.SHA256)
-	}
+	c.Report.Path = packPath
 	p := &pusher{opts: opts, reg: reg, clients: map[string]*http.Client{}}
 	p.remoteOpts = []remote.Option{
 		remote.WithAuthFromKeychain(opts.Keychain),
@@ -215,7 +222,7 @@ func Push(ctx context.Context, packPath string, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("push %s: %w", packPath, err)
 	}
 	rep := &Report{Pack: packPath, SHA256: vrep.SHA256, Target: opts.Target, Refs: []Ref{}, ValuesFiles: []string{}}
-	if err := p.run(ctx, packPath, c, targets, rep); err != nil {
+	if err := p.run(ctx, pr, c, targets, rep); err != nil {
 		return nil, fmt.Errorf("push %s to %s: %w", packPath, opts.Target, err)
 	}
 	if opts.ValuesDir != "" {
@@ -277,8 +284,7 @@ func placement(c *inspect.Contents, reg name.Registry, prefix string) ([]*target
 	imgs := slices.Clone(c.Report.Images)
 	slices.SortFunc(imgs, func(a, b inspect.Image) int { return strings.Compare(a.Name, b.Name) })
 	for _, im := range imgs {
-		top := c.Tops[im.Name]
-		docs, blobs, err := imageContent(c, top)
+		docs, blobs, err := imageContent(c.Images[im.Name])
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", im.Name, err)
 		}
@@ -351,52 +357,29 @@ func digestOf(b []byte) string {
 	return "sha256:" + hex.EncodeToString(s[:])
 }
 
-// imageContent returns the manifests of the image whose top descriptor is
-// top, children before parents, and the configs and layers they name.
-func imageContent(c *inspect.Contents, top pack.Descriptor) ([]doc, map[string]blobInfo, error) {
+// imageContent returns the manifests of an image, children before
+// parents, and the configs and layers they name, from what the descriptor
+// walker found.
+func imageContent(g *pack.Graph) ([]doc, map[string]blobInfo, error) {
+	if g == nil || len(g.Docs) == 0 {
+		return nil, nil, errors.New("the pack holds none of its manifests")
+	}
 	var docs []doc
 	blobs := map[string]blobInfo{}
-	var walk func(d pack.Descriptor, depth int) error
-	walk = func(d pack.Descriptor, depth int) error {
-		raw, ok := c.Docs[d.Digest]
-		if !ok {
-			return fmt.Errorf("manifest %s is not in the pack", d.Digest)
+	for _, d := range g.Docs {
+		if d.MediaType == "" {
+			return nil, nil, fmt.Errorf("manifest %s: no media type", d.Digest)
 		}
-		if depth > 4 {
-			return fmt.Errorf("manifest %s: indexes nested too deep", d.Digest)
-		}
-		m, err := parseDoc(raw)
-		if err != nil {
-			return fmt.Errorf("manifest %s: %w", d.Digest, err)
-		}
-		mt := m.MediaType
-		if mt == "" {
-			mt = d.MediaType
-		}
-		if mt == "" {
-			return fmt.Errorf("manifest %s: no media type", d.Digest)
-		}
-		for _, child := range m.Manifests {
-			if err := walk(child, depth+1); err != nil {
-				return err
-			}
-		}
-		if m.Config != nil {
-			blobs[m.Config.Digest] = blobInfo{size: m.Config.Size, mediaType: m.Config.MediaType}
-		}
+		docs = append(docs, doc{digest: d.Digest, mediaType: d.MediaType, raw: d.Raw})
+	}
+	for _, m := range g.Manifests {
+		blobs[m.Config.Digest] = blobInfo{size: m.Config.Size, mediaType: m.Config.MediaType}
 		for _, l := range m.Layers {
 			blobs[l.Digest] = blobInfo{size: l.Size, mediaType: l.MediaType}
 		}
-		if !slices.ContainsFunc(docs, func(x doc) bool { return x.digest == d.Digest }) {
-			docs = append(docs, doc{digest: d.Digest, mediaType: mt, raw: raw})
-		}
-		return nil
-	}
-	if err := walk(top, 0); err != nil {
-		return nil, nil, err
 	}
 	for dg, b := range blobs {
-		if !plan.ValidDigest(dg) || b.size < 0 {
+		if !digest.Valid(dg) || b.size < 0 {
 			return nil, nil, fmt.Errorf("blob %q: not a sha256 digest", dg)
 		}
 		if b.mediaType == "" {
@@ -508,7 +491,7 @@ func (p *pusher) readBack(ctx context.Context, repo name.Repository, digest stri
 }
 
 // run does the push proper: checks, uploads, manifests, tags, report.
-func (p *pusher) run(ctx context.Context, packPath string, c *inspect.Contents, targets []*target, rep *Report) error {
+func (p *pusher) run(ctx context.Context, pr *pack.Reader, c *inspect.Contents, targets []*target, rep *Report) error {
 	// missing maps a blob digest to the repositories that lack it.
 	missing := map[string][]name.Repository{}
 	var mu sync.Mutex
@@ -544,7 +527,7 @@ func (p *pusher) run(ctx context.Context, packPath string, c *inspect.Contents, 
 		return err
 	}
 	if len(missing) > 0 {
-		if err := p.upload(ctx, packPath, c, targets, missing); err != nil {
+		if err := p.upload(ctx, pr, c, targets, missing); err != nil {
 			return err
 		}
 	}
@@ -590,111 +573,94 @@ func (p *pusher) run(ctx context.Context, packPath string, c *inspect.Contents, 
 	return nil
 }
 
-// upload streams the pack once and uploads each missing blob to the
-// repositories that lack it as the blob's entry passes.
-func (p *pusher) upload(ctx context.Context, packPath string, c *inspect.Contents, targets []*target, missing map[string][]name.Repository) error {
+// upload uploads each missing blob to the repositories that lack it, up
+// to Jobs blobs at once: a chart's config from its Chart.yaml, every other
+// blob read again from its own entry of the pack, checked against the
+// verified digest as it streams. A blob several repositories lack is read
+// once and streamed to all of them.
+func (p *pusher) upload(ctx context.Context, pr *pack.Reader, c *inspect.Contents, targets []*target, missing map[string][]name.Repository) error {
 	info := map[string]blobInfo{}
 	for _, t := range targets {
 		for dg, b := range t.blobs {
 			info[dg] = b
 		}
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.opts.Jobs)
 	// Chart configs are not in the pack: bale makes them from Chart.yaml.
-	chartPaths := map[string]string{}
+	// A chart archive is its own entry.
+	entries := map[string]string{}
 	for _, ch := range c.Report.Charts {
-		chartPaths[ch.Path] = "sha256:" + ch.SHA256
+		entries["sha256:"+ch.SHA256] = ch.Path
 		meta := c.ChartMeta[ch.Path]
 		dg := digestOf(meta)
 		for _, repo := range missing[dg] {
-			if err := p.send(ctx, repo, dg, info[dg], bytes.NewReader(meta)); err != nil {
-				return err
-			}
+			g.Go(func() error { return p.send(gctx, repo, dg, info[dg], bytesBlob(meta)) })
 		}
 		delete(missing, dg)
 	}
-	f, err := os.Open(packPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(p.opts.Jobs)
-	lim := archive.DefaultLimits()
-	lim.GzipMembers = true
-	walkErr := archive.Walk(gctx, f, lim, func(h *tar.Header, body io.Reader) error {
-		if h.Typeflag != tar.TypeReg {
-			return nil
-		}
-		dg, ok := chartPaths[h.Name]
+	for _, dg := range sortedKeys(missing) {
+		repos, b := missing[dg], info[dg]
+		path, ok := entries[dg]
 		if !ok {
-			hexName, isBlob := strings.CutPrefix(h.Name, pack.BlobsDir+"/")
-			if !isBlob {
-				return nil
+			path = pack.BlobPath(dg)
+		}
+		f, ok := pr.File(path)
+		if !ok || f.Dir {
+			g.Go(func() error { return fmt.Errorf("blob %s, which the images need, is not in the pack", dg) })
+			break
+		}
+		if f.Size != b.size {
+			g.Go(func() error { return fmt.Errorf("blob %s: %d bytes, the manifest says %d", dg, f.Size, b.size) })
+			break
+		}
+		g.Go(func() error {
+			if len(repos) == 1 {
+				return p.send(gctx, repos[0], dg, b, f.Open)
 			}
-			dg = "sha256:" + hexName
-		}
-		repos := missing[dg]
-		if len(repos) == 0 {
-			return nil
-		}
-		delete(missing, dg)
-		b := info[dg]
-		if h.Size != b.size {
-			return fmt.Errorf("blob %s: %d bytes, the manifest says %d", dg, h.Size, b.size)
-		}
-		if b.size <= smallBlob {
-			data, err := io.ReadAll(io.LimitReader(body, smallBlob+1))
+			rc, err := f.Open()
 			if err != nil {
 				return err
 			}
-			if digestOf(data) != dg {
-				return fmt.Errorf("blob %s: content has digest %s", dg, digestOf(data))
-			}
-			for _, repo := range repos {
-				g.Go(func() error { return p.send(gctx, repo, dg, b, bytes.NewReader(data)) })
-			}
-			return nil
-		}
-		return p.fanOut(gctx, repos, dg, b, body)
-	})
-	if err := g.Wait(); err != nil {
-		return err
+			defer rc.Close()
+			return p.fanOut(gctx, repos, dg, b, rc)
+		})
 	}
-	if walkErr != nil {
-		return walkErr
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%d blobs the images need are not in the pack, e.g. %s", len(missing), sortedKeys(missing)[0])
-	}
-	return nil
+	return g.Wait()
 }
 
-// fanOut streams one large blob to every repository that lacks it at
-// once, hashing it on the way; a digest mismatch fails the push (and the
-// registry refuses to commit the blob).
+// bytesBlob opens a blob held in memory.
+func bytesBlob(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// fanOut streams one blob from body to every repository that lacks it at
+// once.
 func (p *pusher) fanOut(ctx context.Context, repos []name.Repository, dg string, b blobInfo, body io.Reader) error {
 	g, gctx := errgroup.WithContext(ctx)
-	writers := make([]io.Writer, 0, len(repos)+1)
+	writers := make([]io.Writer, 0, len(repos))
 	pipes := make([]*io.PipeWriter, 0, len(repos))
-	h := sha256.New()
-	writers = append(writers, h)
 	for _, repo := range repos {
 		pr, pw := io.Pipe()
 		pipes = append(pipes, pw)
 		writers = append(writers, pw)
+		var once sync.Once
+		open := func() (io.ReadCloser, error) {
+			err := fmt.Errorf("blob %s: its bytes were already sent once; run the push again", dg)
+			once.Do(func() { err = nil })
+			if err != nil {
+				return nil, err
+			}
+			return io.NopCloser(pr), nil
+		}
 		g.Go(func() error {
-			err := p.send(gctx, repo, dg, b, pr)
+			err := p.send(gctx, repo, dg, b, open)
 			// Whatever the upload read, let the copy go on.
 			_, _ = io.Copy(io.Discard, pr)
 			return err
 		})
 	}
 	_, err := io.Copy(io.MultiWriter(writers...), body)
-	if err == nil {
-		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != dg {
-			err = fmt.Errorf("blob %s: content has digest %s", dg, got)
-		}
-	}
 	for _, pw := range pipes {
 		pw.CloseWithError(err)
 	}
@@ -704,9 +670,9 @@ func (p *pusher) fanOut(ctx context.Context, repos []name.Repository, dg string,
 	return err
 }
 
-// send uploads one blob's bytes from r to repo.
-func (p *pusher) send(ctx context.Context, repo name.Repository, dg string, b blobInfo, r io.Reader) error {
-	l := &onceLayer{digest: dg, size: b.size, mediaType: b.mediaType, r: r}
+// send uploads one blob, its bytes from open, to repo.
+func (p *pusher) send(ctx context.Context, repo name.Repository, dg string, b blobInfo, open func() (io.ReadCloser, error)) error {
+	l := &blobLayer{digest: dg, size: b.size, mediaType: b.mediaType, open: open}
 	if err := p.rp.Upload(ctx, repo, l); err != nil {
 		return fmt.Errorf("upload blob %s to %s: %w", dg, repo, err)
 	}
@@ -715,34 +681,23 @@ func (p *pusher) send(ctx context.Context, repo name.Repository, dg string, b bl
 	return nil
 }
 
-// onceLayer is a blob whose bytes can be read once, from the pack stream.
-type onceLayer struct {
+// blobLayer is a blob to upload as it is.
+type blobLayer struct {
 	digest, mediaType string
 	size              int64
-	mu                sync.Mutex
-	r                 io.Reader
+	open              func() (io.ReadCloser, error)
 }
 
-func (l *onceLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.digest) }
-func (l *onceLayer) DiffID() (v1.Hash, error) {
+func (l *blobLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.digest) }
+func (l *blobLayer) DiffID() (v1.Hash, error) {
 	return v1.Hash{}, errors.New("push: a blob's diff id is not known")
 }
-func (l *onceLayer) Size() (int64, error)                { return l.size, nil }
-func (l *onceLayer) MediaType() (types.MediaType, error) { return types.MediaType(l.mediaType), nil }
-func (l *onceLayer) Uncompressed() (io.ReadCloser, error) {
+func (l *blobLayer) Size() (int64, error)                { return l.size, nil }
+func (l *blobLayer) MediaType() (types.MediaType, error) { return types.MediaType(l.mediaType), nil }
+func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {
 	return nil, errors.New("push: blobs are pushed as they are")
 }
-
-func (l *onceLayer) Compressed() (io.ReadCloser, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.r == nil {
-		return nil, fmt.Errorf("blob %s: its bytes were already sent once; run the push again", l.digest)
-	}
-	r := l.r
-	l.r = nil
-	return io.NopCloser(r), nil
-}
+func (l *blobLayer) Compressed() (io.ReadCloser, error) { return l.open() }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
@@ -751,13 +706,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// parseDoc decodes an index or manifest the scan kept.
-func parseDoc(raw []byte) (*pack.ManifestOrIndex, error) {
-	var m pack.ManifestOrIndex
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, err
-	}
-	return &m, nil
 }

@@ -94,14 +94,15 @@ type Options struct {
 	// Transport is the base transport; nil means a clone of
 	// http.DefaultTransport.
 	Transport http.RoundTripper
-	// Timeout bounds each request until its response headers arrive, and
-	// then each pause in its body; 0 means DefaultTimeout.
+	// Timeout bounds each pause while a request's body is sent, the wait
+	// for its response headers after that, and each pause in the response
+	// body; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// SpeedLimit and SpeedTime are a low-speed limit, like curl's
-	// --speed-limit and --speed-time: a response body that brings fewer
-	// than SpeedLimit bytes per second on average over a SpeedTime window
-	// is given up on, so a server trickling a byte now and then cannot hold
-	// bale. 0 means DefaultSpeedLimit and DefaultSpeedTime; a negative
+	// --speed-limit and --speed-time: a request or response body that
+	// moves fewer than SpeedLimit bytes per second on average over a
+	// SpeedTime window is given up on, so a server trickling (or taking) a
+	// byte now and then cannot hold bale. 0 means DefaultSpeedLimit and DefaultSpeedTime; a negative
 	// SpeedLimit turns the check off.
 	SpeedLimit int64
 	SpeedTime  time.Duration
@@ -134,20 +135,9 @@ type Options struct {
 // Resolver pins spec inputs and opens pinned inputs for the executor. It is
 // safe for concurrent use; bounding concurrency is the caller's job.
 type Resolver struct {
-	root     string // absolute, symbolic links resolved
-	opts     Options
-	rt       http.RoundTripper
-	client   *http.Client
-	puller   *remote.Puller
-	insecure map[string]bool
-	// allow is Options.AllowHosts, lowercase, with PublicOnly.
-	allow   map[string]bool
-	retries int
-	// backoff is the first retry delay; it doubles with each retry. Tests
-	// shorten it.
-	backoff time.Duration
-	// after starts a retry's wait (time.After); tests see the wait begin.
-	after func(time.Duration) <-chan time.Time
+	root string // absolute, symbolic links resolved
+	*network
+	puller *remote.Puller
 
 	// pulls holds an authenticated transport per repository (see
 	// pullTransport).
@@ -172,62 +162,11 @@ func New(opts Options) (*Resolver, error) {
 	if opts.Keychain == nil {
 		opts.Keychain = authn.DefaultKeychain
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
+	n, err := newNetwork(opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.SpeedLimit == 0 {
-		opts.SpeedLimit = DefaultSpeedLimit
-	}
-	if opts.SpeedTime <= 0 {
-		opts.SpeedTime = DefaultSpeedTime
-	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = DefaultRequestTimeout
-	}
-	r := &Resolver{
-		root:     root,
-		opts:     opts,
-		insecure: make(map[string]bool),
-		backoff:  500 * time.Millisecond,
-		after:    time.After,
-	}
-	switch {
-	case opts.Retries == 0:
-		r.retries = DefaultRetries
-	case opts.Retries > 0:
-		r.retries = opts.Retries
-	}
-	for _, h := range opts.Insecure {
-		r.insecure[strings.ToLower(h)] = true
-	}
-	base := opts.Transport
-	if base == nil {
-		base = http.DefaultTransport.(*http.Transport).Clone()
-	}
-	if opts.PublicOnly {
-		var err error
-		if base, err = publicTransport(base, opts.AllowHosts); err != nil {
-			return nil, err
-		}
-		r.allow = make(map[string]bool, len(opts.AllowHosts))
-		for _, h := range opts.AllowHosts {
-			r.allow[strings.ToLower(h)] = true
-		}
-	}
-	l := limits{idle: opts.Timeout, speed: max(opts.SpeedLimit, 0), speedTime: opts.SpeedTime, total: opts.RequestTimeout}
-	r.rt = &guardTransport{r: r, next: &retryTransport{r: r, next: &limitTransport{next: base, l: l}}}
-	// guardTransport caps redirects for every client over r.rt, including
-	// go-containerregistry's, whose CheckRedirect has no cap; this one
-	// says the same for bale's own client.
-	r.client = &http.Client{
-		Transport: r.rt,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= MaxRedirects {
-				return errTooManyRedirects
-			}
-			return nil
-		},
-	}
+	r := &Resolver{root: root, network: n}
 	if err := r.initPuller(); err != nil {
 		return nil, err
 	}
@@ -258,9 +197,9 @@ func (r *Resolver) initPuller() error {
 // PublicOnly a loopback host must also be in Options.AllowHosts: that
 // loopback traffic cannot be tampered with on the way is no reason to
 // let a client's spec reach the server's own ports.
-func (r *Resolver) allowHTTP(host string) bool {
+func (n *network) allowHTTP(host string) bool {
 	host = strings.ToLower(host)
-	if r.insecure[host] {
+	if n.insecure[host] {
 		return true
 	}
 	h := host
@@ -268,13 +207,13 @@ func (r *Resolver) allowHTTP(host string) bool {
 		h = hh
 	}
 	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	if r.insecure[h] {
+	if n.insecure[h] {
 		return true
 	}
 	if !loopbackHost(host) {
 		return false
 	}
-	return !r.opts.PublicOnly || r.allow[host] || r.allow[h]
+	return !n.opts.PublicOnly || n.allow[host] || n.allow[h]
 }
 
 // loopbackHost reports whether host (host or host:port) names loopback:

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,6 +60,110 @@ func retryable(err error) bool {
 		errors.Is(err, io.EOF)
 }
 
+// network is the HTTP side of bale: the transport and client every
+// request goes through, held to Options' limits. A Resolver has one;
+// NewTransport and NewClient make one for the far side's commands (push,
+// publish, pull), so every network client bale has keeps the same rules.
+type network struct {
+	opts     Options // zero limits replaced by their defaults
+	insecure map[string]bool
+	// allow is Options.AllowHosts, lowercase, with PublicOnly.
+	allow   map[string]bool
+	retries int
+	// backoff is the first retry delay; it doubles with each retry. Tests
+	// shorten it.
+	backoff time.Duration
+	// after starts a retry's wait (time.After); tests see the wait begin.
+	after  func(time.Duration) <-chan time.Time
+	rt     http.RoundTripper
+	client *http.Client
+}
+
+// newNetwork fills opts' zero limits with their defaults and builds the
+// transport chain: guard (offline, plain HTTP, redirect cap) → retries →
+// limits → opts.Transport.
+func newNetwork(opts Options) (*network, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.SpeedLimit == 0 {
+		opts.SpeedLimit = DefaultSpeedLimit
+	}
+	if opts.SpeedTime <= 0 {
+		opts.SpeedTime = DefaultSpeedTime
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
+	}
+	n := &network{opts: opts, insecure: make(map[string]bool), backoff: 500 * time.Millisecond, after: time.After}
+	switch {
+	case opts.Retries == 0:
+		n.retries = DefaultRetries
+	case opts.Retries > 0:
+		n.retries = opts.Retries
+	}
+	for _, h := range opts.Insecure {
+		n.insecure[strings.ToLower(h)] = true
+	}
+	base := opts.Transport
+	if base == nil {
+		base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if opts.PublicOnly {
+		var err error
+		if base, err = publicTransport(base, opts.AllowHosts); err != nil {
+			return nil, err
+		}
+		n.allow = make(map[string]bool, len(opts.AllowHosts))
+		for _, h := range opts.AllowHosts {
+			n.allow[strings.ToLower(h)] = true
+		}
+	}
+	l := limits{idle: opts.Timeout, speed: max(opts.SpeedLimit, 0), speedTime: opts.SpeedTime, total: opts.RequestTimeout}
+	n.rt = &guardTransport{n: n, next: &retryTransport{n: n, next: &limitTransport{next: base, l: l}}}
+	// guardTransport caps redirects for every client over n.rt, including
+	// go-containerregistry's, whose CheckRedirect has no cap; this one
+	// says the same for bale's own client.
+	n.client = &http.Client{
+		Transport: n.rt,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= MaxRedirects {
+				return errTooManyRedirects
+			}
+			return nil
+		},
+	}
+	return n, nil
+}
+
+// NewTransport returns the transport every bale network client goes
+// through, over opts.Transport, with opts' rules (Root and Keychain are
+// not used): --timeout for headers and between bytes, in both directions
+// (an upload whose server stops reading is given up on like a download
+// whose server stops sending), the low-speed window, the per-request
+// deadline, at most MaxRedirects redirects, retries of idempotent requests,
+// plain HTTP only to loopback or Insecure hosts, Offline and PublicOnly.
+// A request that breaks a limit fails with an error naming the limit.
+// go-containerregistry's clients and the AWS SDK take it as their
+// transport.
+func NewTransport(opts Options) (http.RoundTripper, error) {
+	n, err := newNetwork(opts)
+	if err != nil {
+		return nil, err
+	}
+	return n.rt, nil
+}
+
+// NewClient returns an *http.Client over NewTransport(opts) whose redirect
+// policy says why it stopped.
+func NewClient(opts Options) (*http.Client, error) {
+	n, err := newNetwork(opts)
+	if err != nil {
+		return nil, err
+	}
+	return n.client, nil
+}
+
 // errTooManyRedirects ends a redirect chain longer than MaxRedirects.
 var errTooManyRedirects = fmt.Errorf("stopped after %d redirects (a redirect loop?)", MaxRedirects)
 
@@ -69,12 +174,12 @@ var errTooManyRedirects = fmt.Errorf("stopped after %d redirects (a redirect loo
 // with one that has no cap: a registry answering a redirect loop would
 // otherwise be asked again and again, for ever.
 type guardTransport struct {
-	r    *Resolver
+	n    *network
 	next http.RoundTripper
 }
 
 func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if g.r.opts.Offline {
+	if g.n.opts.Offline {
 		return nil, fmt.Errorf("%w: %s %s needs the network", ErrOffline, req.Method, req.URL.Redacted())
 	}
 	if redirects(req) >= MaxRedirects {
@@ -83,8 +188,8 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch req.URL.Scheme {
 	case "https":
 	case "http":
-		if !g.r.allowHTTP(req.URL.Host) {
-			if g.r.opts.PublicOnly && loopbackHost(req.URL.Host) {
+		if !g.n.allowHTTP(req.URL.Host) {
+			if g.n.opts.PublicOnly && loopbackHost(req.URL.Host) {
 				return nil, &egressError{addr: req.URL.Host}
 			}
 			return nil, fmt.Errorf("refusing plain HTTP to %s: not a loopback host and not in the insecure list", req.URL.Host)
@@ -134,26 +239,52 @@ type limits struct {
 	total time.Duration
 }
 
-// limitTransport holds each request to its limits: response headers
-// within idle, no pause in the body longer than idle, no speedTime window
-// averaging below speed, and the whole request within total. A pause limit
-// alone is beaten by a server sending one byte every few seconds; a speed
-// limit alone by one sending just enough forever; the overall deadline
-// bounds what both let through, while staying far above what a large
-// layer needs on a working link.
+// limitTransport holds each request to its limits: no pause longer than
+// idle while its body is sent, response headers within idle of the last
+// byte sent, no pause in the response body longer than idle, no speedTime
+// window averaging below speed while bytes are meant to flow (the request
+// body going out, the response body coming in), and the whole request
+// within total. A pause limit alone is beaten by a server sending (or
+// reading) one byte every few seconds; a speed limit alone by one sending
+// just enough forever; the overall deadline bounds what both let through,
+// while staying far above what a large layer needs on a working link.
 type limitTransport struct {
 	next http.RoundTripper
 	l    limits
 }
 
+// Phases of a request, for the watchdog's checks and messages.
+const (
+	phaseSend    = iota // the request body is going out
+	phaseHeaders        // waiting for the response headers
+	phaseBody           // the response body is coming in
+)
+
 func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
-	w := &watchdog{l: t.l, cancel: cancel}
+	w := &watchdog{l: t.l, cancel: cancel, phase: -1}
 	w.idle = time.AfterFunc(t.l.idle, w.idleFired)
 	w.total = time.AfterFunc(t.l.total, func() {
 		w.fire(fmt.Sprintf("not finished within %s (the per-request deadline)", t.l.total))
 	})
-	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		w.setPhase(phaseSend)
+		out.Body = &sentBody{rc: req.Body, w: w}
+		if req.GetBody != nil {
+			// A request the transport sends again is watched the same way.
+			out.GetBody = func() (io.ReadCloser, error) {
+				rc, err := req.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				return &sentBody{rc: rc, w: w}, nil
+			}
+		}
+	} else {
+		w.setPhase(phaseHeaders)
+	}
+	resp, err := t.next.RoundTrip(out)
 	if err != nil {
 		w.stop()
 		if e := w.err(); e != nil && req.Context().Err() == nil {
@@ -161,13 +292,7 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	w.inBody.Store(true)
-	w.idle.Reset(t.l.idle)
-	if t.l.speed > 0 {
-		w.mu.Lock() // checkSpeed reads w.speed under mu
-		w.speed = time.AfterFunc(t.l.speedTime, w.checkSpeed)
-		w.mu.Unlock()
-	}
+	w.setPhase(phaseBody)
 	resp.Body = &watchedBody{rc: resp.Body, w: w, ctx: req.Context()}
 	return resp, nil
 }
@@ -178,31 +303,76 @@ type watchdog struct {
 	cancel context.CancelCauseFunc
 	idle   *time.Timer
 	total  *time.Timer
-	inBody atomic.Bool  // response headers have arrived
-	bytes  atomic.Int64 // body bytes since the last speed check
+	bytes  atomic.Int64 // bytes moved since the last speed check
 	mu     sync.Mutex
-	speed  *time.Timer // under mu; nil until the body starts, or with no speed limit
+	phase  int         // under mu; -1 before the request starts
+	speed  *time.Timer // under mu; running only while bytes are meant to flow
 	fired  *limitError // under mu
+	done   bool        // under mu: stopped
+}
+
+// setPhase moves the request on: the pause timer restarts, and the speed
+// window runs while a body is moving, not while the server thinks.
+func (w *watchdog) setPhase(p int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done || p <= w.phase {
+		return // phases only move on
+	}
+	w.phase = p
+	w.idle.Reset(w.l.idle)
+	flowing := p == phaseSend || p == phaseBody
+	switch {
+	case flowing && w.l.speed > 0:
+		w.bytes.Store(0)
+		if w.speed == nil {
+			w.speed = time.AfterFunc(w.l.speedTime, w.checkSpeed)
+		} else {
+			w.speed.Reset(w.l.speedTime)
+		}
+	case w.speed != nil:
+		w.speed.Stop()
+	}
+}
+
+// progress records n bytes moved in either direction.
+func (w *watchdog) progress(n int) {
+	w.bytes.Add(int64(n))
+	w.idle.Reset(w.l.idle)
 }
 
 func (w *watchdog) idleFired() {
-	if w.inBody.Load() {
-		w.fire(fmt.Sprintf("no body bytes for %s", w.l.idle))
-		return
+	w.mu.Lock()
+	p := w.phase
+	w.mu.Unlock()
+	switch p {
+	case phaseSend:
+		w.fire(fmt.Sprintf("the server took no request bytes for %s (the idle timeout)", w.l.idle))
+	case phaseBody:
+		w.fire(fmt.Sprintf("no body bytes for %s (the idle timeout)", w.l.idle))
+	default:
+		w.fire(fmt.Sprintf("no response within %s (the idle timeout)", w.l.idle))
 	}
-	w.fire(fmt.Sprintf("no response within %s", w.l.idle))
 }
 
 // checkSpeed ends one speedTime window: too few bytes in it ends the
 // request, enough starts the next window.
 func (w *watchdog) checkSpeed() {
 	n := w.bytes.Swap(0)
+	w.mu.Lock()
+	flowing := !w.done && (w.phase == phaseSend || w.phase == phaseBody)
+	w.mu.Unlock()
+	if !flowing {
+		return
+	}
 	if float64(n) < float64(w.l.speed)*w.l.speedTime.Seconds() {
-		w.fire(fmt.Sprintf("transfer slower than %d bytes/s over %s (%d bytes arrived; the low-speed limit)", w.l.speed, w.l.speedTime, n))
+		w.fire(fmt.Sprintf("transfer slower than %d bytes/s over %s (%d bytes moved; the low-speed limit)", w.l.speed, w.l.speedTime, n))
 		return
 	}
 	w.mu.Lock()
-	w.speed.Reset(w.l.speedTime)
+	if !w.done {
+		w.speed.Reset(w.l.speedTime)
+	}
 	w.mu.Unlock()
 }
 
@@ -228,12 +398,34 @@ func (w *watchdog) stop() {
 	w.idle.Stop()
 	w.total.Stop()
 	w.mu.Lock()
+	w.done = true
 	if w.speed != nil {
 		w.speed.Stop()
 	}
 	w.mu.Unlock()
 	w.cancel(context.Canceled)
 }
+
+// sentBody is a request body as the transport sends it: each read that
+// made progress restarts the pause timer, and its end starts the wait for
+// the response headers.
+type sentBody struct {
+	rc io.ReadCloser
+	w  *watchdog
+}
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.w.progress(n)
+	}
+	if errors.Is(err, io.EOF) {
+		b.w.setPhase(phaseHeaders)
+	}
+	return n, err
+}
+
+func (b *sentBody) Close() error { return b.rc.Close() }
 
 // watchedBody counts body bytes for the speed check and restarts the
 // pause timer on every read that made progress.
@@ -246,8 +438,7 @@ type watchedBody struct {
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
-		b.w.bytes.Add(int64(n))
-		b.w.idle.Reset(b.w.l.idle)
+		b.w.progress(n)
 	}
 	if err != nil && !errors.Is(err, io.EOF) && b.ctx.Err() == nil {
 		if e := b.w.err(); e != nil {
@@ -290,7 +481,7 @@ func (r *Resolver) get(ctx context.Context, url string) (*http.Response, error) 
 // at the context, so they are switched off and this does the retrying for
 // registries and chart repositories alike, and Ctrl-C stops at once.
 type retryTransport struct {
-	r    *Resolver // its retries and backoff
+	n    *network // its retries and backoff
 	next http.RoundTripper
 }
 
@@ -304,10 +495,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		var wait time.Duration
 		switch {
 		case err != nil:
-			if attempt >= t.r.retries || !retryable(err) || ctx.Err() != nil {
+			if attempt >= t.n.retries || !retryable(err) || ctx.Err() != nil {
 				return nil, err
 			}
-		case retryStatus(resp.StatusCode) && attempt < t.r.retries:
+		case retryStatus(resp.StatusCode) && attempt < t.n.retries:
 			wait = retryAfter(resp)
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
@@ -315,13 +506,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		if wait <= 0 {
-			wait = t.r.backoff << attempt
+			wait = t.n.backoff << attempt
 			wait += time.Duration(rand.Int64N(int64(wait)/10 + 1))
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-t.r.after(wait):
+		case <-t.n.after(wait):
 		}
 	}
 }

@@ -1,19 +1,22 @@
 // Package verify checks a bale bootstrap pack offline: `bale verify`.
 //
-// Pack reads the pack once, as a stream, through archive.Walk's hostile
-// reader (entry, size and decompression limits; no links, devices or
-// escaping names), and checks everything a pack promises: the fixed gzip
-// header, uniform tar metadata, sorted entries with explicit directories,
-// every entry against the pack index, every OCI blob against its digest,
-// the OCI index.json against the docker-save manifest.json, and the
+// Pack reads the pack once, through pack.Scan's hostile reader (entry,
+// size and decompression limits; no links, devices or escaping names; the
+// gzip members in turn), and checks everything a pack promises: the fixed
+// gzip header, uniform tar metadata, sorted entries with explicit
+// directories, every entry against the pack index, every OCI blob against
+// its digest, the OCI index.json against the docker-save manifest.json,
+// the bytes against bale's own re-encoding of the entries, and the
 // NAME.sha256 file beside the pack. It reports every failure it finds, each
 // naming the entry and the check, rather than stopping at the first, so one
-// run tells what is wrong with a pack.
+// run tells what is wrong with a pack. PackAt also returns what the scan
+// read (every entry's place, size and sha256; the documents), so a caller
+// such as `bale push` reads the verified pack again only for the entries
+// it needs.
 package verify
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -31,12 +34,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-
 	"github.com/bale-build/bale/archive"
-	"github.com/bale-build/bale/internal/ctxio"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/pack"
-	"github.com/bale-build/bale/plan"
 )
 
 // Checks, as named in a Report.
@@ -56,15 +56,8 @@ const (
 	CheckCharts    = "charts"      // every charts/*.tgz is in bale's canonical chart form for the pack's timestamp
 )
 
-// Memory bounds for the JSON documents verify parses. Manifests and indexes
-// follow pack.MaxManifestSize; the pack index lists at most MaxEntries
-// entries of a few hundred bytes each.
-const (
-	maxIndexSize    = pack.MaxIndexSize
-	maxJSONBlobs    = 256 << 20
-	sniffSize       = 512
-	maxChecksumSize = 4096
-)
+// maxChecksumSize bounds the NAME.sha256 file read.
+const maxChecksumSize = 4096
 
 // Pack verifies the bootstrap pack at path with archive.DefaultLimits.
 // The error is for a pack that cannot be read at all (missing file,
@@ -76,49 +69,51 @@ func Pack(ctx context.Context, path string) (*Report, error) {
 
 // PackLimits is Pack with explicit archive limits.
 func PackLimits(ctx context.Context, path string, lim archive.Limits) (*Report, error) {
-	f, err := os.Open(path)
+	f, size, err := pack.OpenFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("verify pack: %w", err)
 	}
 	defer f.Close()
-	// A second reader of the same file is what the re-encoded pack is
-	// compared with, byte for byte, as both streams advance: no copy of
-	// the pack is held in memory.
-	f2, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("verify pack: %w", err)
-	}
-	defer f2.Close()
+	rep, _, err := PackAt(ctx, f, size, path, lim)
+	return rep, err
+}
+
+// PackAt verifies the pack in r, size bytes, as Pack does; path names it
+// in the report, and NAME.sha256 is looked for beside it. It returns the
+// scanned pack too, good or not, for reading entries again through r: a
+// caller must not use it unless the report is OK.
+func PackAt(ctx context.Context, r io.ReaderAt, size int64, path string, lim archive.Limits) (*Report, *pack.Reader, error) {
 	v := &verifier{
-		ctx:   ctx,
-		rep:   &Report{Path: path, PackFacts: &PackFacts{}, Checks: []string{}, Failures: []Failure{}},
-		files: map[string]fileInfo{},
-		dirs:  map[string]bool{},
-		json:  map[string][]byte{},
-		cmp:   &comparer{r: bufio.NewReaderSize(f2, 256<<10), diff: -1, buf: make([]byte, 32<<10)},
+		ctx:    ctx,
+		rep:    &Report{Path: path, PackFacts: &PackFacts{}, Checks: []string{}, Failures: []Failure{}},
+		dirs:   map[string]bool{},
+		charts: map[string]chartResult{},
+		cmp:    &comparer{diff: -1},
 	}
-	fileHash := sha256.New()
-	var head [10]byte
-	n, _ := io.ReadFull(f, head[:])
-	fileHash.Write(head[:n])
-	src := io.TeeReader(f, fileHash)
-	walkErr := v.walk(io.MultiReader(bytes.NewReader(head[:n]), src), lim)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("verify pack %s: %w", path, err)
+	pr, err := pack.Scan(ctx, r, size, pack.ScanOptions{
+		Limits:    lim,
+		Raw:       io.MultiWriter(&v.head, v.cmp.packSide()),
+		GzipExtra: v.startCanonical,
+		Entry:     v.entry,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("verify pack %s: %w", path, err)
 	}
-	// Hash what the walk left unread, so the file digest covers the file
-	// even when the archive is broken.
-	if _, err := io.Copy(io.Discard, ctxio.Reader(ctx, src)); err != nil {
-		return nil, fmt.Errorf("verify pack %s: %w", path, err)
-	}
-	v.rep.SHA256 = hex.EncodeToString(fileHash.Sum(nil))
+	v.pr = pr
+	v.rep.SHA256 = pr.SHA256()
 	v.ran(CheckArchive, CheckMetadata, CheckOrder, CheckDirs)
+	walkErr := pr.Err()
 	if walkErr != nil {
 		v.fail("", CheckArchive, "%v", walkErr)
 	}
+	if !pr.Gzip() {
+		v.canonFail("", "not a gzip stream: bale writes a pack as gzip members (%s)", archive.MemberLayout)
+	}
 	v.finishCanonical(walkErr)
+	v.finishCharts()
+	v.checkTooLarge()
 	ix := v.checkIndex()
-	v.checkGzip(head[:n], ix)
+	v.checkGzip(v.head.b, ix)
 	v.checkMtime(ix)
 	if walkErr == nil {
 		v.checkEntries(ix)
@@ -126,83 +121,18 @@ func PackLimits(ctx context.Context, path string, lim archive.Limits) (*Report, 
 		v.checkLayout(ix)
 	}
 	v.checkChecksum(path)
-	return v.rep, nil
+	return v.rep, pr, nil
 }
 
-// trailingSlack bounds how far the decompressed stream may run past the
-// end of the entry being read (its header, PAX records and read-ahead
-// included) and past the last entry: a pack ends with exactly the
-// end-of-archive marker, so gigabytes of zeros after it are refused after
-// this many bytes instead of being read to their end.
-const trailingSlack = 2 << 20
+// headBytes keeps the first bytes of the pack: the gzip header's fixed
+// part.
+type headBytes struct{ b []byte }
 
-// walk decompresses the pack (every gzip member, in order) and walks its
-// tar stream, re-encoding each entry as it streams.
-func (v *verifier) walk(r io.Reader, lim archive.Limits) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	zr, err := gzip.NewReader(br)
-	if err != nil {
-		v.canonFail("", "not a gzip stream: %v", err)
-		return fmt.Errorf("read gzip header: %w", err)
+func (h *headBytes) Write(p []byte) (int, error) {
+	if k := 10 - len(h.b); k > 0 {
+		h.b = append(h.b, p[:min(k, len(p))]...)
 	}
-	zr.Multistream(false)
-	v.startCanonical(zr.Header.Extra)
-	// The tar stream must not itself look compressed: archive.Walk would
-	// decompress it a second time.
-	tr := bufio.NewReaderSize(&capReader{r: &memberReader{br: br, zr: zr}, v: v}, 64<<10)
-	if magic, _ := tr.Peek(4); len(magic) >= 2 && (magic[0] == 0x1f && magic[1] == 0x8b || bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}) || string(magic[:3]) == "BZh") {
-		return errors.New("read archive: the decompressed stream is compressed again")
-	}
-	return archive.Walk(v.ctx, tr, lim, v.entry)
-}
-
-// memberReader decompresses a sequence of gzip members, one at a time,
-// so that what follows the last one is named for what it is.
-type memberReader struct {
-	br      *bufio.Reader
-	zr      *gzip.Reader
-	members int
-}
-
-func (m *memberReader) Read(p []byte) (int, error) {
-	for {
-		n, err := m.zr.Read(p)
-		if !errors.Is(err, io.EOF) {
-			return n, err
-		}
-		m.members++
-		// The member ended and its checksum matched.
-		if _, perr := m.br.Peek(1); errors.Is(perr, io.EOF) {
-			return n, io.EOF
-		}
-		if magic, _ := m.br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
-			return n, fmt.Errorf("read archive: trailing data after gzip member %d", m.members)
-		}
-		if err := m.zr.Reset(m.br); err != nil {
-			return n, fmt.Errorf("read gzip member %d header: %w", m.members+1, err)
-		}
-		m.zr.Multistream(false)
-		if n > 0 {
-			return n, nil
-		}
-	}
-}
-
-// capReader fails once the decompressed stream runs trailingSlack bytes
-// past what the entries read so far account for.
-type capReader struct {
-	r io.Reader
-	n int64
-	v *verifier
-}
-
-func (c *capReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.n > c.v.limit+c.v.cur+trailingSlack {
-		return n, fmt.Errorf("read archive: %w: more than %d bytes of tar stream past the end of the entries (bale writes only the %d-byte end-of-archive marker)", archive.ErrLimit, trailingSlack, archive.EndOfArchiveSize)
-	}
-	return n, err
+	return len(p), nil
 }
 
 // startCanonical reads the member parameters from the first member's gzip
@@ -237,7 +167,7 @@ func (v *verifier) canonFail(entry, format string, args ...any) {
 
 // segment streams one entry's body through the re-encoder: its tar segment
 // goes, compressed as members, to the comparer, and body bytes to sink.
-func (v *verifier) segment(h *tar.Header, body io.Reader, sink io.Writer) (int64, error) {
+func (v *verifier) segment(h *tar.Header, body io.Reader, sink io.Writer) error {
 	if v.enc == nil && !v.canonDone {
 		enc, err := archive.NewMemberEncoder(v.levelOr(0), h.ModTime)
 		if err != nil {
@@ -247,43 +177,46 @@ func (v *verifier) segment(h *tar.Header, body io.Reader, sink io.Writer) (int64
 		}
 	}
 	e := archive.Entry{Name: h.Name, Mode: h.Mode, Size: h.Size, Dir: h.Typeflag == tar.TypeDir}
-	v.cur = h.Size + blockPad(h.Size)
-	defer func() { v.cur = 0 }()
 	if v.enc == nil || !validMode(e) {
 		if !v.canonDone {
 			v.canonFail(h.Name, "mode %#o: bale writes 0644 or 0755", h.Mode)
 		}
-		n, err := io.Copy(sink, body)
-		v.limit += h.Size + blockPad(h.Size) + 512
-		return n, err
+		_, err := io.Copy(sink, body)
+		return err
 	}
-	counted := &countWriter{}
 	var member io.WriteCloser
+	var seg io.Writer = io.Discard
 	if v.params != nil {
 		member = v.enc.Members(v.cmp)
+		seg = member
 	}
-	var seg io.Writer = counted
-	if member != nil {
-		seg = io.MultiWriter(counted, member)
-	}
-	var n int64
 	if !e.Dir {
-		body = &countReader{r: io.TeeReader(body, sink), n: &n}
-		e.Open = func() (io.ReadCloser, error) { return io.NopCloser(body), nil }
+		tee := io.TeeReader(body, sink)
+		e.Open = func() (io.ReadCloser, error) { return io.NopCloser(tee), nil }
 	}
 	if err := v.enc.Segment(v.ctx, seg, e); err != nil {
-		return n, err
+		return err
 	}
 	if member != nil {
 		if err := member.Close(); err != nil {
-			return n, err
+			return err
 		}
 	}
-	v.limit += counted.n
-	if v.params != nil && v.cmp.diff >= 0 {
-		v.canonFail(h.Name, "the pack's bytes differ from bale's encoding of this entry at pack offset %d: not the bytes bale writes for these entries", v.cmp.diff)
+	if v.params != nil {
+		v.checkCompared(h.Name)
 	}
-	return n, nil
+	return nil
+}
+
+// checkCompared fails the canonical check at the first difference the
+// comparer found.
+func (v *verifier) checkCompared(name string) {
+	switch {
+	case v.cmp.diff >= 0:
+		v.canonFail(name, "the pack's bytes differ from bale's encoding of this entry at pack offset %d: not the bytes bale writes for these entries", v.cmp.diff)
+	case v.cmp.lagged:
+		v.canonFail(name, "the pack's bytes run more than %d bytes ahead of bale's encoding of its entries: not the gzip members bale writes", maxLag)
+	}
 }
 
 func (v *verifier) levelOr(def int) int {
@@ -299,8 +232,6 @@ func validMode(e archive.Entry) bool {
 	}
 	return e.Mode == 0o644 || e.Mode == 0o755
 }
-
-func blockPad(n int64) int64 { return (512 - n%512) % 512 }
 
 // finishCanonical re-encodes the end-of-archive member and checks the pack
 // ends with it.
@@ -320,81 +251,117 @@ func (v *verifier) finishCanonical(walkErr error) {
 		v.canonFail("", "re-encode the end-of-archive member: %v", err)
 		return
 	}
-	if v.cmp.diff >= 0 {
+	switch ahead := v.cmp.ahead(); {
+	case v.cmp.diff >= 0:
 		v.canonFail("", "the end-of-archive member differs from bale's at pack offset %d", v.cmp.diff)
-		return
-	}
-	if _, err := v.cmp.r.ReadByte(); !errors.Is(err, io.EOF) {
+	case v.cmp.lagged:
+		v.canonFail("", "more than %d bytes after the end-of-archive member at pack offset %d: bale writes nothing after it", maxLag, v.cmp.off)
+	case ahead > 0:
 		v.canonFail("", "data after the end-of-archive member at pack offset %d: bale writes nothing after it", v.cmp.off)
+	case ahead < 0:
+		v.canonFail("", "the end-of-archive member differs from bale's at pack offset %d: the pack ends there", v.cmp.off)
 	}
 }
 
-// comparer checks what is written to it against the pack file read from
-// the start; diff is the offset of the first difference, or -1.
+// maxLag bounds how far the pack's bytes, as the scan reads them, may run
+// ahead of bale's encoding of the entries read (or the encoding ahead of
+// the pack). For bale's own packs the lag is about one member and the
+// scan's read-ahead; a stream of gzip members that decompress to little
+// or nothing would otherwise be held in memory.
+const maxLag = 8 * archive.MemberChunk
+
+// comparer compares two streams from the pack's first byte: the pack's
+// bytes, fed by the scan as it reads them (packSide), and bale's encoding
+// of the entries, written by the encoder (Write). Whichever runs ahead is
+// held until the other catches up. diff is the pack offset of the first
+// difference, or -1.
 type comparer struct {
-	r    *bufio.Reader
-	off  int64
-	diff int64
-	buf  []byte
+	buf      []byte // bytes of the side that is ahead, from start
+	start    int
+	packLead bool  // buf holds pack bytes (else encoded bytes)
+	off      int64 // bytes compared so far: the offset of buf[start]
+	diff     int64
+	lagged   bool
 }
 
-func (c *comparer) Write(p []byte) (int, error) {
-	if c.diff >= 0 {
-		return len(p), nil
-	}
-	for rest := p; len(rest) > 0; {
-		chunk := rest[:min(len(rest), len(c.buf))]
-		n, _ := io.ReadFull(c.r, c.buf[:len(chunk)])
-		for i := range n {
-			if c.buf[i] != chunk[i] {
-				c.diff = c.off + int64(i)
-				return len(p), nil
-			}
-		}
-		c.off += int64(n)
-		if n < len(chunk) {
-			c.diff = c.off
-			return len(p), nil
-		}
-		rest = rest[len(chunk):]
-	}
+// packSide returns the writer the scan feeds the pack's bytes to.
+func (c *comparer) packSide() io.Writer { return packWriter{c} }
+
+type packWriter struct{ c *comparer }
+
+func (w packWriter) Write(p []byte) (int, error) {
+	w.c.feed(p, true)
 	return len(p), nil
 }
 
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
-
-type countReader struct {
-	r io.Reader
-	n *int64
+// Write takes bale's encoding of the entries.
+func (c *comparer) Write(p []byte) (int, error) {
+	c.feed(p, false)
+	return len(p), nil
 }
 
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	*c.n += int64(n)
-	return n, err
+func (c *comparer) feed(p []byte, fromPack bool) {
+	if c.diff >= 0 || c.lagged {
+		return
+	}
+	if pending := c.buf[c.start:]; len(pending) > 0 && c.packLead != fromPack {
+		k := min(len(p), len(pending))
+		if !bytes.Equal(p[:k], pending[:k]) {
+			i := 0
+			for p[i] == pending[i] {
+				i++
+			}
+			c.diff = c.off + int64(i)
+			return
+		}
+		c.off += int64(k)
+		c.start += k
+		p = p[k:]
+		if c.start == len(c.buf) {
+			c.buf, c.start = c.buf[:0], 0
+		}
+		if len(p) == 0 {
+			return
+		}
+	}
+	c.packLead = fromPack
+	if c.start > 0 && c.start >= len(c.buf)/2 {
+		// Move what is left to the front rather than grow without end.
+		c.buf = append(c.buf[:0], c.buf[c.start:]...)
+		c.start = 0
+	}
+	if len(c.buf)-c.start+len(p) > maxLag {
+		c.lagged = true
+		c.buf, c.start = nil, 0
+		return
+	}
+	c.buf = append(c.buf, p...)
 }
 
-// fileInfo is what verify keeps of one file entry.
-type fileInfo struct {
-	size   int64
-	sha256 string
+// ahead says which side is ahead once both ended: > 0 the pack has bytes
+// the encoding has not, < 0 the encoding has bytes the pack has not.
+func (c *comparer) ahead() int {
+	n := len(c.buf) - c.start
+	if n == 0 || c.packLead {
+		return n
+	}
+	return -n
 }
 
 // verifier accumulates state across one pack.
 type verifier struct {
-	ctx   context.Context
-	rep   *Report
-	files map[string]fileInfo
-	dirs  map[string]bool
-	// json holds the bodies of the documents checked after the walk: the
-	// pack's own JSON files and blobs that look like JSON.
-	json      map[string][]byte
-	jsonBytes int64
-	last      string
-	mtime     time.Time
-	mtimeSet  bool
+	ctx context.Context
+	rep *Report
+	pr  *pack.Reader // the scan, once it is done
+	// dirs holds the directories listed so far, for the dirs check.
+	dirs     map[string]bool
+	last     string
+	mtime    time.Time
+	mtimeSet bool
+	head     headBytes
+	// charts holds each chart's check, finished once the scan has the
+	// chart's digest.
+	charts map[string]chartResult
 
 	// The canonical re-encoding: the member parameters from the first
 	// gzip header (nil once a difference is found or if they are not
@@ -403,10 +370,6 @@ type verifier struct {
 	enc       *archive.MemberEncoder
 	cmp       *comparer
 	canonDone bool
-	// limit is the end of the tar stream the entries read so far account
-	// for, and cur the padded size of the entry being read (see
-	// capReader).
-	limit, cur int64
 }
 
 func (v *verifier) ran(checks ...string) { v.rep.Ran(checks...) }
@@ -415,7 +378,7 @@ func (v *verifier) fail(entry, check, format string, args ...any) {
 	v.rep.Fail(entry, check, fmt.Sprintf(format, args...))
 }
 
-// entry checks one tar entry as archive.Walk streams it.
+// entry checks one tar entry as the scan streams it.
 func (v *verifier) entry(h *tar.Header, body io.Reader) error {
 	v.rep.Entries++
 	name := h.Name
@@ -429,69 +392,41 @@ func (v *verifier) entry(h *tar.Header, body io.Reader) error {
 	}
 	if h.Typeflag == tar.TypeDir {
 		v.dirs[name] = true
-		_, err := v.segment(h, noBody{}, io.Discard)
-		return err
+		return v.segment(h, noBody{}, io.Discard)
 	}
-	keep := isPackJSON(name)
-	sum := sha256.New()
-	var buf *bytes.Buffer
-	br := bufio.NewReaderSize(body, sniffSize)
-	if !keep && strings.HasPrefix(name, pack.BlobsDir+"/") && h.Size <= pack.MaxManifestSize {
-		// Index and manifest blobs are parsed after the walk; layers are
-		// not kept. JSON starts with '{' (after optional space).
-		peek, _ := br.Peek(sniffSize)
-		t := bytes.TrimLeft(peek, " \t\r\n")
-		keep = len(t) > 0 && t[0] == '{'
+	if !isChart(name) {
+		return v.segment(h, body, io.Discard)
 	}
-	limit := int64(pack.MaxManifestSize)
-	if name == pack.IndexPath {
-		limit = maxIndexSize
+	chart := v.startChart(name, h.ModTime)
+	err := v.segment(h, body, chart)
+	v.charts[name] = chart.wait()
+	return err
+}
+
+// file returns the scan's record of a file entry read whole.
+func (v *verifier) file(name string) (*pack.File, bool) {
+	f, ok := v.pr.File(name)
+	if !ok || f.Dir {
+		return nil, false
 	}
-	if keep && h.Size <= limit && v.jsonBytes+h.Size <= maxJSONBlobs {
-		buf = bytes.NewBuffer(make([]byte, 0, h.Size))
-		v.jsonBytes += h.Size
+	return f, true
+}
+
+// checkTooLarge fails the pack's own JSON files the scan could not keep.
+func (v *verifier) checkTooLarge() {
+	for _, name := range []string{pack.IndexPath, pack.OCILayoutPath, pack.OCIIndexPath, pack.DockerManifestPath} {
+		if f, ok := v.file(name); ok {
+			if _, kept := v.pr.Doc(name); !kept {
+				v.fail(name, CheckArchive, "%d bytes: too large to check", f.Size)
+			}
+		}
 	}
-	sinks := []io.Writer{sum}
-	if buf != nil {
-		sinks = append(sinks, buf)
-	}
-	var chart *chartCheck
-	if isChart(name) {
-		chart = v.startChart(name, h.ModTime)
-		sinks = append(sinks, chart)
-	}
-	n, err := v.segment(h, br, io.MultiWriter(sinks...))
-	digest := hex.EncodeToString(sum.Sum(nil))
-	if chart != nil {
-		chart.finish(v, digest)
-	}
-	if err != nil {
-		return err
-	}
-	if n != h.Size {
-		return fmt.Errorf("body is %d bytes, header says %d", n, h.Size)
-	}
-	v.files[name] = fileInfo{size: n, sha256: digest}
-	if buf != nil {
-		v.json[name] = buf.Bytes()
-	} else if keep && isPackJSON(name) {
-		v.fail(name, CheckArchive, "%d bytes: too large to check", h.Size)
-	}
-	return nil
 }
 
 // noBody is a directory's empty body.
 type noBody struct{}
 
 func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
-
-func isPackJSON(name string) bool {
-	switch name {
-	case pack.IndexPath, pack.OCILayoutPath, pack.OCIIndexPath, pack.DockerManifestPath:
-		return true
-	}
-	return false
-}
 
 // checkHeader checks the metadata bale writes uniformly.
 func (v *verifier) checkHeader(h *tar.Header) {
@@ -529,9 +464,9 @@ func (v *verifier) checkHeader(h *tar.Header) {
 // checkIndex parses the pack index and checks it is canonical.
 func (v *verifier) checkIndex() *pack.Index {
 	v.ran(CheckIndex)
-	data, ok := v.json[pack.IndexPath]
+	data, ok := v.pr.Doc(pack.IndexPath)
 	if !ok {
-		if _, listed := v.files[pack.IndexPath]; !listed {
+		if _, listed := v.file(pack.IndexPath); !listed {
 			v.fail(pack.IndexPath, CheckIndex, "missing")
 		}
 		return nil
@@ -596,18 +531,18 @@ func (v *verifier) checkEntries(ix *pack.Index) {
 	listed := map[string]bool{pack.IndexPath: true}
 	for _, e := range ix.Entries {
 		listed[e.Path] = true
-		got, ok := v.files[e.Path]
+		got, ok := v.file(e.Path)
 		switch {
 		case !ok:
 			v.fail(e.Path, CheckEntries, "listed in the pack index but missing from the pack")
-		case got.size != e.Size:
-			v.fail(e.Path, CheckEntries, "size %d, the pack index says %d", got.size, e.Size)
-		case got.sha256 != e.SHA256:
-			v.fail(e.Path, CheckEntries, "sha256 %s, the pack index says %s", got.sha256, e.SHA256)
+		case got.Size != e.Size:
+			v.fail(e.Path, CheckEntries, "size %d, the pack index says %d", got.Size, e.Size)
+		case got.SHA256 != e.SHA256:
+			v.fail(e.Path, CheckEntries, "sha256 %s, the pack index says %s", got.SHA256, e.SHA256)
 		}
 	}
 	implied := map[string]bool{}
-	for _, p := range sortedKeys(v.files) {
+	for _, p := range v.fileNames() {
 		if !listed[p] {
 			v.fail(p, CheckEntries, "in the pack but not listed in the pack index")
 		}
@@ -625,17 +560,17 @@ func (v *verifier) checkEntries(ix *pack.Index) {
 // checkBlobs checks every file under images/blobs/sha256 against its name.
 func (v *verifier) checkBlobs() {
 	v.ran(CheckBlobs)
-	for _, p := range sortedKeys(v.files) {
+	for _, p := range v.fileNames() {
 		hexName, ok := strings.CutPrefix(p, pack.BlobsDir+"/")
 		if !ok {
 			continue
 		}
-		if !plan.ValidDigest("sha256:" + hexName) {
+		if !digest.ValidHex(hexName) {
 			v.fail(p, CheckBlobs, "not named by a sha256 digest")
 			continue
 		}
-		if got := v.files[p].sha256; got != hexName {
-			v.fail(p, CheckBlobs, "content has sha256 %s, not the digest it is named by", got)
+		if f, _ := v.file(p); f.SHA256 != hexName {
+			v.fail(p, CheckBlobs, "content has sha256 %s, not the digest it is named by", f.SHA256)
 		}
 	}
 	for d := range v.dirs {
@@ -645,28 +580,17 @@ func (v *verifier) checkBlobs() {
 	}
 }
 
-// blob returns a blob's info by digest, failing the check if it is absent
-// or its size differs from what refers to it.
-func (v *verifier) blob(from, digest string, size int64) (fileInfo, bool) {
-	p := pack.BlobPath(digest)
-	if p == "" {
-		v.fail(from, CheckOCILayout, "refers to invalid digest %q", digest)
-		return fileInfo{}, false
+// fileNames returns the files the scan read whole, sorted.
+func (v *verifier) fileNames() []string {
+	var names []string
+	for _, f := range v.pr.Files() {
+		if !f.Dir {
+			names = append(names, f.Name)
+		}
 	}
-	fi, ok := v.files[p]
-	if !ok {
-		v.fail(from, CheckOCILayout, "refers to blob %s, which is not in the pack", digest)
-		return fileInfo{}, false
-	}
-	if fi.size != size {
-		v.fail(p, CheckBlobs, "%d bytes, %s says %d", fi.size, from, size)
-		return fileInfo{}, false
-	}
-	return fi, true
+	slices.Sort(names)
+	return names
 }
-
-// maxDepth bounds index nesting, so a cycle of indexes cannot loop.
-const maxDepth = 4
 
 // image is one image manifest reachable from index.json.
 type image struct {
@@ -679,7 +603,7 @@ type image struct {
 func (v *verifier) checkLayout(ix *pack.Index) {
 	v.ran(CheckOCILayout)
 	if ix == nil || len(ix.Images) == 0 {
-		if _, ok := v.files[pack.OCIIndexPath]; !ok {
+		if _, ok := v.file(pack.OCIIndexPath); !ok {
 			return // a pack without images
 		}
 	}
@@ -694,10 +618,26 @@ func (v *verifier) checkLayout(ix *pack.Index) {
 	if index.SchemaVersion != 2 {
 		v.fail(pack.OCIIndexPath, CheckOCILayout, "schemaVersion %d, want 2", index.SchemaVersion)
 	}
-	// Each top-level descriptor's reachable manifests.
+	// Each top-level descriptor's reachable manifests, walked by the one
+	// walker inspect and push use too.
+	w := pack.NewImageWalker(v.pr)
 	tops := make([][]image, len(index.Manifests))
 	for i, d := range index.Manifests {
-		tops[i] = v.walkDescriptor(pack.OCIIndexPath, d, 0)
+		g, errs := w.Walk(pack.OCIIndexPath, d)
+		for _, e := range errs {
+			check := CheckOCILayout
+			if e.Size {
+				check = CheckBlobs
+			}
+			v.fail(e.Entry, check, "%s", e.Detail)
+		}
+		for _, m := range g.Manifests {
+			img := image{config: m.Config.Digest}
+			for _, l := range m.Layers {
+				img.layers = append(img.layers, l.Digest)
+			}
+			tops[i] = append(tops[i], img)
+		}
 	}
 	var docker []pack.DockerManifest
 	if err := v.decode(pack.DockerManifestPath, &docker); err != nil {
@@ -783,49 +723,13 @@ func (v *verifier) checkImage(i int, im pack.Image, d pack.Descriptor, docker []
 	}
 }
 
-// walkDescriptor checks a descriptor's blob and, for an index or manifest,
-// what it references; it returns the image manifests reached.
-func (v *verifier) walkDescriptor(from string, d pack.Descriptor, depth int) []image {
-	if _, ok := v.blob(from, d.Digest, d.Size); !ok {
-		return nil
-	}
-	p := pack.BlobPath(d.Digest)
-	var doc pack.ManifestOrIndex
-	if err := v.decode(p, &doc); err != nil {
-		return nil
-	}
-	switch {
-	case doc.Manifests != nil:
-		if depth >= maxDepth {
-			v.fail(p, CheckOCILayout, "indexes nested deeper than %d", maxDepth)
-			return nil
-		}
-		var out []image
-		for _, c := range doc.Manifests {
-			out = append(out, v.walkDescriptor(p, c, depth+1)...)
-		}
-		return out
-	case doc.Config != nil:
-		img := image{config: doc.Config.Digest}
-		v.blob(p, doc.Config.Digest, doc.Config.Size)
-		for _, l := range doc.Layers {
-			v.blob(p, l.Digest, l.Size)
-			img.layers = append(img.layers, l.Digest)
-		}
-		return []image{img}
-	default:
-		v.fail(p, CheckOCILayout, "neither an image index nor a manifest")
-		return nil
-	}
-}
-
 // decode parses a kept JSON document, failing the layout check if it is
 // missing or malformed.
 func (v *verifier) decode(p string, out any) error {
-	data, ok := v.json[p]
+	data, ok := v.pr.Doc(p)
 	if !ok {
 		err := errors.New("missing or too large to check")
-		if _, present := v.files[p]; !present {
+		if _, present := v.file(p); !present {
 			err = errors.New("missing")
 		}
 		v.fail(p, CheckOCILayout, "%v", err)
@@ -925,16 +829,24 @@ func (c *chartCheck) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// finish waits for the check and reports it; digest is the sha256 of the
-// chart's bytes in the pack.
-func (c *chartCheck) finish(v *verifier, digest string) {
+// wait ends the chart's bytes and waits for the check.
+func (c *chartCheck) wait() chartResult {
 	c.pw.Close()
-	res := <-c.done
-	for _, f := range res.failures {
-		v.fail(c.name, CheckCharts, "%s", f)
-	}
-	if len(res.failures) == 0 && res.sha256 != digest {
-		v.fail(c.name, CheckCharts, "not bale's chart archive for these entries: re-encoding them (gzip level %d, build timestamp, sorted, uid/gid 0) gives sha256 %s, the chart is %s", pack.ChartLevel, res.sha256, digest)
+	return <-c.done
+}
+
+// finishCharts reports every chart's check, against the chart's digest
+// as the scan read it.
+func (v *verifier) finishCharts() {
+	for _, name := range sortedKeys(v.charts) {
+		res := v.charts[name]
+		for _, f := range res.failures {
+			v.fail(name, CheckCharts, "%s", f)
+		}
+		f, ok := v.file(name)
+		if ok && len(res.failures) == 0 && res.sha256 != f.SHA256 {
+			v.fail(name, CheckCharts, "not bale's chart archive for these entries: re-encoding them (gzip level %d, build timestamp, sorted, uid/gid 0) gives sha256 %s, the chart is %s", pack.ChartLevel, res.sha256, f.SHA256)
+		}
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -66,12 +68,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if !ee.reported {
-			fmt.Fprintln(stderr, "bale:", ee.Error())
+			fmt.Fprintln(stderr, "bale:", terminalSafe(ee.Error()))
 		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "bale:", err)
+	fmt.Fprintln(stderr, "bale:", terminalSafe(err.Error()))
 	return 1
+}
+
+// terminalSafe escapes what a terminal would act on rather than show:
+// control characters (bar line breaks and tabs), bidirectional overrides,
+// line and paragraph separators, invalid UTF-8. An error may carry text a
+// server chose (a registry's error message, a name it serves), and that
+// text must not move the cursor, retitle the window or hide itself.
+func terminalSafe(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[0])
+		case r == '\n' || r == '\t' || unicode.IsPrint(r):
+			b.WriteString(s[:n])
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+		s = s[n:]
+	}
+	return b.String()
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

@@ -23,18 +23,14 @@ import (
 
 // planFlags are the flags of every command that resolves a spec.
 type planFlags struct {
-	jobs           int
-	lock           string
-	offline        bool
-	insecure       []string
-	timeout        time.Duration
-	speedLimit     byteSize
-	speedTime      time.Duration
-	requestTimeout time.Duration
-	retries        int
-	root           string
-	strict         bool
-	eval           evalLimits
+	jobs     int
+	lock     string
+	offline  bool
+	insecure []string
+	net      netFlags
+	root     string
+	strict   bool
+	eval     evalLimits
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -44,12 +40,7 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.lock, "lock", "", "re-use the pinned digests of this earlier plan instead of resolving tags; an input missing from it is an error")
 	fs.BoolVar(&f.offline, "offline", false, "refuse any network access: local sources and the lock only")
 	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry HOST[:PORT] reachable over plain HTTP (loopback always is); repeatable")
-	fs.DurationVar(&f.timeout, "timeout", source.DefaultTimeout, "longest wait for a response's headers, and for each next byte of its body")
-	f.speedLimit = source.DefaultSpeedLimit
-	fs.Var(&f.speedLimit, "speed-limit", "give up on a response body slower than this per second (B, KiB, MiB, kB…) on average over --speed-time; 0 turns the check off")
-	fs.DurationVar(&f.speedTime, "speed-time", source.DefaultSpeedTime, "the window --speed-limit is averaged over")
-	fs.DurationVar(&f.requestTimeout, "request-timeout", source.DefaultRequestTimeout, "deadline for one request, body included; a retry or redirect is a new request")
-	fs.IntVar(&f.retries, "retries", 3, "retries on 429, 5xx and connection resets, with backoff")
+	f.net.register(cmd)
 	fs.BoolVar(&f.strict, "strict", false, "treat lint warnings (an image by tag without a digest, a chart without a version) as errors; bale pin writes the pins")
 	fs.StringVar(&f.root, "root", "", "workspace root plan paths are relative to (default: nearest ancestor with cue.mod or .git)")
 }
@@ -66,31 +57,12 @@ func (f *planFlags) resolver(root string) (*source.Resolver, error) {
 
 // sourceOptions are the resolver's options the flags give.
 func (f *planFlags) sourceOptions() (source.Options, error) {
-	retries := f.retries
-	if retries == 0 {
-		retries = -1 // the resolver reads 0 as "the default"; --retries 0 means none
+	o, err := f.net.options()
+	if err != nil {
+		return source.Options{}, err
 	}
-	for _, d := range []struct {
-		flag string
-		v    time.Duration
-	}{{"--timeout", f.timeout}, {"--speed-time", f.speedTime}, {"--request-timeout", f.requestTimeout}} {
-		if d.v <= 0 {
-			return source.Options{}, fmt.Errorf("%s %s: want a positive duration", d.flag, d.v)
-		}
-	}
-	speed := int64(f.speedLimit)
-	if speed == 0 {
-		speed = -1 // the resolver reads 0 as "the default"; --speed-limit 0 means off
-	}
-	return source.Options{
-		Insecure:       f.insecure,
-		Timeout:        f.timeout,
-		SpeedLimit:     speed,
-		SpeedTime:      f.speedTime,
-		RequestTimeout: f.requestTimeout,
-		Retries:        retries,
-		Offline:        f.offline,
-	}, nil
+	o.Insecure, o.Offline = f.insecure, f.offline
+	return o, nil
 }
 
 // byteSize is a flag holding a byte count as parseSize reads it (1024,

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bale-build/bale/publish"
+	"github.com/bale-build/bale/source"
 )
 
 // publishOptions are bale publish's flags.
@@ -18,6 +21,7 @@ type publishOptions struct {
 	pathStyle, insecure, trust   bool
 	jobs                         int
 	partSize                     byteSize
+	net                          netFlags
 }
 
 func newPublish() *cobra.Command {
@@ -42,7 +46,11 @@ file's is uploaded again and reported as repaired.
 
 oci://REGISTRY/REPO:TAG: one OCI artifact (artifactType
 application/vnd.bale.release.v1), one layer per file titled with its path
-(org.opencontainers.image.title), so bale pull, oras pull and crane fetch it.`,
+(org.opencontainers.image.title), so bale pull, oras pull and crane fetch it.
+A file whose path bale pull would refuse is not published.
+
+Every request keeps the network limits of bale plan: --timeout (also
+between bytes sent), --speed-limit over --speed-time, --request-timeout.`,
 		Example: `  bale publish out --to s3://releases/bale/v1.0.0
   bale publish out --to s3://releases/v1 --endpoint http://127.0.0.1:7070 --path-style
   bale publish out --to oci://registry.example/releases/airgap:v1.0.0`,
@@ -66,6 +74,7 @@ application/vnd.bale.release.v1), one layer per file titled with its path
 	f.IntVar(&o.jobs, "jobs", publish.DefaultJobs, "concurrent uploads")
 	f.BoolVar(&o.insecure, "insecure", false, "oci://: use plain HTTP (loopback registries always may)")
 	f.StringVar(&o.caFile, "ca-file", "", "oci://: PEM CA certificates to trust beside the system's")
+	o.net.register(cmd)
 	return cmd
 }
 
@@ -76,17 +85,50 @@ func (o *publishOptions) run(ctx context.Context, dir string) (*publish.Report, 
 	}
 	switch {
 	case strings.HasPrefix(o.to, "s3://"):
+		newClient, err := o.s3Client()
+		if err != nil {
+			return nil, err
+		}
 		return publish.S3(ctx, dir, o.to, publish.S3Options{
 			Endpoint: o.endpoint, PathStyle: o.pathStyle, Jobs: o.jobs, PartSize: int64(o.partSize), TrustExisting: o.trust,
+			NewHTTPClient: newClient,
 		})
 	case strings.HasPrefix(o.to, "oci://"):
-		rt, err := registryTransport(o.caFile)
+		ref, err := publish.ParseOCI(o.to, o.insecure, true)
+		if err != nil {
+			return nil, err
+		}
+		rt, err := o.net.registryTransport(o.caFile, o.insecure, ref.Context().RegistryStr())
 		if err != nil {
 			return nil, err
 		}
 		return publish.OCI(ctx, dir, o.to, publish.OCIOptions{Jobs: o.jobs, Insecure: o.insecure, Transport: rt})
 	}
 	return nil, fmt.Errorf("--to %q: want s3://BUCKET[/PREFIX] or oci://REGISTRY/REPO:TAG", o.to)
+}
+
+// s3Client makes the S3 SDK's HTTP client: source's, under the network
+// limits, over the transport the SDK configured. An --endpoint given as
+// http:// is the user's choice of plain HTTP for that host.
+func (o *publishOptions) s3Client() (func(http.RoundTripper) (*http.Client, error), error) {
+	opts, err := o.net.options()
+	if err != nil {
+		return nil, err
+	}
+	if o.endpoint != "" {
+		u, err := url.Parse(o.endpoint)
+		if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+			return nil, fmt.Errorf("--endpoint %q: want an http:// or https:// URL", o.endpoint)
+		}
+		if u.Scheme == "http" {
+			opts.Insecure = []string{u.Host}
+		}
+	}
+	return func(base http.RoundTripper) (*http.Client, error) {
+		o := opts
+		o.Transport = base
+		return source.NewClient(o)
+	}, nil
 }
 
 // renderPublish prints what publish or pull did, as a table or JSON.
@@ -102,16 +144,27 @@ func newPull() *cobra.Command {
 		out, format, caFile string
 		insecure            bool
 		jobs                int
+		maxSize             = byteSize(publish.DefaultMaxPull)
+		net                 netFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "pull oci://REGISTRY/REPO:TAG|@DIGEST -o DIR",
 		Short: "Fetch what bale publish put in a registry, verified",
 		Long: `pull fetches an artifact bale publish --to oci://... wrote into DIR, which must
-be empty or absent: every file byte-identical, checked against its digest
-as it is written (under a temporary name, renamed when whole), then every
-.sha256 and SHA256SUMS checked against the files. A title that could leave
-DIR, repeats, or clashes with another is refused before anything is
-written.`,
+be empty or absent, all or nothing: the files are written into a staging
+directory (beside DIR, or inside an existing empty DIR such as a mount
+point), each checked against its digest as it is written, then every
+.sha256 and SHA256SUMS against the files; only then are they put in
+place. A failed pull leaves DIR as it was.
+
+Before a byte is fetched, pull refuses a title that is not a relative path
+a spec may name (ASCII letters, digits, '.', '_', '+', '-', '/' between
+segments: no escape sequence or line break reaches a file name or the
+terminal), that repeats or clashes with another, and layers that declare
+more than --max-size in all or more than DIR's file system has free.
+
+Every request keeps the network limits of bale plan: --timeout,
+--speed-limit over --speed-time, --request-timeout, 10 redirects.`,
 		Example: `  bale pull oci://registry.example/releases/airgap:v1.0.0 -o kit/
   bale pull oci://registry.example/releases/airgap@sha256:… -o kit/ --format json`,
 		Args: cobra.ExactArgs(1),
@@ -119,11 +172,18 @@ written.`,
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
 			}
-			rt, err := registryTransport(caFile)
+			ref, err := publish.ParseOCI(args[0], insecure, false)
 			if err != nil {
 				return err
 			}
-			rep, err := publish.Pull(cmd.Context(), args[0], out, publish.OCIOptions{Jobs: jobs, Insecure: insecure, Transport: rt})
+			rt, err := net.registryTransport(caFile, insecure, ref.Context().RegistryStr())
+			if err != nil {
+				return err
+			}
+			if maxSize <= 0 {
+				return fmt.Errorf("--max-size %s: want a positive size", &maxSize)
+			}
+			rep, err := publish.Pull(cmd.Context(), args[0], out, publish.OCIOptions{Jobs: jobs, Insecure: insecure, Transport: rt, MaxSize: int64(maxSize)})
 			if err != nil {
 				return err
 			}
@@ -137,6 +197,8 @@ written.`,
 	f.IntVar(&jobs, "jobs", publish.DefaultJobs, "concurrent downloads")
 	f.BoolVar(&insecure, "insecure", false, "use plain HTTP (loopback registries always may)")
 	f.StringVar(&caFile, "ca-file", "", "PEM CA certificates to trust beside the system's")
+	f.Var(&maxSize, "max-size", "refuse an artifact whose files declare more than this in all (B, KiB, MiB, GiB…)")
+	net.register(cmd)
 	return cmd
 }
 

@@ -21,6 +21,7 @@ func newPush() *cobra.Command {
 		format, sha, caFile, valuesDir string
 		jobs                           int
 		insecure, trustExisting        bool
+		net                            netFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "push PACK REGISTRY[/PREFIX]",
@@ -39,6 +40,8 @@ helm pull oci://REGISTRY/PREFIX/charts/NAME --version VERSION fetches it.
 Blobs the registry has are skipped (HEAD first) and read back to check
 them unless --trust-existing; an interrupted push is finished by running it
 again. Credentials come from the docker config and credential helpers.
+Every request keeps the network limits of bale plan: --timeout (also
+between bytes sent), --speed-limit over --speed-time, --request-timeout.
 
 --values-airgap DIR writes NAME-VERSION.values-airgap.yaml per chart, for
 helm install -f, setting only the keys it rewrites in the chart's default
@@ -55,7 +58,11 @@ and digests are kept. References inside lists are left alone.`,
 			if err := checkFormat(format, "text", "json"); err != nil {
 				return err
 			}
-			rt, err := registryTransport(caFile)
+			reg, _, err := push.ParseTarget(args[1], insecure)
+			if err != nil {
+				return err
+			}
+			rt, err := net.registryTransport(caFile, insecure, reg.RegistryStr())
 			if err != nil {
 				return err
 			}
@@ -80,12 +87,29 @@ and digests are kept. References inside lists are left alone.`,
 	f.StringVar(&caFile, "ca-file", "", "PEM file of CA certificates to trust for the registry, beside the system's")
 	f.BoolVar(&trustExisting, "trust-existing", false, "do not read back blobs the registry says it already has")
 	f.StringVar(&valuesDir, "values-airgap", "", "write NAME-VERSION.values-airgap.yaml per chart into this directory")
+	net.register(cmd)
 	return cmd
 }
 
-// registryTransport is ggcr's default transport, trusting the CA
-// certificates in caFile as well as the system's.
-func registryTransport(caFile string) (http.RoundTripper, error) {
+// registryTransport is the transport of push, publish and pull: ggcr's
+// default transport, trusting the CA certificates in caFile as well as the
+// system's, under the network limits; with insecure, host may be reached
+// over plain HTTP.
+func (f *netFlags) registryTransport(caFile string, insecure bool, host string) (http.RoundTripper, error) {
+	base, err := caTransport(caFile)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	if insecure {
+		hosts = append(hosts, host)
+	}
+	return f.transport(base, hosts...)
+}
+
+// caTransport is ggcr's default transport, trusting the CA certificates in
+// caFile as well as the system's.
+func caTransport(caFile string) (http.RoundTripper, error) {
 	if caFile == "" {
 		return remote.DefaultTransport, nil
 	}
