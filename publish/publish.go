@@ -10,7 +10,6 @@
 package publish
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,17 +19,16 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/bale-build/bale/atomicfile"
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/internal/ctxio"
+	"github.com/bale-build/bale/internal/sums"
+	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/schemas"
 )
-
-// SumsName is the checksum list an offline kit carries.
-const SumsName = "SHA256SUMS"
 
 // DefaultJobs bounds concurrent uploads.
 const DefaultJobs = 4
@@ -86,7 +84,7 @@ func (r *Report) count() {
 // isSums reports whether a file is a checksum file (or the signature of
 // one, SHA256SUMS.cosign.bundle), published last.
 func isSums(rel string) bool {
-	return strings.HasPrefix(path.Base(rel), SumsName) || strings.HasSuffix(rel, ".sha256")
+	return strings.HasPrefix(path.Base(rel), kit.SumsName) || strings.HasSuffix(rel, ".sha256")
 }
 
 // Collect lists the regular files under dir (bale's temporary files
@@ -175,10 +173,6 @@ func hashFile(ctx context.Context, p string) (int64, string, error) {
 	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// sumLine is one `sha256sum` line: HEX, two spaces (or space and '*'),
-// the name.
-var sumLine = regexp.MustCompile(`^([0-9a-f]{64}) [ *](.+)$`)
-
 // CheckSums checks every NAME.sha256 and SHA256SUMS among files against
 // the files they name, which must be among files too, relative to the
 // checksum file's directory.
@@ -188,44 +182,34 @@ func CheckSums(files []File, open func(File) (io.ReadCloser, error)) error {
 		byPath[f.Path] = f
 	}
 	for _, f := range files {
-		if path.Base(f.Path) != SumsName && !strings.HasSuffix(f.Path, ".sha256") {
+		if path.Base(f.Path) != kit.SumsName && !strings.HasSuffix(f.Path, ".sha256") {
 			continue
 		}
 		rc, err := open(f)
 		if err != nil {
 			return err
 		}
-		data, err := io.ReadAll(io.LimitReader(rc, maxSumsSize+1))
+		data, err := capread.ReadAll(rc, maxSumsSize)
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("read %s: %w", f.Path, err)
 		}
-		if len(data) > maxSumsSize {
-			return fmt.Errorf("%s: larger than %d bytes", f.Path, maxSumsSize)
+		list, err := sums.ParseAny(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
 		}
-		sc := bufio.NewScanner(strings.NewReader(string(data)))
-		n := 0
-		for sc.Scan() {
-			line := sc.Text()
-			if line == "" {
-				continue
-			}
-			m := sumLine.FindStringSubmatch(line)
-			if m == nil {
-				return fmt.Errorf("%s: line %q is not a sha256sum line", f.Path, line)
-			}
-			name := path.Join(path.Dir(f.Path), m[2])
+		if len(list) == 0 {
+			return fmt.Errorf("%s: no checksum lines", f.Path)
+		}
+		for _, s := range list {
+			name := path.Join(path.Dir(f.Path), s.Name)
 			target, ok := byPath[name]
 			if !ok {
-				return fmt.Errorf("%s names %s, which is not among the files", f.Path, m[2])
+				return fmt.Errorf("%s names %s, which is not among the files", f.Path, s.Name)
 			}
-			if target.SHA256 != m[1] {
-				return fmt.Errorf("%s: %s has sha256 %s, the sums say %s", f.Path, name, target.SHA256, m[1])
+			if target.SHA256 != s.SHA256 {
+				return fmt.Errorf("%s: %s has sha256 %s, the sums say %s", f.Path, name, target.SHA256, s.SHA256)
 			}
-			n++
-		}
-		if n == 0 {
-			return fmt.Errorf("%s: no checksum lines", f.Path)
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/bale-build/bale/kit"
 )
 
 // TestPullAllOrNothing: a pull whose files were all fetched and checked,
@@ -77,7 +79,7 @@ func TestPullAllOrNothing(t *testing.T) {
 		if _, err := Pull(context.Background(), to, ".", o); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Join(out, SumsName)); err != nil {
+		if _, err := os.Stat(filepath.Join(out, kit.SumsName)); err != nil {
 			t.Error(err)
 		}
 		leftovers(t, out)

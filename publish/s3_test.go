@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
@@ -117,7 +118,7 @@ func outDir(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, SumsName), []byte(sums.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, kit.SumsName), []byte(sums.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -144,7 +145,7 @@ func TestS3(t *testing.T) {
 		t.Fatalf("first publish: %+v", rep)
 	}
 	// The checksum files were published last.
-	if n := len(rep.Files); rep.Files[n-1].Path != "pack.tar.sha256" || rep.Files[n-3].Path != SumsName || rep.Files[0].Path != "notes.txt" {
+	if n := len(rep.Files); rep.Files[n-1].Path != "pack.tar.sha256" || rep.Files[n-3].Path != kit.SumsName || rep.Files[0].Path != "notes.txt" {
 		t.Errorf("publish order: %+v", rep.Files)
 	}
 	// Download with the SDK, as a reader would, and check with sha256sum.
@@ -169,7 +170,7 @@ func TestS3(t *testing.T) {
 		}
 	}
 	if sha, ok := tooltest.Find(t, "sha256sum"); ok {
-		cmd := exec.Command(sha, "-c", SumsName)
+		cmd := exec.Command(sha, "-c", kit.SumsName)
 		cmd.Dir = dl
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("sha256sum -c: %v\n%s", err, out)
@@ -230,7 +231,7 @@ func TestCollectRefuses(t *testing.T) {
 		{"changed file", func(dir string) { os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("HELLO\n"), 0o644) }, "the sums say"},
 		{"symlink", func(dir string) { os.Symlink("/etc/passwd", filepath.Join(dir, "passwd")) }, "not a regular file"},
 		{"sums name a missing file", func(dir string) { os.Remove(filepath.Join(dir, "notes.txt")) }, "not among the files"},
-		{"bad sums line", func(dir string) { os.WriteFile(filepath.Join(dir, SumsName), []byte("nonsense\n"), 0o644) }, "not a sha256sum line"},
+		{"bad sums line", func(dir string) { os.WriteFile(filepath.Join(dir, kit.SumsName), []byte("nonsense\n"), 0o644) }, "not a sha256sum line"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := outDir(t)

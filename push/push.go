@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path"
 	"slices"
@@ -498,7 +499,7 @@ func (p *pusher) run(ctx context.Context, pr *pack.Reader, c *inspect.Contents, 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.opts.Jobs)
 	for _, t := range targets {
-		for _, dg := range sortedKeys(t.blobs) {
+		for _, dg := range slices.Sorted(maps.Keys(t.blobs)) {
 			b := t.blobs[dg]
 			g.Go(func() error {
 				ok, err := p.exists(gctx, t.repo, dg, b.size)
@@ -599,7 +600,7 @@ func (p *pusher) upload(ctx context.Context, pr *pack.Reader, c *inspect.Content
 		}
 		delete(missing, dg)
 	}
-	for _, dg := range sortedKeys(missing) {
+	for _, dg := range slices.Sorted(maps.Keys(missing)) {
 		repos, b := missing[dg], info[dg]
 		path, ok := entries[dg]
 		if !ok {
@@ -698,12 +699,3 @@ func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {
 	return nil, errors.New("push: blobs are pushed as they are")
 }
 func (l *blobLayer) Compressed() (io.ReadCloser, error) { return l.open() }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}

@@ -26,16 +26,18 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/bale-build/bale/archive"
+	"github.com/bale-build/bale/internal/capread"
 	"github.com/bale-build/bale/internal/digest"
+	"github.com/bale-build/bale/internal/sums"
 	"github.com/bale-build/bale/pack"
 )
 
@@ -550,7 +552,7 @@ func (v *verifier) checkEntries(ix *pack.Index) {
 			implied[d] = true
 		}
 	}
-	for _, d := range sortedKeys(v.dirs) {
+	for _, d := range slices.Sorted(maps.Keys(v.dirs)) {
 		if !implied[d] {
 			v.fail(d, CheckEntries, "directory holds no listed file")
 		}
@@ -742,9 +744,6 @@ func (v *verifier) decode(p string, out any) error {
 	return nil
 }
 
-// checksumRE is a sha256sum line for one file, in text mode.
-var checksumRE = regexp.MustCompile(`^([0-9a-f]{64})  ([^\n]+)\n$`)
-
 // checkChecksum checks PATH.sha256 if present.
 func (v *verifier) checkChecksum(packPath string) {
 	sumPath := packPath + ".sha256"
@@ -759,31 +758,22 @@ func (v *verifier) checkChecksum(packPath string) {
 		return
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxChecksumSize+1))
+	data, err := capread.ReadAll(f, maxChecksumSize)
 	if err != nil {
 		v.fail(name, CheckChecksum, "%v", err)
 		return
 	}
-	m := checksumRE.FindSubmatch(data)
-	if len(data) > maxChecksumSize || m == nil {
+	sum, err := sums.ParseLine(data)
+	if err != nil {
 		v.fail(name, CheckChecksum, "not one sha256sum line \"HEX  NAME\\n\"")
 		return
 	}
-	if string(m[2]) != filepath.Base(packPath) {
-		v.fail(name, CheckChecksum, "names %q, not %q", m[2], filepath.Base(packPath))
+	if sum.Name != filepath.Base(packPath) {
+		v.fail(name, CheckChecksum, "names %q, not %q", sum.Name, filepath.Base(packPath))
 	}
-	if string(m[1]) != v.rep.SHA256 {
-		v.fail(name, CheckChecksum, "says %s, the pack's sha256 is %s", m[1], v.rep.SHA256)
+	if sum.SHA256 != v.rep.SHA256 {
+		v.fail(name, CheckChecksum, "says %s, the pack's sha256 is %s", sum.SHA256, v.rep.SHA256)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // maxChartFailures bounds the failures reported for one chart archive.
@@ -838,7 +828,7 @@ func (c *chartCheck) wait() chartResult {
 // finishCharts reports every chart's check, against the chart's digest
 // as the scan read it.
 func (v *verifier) finishCharts() {
-	for _, name := range sortedKeys(v.charts) {
+	for _, name := range slices.Sorted(maps.Keys(v.charts)) {
 		res := v.charts[name]
 		for _, f := range res.failures {
 			v.fail(name, CheckCharts, "%s", f)

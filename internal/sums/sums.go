@@ -86,6 +86,29 @@ func Parse(data []byte) ([]Sum, error) {
 	return out, nil
 }
 
+// ParseAny reads sha256sum output bale did not necessarily write, as
+// `sha256sum -c` reads it: each line HEX, a space, a space or '*' (binary
+// mode), the name; blank lines are skipped and order is free. Names must
+// still be ValidName. Errors name the line.
+func ParseAny(data []byte) ([]Sum, error) {
+	var out []Sum
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			continue
+		}
+		if len(line) < 66 || line[64] != ' ' || (line[65] != ' ' && line[65] != '*') {
+			return nil, fmt.Errorf("line %d: %q is not a sha256sum line", i+1, line)
+		}
+		s := Sum{SHA256: line[:64], Name: line[66:]}
+		if err := s.check(); err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
 // ParseLine reads a NAME.sha256 file: exactly one line as Line writes it.
 func ParseLine(data []byte) (Sum, error) {
 	line, ok := strings.CutSuffix(string(data), "\n")

@@ -116,3 +116,17 @@ func TestSha256sumReads(t *testing.T) {
 		t.Fatalf("sha256sum -c passed a changed file:\n%s", out)
 	}
 }
+
+func TestParseAny(t *testing.T) {
+	t.Parallel()
+	in := hexB + "  b.tar\n\n" + hexA + " *a.bin\r\n"
+	got, err := ParseAny([]byte(in))
+	if err != nil || len(got) != 2 || got[0] != (Sum{"b.tar", hexB}) || got[1] != (Sum{"a.bin", hexA}) {
+		t.Fatalf("ParseAny = %v, %v", got, err)
+	}
+	for _, bad := range []string{hexA + " x\n", hexA + "\tx\n", strings.ToUpper(hexA) + "  x\n", hexA + "  a\\b\n", "junk\n"} {
+		if _, err := ParseAny([]byte(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("ParseAny(%q) = %v", bad, err)
+		}
+	}
+}
