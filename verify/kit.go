@@ -21,6 +21,7 @@ import (
 	"github.com/bale-build/bale/internal/ctxio"
 	"github.com/bale-build/bale/internal/sums"
 	"github.com/bale-build/bale/kit"
+	"github.com/bale-build/bale/pack"
 	"github.com/bale-build/bale/provenance"
 	"github.com/bale-build/bale/sbom"
 	"github.com/bale-build/bale/sign"
@@ -660,16 +661,7 @@ func (d *dirFiles) open(name string) (*os.File, int64, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, 0, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
 	}
-	f, err := capread.Open(p)
-	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, st.Size(), nil
+	return pack.OpenFile(p)
 }
 
 func (d *dirFiles) read(name string) ([]byte, error) {
