@@ -60,6 +60,9 @@ type JWTConfig struct {
 	Client *http.Client
 	// Logger receives JWKS fetch failures; nil means slog.Default().
 	Logger *slog.Logger
+	// Now is the clock that token times and the key cache's ages
+	// (RefreshMin, MaxAge) are read from; nil means time.Now.
+	Now func() time.Time
 }
 
 // algorithms are the signature algorithms a token may use: each is bound
@@ -125,6 +128,9 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	v := &JWT{cfg: cfg, log: cfg.Logger}
 	if strings.Contains(cfg.JWKS, "://") {
 		u, err := url.Parse(cfg.JWKS)
@@ -158,7 +164,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jwks %s: %w", cfg.JWKS, err)
 	}
-	v.keys.Store(&keySet{keys: keys, fetched: time.Now()})
+	v.keys.Store(&keySet{keys: keys, fetched: cfg.Now()})
 	return v, nil
 }
 
@@ -200,7 +206,7 @@ func readAtMost(r io.Reader, max int64) ([]byte, error) {
 
 // fetchLocked fetches the JWKS URL and keeps its keys; v.fetch is held.
 func (v *JWT) fetchLocked(ctx context.Context) error {
-	v.lastFetch = time.Now()
+	v.lastFetch = v.cfg.Now()
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.FetchTimeout)
 	defer cancel()
 	keys, err := v.get(ctx)
@@ -365,7 +371,7 @@ func (v *JWT) Authenticate(ctx context.Context, token string) (Principal, error)
 	if std.Expiry == nil {
 		return Principal{}, refuse("no exp claim")
 	}
-	err = std.ValidateWithLeeway(jwt.Expected{Issuer: v.cfg.Issuer, AnyAudience: jwt.Audience{v.cfg.Audience}, Time: time.Now()}, v.cfg.Leeway)
+	err = std.ValidateWithLeeway(jwt.Expected{Issuer: v.cfg.Issuer, AnyAudience: jwt.Audience{v.cfg.Audience}, Time: v.cfg.Now()}, v.cfg.Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return Principal{}, refuse("token expired")
@@ -439,12 +445,12 @@ func (v *JWT) scopes(claims map[string]any) []string {
 // most once per RefreshMin.
 func (v *JWT) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm) (jose.JSONWebKey, error) {
 	ks := v.keys.Load()
-	if v.url != nil && time.Since(ks.fetched) > v.cfg.MaxAge {
+	if v.url != nil && v.cfg.Now().Sub(ks.fetched) > v.cfg.MaxAge {
 		// Keys grown old are fetched again so a revoked key goes; one
 		// request does it while the others go on with the keys they have,
 		// and a failing endpoint is tried at most once per RefreshMin.
 		if v.fetch.TryLock() {
-			if time.Since(v.lastFetch) >= v.cfg.RefreshMin {
+			if v.cfg.Now().Sub(v.lastFetch) >= v.cfg.RefreshMin {
 				if err := v.fetchLocked(ctx); err != nil {
 					v.log.Warn("jwks refresh failed; keeping the last keys", "err", err.Error())
 				}
@@ -456,7 +462,7 @@ func (v *JWT) key(ctx context.Context, kid string, alg jose.SignatureAlgorithm) 
 	match := ks.find(kid)
 	if len(match) == 0 && kid != "" && v.url != nil {
 		v.fetch.Lock()
-		if time.Since(v.lastFetch) >= v.cfg.RefreshMin {
+		if v.cfg.Now().Sub(v.lastFetch) >= v.cfg.RefreshMin {
 			if err := v.fetchLocked(ctx); err != nil {
 				v.log.Warn("jwks refresh for an unknown key id failed", "err", err.Error())
 			}
