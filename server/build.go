@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -134,6 +133,9 @@ func (s *Server) runBuild(ctx context.Context, planID string, attempt int) error
 	// Done, either way: what an earlier, killed attempt left goes now.
 	s.sweepBuild(planID)
 	if err != nil {
+		return s.buildFailed(ctx, planID, err)
+	}
+	if err := makePrivate(s.buildDir(planID)); err != nil {
 		return s.buildFailed(ctx, planID, err)
 	}
 	b := buildRecord{PlanID: planID, Status: statusSucceeded, StepsRun: res.StepsRun, Finished: time.Now().UTC()}
@@ -332,33 +334,42 @@ func (s *Server) exportFinished(e exportRecord) {
 }
 
 // layOut puts the build's files named names (the pack and its checksum
-// file, or every file of a kit) in the export's directory all at once: they
-// are linked (or copied) into a temporary directory that is then renamed to
-// exports/{tenant}/{exportId}.
+// file, or every file of a kit) in the export's directory all at once:
+// they are linked into a temporary directory that is then renamed to
+// exports/{tenant}/{exportId}. A hard link shares the build's bytes; where
+// one cannot be made (past the file system's link limit, EMLINK, after
+// tens of thousands of exports of one plan; or across file systems) the
+// export holds a symbolic link to the build's file instead, never a copy:
+// a copy per export would fill the disk with one pack's bytes. Builds are
+// kept while an export refers to them (see sweep).
 func (s *Server) layOut(e exportRecord, planID string, names []string) error {
 	dst := s.exportDir(e)
-	if _, err := os.Stat(dst); err == nil {
+	if _, err := os.Lstat(dst); err == nil {
 		return nil
 	}
 	parent := filepath.Dir(dst)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := os.MkdirAll(parent, privateDir); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+e.ID+".tmp-")
+	tmp, err := os.MkdirTemp(parent, "."+e.ID+".tmp-") // 0700
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
 	for _, name := range names {
-		if err := linkOrCopy(filepath.Join(s.buildDir(planID), name), filepath.Join(tmp, name)); err != nil {
+		src := filepath.Join(s.buildDir(planID), name)
+		if err := s.link(src, filepath.Join(tmp, name)); err == nil {
+			continue
+		}
+		// Relative, so the data directory may move: from
+		// exports/{tenant}/{id}/name up to the data directory.
+		rel := filepath.Join("..", "..", "..", "builds", filepath.Base(s.buildDir(planID)), name)
+		if err := os.Symlink(rel, filepath.Join(tmp, name)); err != nil {
 			return err
 		}
 	}
 	if err := os.Rename(tmp, dst); err != nil {
-		if _, serr := os.Stat(dst); serr == nil {
+		if _, serr := os.Lstat(dst); serr == nil {
 			return nil // laid out by a concurrent finisher
 		}
 		return err
@@ -366,28 +377,20 @@ func (s *Server) layOut(e exportRecord, planID string, names []string) error {
 	return atomicfile.SyncDir(parent)
 }
 
-// linkOrCopy hard-links src to dst (both are the server's own, never
-// changed once written), or copies it across file systems.
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+// makePrivate gives a build's directory and files (and so its exports'
+// hard links) the server's user's modes alone.
+func makePrivate(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := privateFile
+		switch {
+		case d.IsDir():
+			mode = privateDir
+		case !d.Type().IsRegular():
+			return nil
+		}
+		return os.Chmod(p, mode)
+	})
 }

@@ -222,7 +222,12 @@ func (s *Server) openStore(ctx context.Context) (func() error, error) {
 		lock.Close()
 		return nil, fmt.Errorf("data directory %s is in use by another bale serve: %w", s.cfg.DataDir, err)
 	}
-	dsn := "file:" + filepath.Join(s.cfg.DataDir, "bale.db") + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
+	dbPath := filepath.Join(s.cfg.DataDir, "bale.db")
+	if err := createPrivate(dbPath); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	dsn := "file:" + dbPath + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		lock.Close()
@@ -253,6 +258,23 @@ func (s *Server) openStore(ctx context.Context) (func() error, error) {
 		return nil, fmt.Errorf("re-queue interrupted builds: %w", err)
 	}
 	return closeAll, nil
+}
+
+// createPrivate makes the SQLite file at path, or makes an existing one
+// (and its -wal and -shm files, which SQLite creates with the database
+// file's mode) readable by the server's user alone.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, privateFile)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, privateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // redact hides the password of a database URL.

@@ -134,6 +134,13 @@ type Config struct {
 	Getenv func(string) string
 }
 
+// The modes of what the server writes in its data directory: its user's
+// alone.
+const (
+	privateDir  os.FileMode = 0o700
+	privateFile os.FileMode = 0o600
+)
+
 // Server is the export API.
 type Server struct {
 	cfg     Config
@@ -155,6 +162,9 @@ type Server struct {
 	planning singleflight.Group
 	// admit serialises the build limit's count and the queueing of a build.
 	admit sync.Mutex
+	// link hard-links a build's file into an export; os.Link but in
+	// tests, which make it fail as a file system past its link limit does.
+	link func(oldname, newname string) error
 	// inlineSlots holds one token per inline evaluation running.
 	inlineSlots chan struct{}
 	// inlineMu guards inlineShares: per tenant, one token per inline
@@ -217,15 +227,22 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	cfg.DataDir = abs
+	// The data directory is the server's user's alone: it holds tenants'
+	// exports and plans, and the job store. A directory an older version
+	// made world-readable is made private too.
 	for _, d := range []string{"", "cache", "plans", "builds", "exports", "inline", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
+		dir := filepath.Join(cfg.DataDir, d)
+		if err := os.MkdirAll(dir, privateDir); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+		if err := os.Chmod(dir, privateDir); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
 	if cfg.Getenv == nil {
 		cfg.Getenv = os.Getenv
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, inlineSlots: make(chan struct{}, cfg.InlineSlots),
+	s := &Server{cfg: cfg, log: cfg.Logger, link: os.Link, inlineSlots: make(chan struct{}, cfg.InlineSlots),
 		inlineShares: map[string]chan struct{}{}, instance: newInstanceID()}
 	if s.signingKey, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
 		return nil, err

@@ -182,9 +182,14 @@ func (s *Server) planPath(id string) string {
 func (s *Server) writePlan(id string, b []byte) error {
 	path := s.planPath(id)
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
-		return nil
+		return os.Chmod(path, privateFile)
 	}
 	if err := atomicfile.WriteFile(path, b); err != nil {
+		return fmt.Errorf("store plan %s: %w", id, err)
+	}
+	// A tenant's plan is its own: the plans directory is private, and
+	// so is the file.
+	if err := os.Chmod(path, privateFile); err != nil {
 		return fmt.Errorf("store plan %s: %w", id, err)
 	}
 	return nil

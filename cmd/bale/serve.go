@@ -69,7 +69,7 @@ count against --tenant-builds.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 				return fmt.Errorf("data directory: %w", err)
 			}
 			if jwtCfg.JWKS != "" {
