@@ -2,12 +2,23 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// metricsTTL is how long one gathering of the metrics answers /metrics:
+// the endpoint needs no token, and each gathering queries the job store
+// and reads /proc, so a client scraping in a loop must not reach either
+// at its own pace (a loop of scrapes raised tenants' status latency
+// thirtyfold). Prometheus scrapes every 15 s or more.
+const metricsTTL = time.Second
 
 // metrics are the server's Prometheus metrics, in a registry of its own.
 type metrics struct {
@@ -18,10 +29,18 @@ type metrics struct {
 	duration  prometheus.Histogram
 	builds    *prometheus.CounterVec
 	releases  *prometheus.CounterVec
+
+	now func() time.Time
+	// mu guards the last gathering, its time and the count of gatherings.
+	mu       sync.Mutex
+	families []*dto.MetricFamily
+	at       time.Time
+	gathered int
 }
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{
+		now: s.cfg.Now,
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_total", Help: "HTTP requests by route template, method and status code.",
@@ -58,6 +77,27 @@ func newMetrics(s *Server) *metrics {
 	m.reg.MustRegister(m.requests, m.latency, m.completed, m.duration, m.builds, m.releases, depth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Gather gathers the registry's metrics at most once per metricsTTL and
+// otherwise returns the last gathering; concurrent scrapes share one.
+func (m *metrics) Gather() ([]*dto.MetricFamily, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now := m.now(); m.families == nil || now.Sub(m.at) >= metricsTTL || now.Before(m.at) {
+		fams, err := m.reg.Gather()
+		if err != nil {
+			return fams, err
+		}
+		m.families, m.at = fams, now
+		m.gathered++
+	}
+	return m.families, nil
+}
+
+// handler serves /metrics from Gather.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m, promhttp.HandlerOpts{})
 }
 
 func (m *metrics) observeRequest(route, method string, code int, d time.Duration) {

@@ -129,6 +129,10 @@ type Config struct {
 	// inlineWait, if set, starts a wait for an inline slot in place of
 	// inlineSlotWait's timer: tests decide when a wait is over.
 	inlineWait func() <-chan time.Time
+	// Now is the clock of the server's own limits and caches (the
+	// metrics' gathering, downloads' progress, retention); nil means
+	// time.Now. Tests move it instead of waiting.
+	Now func() time.Time
 	// Getenv reads COSIGN_PASSWORD, COSIGN_ALLOW_DEV_KEY and the go
 	// command's locations for release builds; nil means os.Getenv.
 	Getenv func(string) string
@@ -241,6 +245,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Getenv == nil {
 		cfg.Getenv = os.Getenv
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, link: os.Link, inlineSlots: make(chan struct{}, cfg.InlineSlots),
 		inlineShares: map[string]chan struct{}{}, instance: newInstanceID()}
