@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -47,16 +48,15 @@ func PublicAddr(ip netip.Addr) bool {
 }
 
 // egressError is a connection refused because its address is not public.
+// It names the host and port as the request named them, never the address
+// a name resolved to: a client must not learn the server's internal
+// addresses, or that a name of its choosing resolves to one.
 type egressError struct {
-	addr string // the address dialled
-	host string // what the request named, when not the same
+	addr string // host:port as requested
 }
 
 func (e *egressError) Error() string {
-	if e.host == "" || e.host == e.addr {
-		return fmt.Sprintf("refusing to connect to %s: not a public address; an operator may allow it with --inline-allow-host", e.addr)
-	}
-	return fmt.Sprintf("refusing to connect to %s (%s): not a public address; an operator may allow it with --inline-allow-host", e.addr, e.host)
+	return fmt.Sprintf("refusing to connect to %s: not a public address; an operator may allow it with --inline-allow-host", e.addr)
 }
 
 // publicDialer dials only public addresses, unless the request's host or
@@ -96,11 +96,10 @@ func (p *publicDialer) allowed(addr string) bool {
 // host is allowed.
 func (p *publicDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	allowed := p.allowed(addr)
-	host, _, _ := net.SplitHostPort(addr)
 	d := p.d
 	d.Control = func(_, address string, _ syscall.RawConn) error {
 		if !allowed {
-			if err := checkPublic(address, host); err != nil {
+			if err := checkPublic(address, addr); err != nil {
 				return err
 			}
 		}
@@ -109,23 +108,32 @@ func (p *publicDialer) DialContext(ctx context.Context, network, addr string) (n
 		}
 		return nil
 	}
-	return d.DialContext(ctx, network, addr)
+	c, err := d.DialContext(ctx, network, addr)
+	// The dial error names the address dialled ("dial tcp 10.0.0.5:443:
+	// …"), and a lookup's the resolver ("lookup NAME on 10.0.0.2:53"):
+	// neither is the client's to know.
+	var ee *egressError
+	if errors.As(err, &ee) {
+		return nil, ee
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		dnsErr.Server = ""
+	}
+	return c, err
 }
 
 // checkPublic is the Control verdict on the address being dialled;
-// host is the name the request gave, for the error.
-func checkPublic(address, host string) error {
+// requested is the host and port the request named, for the error.
+func checkPublic(address, requested string) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("refusing to connect to %s: not an IP address and port", address)
+		return fmt.Errorf("refusing to connect to %s: not an IP address and port", requested)
 	}
 	if PublicAddr(ap.Addr()) {
 		return nil
 	}
-	if h := ap.Addr().Unmap().String(); host == h || host == ap.Addr().String() {
-		host = ""
-	}
-	return &egressError{addr: address, host: host}
+	return &egressError{addr: requested}
 }
 
 // publicTransport returns base made public-only: every connection through

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -118,7 +119,7 @@ func TestPublicDialer(t *testing.T) {
 		addr, want string
 	}{
 		{addr, "refusing to connect to " + addr + ": not a public address; an operator may allow it with --inline-allow-host"},
-		{"localhost:" + port, "(localhost): not a public address"},
+		{"localhost:" + port, "refusing to connect to localhost:" + port + ": not a public address"},
 		{"[::ffff:127.0.0.1]:" + port, "not a public address"},
 		{"169.254.169.254:80", "refusing to connect to 169.254.169.254:80: not a public address"},
 		{"10.0.0.1:5000", "refusing to connect to 10.0.0.1:5000: not a public address"},
@@ -135,6 +136,10 @@ func TestPublicDialer(t *testing.T) {
 		if !errors.As(err, &ee) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("dial %s: %v, want an egress refusal with %q", tc.addr, err, tc.want)
 		}
+		// What a name resolved to stays the server's.
+		if strings.HasPrefix(tc.addr, "localhost") && strings.Contains(err.Error(), "127.0.0.1") {
+			t.Errorf("dial %s: %v names the address localhost resolved to", tc.addr, err)
+		}
 		// 10.0.0.1 and 169.254.169.254 do not answer here: an attempt
 		// would have gone through connecting before timing out.
 		if got := took(); len(got) != 0 {
@@ -144,6 +149,32 @@ func TestPublicDialer(t *testing.T) {
 	if n := accepted.Load(); n != 0 {
 		t.Fatalf("%d connections reached the loopback listener", n)
 	}
+	// A name that cannot be resolved: the refusal does not name the
+	// server's DNS resolver ("lookup NAME on 10.0.0.2:53").
+	var asked []string
+	var askedMu sync.Mutex
+	d.d.Resolver = &net.Resolver{PreferGo: true, Dial: func(_ context.Context, _, address string) (net.Conn, error) {
+		askedMu.Lock()
+		asked = append(asked, address)
+		askedMu.Unlock()
+		return nil, errors.New("no answer")
+	}}
+	if c, err := d.DialContext(bg, "tcp", "registry.bale-test.example:443"); err == nil {
+		c.Close()
+		t.Fatal("dial of an unresolvable name connected")
+	} else {
+		askedMu.Lock()
+		for _, a := range asked {
+			if strings.Contains(err.Error(), a) {
+				t.Errorf("dial of an unresolvable name: %v names the resolver %s", err, a)
+			}
+		}
+		askedMu.Unlock()
+		if len(asked) == 0 {
+			t.Fatalf("dial of an unresolvable name: %v, without asking the resolver", err)
+		}
+	}
+	d.d.Resolver = nil
 	// On the allow list by host:port, the listener is reached.
 	d = hook(newPublicDialer([]string{addr}))
 	c, err := d.DialContext(bg, "tcp", addr)
