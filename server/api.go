@@ -341,13 +341,24 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e exportRecor
 		s.writeError(w, r, fmt.Errorf("export %s: bad digest", e.ID))
 		return
 	}
+	dl, ok := s.downloads.start(e.Tenant, w)
+	if !ok {
+		w.Header().Set("Retry-After", retryAfter(downloadRetryAfter))
+		writeProblem(w, r, probDownloadLimit, fmt.Sprintf("this tenant has %d downloads open; at most %d at once", s.cfg.TenantDownloads, s.cfg.TenantDownloads))
+		return
+	}
+	defer s.downloads.end(dl)
 	h := w.Header()
 	h.Set("Content-Type", ctype)
 	h.Set("ETag", `"`+sumHex+`"`)
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(raw)+":")
-	http.ServeContent(w, r, name, e.BuildTime, f)
+	http.ServeContent(newDownloadWriter(w, dl, s.downloads), r, name, e.BuildTime, f)
+	if dl.isCut.Load() {
+		s.log.Warn("download cut: slower than the minimum rate", "requestId", infoOf(r).requestID, "exportId", e.ID,
+			"tenant", e.Tenant, "file", name, "bytes", dl.moved.Load(), "minRate", s.cfg.DownloadMinRate, "window", s.cfg.DownloadWindow.String())
+	}
 }
 
 // planRequest is the body of POST /v1/plans: a served spec's name or an

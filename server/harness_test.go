@@ -256,7 +256,7 @@ func (h *harness) post(role string, body string, hdr ...string) response {
 	return h.do(http.MethodPost, exportsPath, role, []byte(body), hdr...)
 }
 
-// wait polls export id until it is finished.
+// wait polls export id of tenant acme until it is finished.
 func (h *harness) wait(id string) exportStatus {
 	h.t.Helper()
 	return h.waitAs("rw", id)

@@ -30,6 +30,9 @@ type metrics struct {
 	builds    *prometheus.CounterVec
 	releases  *prometheus.CounterVec
 
+	downloadsOpen prometheus.Gauge
+	downloadsCut  prometheus.Counter
+
 	now func() time.Time
 	// mu guards the last gathering, its time and the count of gatherings.
 	mu       sync.Mutex
@@ -62,6 +65,12 @@ func newMetrics(s *Server) *metrics {
 		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bale_builds_total", Help: "Plan builds run by the job workers, by outcome (succeeded, failed).",
 		}, []string{"outcome"}),
+		downloadsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bale_downloads_open", Help: "Downloads (packs, checksum and kit files) being sent.",
+		}),
+		downloadsCut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bale_downloads_cut_total", Help: "Downloads cut for moving slower than the minimum rate over a window.",
+		}),
 	}
 	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "bale_build_queue_depth", Help: "Build jobs waiting or running.",
@@ -74,7 +83,7 @@ func newMetrics(s *Server) *metrics {
 		}
 		return float64(n)
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.completed, m.duration, m.builds, m.releases, depth,
+	m.reg.MustRegister(m.requests, m.latency, m.completed, m.duration, m.builds, m.releases, depth, m.downloadsOpen, m.downloadsCut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

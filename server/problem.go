@@ -54,6 +54,7 @@ var (
 	probExportNotReady        = &problemKind{"export-not-ready", http.StatusConflict, "The export has not succeeded"}
 	probRateLimited           = &problemKind{"rate-limited", http.StatusTooManyRequests, "Too many requests for this tenant"}
 	probBuildLimit            = &problemKind{"build-limit", http.StatusTooManyRequests, "Too many builds queued or running for this tenant"}
+	probDownloadLimit         = &problemKind{"download-limit", http.StatusTooManyRequests, "Too many downloads open for this tenant"}
 	probInlineBusy            = &problemKind{"inline-busy", http.StatusServiceUnavailable, "The inline evaluation slots are busy"}
 	probNotReady              = &problemKind{"not-ready", http.StatusServiceUnavailable, "The server cannot reach its store"}
 	probStorageFull           = &problemKind{"storage-full", http.StatusServiceUnavailable, "The server's storage cannot take writes"}

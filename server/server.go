@@ -70,6 +70,15 @@ type Config struct {
 	// its bucket; 0 means 50 and 100.
 	Rate  float64
 	Burst int
+	// TenantDownloads bounds each tenant's downloads open at once; past
+	// it a download is 429. 0 means 16.
+	TenantDownloads int
+	// DownloadMinRate and DownloadWindow cut a download that moves fewer
+	// than DownloadMinRate bytes a second over DownloadWindow: a client
+	// reading a trickle would hold a socket and a file for hours. 0 means
+	// 1 KiB a second over 30s, the rule bale's own client applies.
+	DownloadMinRate int64
+	DownloadWindow  time.Duration
 	// DrainTimeout bounds how long a shutdown waits for running builds
 	// before cancelling them (they run again: at once on another server
 	// sharing a Postgres database, else at the next start); 0 means 30s.
@@ -147,16 +156,17 @@ const (
 
 // Server is the export API.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *store
-	queue   queue
-	cache   *cas.Dir
-	specs   map[string]specDir
-	metrics *metrics
-	limits  *limiter
-	router  *mux.Router
-	closeDB func() error
+	cfg       Config
+	log       *slog.Logger
+	store     *store
+	queue     queue
+	cache     *cas.Dir
+	specs     map[string]specDir
+	metrics   *metrics
+	limits    *limiter
+	downloads *downloads
+	router    *mux.Router
+	closeDB   func() error
 	// signingKey is the release key, opened at start, or nil.
 	signingKey *sign.Key
 	// instance names this process in the build leases it holds.
@@ -214,6 +224,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.TenantBuilds <= 0 {
 		cfg.TenantBuilds = 4
 	}
+	if cfg.TenantDownloads <= 0 {
+		cfg.TenantDownloads = 16
+	}
+	if cfg.DownloadMinRate <= 0 {
+		cfg.DownloadMinRate = 1 << 10
+	}
+	def(&cfg.DownloadWindow, 30*time.Second)
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
@@ -273,6 +290,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.limits = newLimiter(cfg.Rate, cfg.Burst)
+	s.downloads = &downloads{now: cfg.Now, minRate: cfg.DownloadMinRate, window: cfg.DownloadWindow, perTenant: cfg.TenantDownloads,
+		open: s.metrics.downloadsOpen, cut: s.metrics.downloadsCut, byTenant: map[string]int{}, active: map[*download]struct{}{}}
 	s.router = s.routes()
 	return s, nil
 }
@@ -326,6 +345,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	rctx, stopReconcile := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReconcile()
 	go s.reconcileLoop(rctx, s.cfg.ReconcileEvery)
+	go s.downloads.run(rctx.Done())
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,

@@ -28,14 +28,14 @@ func bigSpec(t *testing.T, mib int) string {
 	}
 	blob := make([]byte, mib<<20)
 	rand.Read(blob)
-	if err := os.WriteFile(filepath.Join(dir, "big.json"), blob, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "big.sig"), blob, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	src := `package big
 
 bootstrapPack: {
 	sourceDateEpoch: "2025-01-01T00:00:00Z"
-	signatures: [{name: "big.json", kind: "dsse", path: "big.json"}]
+	signatures: [{name: "big.json", kind: "dsse", path: "big.sig"}]
 }
 `
 	if err := os.WriteFile(filepath.Join(dir, "pack.cue"), []byte(src), 0o644); err != nil {

@@ -53,7 +53,9 @@ too to accept both (a token in the form of a JWT is checked as one).
 
 Each tenant may have --tenant-builds builds queued or running; a POST
 that would start one more is 429 (joining a build, or a plan built
-already, does not count).
+already, does not count). Each tenant may have --tenant-downloads
+downloads open; one more is 429. A download that moves less than
+--download-min-rate a second over --download-window is cut.
 
 SIGTERM and SIGINT stop accepting requests, let running builds finish
 within --drain-timeout and cancel the rest: they run again on a server
@@ -130,6 +132,10 @@ count against --tenant-builds.`,
 	fs.StringSliceVar(&jwtCfg.ScopeClaims, "jwt-scope-claim", []string{"scope", "scp"}, "the JWT claims holding the scopes, first present wins: a space-separated string or an array")
 	fs.IntVar(&cfg.MaxBuilds, "max-builds", 2, "builds running at once")
 	fs.IntVar(&cfg.TenantBuilds, "tenant-builds", 4, "builds one tenant may have queued or running at once; past it a POST is 429")
+	fs.IntVar(&cfg.TenantDownloads, "tenant-downloads", 16, "downloads one tenant may have open at once; past it a download is 429")
+	cfg.DownloadMinRate = 1 << 10
+	fs.Var((*byteSize)(&cfg.DownloadMinRate), "download-min-rate", "cut a download moving less than this per second (B, KiB, MiB…) over --download-window")
+	fs.DurationVar(&cfg.DownloadWindow, "download-window", 30*time.Second, "the window --download-min-rate is measured over")
 	fs.IntVar(&cfg.Jobs, "jobs", 0, "steps one build runs at once (default GOMAXPROCS)")
 	fs.Float64Var(&cfg.Rate, "rate", 50, "requests per second per tenant, sustained")
 	fs.IntVar(&cfg.Burst, "burst", 100, "requests per tenant in a burst")
