@@ -52,6 +52,8 @@ func (s *Server) routes() *mux.Router {
 	r.HandleFunc(exportsPath+"/{exportId}/download.sha256", s.authed(auth.ScopeRead, s.downloadSum)).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(releasePath, s.authed(auth.ScopeWrite, s.postRelease)).Methods(http.MethodPost)
 	r.HandleFunc(releasePath+"/{exportId}", s.authed(auth.ScopeRead, s.getRelease)).Methods(http.MethodGet)
+	r.HandleFunc(exportsPath+"/{exportId}", s.authed(auth.ScopeWrite, s.deleteExportOf(profileBootstrap))).Methods(http.MethodDelete)
+	r.HandleFunc(releasePath+"/{exportId}", s.authed(auth.ScopeWrite, s.deleteExportOf(profileRelease))).Methods(http.MethodDelete)
 	r.HandleFunc(releasePath+"/{exportId}/files/{name}", s.authed(auth.ScopeRead, s.releaseFile)).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/v1/plans", s.authed(auth.ScopeWrite, s.postPlan)).Methods(http.MethodPost)
 	r.HandleFunc("/v1/plans/diff", s.authed(auth.ScopeRead, s.diffPlans)).Methods(http.MethodPost)
@@ -284,6 +286,28 @@ func (s *Server) lookupExport(w http.ResponseWriter, r *http.Request, p auth.Pri
 	}
 	infoOf(r).exportID = id
 	return e, true
+}
+
+// deleteExportOf deletes a finished export of the profile: its record and
+// its files, at once, as retention would later. It frees the tenant's
+// quota; the build stays for other exports of its plan.
+func (s *Server) deleteExportOf(profile string) func(http.ResponseWriter, *http.Request, auth.Principal) {
+	return func(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+		e, ok := s.lookupExport(w, r, p, profile)
+		if !ok {
+			return
+		}
+		if e.Status != statusSucceeded && e.Status != statusFailed {
+			writeProblem(w, r, probExportNotFinished, "the export is "+e.Status+"; it can be deleted once it has finished")
+			return
+		}
+		if err := s.removeExport(r.Context(), e); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.log.Info("export deleted", "exportId", e.ID, "profile", e.Profile, "tenant", e.Tenant, "requestId", infoOf(r).requestID)
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p auth.Principal) {

@@ -360,6 +360,8 @@ func (s *Server) layOut(e exportRecord, planID string, names []string) error {
 		src := filepath.Join(s.buildDir(planID), name)
 		if err := s.link(src, filepath.Join(tmp, name)); err == nil {
 			continue
+		} else if errors.Is(err, fs.ErrNotExist) {
+			return err // the build is gone (retention): no link to nothing
 		}
 		// Relative, so the data directory may move: from
 		// exports/{tenant}/{id}/name up to the data directory.

@@ -52,6 +52,8 @@ var (
 	probNoSigningKey          = &problemKind{"no-signing-key", http.StatusUnprocessableEntity, "The server has no key to sign a release with"}
 	probIdempotencyKeyReused  = &problemKind{"idempotency-key-reused", http.StatusUnprocessableEntity, "The Idempotency-Key was used with another request body"}
 	probExportNotReady        = &problemKind{"export-not-ready", http.StatusConflict, "The export has not succeeded"}
+	probExportNotFinished     = &problemKind{"export-not-finished", http.StatusConflict, "The export has not finished"}
+	probStorageQuota          = &problemKind{"storage-quota", http.StatusInsufficientStorage, "The tenant's storage quota is used up"}
 	probRateLimited           = &problemKind{"rate-limited", http.StatusTooManyRequests, "Too many requests for this tenant"}
 	probBuildLimit            = &problemKind{"build-limit", http.StatusTooManyRequests, "Too many builds queued or running for this tenant"}
 	probDownloadLimit         = &problemKind{"download-limit", http.StatusTooManyRequests, "Too many downloads open for this tenant"}

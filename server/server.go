@@ -79,6 +79,18 @@ type Config struct {
 	// 1 KiB a second over 30s, the rule bale's own client applies.
 	DownloadMinRate int64
 	DownloadWindow  time.Duration
+	// RetainAge is how long a finished export is kept, and RetainCount
+	// how many finished exports each tenant keeps, the newest (see
+	// retention.go); 0 means 720h (30 days) and 1000, and a negative
+	// value no bound.
+	RetainAge   time.Duration
+	RetainCount int
+	// RetainEvery is how often retention runs; 0 means 10m.
+	RetainEvery time.Duration
+	// TenantQuota bounds the bytes each tenant's exports hold (each
+	// plan's files once); past it a POST of a plan the tenant does not
+	// hold is 507. 0 means 100 GiB, a negative value no quota.
+	TenantQuota int64
 	// DrainTimeout bounds how long a shutdown waits for running builds
 	// before cancelling them (they run again: at once on another server
 	// sharing a Postgres database, else at the next start); 0 means 30s.
@@ -231,6 +243,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.DownloadMinRate = 1 << 10
 	}
 	def(&cfg.DownloadWindow, 30*time.Second)
+	def(&cfg.RetainAge, 30*24*time.Hour)
+	def(&cfg.RetainEvery, 10*time.Minute)
+	if cfg.RetainCount == 0 {
+		cfg.RetainCount = 1000
+	}
+	if cfg.TenantQuota == 0 {
+		cfg.TenantQuota = 100 << 30
+	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
@@ -346,6 +366,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopReconcile()
 	go s.reconcileLoop(rctx, s.cfg.ReconcileEvery)
 	go s.downloads.run(rctx.Done())
+	go s.retentionLoop(rctx, s.cfg.RetainEvery)
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,

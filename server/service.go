@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"strings"
 	"time"
@@ -97,6 +98,9 @@ func (s *Server) stage(ctx context.Context, req stageRequest) (staged, error) {
 	if err != nil {
 		return staged{}, err
 	}
+	if err := s.checkQuota(ctx, req.tenant, rec.ID); err != nil {
+		return staged{}, err
+	}
 	adm, release, err := s.admitBuild(ctx, req.tenant, rec.ID)
 	if err != nil {
 		return staged{}, err
@@ -117,11 +121,17 @@ func (s *Server) stage(ctx context.Context, req stageRequest) (staged, error) {
 	}
 	s.log.Info("export queued", "exportId", e.ID, "profile", e.Profile, "tenant", e.Tenant, "planId", e.PlanID, "requestId", requestIDOf(ctx))
 	// A plan built before needs no job: its export is laid out now.
+	// Retention may remove the build meanwhile: its export then waits
+	// for a build like any other.
+	laidOut := false
 	if b, err := s.store.build(ctx, rec.ID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
-		if e, err = s.finish(ctx, e, b); err != nil {
+		f, err := s.finish(ctx, e, b)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return staged{}, err
 		}
-	} else {
+		e, laidOut = f, err == nil
+	}
+	if !laidOut {
 		// A build of the plan whose server died is not joined (admitBuild
 		// did not count it): the job queued here replaces it.
 		if !adm.joins {

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // bigSpec writes a workspace with one bootstrap-pack spec, "big", whose
@@ -175,5 +179,166 @@ func TestLinkLimit(t *testing.T) {
 	r = h.do(http.MethodGet, last.ChecksumURI, "rw", nil)
 	if r.StatusCode != http.StatusOK || !strings.HasPrefix(string(r.body), first.ArtifactSha256+"  ") {
 		t.Fatalf("checksum past the link limit: %d %q", r.StatusCode, r.body)
+	}
+}
+
+// exportDirs lists the export directories of tenant under the data
+// directory.
+func exportDirs(t *testing.T, h *harness, tenant string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(h.cfg.DataDir, "exports", tenant))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestRetention: finished exports past a tenant's newest RetainCount go,
+// record and files; past RetainAge every finished export goes, then the
+// build and the plan no export refers to; a POST after that builds again.
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	backends(t, testRetention)
+}
+
+func testRetention(t *testing.T, db string) {
+	clock := newTestClock()
+	h := startServer(t, db, func(c *Config) {
+		c.Now, c.RetainAge, c.RetainCount, c.RetainEvery = clock.Now, 24*time.Hour, 3, time.Hour
+	})
+	first := h.wait(h.export(h.post("rw", `{"spec":"airgap"}`)).ExportID)
+	if first.Status != statusSucceeded {
+		t.Fatalf("export: %s %s", first.Status, first.Reason)
+	}
+	ids := []string{first.ExportID}
+	for i := 0; i < 4; i++ {
+		ids = append(ids, h.export(h.post("rw", `{"planId":"`+first.PlanID+`"}`)).ExportID)
+	}
+	other := h.waitAs("other", h.export(h.post("other", `{"spec":"airgap"}`)).ExportID)
+	ctx := context.Background()
+
+	// By count: acme's two oldest go, its three newest and other's stay.
+	if err := h.s.sweepRetention(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		r := h.do(http.MethodGet, exportsPath+"/"+id, "rw", nil)
+		if want := map[bool]int{true: 404, false: 200}[i < 2]; r.StatusCode != want {
+			t.Errorf("export %d of 5 after retention by count: %d, want %d", i+1, r.StatusCode, want)
+		}
+	}
+	if got := exportDirs(t, h, "acme"); len(got) != 3 {
+		t.Errorf("acme's export directories after retention by count: %v, want 3", got)
+	}
+	if r := h.do(http.MethodGet, exportsPath+"/"+other.ExportID, "other", nil); r.StatusCode != 200 {
+		t.Errorf("another tenant's export after acme's retention: %d", r.StatusCode)
+	}
+
+	// By age: everything finished goes, then the build and the plan.
+	clock.advance(24*time.Hour + time.Minute)
+	if err := h.s.sweepRetention(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"exports/acme", "exports/other", "builds", "plans"} {
+		ents, _ := os.ReadDir(filepath.Join(h.cfg.DataDir, d))
+		if len(ents) != 0 {
+			t.Errorf("%s after retention by age: %d entries left", d, len(ents))
+		}
+	}
+	if r := h.do(http.MethodGet, "/v1/plans/"+first.PlanID, "rw", nil); r.StatusCode != 404 {
+		t.Errorf("the plan after retention by age: %d, want 404", r.StatusCode)
+	}
+	if _, err := h.s.store.build(ctx, first.PlanID); !errors.Is(err, errNotFound) {
+		t.Errorf("the build's record after retention by age: %v", err)
+	}
+	// A POST builds the plan again.
+	again := h.export(h.post("rw", `{"spec":"airgap"}`))
+	if again.Status != statusQueued {
+		t.Fatalf("POST after retention: %s, want queued (built again)", again.Status)
+	}
+	if st := h.wait(again.ExportID); st.Status != statusSucceeded || st.ArtifactSha256 != first.ArtifactSha256 {
+		t.Fatalf("export after retention: %s %s %s", st.Status, st.Reason, st.ArtifactSha256)
+	}
+}
+
+// TestOrphanExportDirs: a directory left by a crash between an export
+// record's removal and its files' (and a layout's temporary directory)
+// goes at the next start's sweep; an export with a record stays.
+func TestOrphanExportDirs(t *testing.T) {
+	t.Parallel()
+	h := startServer(t, "")
+	st := h.wait(h.export(h.post("rw", `{"spec":"airgap"}`)).ExportID)
+	orphan := filepath.Join(h.cfg.DataDir, "exports", "acme", strings.Repeat("ab", 16))
+	tmp := filepath.Join(h.cfg.DataDir, "exports", "acme", "."+st.ExportID+".tmp-123")
+	for _, d := range []string{orphan, tmp} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.s.sweepRetention(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := exportDirs(t, h, "acme"); len(got) != 1 || got[0] != st.ExportID {
+		t.Fatalf("export directories after the start's sweep: %v, want only %s", got, st.ExportID)
+	}
+}
+
+// TestTenantQuota: once a tenant's exports hold its quota, a POST of a
+// plan it does not hold is 507; one of a plan it holds adds nothing and is
+// accepted; another tenant is not concerned; deleting exports frees the
+// quota.
+func TestTenantQuota(t *testing.T) {
+	t.Parallel()
+	backends(t, testTenantQuota)
+}
+
+func testTenantQuota(t *testing.T, db string) {
+	h := startServer(t, db, func(c *Config) {
+		c.Specs = []string{airgapSpecs, writeSpecs(t, 1)}
+		c.TenantQuota = 1024 // less than one pack
+	})
+	st := h.wait(h.export(h.post("rw", `{"spec":"airgap"}`)).ExportID)
+	if st.Status != statusSucceeded {
+		t.Fatalf("export: %s %s", st.Status, st.Reason)
+	}
+	r := h.post("rw", `{"spec":"s1"}`)
+	if r.StatusCode != http.StatusInsufficientStorage || problemType(t, r) != "storage-quota" {
+		t.Fatalf("POST past the quota: %d %s, want 507 storage-quota", r.StatusCode, r.body)
+	}
+	if !strings.Contains(string(r.body), fmt.Sprintf("hold %d bytes", st.Size)) {
+		t.Errorf("the refusal does not say what the tenant holds: %s", r.body)
+	}
+	// The plan it holds: accepted, at no cost.
+	again := h.post("rw", `{"spec":"airgap"}`)
+	if again.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST of a plan the tenant holds: %d %s", again.StatusCode, again.body)
+	}
+	if r := h.post("other", `{"spec":"s1"}`); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("another tenant's POST: %d %s", r.StatusCode, r.body)
+	}
+	// A queued export cannot be deleted; finished ones can.
+	for _, id := range []string{st.ExportID, h.wait(h.export(again).ExportID).ExportID} {
+		if r := h.do(http.MethodDelete, exportsPath+"/"+id, "read", nil); r.StatusCode != http.StatusForbidden {
+			t.Fatalf("DELETE with a read-only token: %d", r.StatusCode)
+		}
+		if r := h.do(http.MethodDelete, exportsPath+"/"+id, "other", nil); r.StatusCode != http.StatusNotFound {
+			t.Fatalf("DELETE of another tenant's export: %d", r.StatusCode)
+		}
+		if r := h.do(http.MethodDelete, exportsPath+"/"+id, "rw", nil); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("DELETE: %d %s", r.StatusCode, r.body)
+		}
+		if r := h.do(http.MethodGet, exportsPath+"/"+id+"/download", "rw", nil); r.StatusCode != http.StatusNotFound {
+			t.Fatalf("download of a deleted export: %d", r.StatusCode)
+		}
+	}
+	if got := exportDirs(t, h, "acme"); len(got) != 0 {
+		t.Fatalf("export directories after DELETE: %v", got)
+	}
+	if r := h.post("rw", `{"spec":"s1"}`); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST after deleting the exports: %d %s", r.StatusCode, r.body)
 	}
 }

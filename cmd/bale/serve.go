@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +27,10 @@ func newServe() *cobra.Command {
 		insecure []string
 		offline  bool
 		jwtCfg   auth.JWTConfig
+		// Retention's flags, whose 0 is "no bound".
+		retain      = keepFor(30 * 24 * time.Hour)
+		retainCount = 1000
+		quota       = int64(100 << 30)
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -56,6 +62,12 @@ that would start one more is 429 (joining a build, or a plan built
 already, does not count). Each tenant may have --tenant-downloads
 downloads open; one more is 429. A download that moves less than
 --download-min-rate a second over --download-window is cut.
+
+A finished export is removed --retain after it finished, or once its
+tenant has --retain-count newer ones (DELETE removes one at once); builds
+and plans no export refers to go after --retain too. A tenant whose
+exports hold --tenant-quota bytes cannot add a plan it does not hold (507)
+until it deletes exports or retention removes them.
 
 SIGTERM and SIGINT stop accepting requests, let running builds finish
 within --drain-timeout and cancel the rest: they run again on a server
@@ -107,6 +119,14 @@ count against --tenant-builds.`,
 			}
 			cfg.InlineCommand = []string{exe, "serve", "eval-inline"}
 			cfg.Resolve = source.Options{Insecure: insecure, Offline: offline}
+			// The flags' 0 is "no bound", the server's a negative value.
+			cfg.RetainAge, cfg.RetainCount, cfg.TenantQuota = time.Duration(retain), retainCount, quota
+			if retainCount == 0 {
+				cfg.RetainCount = -1
+			}
+			if quota == 0 {
+				cfg.TenantQuota = -1
+			}
 			s, err := server.New(ctx, cfg)
 			if err != nil {
 				return err
@@ -136,6 +156,9 @@ count against --tenant-builds.`,
 	cfg.DownloadMinRate = 1 << 10
 	fs.Var((*byteSize)(&cfg.DownloadMinRate), "download-min-rate", "cut a download moving less than this per second (B, KiB, MiB…) over --download-window")
 	fs.DurationVar(&cfg.DownloadWindow, "download-window", 30*time.Second, "the window --download-min-rate is measured over")
+	fs.Var(&retain, "retain", "remove a finished export this long after it finished (30d, 12h); 0 keeps exports for good")
+	fs.IntVar(&retainCount, "retain-count", retainCount, "finished exports each tenant keeps, the newest; 0 for no bound")
+	fs.Var((*byteSize)(&quota), "tenant-quota", "bytes one tenant's exports may hold (each plan's files once; B, KiB, MiB, GiB…); past it a POST of a new plan is 507; 0 for no quota")
 	fs.IntVar(&cfg.Jobs, "jobs", 0, "steps one build runs at once (default GOMAXPROCS)")
 	fs.Float64Var(&cfg.Rate, "rate", 50, "requests per second per tenant, sustained")
 	fs.IntVar(&cfg.Burst, "burst", 100, "requests per tenant in a burst")
@@ -155,6 +178,36 @@ count against --tenant-builds.`,
 	cmd.AddCommand(newServeToken(), newEvalInline())
 	return cmd
 }
+
+// keepFor is --retain: an age as parseAge reads it ("30d", "12h"), or
+// "0" for no bound, which the server takes as a negative age.
+type keepFor time.Duration
+
+func (k *keepFor) Set(v string) error {
+	if strings.TrimSpace(v) == "0" {
+		*k = keepFor(-1)
+		return nil
+	}
+	d, err := parseAge(v)
+	if err != nil {
+		return err
+	}
+	*k = keepFor(d)
+	return nil
+}
+
+func (k *keepFor) String() string {
+	d := time.Duration(*k)
+	switch {
+	case d < 0:
+		return "0"
+	case d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (k *keepFor) Type() string { return "age" }
 
 // firstToken makes the token file at path with one token for tenant
 // "default" if there is none, printing the token once.
