@@ -315,6 +315,13 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if !ok {
 		return
 	}
+	e, err := s.applyWait(w, r, e)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.writeError(w, r, err)
+		}
+		return
+	}
 	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, http.StatusOK, statusOf(e))
 }

@@ -317,6 +317,7 @@ func (s *Server) finish(ctx context.Context, e exportRecord, b buildRecord) (exp
 
 // exportFinished logs and counts an export's outcome.
 func (s *Server) exportFinished(e exportRecord) {
+	s.finishes.done(e.ID)
 	ms := float64(e.Finished.Sub(e.Created).Microseconds()) / 1000
 	if e.Profile == profileRelease {
 		s.metrics.releases.WithLabelValues(e.Status).Inc()

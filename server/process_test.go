@@ -65,13 +65,16 @@ type gatedRegistry struct {
 	host    string
 	layer   string
 	waiting atomic.Int32
-	mu      sync.Mutex
-	gate    chan struct{}
+	// reached is closed when the first request waits at the gate.
+	reached     chan struct{}
+	reachedOnce sync.Once
+	mu          sync.Mutex
+	gate        chan struct{}
 }
 
 func startGatedRegistry(t *testing.T) *gatedRegistry {
 	t.Helper()
-	g := &gatedRegistry{gate: make(chan struct{})}
+	g := &gatedRegistry{gate: make(chan struct{}), reached: make(chan struct{})}
 	next := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if g.layer != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+g.layer) {
@@ -79,6 +82,7 @@ func startGatedRegistry(t *testing.T) *gatedRegistry {
 			gate := g.gate
 			g.mu.Unlock()
 			g.waiting.Add(1)
+			g.reachedOnce.Do(func() { close(g.reached) })
 			select {
 			case <-gate:
 			case <-r.Context().Done():
@@ -286,12 +290,10 @@ func stageExport(t *testing.T, p *proc, tok string, g *gatedRegistry) string {
 	}
 	var st exportStatus
 	json.Unmarshal(b, &st)
-	deadline := time.Now().Add(time.Minute)
-	for g.waiting.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the build never fetched the layer\n%s", p.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-g.reached:
+	case <-time.After(time.Minute):
+		t.Fatalf("the build never fetched the layer\n%s", p.stderr)
 	}
 	return st.ExportID
 }

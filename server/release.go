@@ -57,6 +57,13 @@ func (s *Server) getRelease(w http.ResponseWriter, r *http.Request, p auth.Princ
 	if !ok {
 		return
 	}
+	e, err := s.applyWait(w, r, e)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.writeError(w, r, err)
+		}
+		return
+	}
 	st, err := s.releaseStatusOf(r.Context(), e)
 	if err != nil {
 		s.writeError(w, r, err)

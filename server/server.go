@@ -188,6 +188,11 @@ type Server struct {
 	planning singleflight.Group
 	// admit serialises the build limit's count and the queueing of a build.
 	admit sync.Mutex
+	// finishes wakes status requests waiting for their export
+	// (Prefer: wait), and stopping, closed when Serve begins to shut
+	// down, ends their waits.
+	finishes finishes
+	stopping chan struct{}
 	// link hard-links a build's file into an export; os.Link but in
 	// tests, which make it fail as a file system past its link limit does.
 	link func(oldname, newname string) error
@@ -286,7 +291,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, link: os.Link, inlineSlots: make(chan struct{}, cfg.InlineSlots),
+	s := &Server{cfg: cfg, log: cfg.Logger, link: os.Link, stopping: make(chan struct{}), inlineSlots: make(chan struct{}, cfg.InlineSlots),
 		inlineShares: map[string]chan struct{}{}, instance: newInstanceID()}
 	if s.signingKey, err = loadSigningKey(cfg.SigningKey, cfg.Getenv); err != nil {
 		return nil, err
@@ -386,6 +391,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down", "drainTimeout", s.cfg.DrainTimeout.String())
+	close(s.stopping)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	herr := hs.Shutdown(sctx)
