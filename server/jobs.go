@@ -106,7 +106,7 @@ func (s *Server) reconcile(ctx context.Context, grace time.Duration) error {
 // split from its build, once per POST, would be a build per POST). It
 // admits the build as a POST does; false means "not yet".
 func (s *Server) requeue(ctx context.Context, e exportRecord) (bool, error) {
-	_, release, err := s.admitBuild(ctx, e.Tenant, e.PlanID)
+	_, release, err := s.admitBuild(ctx, e.Tenant, e.PlanID, true)
 	if isProblem(err, probBuildLimit) {
 		return false, nil
 	} else if err != nil {

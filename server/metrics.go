@@ -32,6 +32,7 @@ type metrics struct {
 
 	downloadsOpen prometheus.Gauge
 	downloadsCut  prometheus.Counter
+	plannings     *prometheus.CounterVec
 
 	now func() time.Time
 	// mu guards the last gathering, its time and the count of gatherings.
@@ -71,6 +72,9 @@ func newMetrics(s *Server) *metrics {
 		downloadsCut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bale_downloads_cut_total", Help: "Downloads cut for moving slower than the minimum rate over a window.",
 		}),
+		plannings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bale_spec_plans_total", Help: "Plans of served specs requested, by how they were had: planned, or cached (nothing they depend on changed).",
+		}, []string{"how"}),
 	}
 	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "bale_build_queue_depth", Help: "Build jobs waiting or running.",
@@ -83,7 +87,7 @@ func newMetrics(s *Server) *metrics {
 		}
 		return float64(n)
 	})
-	m.reg.MustRegister(m.requests, m.latency, m.completed, m.duration, m.builds, m.releases, depth, m.downloadsOpen, m.downloadsCut,
+	m.reg.MustRegister(m.requests, m.latency, m.completed, m.duration, m.builds, m.releases, depth, m.downloadsOpen, m.downloadsCut, m.plannings,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -29,16 +29,35 @@ func newLimiter(perSecond float64, burst int) *limiter {
 	return &limiter{rate: rate.Limit(perSecond), burst: burst, byKey: map[string]*rate.Limiter{}}
 }
 
-// allow takes one request from tenant's bucket, setting the headers; past
-// the limit it sets Retry-After and reports false.
-func (l *limiter) allow(w http.ResponseWriter, tenant string) bool {
+// bucket returns tenant's token bucket.
+func (l *limiter) bucket(tenant string) *rate.Limiter {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	lim, ok := l.byKey[tenant]
 	if !ok {
 		lim = rate.NewLimiter(l.rate, l.burst)
 		l.byKey[tenant] = lim
 	}
-	l.mu.Unlock()
+	return lim
+}
+
+// take takes n more requests' worth from tenant's bucket, for work that
+// costs more than a request; when the bucket lacks them it takes none and
+// returns how long until it holds them.
+func (l *limiter) take(tenant string, n int) (time.Duration, bool) {
+	lim := l.bucket(tenant)
+	now := time.Now()
+	if lim.AllowN(now, n) {
+		return 0, true
+	}
+	wait := time.Duration((float64(n) - lim.TokensAt(now)) / float64(l.rate) * float64(time.Second))
+	return wait, false
+}
+
+// allow takes one request from tenant's bucket, setting the headers; past
+// the limit it sets Retry-After and reports false.
+func (l *limiter) allow(w http.ResponseWriter, tenant string) bool {
+	lim := l.bucket(tenant)
 	now := time.Now()
 	allowed := lim.AllowN(now, 1)
 	left := lim.TokensAt(now)

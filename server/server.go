@@ -87,6 +87,12 @@ type Config struct {
 	RetainCount int
 	// RetainEvery is how often retention runs; 0 means 10m.
 	RetainEvery time.Duration
+	// PlanCacheTTL is how long a served spec's plan with an input
+	// resolved by a registry or a chart repository (a tag, a version) is
+	// reused before it is resolved again; a plan of local and
+	// digest-pinned inputs is reused while its files stay as they were.
+	// 0 means 5m; a negative value plans such specs every time.
+	PlanCacheTTL time.Duration
 	// TenantQuota bounds the bytes each tenant's exports hold (each
 	// plan's files once); past it a POST of a plan the tenant does not
 	// hold is 507. 0 means 100 GiB, a negative value no quota.
@@ -184,8 +190,10 @@ type Server struct {
 	// instance names this process in the build leases it holds.
 	instance string
 
-	// planning shares one planning of a spec among concurrent requests.
+	// planning shares one planning of a spec among concurrent requests;
+	// plans keeps each served spec's plan while it stays valid.
 	planning singleflight.Group
+	plans    planCache
 	// admit serialises the build limit's count and the queueing of a build.
 	admit sync.Mutex
 	// finishes wakes status requests waiting for their export
@@ -250,6 +258,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	def(&cfg.DownloadWindow, 30*time.Second)
 	def(&cfg.RetainAge, 30*24*time.Hour)
 	def(&cfg.RetainEvery, 10*time.Minute)
+	def(&cfg.PlanCacheTTL, 5*time.Minute)
 	if cfg.RetainCount == 0 {
 		cfg.RetainCount = 1000
 	}

@@ -101,7 +101,15 @@ func (s *Server) stage(ctx context.Context, req stageRequest) (staged, error) {
 	if err := s.checkQuota(ctx, req.tenant, rec.ID); err != nil {
 		return staged{}, err
 	}
-	adm, release, err := s.admitBuild(ctx, req.tenant, rec.ID)
+	// A tenant's work is its own: its first export of a plan is answered
+	// as a new build's is (admitted within its build limit, queued),
+	// whether or not another tenant built the plan already; the build is
+	// shared all the same.
+	own, err := s.store.tenantHasExport(ctx, req.tenant, rec.ID)
+	if err != nil {
+		return staged{}, err
+	}
+	adm, release, err := s.admitBuild(ctx, req.tenant, rec.ID, own)
 	if err != nil {
 		return staged{}, err
 	}
@@ -129,7 +137,10 @@ func (s *Server) stage(ctx context.Context, req stageRequest) (staged, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return staged{}, err
 		}
-		e, laidOut = f, err == nil
+		laidOut = err == nil
+		if own && laidOut {
+			e = f // else the answer is the export as recorded: queued
+		}
 	}
 	if !laidOut {
 		// A build of the plan whose server died is not joined (admitBuild
@@ -204,12 +215,15 @@ func (s *Server) planRequested(ctx context.Context, tenant, name, inline string)
 	)
 	if inline != "" {
 		name = inlineSpec
+		if err := s.chargePlanning(tenant); err != nil {
+			return nil, "", err
+		}
 		pl, err = s.planInline(ctx, tenant, inline)
 	} else {
 		if !specNameRE.MatchString(name) {
 			return nil, "", problemf(probUnknownSpec, "no spec named %q: a spec name is 1 to 128 letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 		}
-		pl, err = s.planSpec(ctx, name)
+		pl, err = s.planSpec(ctx, tenant, name)
 		if errors.Is(err, errNotFound) {
 			return nil, "", problemf(probUnknownSpec, "no spec named %q", name)
 		}
@@ -252,15 +266,19 @@ const buildRetryAfter = 10 * time.Second
 
 // admitBuild decides whether tenant may have a build of plan planID: a
 // plan built already, or with a build queued or running for anyone, is
-// joined and not counted; else the tenant must be under its build limit
-// (a build-limit problem if not). On success the caller queues its build,
+// joined and not counted, when mayJoin; else the tenant must be under its
+// build limit (a build-limit problem if not). A tenant's first export of
+// a plan is admitted as a new build whoever built it (mayJoin false): the
+// answer must not tell it that another tenant did. On success the caller queues its build,
 // if it needs one, before calling release: admissions are serialised so
 // that two requests cannot both take the last slot, within the process by
 // a mutex and among servers sharing a Postgres database by an advisory
 // lock. The export POSTs and the reconciler both admit builds here.
-func (s *Server) admitBuild(ctx context.Context, tenant, planID string) (admission, func(), error) {
+func (s *Server) admitBuild(ctx context.Context, tenant, planID string, mayJoin bool) (admission, func(), error) {
 	a := admission{limit: s.cfg.TenantBuilds}
-	if b, err := s.store.build(ctx, planID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
+	if !mayJoin {
+		// Neither a build made nor one running is looked at.
+	} else if b, err := s.store.build(ctx, planID); err == nil && b.Status == statusSucceeded && s.buildPresent(b) {
 		a.joins = true
 	}
 	release := func() {}
@@ -272,9 +290,11 @@ func (s *Server) admitBuild(ctx context.Context, tenant, planID string) (admissi
 			return a, nil, err
 		}
 		release = func() { unlock(); s.admit.Unlock() }
-		if a.joins, err = s.store.building(ctx, buildArgs{}.Kind(), planID); err != nil {
-			release()
-			return a, nil, err
+		if mayJoin {
+			if a.joins, err = s.store.building(ctx, buildArgs{}.Kind(), planID); err != nil {
+				release()
+				return a, nil, err
+			}
 		}
 	}
 	n, err := s.store.tenantBuilds(ctx, tenant)

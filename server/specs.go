@@ -89,19 +89,72 @@ type planned struct {
 	sp  *plan.Sealed
 }
 
-// planSpec plans the named spec and stores the plan. Concurrent requests
-// for one spec share one planning.
-func (s *Server) planSpec(ctx context.Context, name string) (*planned, error) {
+// planCost is what planning a spec takes from its tenant's rate limit,
+// in requests: a planning costs tens of milliseconds of CPU, a request a
+// fraction of one, and a tenant within --rate must not keep cores busy
+// planning.
+const planCost = 10
+
+// chargePlanning takes a planning's cost from tenant's rate limit, or
+// returns the rate-limited problem.
+func (s *Server) chargePlanning(tenant string) error {
+	if wait, ok := s.limits.take(tenant, planCost); !ok {
+		return &apiError{typ: probRateLimited, retryAfter: wait,
+			detail: fmt.Sprintf("planning a spec costs %d requests of this tenant's rate; retry after the number of seconds in Retry-After", planCost)}
+	}
+	return nil
+}
+
+// planSpec returns the named spec's plan for tenant, stored: the plan
+// kept from an earlier planning while nothing it depends on has changed
+// (see plancache.go), else a new planning, charged to tenant's rate
+// limit. Concurrent requests for one spec share one planning.
+func (s *Server) planSpec(ctx context.Context, tenant, name string) (*planned, error) {
 	sd, ok := s.specs[name]
 	if !ok {
 		return nil, errNotFound
 	}
+	if pl, ok, err := s.cachedPlan(name); ok || err != nil {
+		return pl, err
+	}
+	if err := s.chargePlanning(tenant); err != nil {
+		return nil, err
+	}
 	v, err, _ := s.planning.Do(name, func() (any, error) {
+		// A planning that ended while this request waited for the
+		// singleflight's lock is as good as its own.
+		if pl, ok, err := s.cachedPlan(name); ok || err != nil {
+			return pl, err
+		}
 		// Not the first caller's context: its client going away must not
 		// fail the others sharing this planning.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 		defer cancel()
-		return s.planDir(ctx, name, sd)
+		started, now := time.Now(), s.cfg.Now()
+		pl, sources, err := s.planDir(ctx, name, sd)
+		s.metrics.plannings.WithLabelValues("planned").Inc()
+		if err != nil {
+			s.plans.put(name, nil)
+			return nil, err
+		}
+		deps, trusted, err := planDeps(sources, pl.sp, sd.root, started)
+		if err != nil || !trusted {
+			s.plans.put(name, nil)
+			return pl, nil
+		}
+		cp := &cachedPlan{pl: pl, deps: deps}
+		for _, in := range pl.sp.Plan().Inputs {
+			if remotelyResolved(in) {
+				if s.cfg.PlanCacheTTL < 0 {
+					s.plans.put(name, nil)
+					return pl, nil
+				}
+				cp.expires = now.Add(s.cfg.PlanCacheTTL)
+				break
+			}
+		}
+		s.plans.put(name, cp)
+		return pl, nil
 	})
 	if err != nil {
 		return nil, err
@@ -109,10 +162,28 @@ func (s *Server) planSpec(ctx context.Context, name string) (*planned, error) {
 	return v.(*planned), nil
 }
 
-func (s *Server) planDir(ctx context.Context, name string, sd specDir) (*planned, error) {
+// cachedPlan returns the kept plan of spec name when nothing it depends
+// on has changed, its file stored again if retention removed it.
+func (s *Server) cachedPlan(name string) (*planned, bool, error) {
+	cp := s.plans.get(name)
+	if cp == nil || !cp.fresh(s.cfg.Now()) {
+		return nil, false, nil
+	}
+	if _, err := os.Stat(s.planPath(cp.pl.rec.ID)); err != nil {
+		if err := s.writePlan(cp.pl.rec.ID, cp.pl.sp.Bytes()); err != nil {
+			return nil, false, err
+		}
+	}
+	s.metrics.plannings.WithLabelValues("cached").Inc()
+	return cp.pl, true, nil
+}
+
+// planDir plans the spec in sd and stores the plan; it returns the plan
+// and what the spec's loading read (spec.Instance.Sources).
+func (s *Server) planDir(ctx context.Context, name string, sd specDir) (*planned, []string, error) {
 	insts, diags, err := spec.Load(ctx, []string{sd.dir}, spec.Options{Root: sd.root, WorkDir: sd.root})
 	if err != nil {
-		return nil, &specError{msg: s.scrub(fmt.Sprintf("load spec %s: %v", name, err))}
+		return nil, nil, &specError{msg: s.scrub(fmt.Sprintf("load spec %s: %v", name, err))}
 	}
 	if diags.HasErrors() {
 		var b strings.Builder
@@ -120,24 +191,24 @@ func (s *Server) planDir(ctx context.Context, name string, sd specDir) (*planned
 			b.WriteString(d.String())
 			b.WriteByte('\n')
 		}
-		return nil, &specError{msg: s.scrub(strings.TrimSpace(b.String()))}
+		return nil, nil, &specError{msg: s.scrub(strings.TrimSpace(b.String()))}
 	}
 	if len(insts) != 1 {
-		return nil, &specError{msg: fmt.Sprintf("spec %s: %d packages, want one", name, len(insts))}
+		return nil, nil, &specError{msg: fmt.Sprintf("spec %s: %d packages, want one", name, len(insts))}
 	}
 	sp, _, err := planner.PlanInstance(ctx, insts[0], s.cfg.Resolve, planner.Options{Root: sd.root, Offline: s.cfg.Resolve.Offline})
 	if err != nil {
-		return nil, &specError{msg: s.scrub(fmt.Sprintf("plan spec %s: %v", name, err))}
+		return nil, nil, &specError{msg: s.scrub(fmt.Sprintf("plan spec %s: %v", name, err))}
 	}
 	rec, err := planFacts(sp, sd.root)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rec.Spec = name
 	if err := s.writePlan(rec.ID, sp.Bytes()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &planned{rec: rec, sp: sp}, nil
+	return &planned{rec: rec, sp: sp}, insts[0].Sources(), nil
 }
 
 // planFacts reads what the server records about plan sp.

@@ -379,6 +379,17 @@ func (s *store) export(ctx context.Context, tenant, id string) (exportRecord, er
 	return e, nil
 }
 
+// tenantHasExport reports whether tenant has an export of plan planID,
+// whatever its status.
+func (s *store) tenantHasExport(ctx context.Context, tenant, planID string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT count(*) FROM bale_exports WHERE tenant = ? AND plan_id = ?`), tenant, planID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up exports of %s: %w", planID, err)
+	}
+	return n > 0, nil
+}
+
 // pendingExports returns the plan's exports not finished yet.
 func (s *store) pendingExports(ctx context.Context, planID string) ([]exportRecord, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+exportCols+` FROM bale_exports WHERE plan_id = ? AND status IN (?, ?) ORDER BY created_at`),

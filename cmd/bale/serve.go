@@ -59,7 +59,9 @@ too to accept both (a token in the form of a JWT is checked as one).
 
 Each tenant may have --tenant-builds builds queued or running; a POST
 that would start one more is 429 (joining a build, or a plan built
-already, does not count). Each tenant may have --tenant-downloads
+already, does not count once the tenant has an export of the plan: a
+tenant's first export of a plan is admitted and answered as a new
+build's, whoever built it). Each tenant may have --tenant-downloads
 downloads open; one more is 429. A download that moves less than
 --download-min-rate a second over --download-window is cut.
 
@@ -127,6 +129,9 @@ count against --tenant-builds.`,
 			if quota == 0 {
 				cfg.TenantQuota = -1
 			}
+			if cfg.PlanCacheTTL == 0 {
+				cfg.PlanCacheTTL = -1
+			}
 			s, err := server.New(ctx, cfg)
 			if err != nil {
 				return err
@@ -156,6 +161,7 @@ count against --tenant-builds.`,
 	cfg.DownloadMinRate = 1 << 10
 	fs.Var((*byteSize)(&cfg.DownloadMinRate), "download-min-rate", "cut a download moving less than this per second (B, KiB, MiB…) over --download-window")
 	fs.DurationVar(&cfg.DownloadWindow, "download-window", 30*time.Second, "the window --download-min-rate is measured over")
+	fs.DurationVar(&cfg.PlanCacheTTL, "plan-cache-ttl", 5*time.Minute, "how long a served spec's plan with images or charts resolved by tag or version is reused before they are resolved again (a plan of local and pinned inputs is reused while its files are unchanged); 0 resolves them every time")
 	fs.Var(&retain, "retain", "remove a finished export this long after it finished (30d, 12h); 0 keeps exports for good")
 	fs.IntVar(&retainCount, "retain-count", retainCount, "finished exports each tenant keeps, the newest; 0 for no bound")
 	fs.Var((*byteSize)(&quota), "tenant-quota", "bytes one tenant's exports may hold (each plan's files once; B, KiB, MiB, GiB…); past it a POST of a new plan is 507; 0 for no quota")

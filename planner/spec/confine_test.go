@@ -283,3 +283,35 @@ func TestParseReadsNothingFromDisk(t *testing.T) {
 		t.Errorf("Parse embedded a local file:\n%s", diags.Error())
 	}
 }
+
+// TestSources: a loaded spec lists what its evaluation read from disk —
+// its CUE files, the files it embeds (a link among them, whose target a
+// caller stats through it), the module file, the directories listed — and
+// nothing it did not reach.
+func TestSources(t *testing.T) {
+	root, _ := workspace(t, map[string]string{
+		"specs/x/pack.cue":    "@extern(embed)\n" + strings.Replace(packTmpl, "X", `_n + _g["data/b.json"]`, 1) + "\n_n: _ @embed(file=name.txt, type=text)\n_g: _ @embed(glob=data/*.json)\n",
+		"specs/x/name.txt":    "->../../shared/name.txt",
+		"shared/name.txt":     "evidence-",
+		"specs/x/data/b.json": `"2025"`,
+		"specs/y/pack.cue":    strings.Replace(packTmpl, "X", `"other"`, 1),
+	})
+	insts, diags, err := Load(context.Background(), []string{"specs/x"}, Options{WorkDir: root})
+	if err != nil || diags.HasErrors() || len(insts) != 1 {
+		t.Fatalf("Load: %v\n%s", err, diags.Error())
+	}
+	got := map[string]bool{}
+	for _, p := range insts[0].Sources() {
+		got[p] = true
+	}
+	for _, want := range []string{"specs/x/pack.cue", "specs/x/name.txt", "specs/x/data/b.json", "specs/x/data", "specs/x", "cue.mod/module.cue"} {
+		if !got[filepath.Join(root, filepath.FromSlash(want))] {
+			t.Errorf("Sources lacks %s: %v", want, insts[0].Sources())
+		}
+	}
+	for p := range got {
+		if strings.Contains(p, filepath.Join("specs", "y")) {
+			t.Errorf("Sources names %s, which the spec does not reach", p)
+		}
+	}
+}

@@ -60,6 +60,9 @@ type confinedFS struct {
 	mu       sync.Mutex
 	left     int64
 	refusals []refusal
+	// touched is every host path the loader opened, listed or looked at,
+	// found or not: what the evaluation depends on.
+	touched map[string]bool
 }
 
 // refusal is one path the loader was not allowed to read.
@@ -155,8 +158,31 @@ func within(dir, p string) bool {
 	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator))
 }
 
+// touch records that the loader reached name.
+func (c *confinedFS) touch(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.touched == nil {
+		c.touched = map[string]bool{}
+	}
+	c.touched[c.hostPath(name)] = true
+}
+
+// sources returns the host paths the loader reached, sorted.
+func (c *confinedFS) sources() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.touched))
+	for p := range c.touched {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Open implements fs.FS.
 func (c *confinedFS) Open(name string) (fs.File, error) {
+	c.touch(name)
 	fi, err := fs.Stat(c.fsys, name)
 	if err != nil {
 		return nil, c.check("open", name, true, err)
@@ -207,6 +233,7 @@ func (c *confinedFS) ReadFile(name string) ([]byte, error) {
 
 // ReadDir implements fs.ReadDirFS.
 func (c *confinedFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	c.touch(name)
 	es, err := fs.ReadDir(c.fsys, name)
 	if err != nil {
 		return nil, c.check("readdir", name, true, err)
@@ -216,6 +243,7 @@ func (c *confinedFS) ReadDir(name string) ([]fs.DirEntry, error) {
 
 // Stat implements fs.StatFS.
 func (c *confinedFS) Stat(name string) (fs.FileInfo, error) {
+	c.touch(name)
 	fi, err := fs.Stat(c.fsys, name)
 	if err != nil {
 		return nil, c.check("stat", name, false, err)

@@ -47,7 +47,15 @@ type Instance struct {
 	wd       string    // positions are shown relative to it
 	fallback string    // the spec's first file, for a value without a position
 	json     []byte
+	sources  []string
 }
+
+// Sources returns the host paths the loader opened, listed or looked at
+// (some may not exist) to load the spec from disk, sorted: the files and
+// directories its evaluation depends on, for a caller that keeps what it
+// made from the spec while they stay as they were. A spec from Parse has
+// none.
+func (in *Instance) Sources() []string { return in.sources }
 
 // Pos returns the position, in the spec's files, of the value at path (a
 // CUE path such as "bootstrapPack.images[0]"): the file relative to the
@@ -240,6 +248,7 @@ func loadTarget(t target, wd string, opts Options) (*Instance, Diagnostics) {
 	in, diags := evaluate(cfg, t.arg, t.name, wd, cfs)
 	if in != nil {
 		in.Dir = t.dir
+		in.sources = cfs.sources()
 	}
 	return in, diags
 }
