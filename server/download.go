@@ -112,20 +112,6 @@ func (d *downloads) sweep() {
 	}
 }
 
-// run sweeps every quarter window until done is closed.
-func (d *downloads) run(done <-chan struct{}) {
-	t := time.NewTicker(d.window / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			d.sweep()
-		}
-	}
-}
-
 // downloadWriter is the response writer of one download: it sends the
 // body in chunks, each through the underlying writer's ReadFrom (so a file
 // goes out by sendfile), and counts what each moved.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bale-build/bale/testsupport/fakeclock"
 )
 
 // stalledDownload starts a GET of path as tok over a connection whose
@@ -53,13 +55,13 @@ func stalledDownload(t *testing.T, h *harness, path, tok string) *http.Response 
 
 // sweepUntilCut moves the server's clock a window at a time and sweeps
 // the downloads until want downloads have been cut, at most rounds times.
-func sweepUntilCut(t *testing.T, h *harness, clock *testClock, want float64, rounds int) {
+func sweepUntilCut(t *testing.T, h *harness, clock *fakeclock.Clock, want float64, rounds int) {
 	t.Helper()
 	for i := 0; i < rounds; i++ {
 		if testutil.ToFloat64(h.s.metrics.downloadsCut) >= want {
 			return
 		}
-		clock.advance(h.cfg.DownloadWindow)
+		clock.Advance(h.cfg.DownloadWindow)
 		h.s.downloads.sweep()
 	}
 	t.Fatalf("after %d windows, %v downloads cut, want %v", rounds, testutil.ToFloat64(h.s.metrics.downloadsCut), want)
@@ -72,7 +74,7 @@ func sweepUntilCut(t *testing.T, h *harness, clock *testClock, want float64, rou
 // /metrics counts the open downloads.
 func TestDownloadLimits(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
+	clock := fakeclock.New(time.Now())
 	dir := bigSpec(t, 32)
 	h := startServer(t, "", func(c *Config) {
 		c.Specs, c.Now = []string{dir}, clock.Now
@@ -131,7 +133,7 @@ func TestDownloadLimits(t *testing.T) {
 		if err != nil {
 			t.Fatalf("normal download: %v", err)
 		}
-		clock.advance(time.Second / 8)
+		clock.Advance(time.Second / 8)
 		h.s.downloads.sweep()
 	}
 	resp.Body.Close()
@@ -142,7 +144,7 @@ func TestDownloadLimits(t *testing.T) {
 		t.Fatalf("%v downloads cut, want 2 (the stalled ones, not the normal reader)", c)
 	}
 	// Ended downloads leave the count (and the limit) as they go.
-	clock.advance(metricsTTL)
+	clock.Advance(metricsTTL)
 	if n := h.metric("bale_downloads_open"); n != 0 {
 		t.Fatalf("bale_downloads_open = %v after every download ended", n)
 	}

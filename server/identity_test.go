@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -14,25 +13,18 @@ import (
 func identityWorkspace(t *testing.T, wsName, specDir, pkg string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), wsName)
-	dir := filepath.Join(root, specDir)
-	for p, body := range map[string]string{
-		filepath.Join(root, ".git", "HEAD"): "",
-		filepath.Join(dir, "pack.cue"): "package " + pkg + `
+	writeTree(t, root, map[string]string{
+		".git/HEAD": "",
+		specDir + "/pack.cue": "package " + pkg + `
 
 bootstrapPack: {
 	sourceDateEpoch: "2025-01-01T00:00:00Z"
 	signatures: [{name: "root.json", kind: "tuf", path: "root.json"}]
 }
 `,
-		filepath.Join(dir, "root.json"): `{"signed":{"_type":"root"}}`,
-	} {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+		specDir + "/root.json": `{"signed":{"_type":"root"}}`,
+	})
+	dir := filepath.Join(root, filepath.FromSlash(specDir))
 	return dir
 }
 

@@ -121,6 +121,11 @@ func (s *Server) requeue(ctx context.Context, e exportRecord) (bool, error) {
 
 // reconcileLoop runs reconcile every interval until ctx ends.
 func (s *Server) reconcileLoop(ctx context.Context, interval time.Duration) {
+	s.every(ctx, interval, "reconcile exports", func() error { return s.reconcile(ctx, interval) })
+}
+
+// every runs f every interval until ctx ends, logging its errors as what.
+func (s *Server) every(ctx context.Context, interval time.Duration, what string, f func() error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -128,8 +133,8 @@ func (s *Server) reconcileLoop(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.reconcile(ctx, interval); err != nil && ctx.Err() == nil {
-				s.log.Warn("reconcile exports", "err", err)
+			if err := f(); err != nil && ctx.Err() == nil {
+				s.log.Warn(what, "err", err.Error())
 			}
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bale-build/bale/testsupport/fakeclock"
 )
 
 // ageTree sets the times of every file and directory under root an hour
@@ -38,7 +40,7 @@ func localSpec(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "loc")
-	for p, body := range map[string]string{
+	writeTree(t, root, map[string]string{
 		".git/HEAD": "",
 		"loc/pack.cue": `package loc
 
@@ -48,14 +50,7 @@ bootstrapPack: {
 }
 `,
 		"shared/root.json": `{"signed":{}}`,
-	} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	ageTree(t, root)
 	return dir
 }
@@ -142,7 +137,7 @@ func TestPlanCacheTTL(t *testing.T) {
 	g.open()
 	dir := registryWorkspace(t, g)
 	ageTree(t, filepath.Dir(dir))
-	clock := newTestClock()
+	clock := fakeclock.New(time.Now())
 	h := startServer(t, "", func(c *Config) {
 		c.Specs, c.Resolve.Offline, c.Now, c.PlanCacheTTL = []string{dir}, false, clock.Now, time.Minute
 	})
@@ -162,11 +157,11 @@ func TestPlanCacheTTL(t *testing.T) {
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(time.Minute - time.Second)
+	clock.Advance(time.Minute - time.Second)
 	if id := planOf(); id != first || planned() != 1 {
 		t.Fatalf("within the TTL: plan %s (first %s), %v plannings; want the first, planned once", id, first, planned())
 	}
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	if id := planOf(); id == first || planned() != 2 {
 		t.Fatalf("after the TTL: plan %s (first %s), %v plannings; want the moved tag's, planned again", id, first, planned())
 	}

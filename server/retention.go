@@ -161,18 +161,7 @@ func (s *Server) retentionLoop(ctx context.Context, interval time.Duration) {
 	if err := s.sweepRetention(ctx, true); err != nil && ctx.Err() == nil {
 		s.log.Warn("retention", "err", err.Error())
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.sweepRetention(ctx, false); err != nil && ctx.Err() == nil {
-				s.log.Warn("retention", "err", err.Error())
-			}
-		}
-	}
+	s.every(ctx, interval, "retention", func() error { return s.sweepRetention(ctx, false) })
 }
 
 // checkQuota refuses tenant a new export of plan planID when its exports

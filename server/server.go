@@ -379,7 +379,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	rctx, stopReconcile := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReconcile()
 	go s.reconcileLoop(rctx, s.cfg.ReconcileEvery)
-	go s.downloads.run(rctx.Done())
+	go s.every(rctx, s.cfg.DownloadWindow/4, "downloads", func() error { s.downloads.sweep(); return nil })
 	go s.retentionLoop(rctx, s.cfg.RetainEvery)
 	hs := &http.Server{
 		Handler:           s.Handler(),

@@ -15,7 +15,24 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bale-build/bale/testsupport/fakeclock"
 )
+
+// writeTree writes files (path relative to root → content) under root,
+// making the directories they need.
+func writeTree(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // bigSpec writes a workspace with one bootstrap-pack spec, "big", whose
 // pack holds a signature file of mib MiB of random bytes (so the pack is
@@ -23,29 +40,20 @@ import (
 func bigSpec(t *testing.T, mib int) string {
 	t.Helper()
 	root := t.TempDir()
-	if err := os.Mkdir(filepath.Join(root, ".git"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, "big")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	blob := make([]byte, mib<<20)
 	rand.Read(blob)
-	if err := os.WriteFile(filepath.Join(dir, "big.sig"), blob, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	src := `package big
+	writeTree(t, root, map[string]string{
+		".git/HEAD":   "",
+		"big/big.sig": string(blob),
+		"big/pack.cue": `package big
 
 bootstrapPack: {
 	sourceDateEpoch: "2025-01-01T00:00:00Z"
 	signatures: [{name: "big.json", kind: "dsse", path: "big.sig"}]
 }
-`
-	if err := os.WriteFile(filepath.Join(dir, "pack.cue"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+`,
+	})
+	return filepath.Join(root, "big")
 }
 
 // diskUsage is the space the files and directories under dir take on
@@ -206,7 +214,7 @@ func TestRetention(t *testing.T) {
 }
 
 func testRetention(t *testing.T, db string) {
-	clock := newTestClock()
+	clock := fakeclock.New(time.Now())
 	h := startServer(t, db, func(c *Config) {
 		c.Now, c.RetainAge, c.RetainCount, c.RetainEvery = clock.Now, 24*time.Hour, 3, time.Hour
 	})
@@ -239,7 +247,7 @@ func testRetention(t *testing.T, db string) {
 	}
 
 	// By age: everything finished goes, then the build and the plan.
-	clock.advance(24*time.Hour + time.Minute)
+	clock.Advance(24*time.Hour + time.Minute)
 	if err := h.s.sweepRetention(ctx, false); err != nil {
 		t.Fatal(err)
 	}

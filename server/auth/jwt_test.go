@@ -26,6 +26,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/bale-build/bale/testsupport/fakeclock"
 )
 
 const (
@@ -149,28 +151,6 @@ func newVerifier(t testing.TB, jwks string, edits ...func(*JWTConfig)) *JWT {
 	return v
 }
 
-// fakeClock is a clock that moves only when a test moves it, for the key
-// cache's ages; it starts at the wall clock so tokens from claims() are
-// valid.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestJWT: every way a JWT can be good or bad, against a JWKS from a URL on
 // loopback and from a file.
 func TestJWT(t *testing.T) {
@@ -281,7 +261,7 @@ func TestJWTOneKey(t *testing.T) {
 func TestJWKSRandomKids(t *testing.T) {
 	k := keysOnce()
 	js := newJWKSServer(t, k.jwks(t))
-	clock := newFakeClock()
+	clock := fakeclock.New(time.Now())
 	const refresh = time.Minute
 	v := newVerifier(t, js.URL, func(c *JWTConfig) { c.RefreshMin, c.Now = refresh, clock.Now })
 	if n := js.fetches.Load(); n != 1 {
@@ -303,12 +283,12 @@ func TestJWKSRandomKids(t *testing.T) {
 		wg.Wait()
 	}
 	attack() // within RefreshMin of the start: no fetch
-	clock.advance(refresh - time.Second)
+	clock.Advance(refresh - time.Second)
 	attack()
 	if n := js.fetches.Load(); n != 1 {
 		t.Fatalf("100 random kids within RefreshMin of the start made %d fetches, want 0", n-1)
 	}
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	attack()
 	attack()
 	if n := js.fetches.Load(); n != 2 {
@@ -319,7 +299,7 @@ func TestJWKSRandomKids(t *testing.T) {
 	ec2 := mustEC(t, elliptic.P256())
 	rotated := jwksOf(t, map[string]crypto.PublicKey{"ec2": ec2.Public()})
 	js.body.Store(&rotated)
-	clock.advance(refresh)
+	clock.Advance(refresh)
 	if _, err := v.Authenticate(context.Background(), sign(t, jose.ES256, ec2, "ec2", claims())); err != nil {
 		t.Fatalf("rotated key: %v", err)
 	}
@@ -390,11 +370,11 @@ func TestJWKSFailsClosed(t *testing.T) {
 	})
 	t.Run("old keys and a failing endpoint", func(t *testing.T) {
 		js := newJWKSServer(t, k.jwks(t))
-		clock := newFakeClock()
+		clock := fakeclock.New(time.Now())
 		v := newVerifier(t, js.URL, func(c *JWTConfig) { c.MaxAge, c.RefreshMin, c.Now = time.Minute, time.Hour, clock.Now })
 		broken := []byte("{")
 		js.body.Store(&broken)
-		clock.advance(2 * time.Minute) // past MaxAge, within RefreshMin
+		clock.Advance(2 * time.Minute) // past MaxAge, within RefreshMin
 		for i := 0; i < 50; i++ {
 			if _, err := v.Authenticate(context.Background(), sign(t, jose.ES256, k.ec, "ec", claims())); err != nil {
 				t.Fatalf("known key while the JWKS endpoint is broken: %v", err)
@@ -406,28 +386,28 @@ func TestJWKSFailsClosed(t *testing.T) {
 	})
 	t.Run("old keys are fetched again", func(t *testing.T) {
 		js := newJWKSServer(t, k.jwks(t))
-		clock := newFakeClock()
+		clock := fakeclock.New(time.Now())
 		v := newVerifier(t, js.URL, func(c *JWTConfig) { c.MaxAge, c.RefreshMin, c.Now = 2*time.Minute, time.Minute, clock.Now })
 		only := jwksOf(t, map[string]crypto.PublicKey{"ed": k.ed.Public()})
 		js.body.Store(&only)
-		clock.advance(2*time.Minute - time.Second)
+		clock.Advance(2*time.Minute - time.Second)
 		if _, err := v.Authenticate(context.Background(), sign(t, jose.ES256, k.ec, "ec", claims())); err != nil {
 			t.Fatalf("a key within MaxAge of its fetch: %v", err)
 		}
 		if n := js.fetches.Load(); n != 1 {
 			t.Fatalf("keys within MaxAge were fetched again (%d fetches)", n)
 		}
-		clock.advance(2 * time.Second)
+		clock.Advance(2 * time.Second)
 		if _, err := v.Authenticate(context.Background(), sign(t, jose.ES256, k.ec, "ec", claims())); err == nil {
 			t.Fatal("a key revoked from the JWKS still verifies after MaxAge")
 		}
 	})
 	t.Run("slow at request time", func(t *testing.T) {
 		js := newJWKSServer(t, k.jwks(t))
-		clock := newFakeClock()
+		clock := fakeclock.New(time.Now())
 		v := newVerifier(t, js.URL, func(c *JWTConfig) { c.RefreshMin, c.FetchTimeout, c.Now = time.Minute, 300*time.Millisecond, clock.Now })
 		js.delay.Store(-1) // never answers: only FetchTimeout ends the fetch
-		clock.advance(time.Minute)
+		clock.Advance(time.Minute)
 		_, err := v.Authenticate(context.Background(), sign(t, jose.ES256, k.ec, "new", claims()))
 		var te *TokenError
 		if !errors.As(err, &te) || !strings.Contains(te.Reason, "unknown signing key") {
