@@ -18,10 +18,17 @@ import (
 // proxies (60s).
 const maxStatusWait = 30 * time.Second
 
-// statusPoll is how often a waiting GET reads the export again, for an
-// export a build on another server (sharing Postgres) finishes: this
-// server's own finishes wake it at once.
+// statusPoll is how often a waiting GET reads the export again on
+// Postgres, for an export a build on another server finishes: this
+// server's own finishes wake it at once (on SQLite every build is this
+// server's, and a waiting GET reads nothing until woken).
 const statusPoll = 2 * time.Second
+
+// maxTenantWaits bounds each tenant's status requests waiting at once;
+// past it the wait preference is not applied (RFC 7240 lets a server
+// ignore a preference) and the status is answered at once. Each wait
+// holds a connection and, on Postgres, reads the store every statusPoll.
+const maxTenantWaits = 64
 
 // preferWait reads the wait preference of a request's Prefer headers: the
 // seconds it asks for, capped at maxStatusWait, and whether it asked.
@@ -50,6 +57,8 @@ func preferWait(h http.Header) (time.Duration, bool) {
 type finishes struct {
 	mu      sync.Mutex
 	waiting map[string]chan struct{}
+	// byTenant counts each tenant's requests waiting.
+	byTenant map[string]int
 	// watched, when set, is told each export id a request begins to
 	// wait for: tests use it to finish an export while a request waits.
 	watched func(id string)
@@ -94,6 +103,29 @@ func (f *finishes) forget(id string, ch <-chan struct{}) {
 	}
 }
 
+// enter counts a wait of tenant's, or reports false at maxTenantWaits.
+func (f *finishes) enter(tenant string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byTenant == nil {
+		f.byTenant = map[string]int{}
+	}
+	if f.byTenant[tenant] >= maxTenantWaits {
+		return false
+	}
+	f.byTenant[tenant]++
+	return true
+}
+
+// leave ends a wait of tenant's.
+func (f *finishes) leave(tenant string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byTenant[tenant]--; f.byTenant[tenant] <= 0 {
+		delete(f.byTenant, tenant)
+	}
+}
+
 // finished reports whether an export has its outcome.
 func finished(e exportRecord) bool {
 	return e.Status == statusSucceeded || e.Status == statusFailed
@@ -107,8 +139,12 @@ func (s *Server) awaitExport(ctx context.Context, e exportRecord, wait time.Dura
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
-	poll := time.NewTicker(statusPoll)
-	defer poll.Stop()
+	var poll <-chan time.Time
+	if s.store.pg {
+		t := time.NewTicker(statusPoll)
+		defer t.Stop()
+		poll = t.C
+	}
 	for {
 		ch := s.finishes.watch(e.ID)
 		// Read again after watching: a finish between the caller's read
@@ -123,7 +159,7 @@ func (s *Server) awaitExport(ctx context.Context, e exportRecord, wait time.Dura
 		}
 		select {
 		case <-ch:
-		case <-poll.C:
+		case <-poll:
 		case <-deadline.C:
 			s.finishes.forget(e.ID, ch)
 			return e, nil
@@ -141,9 +177,13 @@ func (s *Server) awaitExport(ctx context.Context, e exportRecord, wait time.Dura
 func (s *Server) applyWait(w http.ResponseWriter, r *http.Request, e exportRecord) (exportRecord, error) {
 	w.Header().Set("Vary", "Prefer")
 	wait, ok := preferWait(r.Header)
-	if !ok {
+	if !ok || finished(e) {
 		return e, nil
 	}
+	if !s.finishes.enter(e.Tenant) {
+		return e, nil
+	}
+	defer s.finishes.leave(e.Tenant)
 	w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
 	return s.awaitExport(r.Context(), e, wait)
 }

@@ -38,7 +38,8 @@ func TestPreferWait(t *testing.T) {
 
 // TestStatusLongPoll: a status GET with Prefer: wait answers as soon as
 // its export finishes, not before; a wait that ends first answers with
-// the status then; Preference-Applied says the wait applied, capped.
+// the status then; Preference-Applied says the wait applied, capped; a
+// tenant with maxTenantWaits waiting gets no more.
 func TestStatusLongPoll(t *testing.T) {
 	t.Parallel()
 	g := startGatedRegistry(t)
@@ -50,6 +51,18 @@ func TestStatusLongPoll(t *testing.T) {
 	}
 	id := h.export(r).ExportID
 	<-g.reached // the build waits for the layer until the gate opens
+	// Past the tenant's waits at once, the preference is not applied:
+	// the status now.
+	for i := 0; i < maxTenantWaits; i++ {
+		h.s.finishes.enter("acme")
+	}
+	r = h.do(http.MethodGet, exportsPath+"/"+id, "rw", nil, "Prefer", "wait=30")
+	if st := h.export(r); st.Status != statusRunning || r.Header.Get("Preference-Applied") != "" {
+		t.Fatalf("GET with wait=30 past the tenant's waits: %s, Preference-Applied %q; want running at once", st.Status, r.Header.Get("Preference-Applied"))
+	}
+	for i := 0; i < maxTenantWaits; i++ {
+		h.s.finishes.leave("acme")
+	}
 	// A wait that ends before the build: the status then.
 	r = h.do(http.MethodGet, exportsPath+"/"+id, "rw", nil, "Prefer", "wait=1")
 	if st := h.export(r); st.Status != statusRunning || r.Header.Get("Preference-Applied") != "wait=1" {
