@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -198,10 +199,12 @@ func TestPlanOriginMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	inlineID, servedID := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
+	// Made now: retention at the next start keeps them.
+	now := strconv.FormatInt(time.Now().Unix(), 10)
 	for _, q := range []string{
 		`ALTER TABLE bale_plans DROP COLUMN public_only`,
-		`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at) VALUES ('` + inlineID + `', '` + inlineRoot + `', 'bootstrapPack', 0, 0)`,
-		`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at) VALUES ('` + servedID + `', '/srv/specs', 'bootstrapPack', 0, 0)`,
+		`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at) VALUES ('` + inlineID + `', '` + inlineRoot + `', 'bootstrapPack', 0, ` + now + `)`,
+		`INSERT INTO bale_plans (plan_id, root, kind, build_time, created_at) VALUES ('` + servedID + `', '/srv/specs', 'bootstrapPack', 0, ` + now + `)`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)

@@ -376,11 +376,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.queue.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start jobs: %w", err)
 	}
-	rctx, stopReconcile := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopReconcile()
-	go s.reconcileLoop(rctx, s.cfg.ReconcileEvery)
-	go s.every(rctx, s.cfg.DownloadWindow/4, "downloads", func() error { s.downloads.sweep(); return nil })
-	go s.retentionLoop(rctx, s.cfg.RetainEvery)
+	// The background loops end, and are waited for, before the store
+	// closes: one still writing would hold SQLite's lock past Serve.
+	rctx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var loops sync.WaitGroup
+	defer loops.Wait()
+	defer stopLoops()
+	loops.Go(func() { s.reconcileLoop(rctx, s.cfg.ReconcileEvery) })
+	loops.Go(func() {
+		s.every(rctx, s.cfg.DownloadWindow/4, "downloads", func() error { s.downloads.sweep(); return nil })
+	})
+	loops.Go(func() { s.retentionLoop(rctx, s.cfg.RetainEvery) })
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
