@@ -333,7 +333,7 @@ func basePlan(level int) *plan.Plan {
 	spec := sha256.Sum256([]byte("spec"))
 	return &plan.Plan{
 		FormatVersion:   plan.FormatVersion,
-		Spec:            plan.SpecRef{Digest: "sha256:" + hex.EncodeToString(spec[:]), Dir: "specs/test"},
+		Spec:            plan.SpecRef{Digest: "sha256:" + hex.EncodeToString(spec[:])},
 		SourceDateEpoch: buildTime.Format(time.RFC3339),
 		Builder:         plan.Builder{Tar: "bale-tar/1", Compressor: archive.Compressor},
 		Targets: []plan.Target{{

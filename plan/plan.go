@@ -26,7 +26,7 @@ import (
 
 // FormatVersion is the version of the plan format this package writes and
 // reads. A change to what a plan means bumps it.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Input kinds.
 const (
@@ -77,10 +77,11 @@ type Plan struct {
 
 // SpecRef identifies a spec.
 type SpecRef struct {
-	// Digest is the sha256 of the evaluated spec's canonical JSON.
+	// Digest is the sha256 of the evaluated spec's canonical JSON. Where
+	// the spec's files sit is not recorded: one spec makes one plan
+	// wherever it is (its local inputs' paths, relative to the workspace
+	// root, are in the inputs).
 	Digest string `json:"digest"`
-	// Dir is the spec's directory relative to the workspace root.
-	Dir string `json:"dir"`
 }
 
 // Builder is what, besides the inputs, decides the output bytes.

@@ -16,7 +16,7 @@ func dg(s string) string {
 func sample() *Plan {
 	p := &Plan{
 		FormatVersion:   FormatVersion,
-		Spec:            SpecRef{Digest: dg("spec"), Dir: "specs/x"},
+		Spec:            SpecRef{Digest: dg("spec")},
 		SourceDateEpoch: "2025-01-01T00:00:00Z",
 		Builder:         Builder{Tar: "t", Compressor: "c"},
 		Targets:         []Target{{Kind: "bootstrapPack", Name: "p", Compression: Compression{"gzip", 1}, Artifacts: []string{"p.tar", "p.tar.sha256"}}},
@@ -47,7 +47,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasSuffix(b, []byte("}\n")) || !bytes.HasPrefix(b, []byte("{\n  \"formatVersion\": 1,\n  \"spec\"")) {
+	if !bytes.HasSuffix(b, []byte("}\n")) || !bytes.HasPrefix(b, []byte("{\n  \"formatVersion\": 2,\n  \"spec\"")) {
 		t.Errorf("not canonical:\n%s", b)
 	}
 	if bytes.Index(b, []byte(`"compression": "gzip"`)) > bytes.Index(b, []byte(`"level": "1"`)) {
@@ -80,9 +80,9 @@ func TestDecodeHostile(t *testing.T) {
 		{"not json", func(string) string { return "{" }, "decode plan"},
 		{"trailing data", func(s string) string { return s + "{}" }, "trailing data"},
 		{"unknown field", func(s string) string {
-			return strings.Replace(s, `"formatVersion": 1,`, `"formatVersion": 1, "extra": 1,`, 1)
+			return strings.Replace(s, `"formatVersion": 2,`, `"formatVersion": 2, "extra": 1,`, 1)
 		}, `unknown field "extra"`},
-		{"future format", func(s string) string { return strings.Replace(s, `"formatVersion": 1`, `"formatVersion": 9`, 1) }, "formatVersion 9"},
+		{"future format", func(s string) string { return strings.Replace(s, `"formatVersion": 2`, `"formatVersion": 9`, 1) }, "formatVersion 9"},
 		{"bad spec digest", func(s string) string { return strings.Replace(s, dg("spec"), "sha256:xyz", 1) }, "spec.digest"},
 		{"bad timestamp", func(s string) string { return strings.Replace(s, "2025-01-01T00:00:00Z", "yesterday", 1) }, "sourceDateEpoch"},
 		{"traversal digest", func(s string) string { return strings.Replace(s, dg("cfg"), "sha256:../../../../etc/passwd", 1) }, "blob"},

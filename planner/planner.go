@@ -122,7 +122,7 @@ func Plan(ctx context.Context, inst *spec.Instance, opts Options) (*plan.Sealed,
 	}
 	p := &plan.Plan{
 		FormatVersion:   plan.FormatVersion,
-		Spec:            plan.SpecRef{Digest: inst.Digest, Dir: filepath.ToSlash(specDir)},
+		Spec:            plan.SpecRef{Digest: inst.Digest},
 		SourceDateEpoch: ts.UTC().Format(time.RFC3339),
 		Builder:         plan.Builder{Tar: TarLayout, Compressor: archive.Compressor},
 	}

@@ -4,28 +4,34 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 // identityWorkspace writes a workspace named wsName (a directory of its
-// own, a .git in it) holding one spec in the directory specDir, with a
-// local input beside it, and returns the spec's directory.
-func identityWorkspace(t *testing.T, wsName, specDir, pkg string) string {
+// own, a .git in it) holding one spec in the directory specDir, and
+// returns the spec's directory. Its one local input, root.json, lies
+// beside the spec, or in the workspace's shared/ directory when shared.
+func identityWorkspace(t *testing.T, wsName, specDir, pkg string, shared bool) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), wsName)
+	input, inputPath := specDir+"/root.json", "root.json"
+	if shared {
+		input = "shared/root.json"
+		inputPath = strings.Repeat("../", strings.Count(specDir, "/")+1) + input
+	}
 	writeTree(t, root, map[string]string{
 		".git/HEAD": "",
 		specDir + "/pack.cue": "package " + pkg + `
 
 bootstrapPack: {
 	sourceDateEpoch: "2025-01-01T00:00:00Z"
-	signatures: [{name: "root.json", kind: "tuf", path: "root.json"}]
+	signatures: [{name: "root.json", kind: "tuf", path: "` + inputPath + `"}]
 }
 `,
-		specDir + "/root.json": `{"signed":{"_type":"root"}}`,
+		input: `{"signed":{"_type":"root"}}`,
 	})
-	dir := filepath.Join(root, filepath.FromSlash(specDir))
-	return dir
+	return filepath.Join(root, filepath.FromSlash(specDir))
 }
 
 // cliBuild builds dir with bale build and returns its plan id and
@@ -59,36 +65,38 @@ func apiBuild(t *testing.T, dir string) (planID, sum string) {
 }
 
 // TestSpecIdentity: what of a spec reaches its plan and pack, through the
-// CLI and the API alike. The workspace's own place and name (a checkout
-// anywhere, under any name) and the CUE package's name do not: one spec
-// in two workspaces of different names, one with another package name,
-// gives one plan and one pack, by bale build and by bale serve. The
-// spec's directory within its workspace does (the plan records it, and
-// its local inputs' paths, relative to the workspace root; the pack
-// records the plan's id), as the README says: the same file in another
-// directory of the workspace is another spec.
+// CLI and the API alike. Where the spec's files sit does not: the
+// workspace's place and name (a checkout anywhere, under any name), the
+// CUE package's name and the spec's directory's name within the
+// workspace give one plan and one pack, by bale build and by bale serve
+// (a spec at another depth names its inputs by other relative paths, so
+// its text, and digest, differ). Its local
+// inputs' paths, relative to the workspace root, do: an input moved with
+// the spec gives another plan, as the README says.
 func TestSpecIdentity(t *testing.T) {
 	t.Parallel()
 	bin := buildBale(t)
-	a := identityWorkspace(t, "checkout-one", "specs/pack", "pack")
-	b := identityWorkspace(t, "another-clone-elsewhere", "specs/pack", "renamedpkg")
+	a := identityWorkspace(t, "checkout-one", "specs/pack", "pack", true)
+	b := identityWorkspace(t, "another-clone-elsewhere", "specs/pack", "renamedpkg", true)
+	c := identityWorkspace(t, "checkout-one", "specs/other-name", "pack", true)
 	planA, sumA := cliBuild(t, bin, a)
-	planB, sumB := cliBuild(t, bin, b)
-	if planA != planB || sumA != sumB {
-		t.Fatalf("one spec in two workspaces by bale build: plans %s, %s; packs %s, %s", planA, planB, sumA, sumB)
+	for _, dir := range []string{b, c} {
+		if plan, sum := cliBuild(t, bin, dir); plan != planA || sum != sumA {
+			t.Fatalf("one spec at %s by bale build: plan %s, pack %s; at %s: %s, %s", dir, plan, sum, a, planA, sumA)
+		}
 	}
-	for _, dir := range []string{a, b} {
+	for _, dir := range []string{a, c} {
 		if plan, sum := apiBuild(t, dir); plan != planA || sum != sumA {
 			t.Fatalf("%s through the API: plan %s, pack %s; bale build gives %s, %s", dir, plan, sum, planA, sumA)
 		}
 	}
-	// The spec's directory within the workspace is part of its identity.
-	c := identityWorkspace(t, "checkout-one", "specs/other", "pack")
-	planC, sumC := cliBuild(t, bin, c)
-	if planC == planA || sumC == sumA {
-		t.Fatalf("the spec moved within its workspace kept its plan id %s: the README says the directory is part of its identity", planC)
+	// A local input that moves with the spec is another source.
+	e := identityWorkspace(t, "checkout-one", "specs/pack", "pack", false)
+	planE, sumE := cliBuild(t, bin, e)
+	if planE == planA || sumE == sumA {
+		t.Fatalf("a spec whose input moved kept its plan id %s: the README says the input's path is part of the plan", planE)
 	}
-	if plan, sum := apiBuild(t, c); plan != planC || sum != sumC {
-		t.Fatalf("%s through the API: plan %s, pack %s; bale build gives %s, %s", c, plan, sum, planC, sumC)
+	if plan, sum := apiBuild(t, e); plan != planE || sum != sumE {
+		t.Fatalf("%s through the API: plan %s, pack %s; bale build gives %s, %s", e, plan, sum, planE, sumE)
 	}
 }

@@ -75,7 +75,7 @@ func BenchmarkProcessDiff10000(b *testing.B) {
 func bigPlan(n, shift int) *plan.Plan {
 	p := &plan.Plan{
 		FormatVersion:   plan.FormatVersion,
-		Spec:            plan.SpecRef{Digest: plan.ID(nil), Dir: "specs/big"},
+		Spec:            plan.SpecRef{Digest: plan.ID(nil)},
 		SourceDateEpoch: "2025-01-01T00:00:00Z",
 		Builder:         plan.Builder{Tar: "bale-tar/1", Compressor: "github.com/klauspost/compress@v1.20.3"},
 		Targets:         []plan.Target{},

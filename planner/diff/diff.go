@@ -161,7 +161,7 @@ func Plans(oldName, newName, oldID, newID string, a, b *plan.Plan) *Report {
 		return r
 	}
 	if a.Spec != b.Spec {
-		r.Spec = &Change{Old: a.Spec.Digest + " " + a.Spec.Dir, New: b.Spec.Digest + " " + b.Spec.Dir}
+		r.Spec = &Change{Old: a.Spec.Digest, New: b.Spec.Digest}
 	}
 	if a.SourceDateEpoch != b.SourceDateEpoch {
 		r.SourceDateEpoch = &Change{Old: a.SourceDateEpoch, New: b.SourceDateEpoch}

@@ -34,7 +34,7 @@ func image(name, ref string, digest int, plats map[string]int) plan.Input {
 func build(inputs ...plan.Input) *plan.Plan {
 	p := &plan.Plan{
 		FormatVersion:   plan.FormatVersion,
-		Spec:            plan.SpecRef{Digest: dg(1), Dir: "specs/airgap"},
+		Spec:            plan.SpecRef{Digest: dg(1)},
 		SourceDateEpoch: "2025-01-01T00:00:00Z",
 		Builder:         plan.Builder{Tar: "bale-tar/1", Compressor: "github.com/klauspost/compress@v1.20.3"},
 		Targets:         []plan.Target{{Kind: "bootstrapPack", Name: "p", Compression: plan.Compression{Algorithm: "gzip", Level: 1}, Artifacts: []string{"p.tar"}}},
