@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/bale-build/bale/internal/canonjson"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/internal/strictjson"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/planner/diff"
@@ -29,7 +30,6 @@ import (
 // Path parameter formats, checked before any lookup.
 var (
 	exportIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	planIDRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 	idemKeyRE  = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 )
 
@@ -433,7 +433,7 @@ func (s *Server) postPlan(w http.ResponseWriter, r *http.Request, p auth.Princip
 
 // tenantPlan validates id and returns the tenant's plan.
 func (s *Server) tenantPlan(ctx context.Context, tenant, id string) (*plan.Sealed, error) {
-	if !planIDRE.MatchString(id) {
+	if !digest.Valid(id) {
 		return nil, problemf(probInvalidPlanID, "want sha256: and 64 lowercase hex digits")
 	}
 	if _, _, err := s.store.tenantPlan(ctx, tenant, id); errors.Is(err, errNotFound) {

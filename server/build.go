@@ -14,6 +14,7 @@ import (
 
 	"github.com/bale-build/bale/atomicfile"
 	"github.com/bale-build/bale/executor"
+	"github.com/bale-build/bale/internal/digest"
 	"github.com/bale-build/bale/kit"
 	"github.com/bale-build/bale/plan"
 	"github.com/bale-build/bale/source"
@@ -59,7 +60,7 @@ func (s *Server) sweepBuilds(ctx context.Context) error {
 		}
 		for _, de := range des {
 			planID := "sha256:" + de.Name()
-			if !de.IsDir() || !planIDRE.MatchString(planID) || seen[planID] {
+			if !de.IsDir() || !digest.Valid(planID) || seen[planID] {
 				continue
 			}
 			seen[planID] = true

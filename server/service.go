@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/bale-build/bale/internal/digest"
 )
 
 // The service layer: what a POST of an export does, apart from HTTP.
@@ -175,7 +177,7 @@ func (s *Server) exportPlan(ctx context.Context, tenant, profile string, req exp
 	)
 	switch {
 	case req.PlanID != "":
-		if !planIDRE.MatchString(req.PlanID) {
+		if !digest.Valid(req.PlanID) {
 			return rec, "", problemf(probInvalidPlanID, "want sha256: and 64 lowercase hex digits")
 		}
 		var err error

@@ -11,12 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +23,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/bale-build/bale/internal/capread"
 )
 
 // JWTConfig configures JWT bearer tokens verified against a JWKS. The zero
@@ -156,7 +156,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		}
 		return v, nil
 	}
-	b, err := readFileAtMost(cfg.JWKS, cfg.MaxJWKS)
+	b, err := capread.ReadFile(cfg.JWKS, cfg.MaxJWKS)
 	if err != nil {
 		return nil, fmt.Errorf("jwks %s: %w", cfg.JWKS, err)
 	}
@@ -181,27 +181,6 @@ func jwksURLAllowed(u *url.URL) error {
 		}
 	}
 	return errors.New("want an https:// URL (http:// only to a loopback address)")
-}
-
-// readFileAtMost reads the file at path, refusing one over max bytes.
-func readFileAtMost(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readAtMost(f, max)
-}
-
-func readAtMost(r io.Reader, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("larger than %d bytes", max)
-	}
-	return b, nil
 }
 
 // fetchLocked fetches the JWKS URL and keeps its keys; v.fetch is held.
@@ -237,7 +216,7 @@ func (v *JWT) get(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if resp.ContentLength > v.cfg.MaxJWKS {
 		return nil, fmt.Errorf("larger than %d bytes", v.cfg.MaxJWKS)
 	}
-	b, err := readAtMost(resp.Body, v.cfg.MaxJWKS)
+	b, err := capread.ReadAll(resp.Body, v.cfg.MaxJWKS)
 	if err != nil {
 		return nil, err
 	}

@@ -323,7 +323,7 @@ func TestJWKSFailsClosed(t *testing.T) {
 		url   string // overrides the server's
 		want  string
 	}{
-		{"oversize", []byte(`{"keys":[],"pad":"` + strings.Repeat("x", 2048) + `"}`), 0, "", "larger than 1024 bytes"},
+		{"oversize", []byte(`{"keys":[],"pad":"` + strings.Repeat("x", 2048) + `"}`), 0, "", "more than 1024 bytes"},
 		{"never answers", k.jwks(t), -1, "", "deadline exceeded"},
 		{"plain http to another host", nil, 0, "http://jwks.example/keys", "want an https:// URL"},
 		{"not JSON", []byte("<html>"), 0, "", "not a JWK Set"},
