@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -174,15 +175,15 @@ func (f *planFlags) planInstance(ctx context.Context, inst *spec.Instance, root 
 	}
 	sp, r, err := planner.PlanInstance(ctx, inst, src, opts)
 	if err != nil {
-		return nil, f.explain(stderr, err)
+		return nil, f.explain(stderr, inst, err)
 	}
 	return &planned{root: root, name: inst.Name, sp: sp, src: r}, nil
 }
 
 // explain prints a planning failure for a person: every input that failed
 // on a line of its own at its place in the spec, as vet prints diagnostics,
-// and what to do about the failures a flag decides.
-func (f *planFlags) explain(stderr io.Writer, err error) error {
+// and what to do about the failures a flag or a command decides.
+func (f *planFlags) explain(stderr io.Writer, inst *spec.Instance, err error) error {
 	var ie *planner.InputError
 	if !errors.As(err, &ie) {
 		return err
@@ -191,8 +192,16 @@ func (f *planFlags) explain(stderr io.Writer, err error) error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
+	var moved []string
 	for _, e := range errs {
 		fmt.Fprintln(stderr, e)
+		if errors.Is(e, source.ErrMoved) && errors.As(e, &ie) && !slices.Contains(moved, ie.Name) {
+			moved = append(moved, ie.Name)
+		}
+	}
+	if len(moved) > 0 {
+		slices.Sort(moved)
+		fmt.Fprintf(stderr, "bale: a digest the spec pins is no longer its source's (a moved tag, a republished chart): review the change, then re-pin with: %s\n", f.pinUpdate(inst, moved))
 	}
 	switch {
 	case errors.Is(err, source.ErrOffline) && f.lock == "":
@@ -201,6 +210,19 @@ func (f *planFlags) explain(stderr io.Writer, err error) error {
 		fmt.Fprintln(stderr, "bale: local paths must stay inside the workspace root: the nearest directory above the spec holding cue.mod or .git; name another with --root")
 	}
 	return &exitError{code: 1, reported: true}
+}
+
+// pinUpdate is the bale pin command that re-pins the inputs names of the
+// spec inst, as the user would type it.
+func (f *planFlags) pinUpdate(inst *spec.Instance, names []string) string {
+	cmd := "bale pin --update=" + strings.Join(names, ",")
+	if dir := relName(inst.Dir); dir != "." {
+		cmd += " " + dir
+	}
+	if f.root != "" {
+		cmd += " --root " + f.root
+	}
+	return cmd
 }
 
 // specEpoch returns the build timestamp spec s names, if any.

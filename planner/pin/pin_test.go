@@ -66,3 +66,79 @@ func TestApply(t *testing.T) {
 		t.Errorf("comprehension: err = %v", err)
 	}
 }
+
+// TestUpdate: --update lists the digests a source can move (not an image
+// named by digest in its ref), by name when names are given (an image and
+// a chart may share one), replaces each in place, and leaves the spec it
+// was given as it was: only the copy it returns for planning lacks them.
+func TestUpdate(t *testing.T) {
+	const (
+		d1 = "sha256:1349ce72c65098f07ef79be4d6089445426b9ef3eeedb2c0bf24dcc00a39f866"
+		d2 = "sha256:2349ce72c65098f07ef79be4d6089445426b9ef3eeedb2c0bf24dcc00a39f866"
+		d3 = "sha256:3349ce72c65098f07ef79be4d6089445426b9ef3eeedb2c0bf24dcc00a39f866"
+	)
+	inst := load(t, `bootstrapPack: {
+	sourceDateEpoch: 0
+	charts: [{name: "a", repository: "https://charts.example", version: "1.0.0", digest: "`+d1+`"}]
+	images: [
+		{name: "a", ref: "r.example/a:1", digest: "`+d1+`"},
+		{name: "b", ref: "r.example/b@`+d2+`", digest: "`+d2+`"},
+		{name: "c", ref: "r.example/c:1"},
+	]
+}
+`)
+	for _, tc := range []struct {
+		names []string
+		want  []string // pin paths
+		err   string
+	}{
+		{nil, []string{"bootstrapPack.images[0].digest", "bootstrapPack.charts[0].digest"}, ""},
+		{[]string{"a"}, []string{"bootstrapPack.images[0].digest", "bootstrapPack.charts[0].digest"}, ""},
+		{[]string{"b", "c"}, nil, ""},
+		{[]string{"a", "z", "y"}, nil, "no image or chart named y, z"},
+	} {
+		upd, pins, err := Update(inst, tc.names)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Update(%q): err %v, want %q", tc.names, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Update(%q): %v", tc.names, err)
+		}
+		var got []string
+		for _, p := range pins {
+			got = append(got, p.Path)
+			if p.Pinned != d1 || p.After != "digest" {
+				t.Errorf("Update(%q): pin %+v", tc.names, p)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("Update(%q) = %q, want %q", tc.names, got, tc.want)
+		}
+		if inst.Spec.BootstrapPack.Images[0].Digest != d1 || inst.Spec.BootstrapPack.Charts[0].Digest != d1 {
+			t.Fatalf("Update(%q) changed the spec it was given", tc.names)
+		}
+		if n := len(tc.want); n > 0 && (upd.Spec.BootstrapPack.Images[0].Digest != "" || upd.Spec.BootstrapPack.Charts[0].Digest != "" || upd.Spec.BootstrapPack.Images[1].Digest != d2) {
+			t.Errorf("Update(%q): the copy to plan still pins %+v", tc.names, upd.Spec.BootstrapPack)
+		}
+	}
+
+	_, pins, err := Update(inst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &plan.Plan{Inputs: []plan.Input{{Kind: plan.KindChart, Name: "a", Digest: d3, Chart: &plan.Chart{Version: "1.0.0"}}, {Kind: plan.KindImage, Name: "a", Digest: d3}}}
+	if err := Resolve(pins, p); err != nil {
+		t.Fatal(err)
+	}
+	edits, err := Apply(inst, pins)
+	if err != nil || len(edits) != 1 {
+		t.Fatalf("apply: %v %v", edits, err)
+	}
+	got := string(edits[0].New)
+	if strings.Count(got, d1) != 0 || strings.Count(got, d3) != 2 || strings.Count(got, d2) != 2 || strings.Count(got, "digest:") != 3 {
+		t.Errorf("edit:\n%s", got)
+	}
+}
