@@ -207,7 +207,7 @@ func (f *planFlags) explain(stderr io.Writer, inst *spec.Instance, err error) er
 	case errors.Is(err, source.ErrOffline) && f.lock == "":
 		fmt.Fprintln(stderr, "bale: --offline resolves only local sources; pass --lock PLAN, a plan made online, to take registry and URL inputs from it")
 	case errors.Is(err, source.ErrOutsideRoot):
-		fmt.Fprintln(stderr, "bale: local paths must stay inside the workspace root: the nearest directory above the spec holding cue.mod or .git; name another with --root")
+		fmt.Fprintln(stderr, rootHint)
 	}
 	return &exitError{code: 1, reported: true}
 }
@@ -224,6 +224,10 @@ func (f *planFlags) pinUpdate(inst *spec.Instance, names []string) string {
 	}
 	return cmd
 }
+
+// rootHint is what plan and vet say about a local path outside the
+// workspace root.
+const rootHint = "bale: local paths must stay inside the workspace root: the nearest directory above the spec holding cue.mod or .git; name another with --root"
 
 // specEpoch returns the build timestamp spec s names, if any.
 func specEpoch(s *spec.Spec) (time.Time, bool) {
