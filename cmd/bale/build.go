@@ -170,9 +170,9 @@ func (o *buildOptions) render(w io.Writer, r *buildResult) error {
 	}
 	fmt.Fprintf(w, "planId %s\n", r.planID)
 	if res.StepsRun == 0 {
-		fmt.Fprintf(w, "nothing to do: all %d steps cached\n", res.StepsCached)
+		fmt.Fprintf(w, "nothing to do: all %s cached\n", count(res.StepsCached, "step"))
 	} else {
-		fmt.Fprintf(w, "%d steps run, %d cached\n", res.StepsRun, res.StepsCached)
+		fmt.Fprintf(w, "%s run, %d cached\n", count(res.StepsRun, "step"), res.StepsCached)
 	}
 	return nil
 }
@@ -337,7 +337,7 @@ func newProgress(w io.Writer, p *plan.Plan) *progress {
 		}
 		seen := map[string]bool{}
 		for _, m := range in.Image.Manifests {
-			for _, b := range append([]plan.Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...) {
+			for _, b := range m.Blobs() {
 				if !seen[b.Digest] {
 					seen[b.Digest] = true
 					pr.imageSize[in.Name] += b.Size

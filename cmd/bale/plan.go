@@ -392,11 +392,12 @@ func (o *planOptions) render(stdout, stderr io.Writer, r *planResult) error {
 	if r.out == "" {
 		// Without -o the plan itself is the output, for pipes.
 		_, err := stdout.Write(r.pl.sp.Bytes())
-		fmt.Fprintf(stderr, "plan %s  %d inputs, %d steps, %s from sources\n", r.pl.sp.ID(), sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+		fmt.Fprintf(stderr, "plan %s  %s, %s, %s from sources\n", r.pl.sp.ID(), count(sum.Inputs, "input"), count(sum.Steps, "step"), humanBytes(sum.Bytes))
 		return err
 	}
 	fmt.Fprintf(stdout, "%s  %s\n", r.pl.sp.ID(), r.out)
-	fmt.Fprintf(stdout, "%d inputs, %d steps, %s from sources\n", sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+	fmt.Fprintf(stdout, "%s, %s, %s from sources\n", count(sum.Inputs, "input"), count(sum.Steps, "step"), humanBytes(sum.Bytes))
+
 	return nil
 }
 
@@ -412,11 +413,13 @@ type planSummary struct {
 
 func summarize(pl *planned) planSummary {
 	s := planSummary{PlanID: pl.sp.ID(), Spec: pl.sp.Plan().Spec.Digest, Inputs: len(pl.sp.Plan().Inputs), Steps: len(pl.sp.Plan().Steps)}
+	// A blob two images share is fetched once.
+	seen := map[string]bool{}
 	for _, in := range pl.sp.Plan().Inputs {
+
 		if in.Image != nil {
-			seen := map[string]bool{}
 			for _, m := range in.Image.Manifests {
-				for _, b := range append([]plan.Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...) {
+				for _, b := range m.Blobs() {
 					if !seen[b.Digest] {
 						seen[b.Digest] = true
 						s.Bytes += b.Size
@@ -428,6 +431,19 @@ func summarize(pl *planned) planSummary {
 		s.Bytes += in.Size
 	}
 	return s
+}
+
+// count says "1 chart", "2 charts", "0 entries": n and the noun, plural
+// unless n is 1.
+func count(n int, noun string) string {
+	switch {
+	case n == 1:
+	case strings.HasSuffix(noun, "y"):
+		noun = strings.TrimSuffix(noun, "y") + "ies"
+	default:
+		noun += "s"
+	}
+	return strconv.Itoa(n) + " " + noun
 }
 
 func humanBytes(n int64) string {
