@@ -29,8 +29,15 @@ staticcheck:
 	@if [ -x "$(STATICCHECK)" ]; then "$(STATICCHECK)" ./...; \
 	else $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...; fi
 
+# The tests that need a tool that is not installed skip (BALE_REQUIRE_TOOLS=1
+# fails them instead, as CI does); each skip is recorded in $$BALE_SKIPPED and
+# summed up in one line at the end. The exit status is go test's.
 unit:
-	$(GO) test -race -count=1 ./...
+	@skipped=$$(mktemp); \
+	echo "$(GO) test -race -count=1 ./..."; \
+	BALE_SKIPPED="$$skipped" $(GO) test -race -count=1 ./...; status=$$?; \
+	$(GO) run ./testsupport/cmd/skipped "$$skipped"; \
+	rm -f "$$skipped"; exit $$status
 
 ## bench: Go benchmarks and whole-process runs (figures go in the issue notes)
 bench:
