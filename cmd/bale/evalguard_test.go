@@ -21,6 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestGuardEval(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		lim  evalLimits
@@ -60,6 +61,7 @@ func TestGuardEval(t *testing.T) {
 // caps apply only after evaluation, which would run for many minutes and
 // many GiB; the guard ends the process within its limits.
 func TestEvalGuardStopsComprehension(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	src := `package x
 

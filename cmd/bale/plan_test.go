@@ -356,6 +356,7 @@ bootstrapPack: {
 }
 
 func TestCount(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		n          int
 		noun, want string

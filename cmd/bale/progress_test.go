@@ -15,6 +15,7 @@ import (
 // step says it is packing; in a log each finished step is one line naming
 // what it built (the image, not a blob digest).
 func TestBuildProgress(t *testing.T) {
+	t.Parallel()
 	const mib = 1 << 20
 	p := &plan.Plan{
 		Inputs: []plan.Input{{Kind: plan.KindImage, Name: "web", Image: &plan.Image{Manifests: []plan.Manifest{{
