@@ -32,10 +32,12 @@ staticcheck:
 # The tests that need a tool that is not installed skip (BALE_REQUIRE_TOOLS=1
 # fails them instead, as CI does); each skip is recorded in $$BALE_SKIPPED and
 # summed up in one line at the end. The exit status is go test's.
+# -ldflags=-w: no DWARF in the test binaries (a third of a race link's time;
+# stack traces and race reports use the runtime's own tables).
 unit:
 	@skipped=$$(mktemp); \
-	echo "$(GO) test -race -count=1 ./..."; \
-	BALE_SKIPPED="$$skipped" $(GO) test -race -count=1 ./...; status=$$?; \
+	echo "$(GO) test -race -count=1 -ldflags=-w ./..."; \
+	BALE_SKIPPED="$$skipped" $(GO) test -race -count=1 -ldflags=-w ./...; status=$$?; \
 	$(GO) run ./testsupport/cmd/skipped "$$skipped"; \
 	rm -f "$$skipped"; exit $$status
 
