@@ -248,6 +248,28 @@ bootstrapPack: {
 	}
 }
 
+// pushRandom pushes a new random image to ref, moving its tag, and returns
+// the image's digest.
+func pushRandom(t *testing.T, ref string) string {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
 // TestPinUpdate: a spec pins an image by tag on a loopback registry and a
 // chart from a loopback chart repository. The tag then moves to another
 // image and the chart is republished under its version: plan fails naming
@@ -259,25 +281,7 @@ func TestPinUpdate(t *testing.T) {
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/team/web:1.0"
-	push := func() string {
-		img, err := random.Image(256, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := name.ParseReference(ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remote.Write(r, img); err != nil {
-			t.Fatal(err)
-		}
-		d, err := img.Digest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.String()
-	}
-	old := push()
+	old := pushRandom(t, ref)
 	url, dir := chartRepo(t, "1.4.2")
 	ws := writeWorkspace(t, map[string]string{"spec/pack.cue": `package x
 
@@ -305,7 +309,7 @@ bootstrapPack: {
 	}
 
 	// The tag moves; the chart is republished under 1.4.2.
-	moved := push()
+	moved := pushRandom(t, ref)
 	publishChart(t, dir, "airgap-controller", "1.4.2", "republished")
 	reindex(t, dir, url)
 

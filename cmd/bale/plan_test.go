@@ -104,28 +104,16 @@ func TestDiffTagMoved(t *testing.T) {
 	srv := httptest.NewServer(registry.New())
 	defer srv.Close()
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/team/web:1.0"
-	push := func() string {
-		img, err := random.Image(512, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, _ := name.ParseReference(ref)
-		if err := remote.Write(r, img); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		return d.String()
-	}
 	dir := t.TempDir()
 	spec := "package p\n\nbootstrapPack: {\n\tsourceDateEpoch: 0\n\timages: [{name: \"web\", ref: \"" + ref + "\"}]\n}\n"
 	if err := os.WriteFile(filepath.Join(dir, "pack.cue"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	first := push()
+	first := pushRandom(t, ref)
 	if _, errs, code := bale(t, dir, "plan", ".", "-o", "old.json"); code != 0 {
 		t.Fatalf("plan: %s", errs)
 	}
-	second := push()
+	second := pushRandom(t, ref)
 	out, errs, code := bale(t, dir, "diff", "old.json", ".")
 	if code != 2 {
 		t.Fatalf("diff after a tag move: exit %d, want 2\n%s%s", code, out, errs)

@@ -25,6 +25,20 @@ func load(t *testing.T, src string) *spec.Instance {
 	return insts[0]
 }
 
+// applyOne resolves pins from p and applies them to inst, whose one file
+// they edit; it returns that edit.
+func applyOne(t *testing.T, inst *spec.Instance, pins []Pin, p *plan.Plan) Edit {
+	t.Helper()
+	if err := Resolve(pins, p); err != nil {
+		t.Fatal(err)
+	}
+	edits, err := Apply(inst, pins)
+	if err != nil || len(edits) != 1 {
+		t.Fatalf("apply: %v %v", edits, err)
+	}
+	return edits[0]
+}
+
 // TestApply: pins go beside the field they follow, in the struct's own
 // layout; one struct that makes several images (a comprehension) is
 // refused rather than given one digest for all.
@@ -36,21 +50,15 @@ func TestApply(t *testing.T) {
 	if len(pins) != 2 {
 		t.Fatalf("missing %+v", pins)
 	}
-	if err := Resolve(pins, p); err != nil {
-		t.Fatal(err)
-	}
-	edits, err := Apply(inst, pins)
-	if err != nil || len(edits) != 1 {
-		t.Fatalf("apply: %v %v", edits, err)
-	}
-	got := string(edits[0].New)
+	edit := applyOne(t, inst, pins, p)
+	got := string(edit.New)
 	for _, want := range []string{"\t\t\tref:    \"r.example/a:1\" // moves\n\t\t\tdigest: \"" + d + "\"\n", `{name: "b", ref: "r.example/b:1", digest: "` + d + `"}`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("edit lacks %q:\n%s", want, got)
 		}
 	}
 	var diff bytes.Buffer
-	if err := edits[0].Diff(&diff, "p.cue"); err != nil {
+	if err := edit.Diff(&diff, "p.cue"); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(diff.String(), "-\t\t\tref:  \"r.example/a:1\" // moves\n+\t\t\tname:   \"a\"\n+\t\t\tref:    \"r.example/a:1\" // moves\n+\t\t\tdigest: ") {
@@ -130,14 +138,7 @@ func TestUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &plan.Plan{Inputs: []plan.Input{{Kind: plan.KindChart, Name: "a", Digest: d3, Chart: &plan.Chart{Version: "1.0.0"}}, {Kind: plan.KindImage, Name: "a", Digest: d3}}}
-	if err := Resolve(pins, p); err != nil {
-		t.Fatal(err)
-	}
-	edits, err := Apply(inst, pins)
-	if err != nil || len(edits) != 1 {
-		t.Fatalf("apply: %v %v", edits, err)
-	}
-	got := string(edits[0].New)
+	got := string(applyOne(t, inst, pins, p).New)
 	if strings.Count(got, d1) != 0 || strings.Count(got, d3) != 2 || strings.Count(got, d2) != 2 || strings.Count(got, "digest:") != 3 {
 		t.Errorf("edit:\n%s", got)
 	}
