@@ -312,6 +312,7 @@ func TestReleaseRefusals(t *testing.T) {
 // 17 point 2), and the repository's development key is refused without
 // COSIGN_ALLOW_DEV_KEY=1 (issue 23 point 19).
 func TestSigningKey(t *testing.T) {
+	t.Parallel()
 	devKeyFile, err := filepath.Abs(filepath.Join("..", "testdata", "keys", "cosign.dev.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -604,6 +605,7 @@ func mkfifo(t *testing.T) string {
 // TestOpenAPIKitKinds: the kinds openapi.yaml allows a release file are
 // kit.Kinds, the ones the README and bale build --format json name.
 func TestOpenAPIKitKinds(t *testing.T) {
+	t.Parallel()
 	b, err := OpenAPIJSON()
 	if err != nil {
 		t.Fatal(err)
