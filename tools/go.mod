@@ -2,7 +2,9 @@
 // staticcheck, versitygw), in one module that requires bale itself: the
 // tools are built with the versions bale links (crane, helm and cosign v2
 // are the libraries bale imports, at the same versions), so a cold CI
-// compiles each package they share with bale once, for both.
+// compiles each package they share with bale once, for both. After a
+// change to bale's go.mod, run go mod tidy here too: a module both use at
+// two versions is compiled twice.
 module github.com/bale-build/bale/tools
 
 go 1.26.0
