@@ -135,7 +135,6 @@ func zeroPaddedEnd(t *testing.T, packBytes []byte, n int64) []byte {
 // TestVerifyFindsTampering builds a good pack, damages it one way at a
 // time, and checks bale verify names the entry and check at fault.
 func TestVerifyFindsTampering(t *testing.T) {
-	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	out := t.TempDir()
 	build(t, fx, out, t.TempDir(), 0)

@@ -61,7 +61,6 @@ func TestGuardEval(t *testing.T) {
 // caps apply only after evaluation, which would run for many minutes and
 // many GiB; the guard ends the process within its limits.
 func TestEvalGuardStopsComprehension(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	src := `package x
 
