@@ -93,6 +93,7 @@ func fileSHA(t testing.TB, path string) string {
 // the user's layout untouched; editing one output directory's checksum
 // file changes neither the store nor another output directory.
 func TestNoSharedInodes(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	src := fileSource{fx.src}
 	cache, out1, out2 := t.TempDir(), t.TempDir(), t.TempDir()
@@ -192,6 +193,7 @@ func forgeStamp(t testing.TB, cache string, h v1.Hash) {
 // say, the digest reported for an artifact is the sha256 of the file left
 // in the output directory, hashed in this run.
 func TestPrintedDigestIsOfBytesLeft(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	cache, ref := t.TempDir(), t.TempDir()
 	res := build(t, fx, ref, cache, 0)
@@ -255,6 +257,7 @@ func TestPrintedDigestIsOfBytesLeft(t *testing.T) {
 // rename blocked (a directory at its final name), the build fails and the
 // output directory is exactly as it was.
 func TestPublishAllOrNothing(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	cache := t.TempDir()
 	tarName := packName + ".tar"
@@ -305,6 +308,7 @@ func TestPublishAllOrNothing(t *testing.T) {
 // directory leave no temporary file, and a killed build's old temporaries
 // are swept; other hidden files are not the build's to touch.
 func TestOutputTemporaries(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	cache, out := t.TempDir(), t.TempDir()
 	tarName := packName + ".tar"
@@ -342,6 +346,7 @@ func TestOutputTemporaries(t *testing.T) {
 // since, the rollback leaves that file (before, it removed it, and racing
 // builds could end with no pack at all).
 func TestRollbackSparesAnotherBuildsFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	final := filepath.Join(dir, "x.tar")
 	for _, withBackup := range []bool{false, true} {

@@ -61,6 +61,7 @@ func stdlibPack(t *testing.T, path string) map[string][]byte {
 // header and "BL" extra field, then one member holding the end-of-archive
 // marker, then nothing.
 func TestPackMemberLayout(t *testing.T) {
+	t.Parallel()
 	_, out, _ := builtPack(t)
 	p := filepath.Join(out, packName+".tar")
 	_, dirs := readPack(t, p)
@@ -137,6 +138,7 @@ func TestPackMemberLayout(t *testing.T) {
 // skopeo and crane read the layout GNU tar extracted. Each must see exactly
 // the files bale's own reader sees.
 func TestPackConsumers(t *testing.T) {
+	t.Parallel()
 	fx, out, _ := builtPack(t)
 	p := filepath.Join(out, packName+".tar")
 	want, _ := readPack(t, p)

@@ -60,6 +60,7 @@ func sha(b []byte) string {
 }
 
 func TestBuildPack(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	out := t.TempDir()
 	res := build(t, fx, out, t.TempDir(), 0)
@@ -171,6 +172,7 @@ func TestBuildPack(t *testing.T) {
 }
 
 func TestWarmBuildRunsNothing(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	cache := t.TempDir()
 	out1, out2 := t.TempDir(), t.TempDir()
@@ -261,6 +263,7 @@ func flip(t testing.TB, path string, off int64) {
 }
 
 func TestCorruptStoreIsRebuilt(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []string{"layer blob, pack cached", "layer blob", "chart blob", "action entry"} {
 		t.Run(tc, func(t *testing.T) {
 			fx := makeFixture(t, t.TempDir(), fixtureOpts{})
@@ -331,6 +334,7 @@ func TestCorruptStoreIsRebuilt(t *testing.T) {
 }
 
 func TestFailedBuildLeavesNoArtifact(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	fx.src.failAfter = 5
 	out := t.TempDir()
@@ -344,6 +348,7 @@ func TestFailedBuildLeavesNoArtifact(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	ctx, cancel := context.WithCancel(context.Background())
 	store, _ := cas.Open(t.TempDir())
@@ -362,6 +367,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestPlanBoundCacheKeys(t *testing.T) {
+	t.Parallel()
 	// Two plans that differ only outside the pack's steps (the spec
 	// digest) share every entry step's cache but not the pack index.
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
@@ -385,6 +391,7 @@ func TestPlanBoundCacheKeys(t *testing.T) {
 }
 
 func TestPlanErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		edit func(fx *fixture)
@@ -470,6 +477,7 @@ type chartSource struct {
 func (s chartSource) LoadChart(context.Context, plan.Input) (*chart.Chart, error) { return s.c, nil }
 
 func TestHostile(t *testing.T) {
+	t.Parallel()
 	t.Run("digest escaping the layout", func(t *testing.T) {
 		fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 		for i := range fx.plan.Inputs {
@@ -639,6 +647,7 @@ func assertRefused(t *testing.T, fx *fixture, want string) {
 // TestBuildSyncsCache: the blobs a build puts in the cache are made durable
 // together before its artifacts are published, and only then stamped.
 func TestBuildSyncsCache(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	cache := t.TempDir()
 	build(t, fx, t.TempDir(), cache, 0)

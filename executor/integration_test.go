@@ -29,6 +29,7 @@ var (
 // air-gap spec and fixtures: spec → planner (real resolver) → plan →
 // Execute → bale verify, twice with separate stores, for identical bytes.
 func TestRealSpecPipeline(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	root, err := filepath.Abs("..")
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 // own cold build (fresh cache), in either order, and the real spec's pack
 // its golden digest.
 func TestSharedCacheTimestamps(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("several builds of the real spec")
 	}
@@ -101,6 +102,7 @@ func TestSharedCacheTimestamps(t *testing.T) {
 // rules, compressor) must run every step again, never reuse bytes made by
 // another builder.
 func TestBuilderChangeRerunsSteps(t *testing.T) {
+	t.Parallel()
 	for _, edit := range []struct {
 		name string
 		f    func(*plan.Builder)
@@ -128,6 +130,7 @@ func TestBuilderChangeRerunsSteps(t *testing.T) {
 // edited plan's cold bytes — with step-id keys, the oci-layout step kept
 // the old tags in manifest.json and index.json.
 func TestInputChangeRerunsDependents(t *testing.T) {
+	t.Parallel()
 	for _, edit := range []struct {
 		name string
 		f    func(*plan.Input)
@@ -172,6 +175,7 @@ func TestInputChangeRerunsDependents(t *testing.T) {
 // its key, so an action cannot read a plan field that its key misses. A
 // field added to stepDef but left out of the JSON fails here.
 func TestStepKeyCoversEveryField(t *testing.T) {
+	t.Parallel()
 	fx := makeFixture(t, t.TempDir(), fixtureOpts{})
 	x := &execution{}
 	if err := x.graph(fx.plan, fx.planID); err != nil {

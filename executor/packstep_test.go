@@ -19,6 +19,7 @@ import (
 // gives the same bytes, and after one entry changes only its members are
 // stored anew, while the pack equals one written without any cache.
 func TestMemberCacheInStore(t *testing.T) {
+	t.Parallel()
 	store, err := cas.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -137,6 +137,7 @@ func shiftMtimes(t testing.TB, dir string, d time.Duration) {
 // written. Decode catches what the plan alone shows; the executor, what
 // only pack's path rules show.
 func TestBuildRefusesInconsistentPlan(t *testing.T) {
+	t.Parallel()
 	rp := mustPlanWorkspace(t, repoRoot(t), nil)
 	stepOf := func(p *plan.Plan, action, input string) *plan.Step {
 		for i, s := range p.Steps {

@@ -134,6 +134,7 @@ func planSpec(t testing.TB, root, specDir string) (*plan.Sealed, *source.Resolve
 // a registry serving a flipped byte still fails the build, and nothing of
 // it reaches the cache or the output directory.
 func TestRegistryWrongBytes(t *testing.T) {
+	t.Parallel()
 	fr := startFlippingRegistry(t)
 	p, r, layer := registryPlan(t, fr, 256<<10)
 	fr.target.Store(layer.String())

@@ -93,6 +93,7 @@ func executeAOC(t *testing.T, p *plan.Plan, r *source.Resolver, getenv func(stri
 
 // TestReleaseRefusals: each hostile or stale input is refused, naming it.
 func TestReleaseRefusals(t *testing.T) {
+	t.Parallel()
 	editSpec := func(t *testing.T, root, old, new string) {
 		t.Helper()
 		p := filepath.Join(root, "specs", "aoc", "release.cue")

@@ -110,6 +110,7 @@ func runHelper(t *testing.T, root, out, cache string, env ...string) helperRepor
 // file mtimes, cold and warm, and compares every artifact with an
 // in-process build of the repository's own workspace.
 func TestByteStability(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("subprocess builds")
 	}
@@ -208,6 +209,7 @@ func bigImageWorkspace(t *testing.T, mb int) string {
 // reusing whatever the killed one left in the store, must give the bytes of
 // a build with a fresh store.
 func TestKilledBuild(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("subprocess builds")
 	}

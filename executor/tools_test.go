@@ -76,6 +76,7 @@ func builtPack(t *testing.T) (*fixture, string, string) {
 // package (what crane uses) and validates every image: manifests, configs,
 // layer digests and diff ids.
 func TestOCILayoutReadable(t *testing.T) {
+	t.Parallel()
 	fx, _, dir := builtPack(t)
 	ii, err := layout.ImageIndexFromPath(filepath.Join(dir, "images"))
 	if err != nil {
@@ -150,6 +151,7 @@ func craneLayout(t *testing.T, layoutDir string) {
 // root) as a docker-save archive, as `docker load` and skopeo's
 // docker-archive transport do, and validates every image.
 func TestDockerArchiveReadable(t *testing.T) {
+	t.Parallel()
 	fx, _, dir := builtPack(t)
 	tarPath := filepath.Join(t.TempDir(), "images.tar")
 	var entries []archive.Entry
@@ -316,6 +318,7 @@ func skopeo(t *testing.T, dir string, fx *fixture) {
 // `helm lint` and `helm template` run) on every chart in the pack, and the
 // helm binary too when it is installed.
 func TestChartsLintAndRender(t *testing.T) {
+	t.Parallel()
 	_, _, dir := builtPack(t)
 	charts, _ := filepath.Glob(filepath.Join(dir, "charts", "*.tgz"))
 	if len(charts) != 1 {
@@ -365,6 +368,7 @@ func TestChartsLintAndRender(t *testing.T) {
 // TestShaSumAndGNUTar checks the artifacts with sha256sum -c and the pack's
 // headers with GNU tar's own listing.
 func TestShaSumAndGNUTar(t *testing.T) {
+	t.Parallel()
 	_, out, _ := builtPack(t)
 	sum := tooltest.Require(t, "sha256sum")
 	cmd := exec.Command(sum, "-c", packName+".tar.sha256")

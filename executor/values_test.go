@@ -15,6 +15,7 @@ import (
 // too large, or changed since planning fails the build naming the file,
 // and leaves no artifact.
 func TestValuesFile(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		content string // "" keeps the spec's file

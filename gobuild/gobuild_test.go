@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 // writeModule writes a tiny main module into dir.
@@ -108,9 +110,7 @@ func TestCheckLDFlags(t *testing.T) {
 // hostile go env in the environment (GOFLAGS adding -race, a GOENV file),
 // gives the same bytes, and the ldflags reach the binary.
 func TestBuildReproducible(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command")
-	}
+	tooltest.Require(t, "go")
 	ctx := context.Background()
 	src := t.TempDir()
 	writeModule(t, src)
@@ -149,9 +149,7 @@ func TestBuildReproducible(t *testing.T) {
 
 // TestVersion: the GOROOT/VERSION fast path says what go env GOVERSION says.
 func TestVersion(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command")
-	}
+	tooltest.Require(t, "go")
 	out, err := exec.Command("go", "env", "GOVERSION").Output()
 	if err != nil {
 		t.Fatal(err)

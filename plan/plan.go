@@ -171,6 +171,12 @@ type Manifest struct {
 	Layers    []Blob `json:"layers"`
 }
 
+// Blobs returns the blobs of the manifest: its config, the manifest
+// itself, then its layers in order.
+func (m Manifest) Blobs() []Blob {
+	return append([]Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...)
+}
+
 // Blob is a content-addressed blob.
 type Blob struct {
 	Digest    string `json:"digest"`
@@ -358,8 +364,7 @@ func (p *Plan) Validate() error {
 				}
 			}
 			for _, m := range in.Image.Manifests {
-				blobs := append([]Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...)
-				for _, b := range blobs {
+				for _, b := range m.Blobs() {
 					if !ValidDigest(b.Digest) || b.Size < 0 {
 						return fmt.Errorf("%s: blob %q size %d: want sha256:<64 hex> and a size >= 0", at, b.Digest, b.Size)
 					}

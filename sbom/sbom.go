@@ -339,7 +339,7 @@ func modulePackage(m Module) Package {
 	}
 	purl := "pkg:golang/" + purlPath(m.Path)
 	if purlVersion != "" {
-		purl += "@" + url.PathEscape(purlVersion)
+		purl += "@" + purlEscape(purlVersion)
 	}
 	return Package{
 		Name:                  m.Path,
@@ -359,9 +359,26 @@ func modulePackage(m Module) Package {
 func purlPath(p string) string {
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
+		segs[i] = purlEscape(s)
 	}
 	return strings.Join(segs, "/")
+}
+
+// purlEscape percent-encodes a purl component: every byte but RFC 3986's
+// unreserved characters, as the purl specification asks and as syft and
+// OSV write them ("v3.5.1+incompatible" is "v3.5.1%2Bincompatible";
+// url.PathEscape would keep the "+").
+func purlEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 // verificationCode is SPDX's package verification code: the SHA1 of the

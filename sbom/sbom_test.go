@@ -318,3 +318,23 @@ func TestFileOfNotGo(t *testing.T) {
 		t.Errorf("truncated ELF: %+v", f)
 	}
 }
+
+// TestModulePurl: a module's purl percent-encodes what the purl
+// specification reserves, as syft and OSV write it: "+incompatible" is
+// "%2Bincompatible" (syft's purl and bale's differed for every
+// +incompatible module; TestReleaseSBOMAgainstSyft found it).
+func TestModulePurl(t *testing.T) {
+	for _, tc := range []struct {
+		m    Module
+		want string
+	}{
+		{Module{"github.com/docker/cli", "v29.7.2+incompatible"}, "pkg:golang/github.com/docker/cli@v29.7.2%2Bincompatible"},
+		{Module{"golang.org/x/sync", "v0.10.0"}, "pkg:golang/golang.org/x/sync@v0.10.0"},
+		{Module{"example.com/m", "v0.0.0-20250101000000-abcdef012345"}, "pkg:golang/example.com/m@v0.0.0-20250101000000-abcdef012345"},
+		{Module{"example.com/a~b_c", "(devel)"}, "pkg:golang/example.com/a~b_c"},
+	} {
+		if got := modulePackage(tc.m).ExternalRefs[0].Locator; got != tc.want {
+			t.Errorf("%s@%s: purl %s, want %s", tc.m.Path, tc.m.Version, got, tc.want)
+		}
+	}
+}

@@ -100,6 +100,7 @@ func (is *idleServer) stop() {
 // count, the count survives a restart (it is the job store's), and once the
 // tenant's build finishes it may POST again.
 func TestTenantBuilds(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, db string) {
 		toks, byRole := testTokens(t)
 		cfg := Config{
@@ -168,6 +169,7 @@ func TestTenantBuilds(t *testing.T) {
 // TestBuiltPlanNotCounted: a POST for a plan built already is laid out at
 // once whatever the tenant's count.
 func TestBuiltPlanNotCounted(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "", func(c *Config) { c.Specs, c.TenantBuilds = []string{writeSpecs(t, 2)}, 1 })
 	st := h.wait(h.export(h.post("rw", `{"spec":"s1"}`)).ExportID)
 	if st.Status != statusSucceeded {
@@ -193,6 +195,7 @@ func TestBuiltPlanNotCounted(t *testing.T) {
 // admit one build for a tenant at a limit of one, however its POSTs race
 // across them.
 func TestTenantBuildsTwoServers(t *testing.T) {
+	t.Parallel()
 	db := postgresDB(t)
 	toks, byRole := testTokens(t)
 	specs := writeSpecs(t, 4)

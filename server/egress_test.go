@@ -59,6 +59,7 @@ func countingRegistry(t *testing.T) (string, *atomic.Int64) {
 // planning and to an internal one at build time. A served spec still
 // reaches the same registry.
 func TestInlineEgress(t *testing.T) {
+	t.Parallel()
 	bin := buildBale(t)
 	host, hits := countingRegistry(t)
 	_, port, _ := strings.Cut(host, ":")
@@ -154,6 +155,7 @@ func TestInlineEgress(t *testing.T) {
 // it (its inputs are exactly the operator's spec's, which any client may
 // export by name), and a later inline planning does not restore it.
 func TestPlanOrigin(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "")
 	ctx := t.Context()
 	id := "sha256:" + strings.Repeat("ab", 32)
@@ -190,6 +192,7 @@ func TestPlanOrigin(t *testing.T) {
 // their origin gets the column, and its inline plans (those recorded with
 // the inline root) are marked public-only.
 func TestPlanOriginMigration(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	h := startServer(t, "", func(c *Config) { c.DataDir = data })
 	inlineRoot := h.s.inlineRoot()

@@ -16,6 +16,7 @@ import (
 // keeps it. The child here is a script printing such a trace and exiting
 // 2, as a crashing Go binary does.
 func TestInlineCrashNotForwarded(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	trace := "panic: runtime error: index out of range [3] with length 3\n\ngoroutine 1 [running]:\n" +
 		"cuelang.org/go/internal/core/adt.(*OpContext).evalState(...)\n\t/root/go/pkg/mod/cuelang.org/go@v0.12.0/internal/core/adt/context.go:771 +0x1d\n" +

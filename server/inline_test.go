@@ -71,6 +71,7 @@ func loopbackImage(t *testing.T) string {
 // posted to /v1/plans is the same plan. The registry is on loopback, so
 // the operator allows it with --inline-allow-host (TestInlineEgress).
 func TestInlineSpec(t *testing.T) {
+	t.Parallel()
 	bin := buildBale(t)
 	ref := loopbackImage(t)
 	host, _, _ := strings.Cut(ref, "/")
@@ -176,6 +177,7 @@ func TestInlineRefusals(t *testing.T) {
 // TestInlineDisabled: a server with no inline command refuses inline
 // specs by name.
 func TestInlineDisabled(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "")
 	r := h.do(http.MethodPost, exportsPath, "rw", inlineBody(t, "package p\n"))
 	if r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "inline-disabled" {

@@ -61,6 +61,7 @@ func (ji *jwtIssuer) token(t testing.TB, tenant, scope string, ttl time.Duration
 // TestJWTAuth: JWTs from a JWKS on loopback alongside the token file: the
 // scopes and tenant of the claims decide, as for file tokens.
 func TestJWTAuth(t *testing.T) {
+	t.Parallel()
 	ji := newJWTIssuer(t)
 	v, err := auth.NewJWT(context.Background(), auth.JWTConfig{JWKS: ji.url, Issuer: "https://idp.test", Audience: "bale"})
 	if err != nil {
@@ -131,6 +132,7 @@ func TestJWTAuth(t *testing.T) {
 // TestJWTOnly: a server with a JWKS and no token file starts, and refuses
 // a token-file token.
 func TestJWTOnly(t *testing.T) {
+	t.Parallel()
 	ji := newJWTIssuer(t)
 	v, err := auth.NewJWT(context.Background(), auth.JWTConfig{JWKS: ji.url, Issuer: "https://idp.test", Audience: "bale"})
 	if err != nil {

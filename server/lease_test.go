@@ -45,6 +45,7 @@ func jobState(t *testing.T, s *Server, id int64) string {
 // POST's own build replaces it, which then finishes every export of the
 // plan, the dead build's among them.
 func TestDeadBuildNotCounted(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, db string) {
 		toks, byRole := testTokens(t)
 		cfg := Config{

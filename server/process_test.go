@@ -302,6 +302,7 @@ func stageExport(t *testing.T, p *proc, tok string, g *gatedRegistry) string {
 // its build is fetching; after a restart the export completes, once, with
 // the digest bale build gives for the same spec.
 func TestKillNineMidBuild(t *testing.T) {
+	t.Parallel()
 	bin, specDir, data, tokFile, tok, g := crashSetup(t)
 	p1 := startProc(t, bin, specDir, data, tokFile)
 	id := stageExport(t, p1, tok, g)
@@ -355,6 +356,7 @@ func TestSIGTERMDrain(t *testing.T) {
 // TestSIGTERMFinishes: a build that finishes within --drain-timeout is
 // not cancelled: the export is done when the process exits.
 func TestSIGTERMFinishes(t *testing.T) {
+	t.Parallel()
 	bin, specDir, data, tokFile, tok, g := crashSetup(t)
 	p1 := startProc(t, bin, specDir, data, tokFile, "--drain-timeout", "30s")
 	id := stageExport(t, p1, tok, g)

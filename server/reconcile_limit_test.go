@@ -15,6 +15,7 @@ import (
 // past --tenant-builds from the reconciler: it waits until the tenant's
 // running builds end, then is built.
 func TestReconcileKeepsTenantLimit(t *testing.T) {
+	t.Parallel()
 	toks, byRole := testTokens(t)
 	cfg := Config{
 		DataDir: t.TempDir(), Specs: []string{writeSpecs(t, 2)}, Tokens: toks,

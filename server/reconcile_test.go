@@ -14,6 +14,7 @@ import (
 // queued for ever: the reconciler queues its build, on SQLite and on
 // Postgres. Both a plan built already and a plan never built are covered.
 func TestOrphanExportIsBuilt(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, db string) {
 		h := startServer(t, db, func(c *Config) { c.ReconcileEvery = 200 * time.Millisecond })
 		ctx := context.Background()

@@ -104,6 +104,7 @@ func runBale(t *testing.T, bin, dir string, env []string, args ...string) string
 // bale build specs/aoc writes with the same key; a second export of the
 // plan builds nothing; another tenant sees 404.
 func TestReleaseExport(t *testing.T) {
+	t.Parallel()
 	bin := buildBale(t)
 	h := startServer(t, "", withRelease(devKeyEnv(true), ""))
 	r := h.do(http.MethodPost, releasePath, "rw", []byte(`{"spec":"aoc"}`))
@@ -271,6 +272,7 @@ func releaseHeaders(t *testing.T, h *harness, st releaseStatus) {
 // problem, not a failed job; a release spec on the bootstrap route and a
 // pack spec on the release route are refused by name.
 func TestReleaseRefusals(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "", withRelease(devKeyEnv(false), ""))
 	r := h.do(http.MethodPost, releasePath, "rw", []byte(`{"spec":"aoc"}`))
 	if r.StatusCode != http.StatusUnprocessableEntity || problemType(t, r) != "no-signing-key" || !strings.Contains(string(r.body), "--signing-key") {
@@ -310,6 +312,7 @@ func TestReleaseRefusals(t *testing.T) {
 // 17 point 2), and the repository's development key is refused without
 // COSIGN_ALLOW_DEV_KEY=1 (issue 23 point 19).
 func TestSigningKey(t *testing.T) {
+	t.Parallel()
 	devKeyFile, err := filepath.Abs(filepath.Join("..", "testdata", "keys", "cosign.dev.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -559,6 +562,7 @@ func TestKillNineRelease(t *testing.T) {
 // its choosing. Refused both as an inline spec and as the plan id of one
 // (a plan made by POST /v1/plans); a served spec's release is unaffected.
 func TestInlineReleaseGate(t *testing.T) {
+	t.Parallel()
 	for _, allow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("inline-releases=%v", allow), func(t *testing.T) {
 			h := startServer(t, "", withRelease(devKeyEnv(true), ""), func(c *Config) { c.InlineReleases = allow })
@@ -601,6 +605,7 @@ func mkfifo(t *testing.T) string {
 // TestOpenAPIKitKinds: the kinds openapi.yaml allows a release file are
 // kit.Kinds, the ones the README and bale build --format json name.
 func TestOpenAPIKitKinds(t *testing.T) {
+	t.Parallel()
 	b, err := OpenAPIJSON()
 	if err != nil {
 		t.Fatal(err)

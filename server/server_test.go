@@ -78,6 +78,7 @@ func backends(t *testing.T, f func(t *testing.T, db string)) {
 // pack and its checksum file, sha256sum -c, bale verify; the bytes are
 // those a local build of the same spec makes.
 func TestExportFlow(t *testing.T) {
+	t.Parallel()
 	want := localBuild(t)
 	backends(t, func(t *testing.T, db string) {
 		h := startServer(t, db)
@@ -156,6 +157,7 @@ func TestExportFlow(t *testing.T) {
 // TestAuth: each way a request can lack authority, and another tenant's
 // export being 404, never its bytes.
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "")
 	st := h.wait(h.export(h.post("rw", `{"spec":"airgap"}`)).ExportID)
 	id := st.ExportID
@@ -212,6 +214,7 @@ func TestAuth(t *testing.T) {
 // TestDownloadHeaders: the cache and integrity headers, ranges (one and
 // several), conditional requests and HEAD.
 func TestDownloadHeaders(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "")
 	st := h.wait(h.export(h.post("rw", `{"spec":"airgap"}`)).ExportID)
 	full := h.do(http.MethodGet, st.DownloadURI, "rw", nil)
@@ -320,6 +323,7 @@ func TestDownloadHeaders(t *testing.T) {
 // TestHardening: malformed and oversized requests get their problem
 // before any lookup; no response names a server path.
 func TestHardening(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "", func(c *Config) { c.MaxBody = 1024 })
 	big := `{"spec":"` + strings.Repeat("a", 2000) + `"}`
 	cases := []struct {
@@ -405,6 +409,7 @@ func isTimeout(err error) bool {
 // TestIdempotencyKey: 20 concurrent POSTs with one key make one export;
 // the key with another body is 422.
 func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, db string) {
 		h := startServer(t, db)
 		var (
@@ -454,6 +459,7 @@ func TestIdempotencyKey(t *testing.T) {
 // TestOnePlanOneBuild: 50 concurrent POSTs of one spec are 50 exports of
 // one plan, built once.
 func TestOnePlanOneBuild(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, db string) {
 		h := startServer(t, db)
 		var (
@@ -503,6 +509,7 @@ func TestOnePlanOneBuild(t *testing.T) {
 // TestRateLimit: past the tenant's burst, 429 with Retry-After; the
 // other tenant is not affected.
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "", func(c *Config) { c.Rate, c.Burst = 0.5, 3 })
 	path := exportsPath + "/" + strings.Repeat("a", 32)
 	for i := 0; i < 3; i++ {
@@ -529,6 +536,7 @@ func TestRateLimit(t *testing.T) {
 // TestPlans: POST /v1/plans stores the plan bale plan would write; GET
 // returns its bytes; diff of a plan with itself is empty.
 func TestPlans(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "")
 	r := h.do(http.MethodPost, "/v1/plans", "rw", []byte(`{"spec":"airgap"}`))
 	if r.StatusCode != 201 {
@@ -551,6 +559,7 @@ func TestPlans(t *testing.T) {
 
 // TestOpenAPIRoutes walks the router and the document both ways.
 func TestOpenAPIRoutes(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "")
 	routes := map[string]bool{}
 	err := h.s.router.Walk(func(rt *mux.Route, _ *mux.Router, _ []*mux.Route) error {
@@ -599,6 +608,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 
 // TestProbes: liveness, readiness and metrics need no token.
 func TestProbes(t *testing.T) {
+	t.Parallel()
 	h := startServer(t, "")
 	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
 		if r := h.do(http.MethodGet, p, "", nil); r.StatusCode != 200 {

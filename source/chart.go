@@ -90,7 +90,7 @@ func checkChart(c spec.Chart, digest string, ch *chart.Chart) error {
 		}
 	}
 	if c.Digest != "" && c.Digest != digest {
-		return fmt.Errorf("spec pins %s but the chart has %s", c.Digest, digest)
+		return &movedError{what: "chart", pinned: c.Digest, has: digest}
 	}
 	return nil
 }

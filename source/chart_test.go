@@ -61,6 +61,7 @@ func chartRepo(t *testing.T, chartName, version string, tgz []byte, serve func()
 }
 
 func TestChartRepository(t *testing.T) {
+	t.Parallel()
 	_, tgz := demoChart(t, "demo")
 	var tampered atomic.Bool
 	bad := makeTgz(t, []tarEntry{{name: "demo/Chart.yaml", body: "apiVersion: v2\nname: demo\nversion: 0.1.0\n"}})
@@ -108,6 +109,7 @@ func TestChartRepository(t *testing.T) {
 }
 
 func TestChartOCI(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t, nil)
 	_, tgz := demoChart(t, "demo")
 	layer := static.NewLayer(tgz, types.MediaType(HelmChartLayerType))
@@ -140,6 +142,7 @@ func TestChartOCI(t *testing.T) {
 }
 
 func TestChartHostileArchives(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	r := newResolver(t, Options{Root: root})
 	chartYAML := tarEntry{name: "evil/Chart.yaml", body: "apiVersion: v2\nname: evil\nversion: 1.0.0\n"}
@@ -168,6 +171,7 @@ func TestChartHostileArchives(t *testing.T) {
 }
 
 func TestChartDirSymlinkRefused(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	dir, _ := demoChart(t, "demo")
 	copyDir(t, dir, filepath.Join(root, "demo"))
@@ -184,6 +188,7 @@ func TestChartDirSymlinkRefused(t *testing.T) {
 }
 
 func TestChartChangedAfterPlanning(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	dir, tgz := demoChart(t, "demo")
 	copyDir(t, dir, filepath.Join(root, "demo"))
@@ -236,6 +241,7 @@ func TestChartChangedAfterPlanning(t *testing.T) {
 // range (pre-releases only when the range names one), else an error
 // listing what there is.
 func TestPickVersion(t *testing.T) {
+	t.Parallel()
 	have := []string{"1.4.2", "1.5.0", "1.6.0-rc.1", "2.0.0", "junk"}
 	for _, tt := range []struct {
 		want, got, err string

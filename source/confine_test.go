@@ -77,6 +77,7 @@ func (w *confineWorkspace) linkSecret(t *testing.T, rel string) {
 // then turns it into an attack and checks that both planning and the
 // executor's re-open (the Source methods) refuse it, naming the path.
 func TestLocalInputsConfined(t *testing.T) {
+	t.Parallel()
 	var (
 		fileSpec = func(w *confineWorkspace) (plan.Input, error) {
 			return w.r.File(bg, w.root, plan.KindFile, "tool", spec.File{Path: "in/tool"})
@@ -186,6 +187,7 @@ func TestLocalInputsConfined(t *testing.T) {
 // TestLinkInsideWorkspaceRefused: a link is refused even when it points
 // back inside the workspace: bale does not follow links in local inputs.
 func TestLinkInsideWorkspaceRefused(t *testing.T) {
+	t.Parallel()
 	w := newConfineWorkspace(t)
 	if err := os.Symlink("in", filepath.Join(w.root, "alias")); err != nil {
 		t.Fatal(err)
@@ -200,6 +202,7 @@ func TestLinkInsideWorkspaceRefused(t *testing.T) {
 // blobs are content-addressed, so a multiply-linked blob is taken (and
 // still verified against its digest).
 func TestLayoutBlobHardLinkAccepted(t *testing.T) {
+	t.Parallel()
 	w := newConfineWorkspace(t)
 	in, err := w.r.Image(bg, w.root, spec.Image{Name: "app", Layout: &spec.LayoutSource{Path: "lay"}})
 	if err != nil {
@@ -229,6 +232,7 @@ func TestLayoutBlobHardLinkAccepted(t *testing.T) {
 // hands Helm must be what Helm's LoadDir reads (.helmignore, a byte order
 // mark, nested subcharts), so DirDigest does not change.
 func TestChartDirMatchesHelm(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	dir, _ := demoChart(t, "demo")
 	copyDir(t, dir, filepath.Join(root, "demo"))

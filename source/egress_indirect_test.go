@@ -17,6 +17,7 @@ import (
 // whose index.yaml points its chart at an internal address are all
 // refused before a connection reaches the internal listener.
 func TestPublicOnlyIndirect(t *testing.T) {
+	t.Parallel()
 	inner, hits := countingListener(t)
 	_, port, _ := net.SplitHostPort(inner)
 

@@ -14,6 +14,7 @@ import (
 // the one verifier), is cut one byte past the planned size, and reuses one
 // authenticated transport per repository.
 func TestOpenRawBlob(t *testing.T) {
+	t.Parallel()
 	var pings atomic.Int64
 	var extra atomic.Value // bytes appended to blob responses
 	extra.Store([]byte(nil))

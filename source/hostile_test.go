@@ -43,6 +43,7 @@ func desc(mt string, b []byte) map[string]any {
 }
 
 func TestLayoutHostileDigest(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	// Something a traversal would reach.
 	writeFile(t, filepath.Join(root, "x"), []byte(`{"schemaVersion":2}`))
@@ -68,6 +69,7 @@ func TestLayoutHostileDigest(t *testing.T) {
 }
 
 func TestAbsurdManifests(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	config := []byte(`{"os":"linux","architecture":"amd64"}`)
 	layer := desc("application/vnd.oci.image.layer.v1.tar+gzip", []byte("layer"))
@@ -118,6 +120,7 @@ func TestAbsurdManifests(t *testing.T) {
 }
 
 func TestPathLeavesRoot(t *testing.T) {
+	t.Parallel()
 	outside := t.TempDir()
 	writeFile(t, filepath.Join(outside, "secret"), []byte("secret"))
 	root := t.TempDir()
@@ -155,6 +158,7 @@ func TestPathLeavesRoot(t *testing.T) {
 }
 
 func TestFiles(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	body := []byte("#!/bin/sh\necho hi\n")
 	writeFile(t, filepath.Join(root, "runner", "bin", "tool"), body)
@@ -238,6 +242,7 @@ func TestFiles(t *testing.T) {
 }
 
 func TestLayoutAndTarballChangedAfterPlanning(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	img := randomImage(t, "linux", "amd64", "")
 	lp, err := layout.Write(filepath.Join(root, "layout"), empty.Index)
@@ -296,6 +301,7 @@ func TestLayoutAndTarballChangedAfterPlanning(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t, nil)
 	const n = 16
 	for i := range n {

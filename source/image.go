@@ -184,7 +184,7 @@ func (r *Resolver) Image(ctx context.Context, specDir string, img spec.Image) (p
 func (r *Resolver) finishImage(ctx context.Context, img spec.Image, src imageSource, raw []byte, hint string, tags []string, source plan.Source) (plan.Input, error) {
 	digest := sha256Digest(raw)
 	if img.Digest != "" && img.Digest != digest {
-		return plan.Input{}, fmt.Errorf("spec pins %s but the source has %s", img.Digest, digest)
+		return plan.Input{}, &movedError{what: "source", pinned: img.Digest, has: digest}
 	}
 	pinned, mt, err := r.pin(ctx, src, raw, hint, img.Platforms)
 	if err != nil {

@@ -65,6 +65,24 @@ const errLinkMsg = "bale does not follow links in local inputs"
 // touched. Opening it later refuses links, so a lexical check is enough to
 // keep it inside the root.
 func (r *Resolver) local(specDir, p string) (rel string, err error) {
+	return inRoot(r.opts.Root, r.root, specDir, p)
+}
+
+// InRoot is the workspace rule planning applies to every local path a spec
+// names, for a check before planning (bale vet): p, relative to specDir or
+// absolute, must lie below the workspace root, lexically. It returns p as a
+// slash path relative to root, or an error that is ErrOutsideRoot.
+func InRoot(root, specDir, p string) (string, error) {
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		real = root
+	}
+	return inRoot(root, real, specDir, p)
+}
+
+// inRoot is InRoot for the root as given and with its links resolved
+// (real): the spec directory may be named either way.
+func inRoot(root, real, specDir, p string) (rel string, err error) {
 	if p == "" {
 		return "", errors.New("empty path")
 	}
@@ -78,15 +96,13 @@ func (r *Resolver) local(specDir, p string) (rel string, err error) {
 		joined = filepath.Join(specDir, joined)
 	}
 	joined = filepath.Clean(joined)
-	// The root as given and with its links resolved both count: the spec
-	// directory may be named either way.
-	if rel, ok := within(r.root, joined); ok {
+	if rel, ok := within(real, joined); ok {
 		return rel, nil
 	}
-	if rel, ok := within(r.opts.Root, joined); ok {
+	if rel, ok := within(root, joined); ok {
 		return rel, nil
 	}
-	return "", &rootError{path: p, root: r.opts.Root}
+	return "", &rootError{path: p, root: root}
 }
 
 // within returns p's slash path relative to root and whether p is below

@@ -41,6 +41,7 @@ func fixtureResolver(t *testing.T) (*Resolver, string) {
 func fx(p string) string { return fxFixturesFromDir + "/" + p }
 
 func TestLayoutFixtureSingleManifest(t *testing.T) {
+	t.Parallel()
 	r, dir := fixtureResolver(t)
 	in, err := r.Image(bg, dir, spec.Image{
 		Name:   "airgap-controller",
@@ -84,6 +85,7 @@ func TestLayoutFixtureSingleManifest(t *testing.T) {
 }
 
 func TestLayoutFixtureIndex(t *testing.T) {
+	t.Parallel()
 	r, dir := fixtureResolver(t)
 	img := spec.Image{
 		Name:      "mirror-agent",
@@ -140,6 +142,7 @@ func TestLayoutFixtureIndex(t *testing.T) {
 }
 
 func TestTarballFixture(t *testing.T) {
+	t.Parallel()
 	r, dir := fixtureResolver(t)
 	in, err := r.Image(bg, dir, spec.Image{Name: "toolbox", Tarball: &spec.TarballSource{Path: fx("images/toolbox.tar")}})
 	if err != nil {
@@ -176,6 +179,7 @@ func TestTarballFixture(t *testing.T) {
 }
 
 func TestChartFixtures(t *testing.T) {
+	t.Parallel()
 	r, dir := fixtureResolver(t)
 	in, err := r.Chart(bg, dir, spec.Chart{Name: "mirror-agent", Path: fx("charts/mirror-agent-0.9.1.tgz"), Version: "0.9.1"})
 	if err != nil {
@@ -218,6 +222,7 @@ func TestChartFixtures(t *testing.T) {
 }
 
 func TestSignatureAndBundleFixtures(t *testing.T) {
+	t.Parallel()
 	r, dir := fixtureResolver(t)
 	for name, want := range map[string]string{"root.json": fxRootJSON, "evidence-bundle.dsse.json": fxEvidenceDSSE} {
 		in, err := r.Signature(bg, dir, spec.SignatureFile{Name: name, Kind: "dsse", Path: fx("signatures/" + name)})

@@ -28,6 +28,7 @@ import (
 )
 
 func TestRegistryTagToDigest(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t, nil)
 	img := randomImage(t, "linux", "amd64", "")
 	d := push(t, host+"/team/app:1.0", img)
@@ -95,6 +96,7 @@ func TestRegistryTagToDigest(t *testing.T) {
 }
 
 func TestRegistryTagMoved(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t, nil)
 	r := newResolver(t, Options{})
 	ref := host + "/team/app:stable"
@@ -138,6 +140,7 @@ func pushIndex(t *testing.T, ref string, plats ...v1.Platform) (v1.ImageIndex, m
 }
 
 func TestRegistryIndexPlatforms(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t, nil)
 	ref := host + "/team/multi:2"
 	idx, imgs := pushIndex(t, ref,
@@ -267,6 +270,7 @@ func tamper(digest string, other []byte) func(http.Handler) http.Handler {
 }
 
 func TestRegistryWrongManifestBytes(t *testing.T) {
+	t.Parallel()
 	a := randomImage(t, "linux", "amd64", "")
 	b := randomImage(t, "linux", "amd64", "")
 	da, _ := a.Digest()
@@ -293,6 +297,7 @@ func TestRegistryWrongManifestBytes(t *testing.T) {
 }
 
 func TestRegistryRetries(t *testing.T) {
+	t.Parallel()
 	var manifestGets, fails atomic.Int32
 	failing := atomic.Bool{}
 	host := startRegistry(t, func(next http.Handler) http.Handler {
@@ -331,6 +336,7 @@ func TestRegistryRetries(t *testing.T) {
 // TestCancelDuringBackoff: cancelling while bale waits to retry a 503
 // returns at once, not when the backoff would have ended.
 func TestCancelDuringBackoff(t *testing.T) {
+	t.Parallel()
 	var gets atomic.Int32
 	host := startRegistry(t, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -413,6 +419,7 @@ func silentListener(t *testing.T) (string, <-chan struct{}) {
 // loopback host), and is not retried: the error names the timeout, and
 // the listener sees exactly those two connections.
 func TestRegistryUnreachable(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -453,6 +460,7 @@ func TestRegistryUnreachable(t *testing.T) {
 // registry ends it with context.Canceled, not the minute-long idle
 // timeout. The cancel comes once the registry has the connection.
 func TestRegistryContextCancel(t *testing.T) {
+	t.Parallel()
 	host, accepted := silentListener(t)
 	r := newResolver(t, Options{Timeout: time.Minute})
 	ctx, cancel := context.WithCancel(bg)
@@ -467,6 +475,7 @@ func TestRegistryContextCancel(t *testing.T) {
 }
 
 func TestOffline(t *testing.T) {
+	t.Parallel()
 	r := newResolver(t, Options{Offline: true})
 	_, err := r.Image(bg, "/", spec.Image{Name: "app", Ref: "registry.example/team/app:1"})
 	if !errors.Is(err, ErrOffline) || !strings.Contains(err.Error(), "offline: registry.example/team/app:1 needs the network") {
@@ -487,6 +496,7 @@ func TestOffline(t *testing.T) {
 }
 
 func TestInsecureHosts(t *testing.T) {
+	t.Parallel()
 	r := newResolver(t, Options{Insecure: []string{"mirror.internal:5000", "plain.internal"}})
 	for host, want := range map[string]bool{
 		"127.0.0.1:5000":       true,
@@ -510,6 +520,7 @@ func TestInsecureHosts(t *testing.T) {
 }
 
 func TestRegistryBlobChangedAfterPlanning(t *testing.T) {
+	t.Parallel()
 	var swap atomic.Value // digest → replacement bytes
 	swap.Store(map[string][]byte{})
 	host := startRegistry(t, func(next http.Handler) http.Handler {

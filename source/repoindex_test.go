@@ -12,6 +12,7 @@ import (
 // TestResolveReferenceURL: bale's chart URL resolution, kept out of the
 // binary's helm imports, agrees with helm's repo.ResolveReferenceURL.
 func TestResolveReferenceURL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ base, ref string }{
 		{"https://charts.example/stable", "airgap-controller-1.4.2.tgz"},
 		{"https://charts.example/stable/", "airgap-controller-1.4.2.tgz"},
@@ -35,6 +36,7 @@ func TestResolveReferenceURL(t *testing.T) {
 // TestRepoIndexReadsHelmIndex: an index.yaml helm writes reads into
 // repoIndex with the fields the resolver uses.
 func TestRepoIndexReadsHelmIndex(t *testing.T) {
+	t.Parallel()
 	idx := repo.NewIndexFile()
 	md := &chart.Metadata{APIVersion: chart.APIVersionV2, Name: "airgap-controller", Version: "1.4.2"}
 	if err := idx.MustAdd(md, "airgap-controller-1.4.2.tgz", "https://charts.example/stable", "sha256:"+strings.Repeat("ab", 32)); err != nil {

@@ -265,6 +265,22 @@ func readLimited(r io.Reader, max int64, what string) ([]byte, error) {
 	return b, nil
 }
 
+// ErrMoved is matched (errors.Is) by the error for a digest the spec pins
+// that its source no longer has: a tag moved, a chart was republished under
+// its version, a local image or chart changed. Planning never re-pins it
+// silently; bale pin --update does, on request.
+var ErrMoved = errors.New("the source no longer has the pinned digest")
+
+// movedError is a pinned digest that the source (what: "source", "chart")
+// no longer has.
+type movedError struct{ what, pinned, has string }
+
+func (e *movedError) Error() string {
+	return fmt.Sprintf("spec pins %s but the %s has %s", e.pinned, e.what, e.has)
+}
+
+func (e *movedError) Is(target error) bool { return target == ErrMoved }
+
 // Error is the failure to pin one spec input. Its Source is what the spec
 // named (a reference, repository URL or local path as written), so a
 // caller can say where without repeating the resolver's words.

@@ -117,6 +117,7 @@ var (
 // TestDockerTarballHostile: every hostile docker-save tarball is refused
 // before go-containerregistry reads it, with an error naming the entry.
 func TestDockerTarballHostile(t *testing.T) {
+	t.Parallel()
 	good := func(extra ...member) []byte {
 		ms := append([]member{{name: "config.json", body: tarConfig}, {name: "layer.tar.gz", body: tarLayer}}, extra...)
 		return dockerTar(t, append(ms, member{name: "manifest.json", body: tarManifest("config.json", "layer.tar.gz")})...)
@@ -221,6 +222,7 @@ func TestDockerTarballHostile(t *testing.T) {
 // TestSparseTarballMemoryBounded is the reported attack: a 10 KiB tarball
 // whose config is a sparse 2 GiB entry made `bale plan` allocate 4.6 GB.
 func TestSparseTarballMemoryBounded(t *testing.T) {
+	t.Parallel()
 	evil := dockerTar(t,
 		member{name: "config.json", body: tarConfig, sparse: 2 << 30},
 		member{name: "layer.tar.gz", body: tarLayer},
@@ -251,6 +253,7 @@ func TestSparseTarballMemoryBounded(t *testing.T) {
 // saying so (it used to overflow into "content is 0 bytes"), at plan time
 // and when a hand-edited plan declares it.
 func TestHugeDeclaredSize(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	config := []byte(`{"os":"linux","architecture":"amd64"}`)
 	huge := func(b []byte) map[string]any {

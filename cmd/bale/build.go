@@ -170,9 +170,9 @@ func (o *buildOptions) render(w io.Writer, r *buildResult) error {
 	}
 	fmt.Fprintf(w, "planId %s\n", r.planID)
 	if res.StepsRun == 0 {
-		fmt.Fprintf(w, "nothing to do: all %d steps cached\n", res.StepsCached)
+		fmt.Fprintf(w, "nothing to do: all %s cached\n", count(res.StepsCached, "step"))
 	} else {
-		fmt.Fprintf(w, "%d steps run, %d cached\n", res.StepsRun, res.StepsCached)
+		fmt.Fprintf(w, "%s run, %d cached\n", count(res.StepsRun, "step"), res.StepsCached)
 	}
 	return nil
 }
@@ -324,7 +324,7 @@ func buildProgress(w io.Writer, p *plan.Plan) func(executor.Event) { return newP
 
 // newProgress sets up buildProgress's state for plan p.
 func newProgress(w io.Writer, p *plan.Plan) *progress {
-	pr := &progress{w: w, tty: isTerminal(w), total: len(p.Steps), start: time.Now(),
+	pr := &progress{w: w, tty: isTerminal(w), total: len(p.Steps), now: time.Now, start: time.Now(),
 		names: map[string]string{}, imageSize: map[string]int64{}, imageDone: map[string]int64{}}
 	for _, s := range p.Steps {
 		if n := s.Params[plan.ParamName]; n != "" {
@@ -337,7 +337,7 @@ func newProgress(w io.Writer, p *plan.Plan) *progress {
 		}
 		seen := map[string]bool{}
 		for _, m := range in.Image.Manifests {
-			for _, b := range append([]plan.Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...) {
+			for _, b := range m.Blobs() {
 				if !seen[b.Digest] {
 					seen[b.Digest] = true
 					pr.imageSize[in.Name] += b.Size
@@ -355,6 +355,8 @@ type progress struct {
 	tty   bool
 	total int
 	done  int
+	// now is the clock rates and redraws are timed by (a test's own).
+	now   func() time.Time
 	start time.Time
 	last  time.Time // the last terminal redraw
 	// names maps a step id to the name of what it builds.
@@ -395,8 +397,8 @@ func (pr *progress) event(e executor.Event) {
 		pr.imageDone[e.Subject] += e.Bytes
 		pr.fetched += e.Bytes
 		pr.fetchedNow += e.Bytes
-		if pr.tty && time.Since(pr.last) >= 100*time.Millisecond {
-			pr.last = time.Now()
+		if now := pr.now(); pr.tty && now.Sub(pr.last) >= 100*time.Millisecond {
+			pr.last = now
 			fmt.Fprintf(pr.w, "\r\x1b[K[%d/%d] fetching %s %s", pr.done, pr.total, e.Subject, pr.bytesLine(e.Subject))
 		}
 	case executor.EventStart:
@@ -405,12 +407,12 @@ func (pr *progress) event(e executor.Event) {
 		}
 	case executor.EventPacked:
 		if pr.packStart.IsZero() {
-			pr.packStart = time.Now()
+			pr.packStart = pr.now()
 		}
 		pr.packed += e.Bytes
-		if pr.tty && time.Since(pr.last) >= 100*time.Millisecond {
-			pr.last = time.Now()
-			fmt.Fprintf(pr.w, "\r\x1b[K[%d/%d] packing %s %s", pr.done, pr.total, e.Subject, rateLine(pr.packed, e.Total, time.Since(pr.packStart)))
+		if now := pr.now(); pr.tty && now.Sub(pr.last) >= 100*time.Millisecond {
+			pr.last = now
+			fmt.Fprintf(pr.w, "\r\x1b[K[%d/%d] packing %s %s", pr.done, pr.total, e.Subject, rateLine(pr.packed, e.Total, now.Sub(pr.packStart)))
 		}
 	case executor.EventDone, executor.EventCached:
 		pr.done++
@@ -459,5 +461,5 @@ func (pr *progress) event(e executor.Event) {
 // and the time left for every image's bytes at that rate.
 func (pr *progress) bytesLine(name string) string {
 	s := fmt.Sprintf("%s / %s", humanBytes(pr.imageDone[name]), humanBytes(pr.imageSize[name]))
-	return s + rateETA(pr.fetchedNow, pr.fetchTotal-pr.fetched, time.Since(pr.start))
+	return s + rateETA(pr.fetchedNow, pr.fetchTotal-pr.fetched, pr.now().Sub(pr.start))
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -234,7 +236,9 @@ func TestProgressAfterRepair(t *testing.T) {
 	}
 	var run, cached int
 	for _, l := range strings.Split(stdout, "\n") {
-		if _, err := fmt.Sscanf(l, "%d steps run, %d cached", &run, &cached); err == nil {
+		if m := regexp.MustCompile(`^(\d+) steps? run, (\d+) cached$`).FindStringSubmatch(l); m != nil {
+			run, _ = strconv.Atoi(m[1])
+			cached, _ = strconv.Atoi(m[2])
 			break
 		}
 	}

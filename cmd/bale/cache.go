@@ -144,8 +144,8 @@ prune holds the cache's lock exclusively: it waits for running builds.`,
 				return writeJSON(cmd.OutOrStdout(), res)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "evicted %d blobs (%s), kept %d (%s)\n", res.Evicted, humanBytes(res.EvictedBytes), res.Kept, humanBytes(res.KeptBytes))
-			fmt.Fprintf(w, "removed %d step results and %d temporary files (%s)\n", res.Actions, res.Temps, humanBytes(res.TempBytes))
+			fmt.Fprintf(w, "evicted %s (%s), kept %d (%s)\n", count(res.Evicted, "blob"), humanBytes(res.EvictedBytes), res.Kept, humanBytes(res.KeptBytes))
+			fmt.Fprintf(w, "removed %s and %s (%s)\n", count(res.Actions, "step result"), count(res.Temps, "temporary file"), humanBytes(res.TempBytes))
 			return nil
 		},
 	}
@@ -203,7 +203,7 @@ func printVerify(w io.Writer, rep *cas.VerifyReport) {
 	if len(rep.Evicted) > 0 {
 		status = fmt.Sprintf("%d evicted", len(rep.Evicted))
 	}
-	fmt.Fprintf(w, "%s: %d blobs (%s) hashed, %d step results read\n", status, rep.Blobs, humanBytes(rep.Bytes), rep.Actions)
+	fmt.Fprintf(w, "%s: %s (%s) hashed, %s read\n", status, count(rep.Blobs, "blob"), humanBytes(rep.Bytes), count(rep.Actions, "step result"))
 }
 
 // parseSize parses a byte count: digits with an optional unit, decimal

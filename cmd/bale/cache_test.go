@@ -117,6 +117,7 @@ func TestCacheRefusals(t *testing.T) {
 }
 
 func TestParseSizeAge(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]int64{"1": 1, "500MB": 500e6, "20GiB": 20 << 30, "1.5g": 3 << 29, "10 kb": 1e4} {
 		if got, err := parseSize(in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)

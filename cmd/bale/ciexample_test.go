@@ -48,6 +48,7 @@ func baleCommands(script string) [][]string {
 // plan, diff (Markdown), build and verify, and every bale command in it
 // exists in the command tree with those flags and a valid argument count.
 func TestCIExample(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(repoDir(), "examples", "ci", "release.yml")
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -93,6 +94,7 @@ func TestCIExample(t *testing.T) {
 // TestCIExampleParser: the test's command finder sees what it must, and an
 // unknown flag or command fails the check (so the test can fail).
 func TestCIExampleParser(t *testing.T) {
+	t.Parallel()
 	got := baleCommands("bale vet specs/... --format json > vet.json\n(cd ../main && bale plan specs/aoc -o x.json)\necho bale not-this")
 	if len(got) != 2 || got[0][0] != "vet" || got[1][len(got[1])-1] != "x.json" {
 		t.Fatalf("baleCommands: %q", got)

@@ -21,6 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestGuardEval(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		lim  evalLimits

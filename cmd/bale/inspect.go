@@ -71,9 +71,9 @@ func writeInspect(out io.Writer, rep *inspect.Report) error {
 	fmt.Fprintf(w, "  specDigest\t%s\n", rep.SpecDigest)
 	fmt.Fprintf(w, "  sourceDateEpoch\t%s\n", rep.SourceDateEpoch)
 	fmt.Fprintf(w, "  size\t%d (%s)\n", rep.Size, humanBytes(rep.Size))
-	fmt.Fprintf(w, "  contents\t%d images (%d manifests, %d layers, %s of blobs; %d shared layers save %s), %d charts (%s), %d signatures, %d bundles\n",
-		t.Images, t.Manifests, t.Layers, humanBytes(t.BlobBytes), t.SharedLayers, humanBytes(t.SharedBytes),
-		t.Charts, humanBytes(t.ChartBytes), t.Signatures, t.Bundles)
+	fmt.Fprintf(w, "  contents\t%s (%s, %s, %s of blobs; %s save %s), %s (%s), %s, %s\n",
+		count(t.Images, "image"), count(t.Manifests, "manifest"), count(t.Layers, "layer"), humanBytes(t.BlobBytes), count(t.SharedLayers, "shared layer"), humanBytes(t.SharedBytes),
+		count(t.Charts, "chart"), humanBytes(t.ChartBytes), count(t.Signatures, "signature"), count(t.Bundles, "bundle"))
 	if len(rep.Images) > 0 {
 		fmt.Fprintf(w, "\nIMAGES\nSIZE\tNAME\tDIGEST\tPLATFORMS\tLAYERS\tSHARED\tTAGS\n")
 		for _, im := range rep.Images {
@@ -121,8 +121,8 @@ func inspectKit(cmd *cobra.Command, path, format string) error {
 		return writeJSON(cmd.OutOrStdout(), rep)
 	}
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "%s\t%s\n  release\t%s\n  sourceDateEpoch\t%s\n  planId\t%s\n  devKey\t%v\n  contents\t%d artifacts, %s\n",
-		rep.Name, rep.Path, rep.Release, rep.SourceDateEpoch, orDash(rep.PlanID), rep.DevKey, rep.Totals.Artifacts, humanBytes(rep.Totals.Bytes))
+	fmt.Fprintf(w, "%s\t%s\n  release\t%s\n  sourceDateEpoch\t%s\n  planId\t%s\n  devKey\t%v\n  contents\t%s, %s\n",
+		rep.Name, rep.Path, rep.Release, rep.SourceDateEpoch, orDash(rep.PlanID), rep.DevKey, count(rep.Totals.Artifacts, "artifact"), humanBytes(rep.Totals.Bytes))
 	fmt.Fprintf(w, "\nARTIFACTS\nSIZE\tNAME\tKIND\tSHA256\tSIGNED BY\n")
 	for _, a := range rep.Artifacts {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", humanBytes(a.Size), a.Name, a.Kind, a.SHA256, orDash(a.SignedBy))

@@ -86,6 +86,48 @@ func TestVetStrict(t *testing.T) {
 	}
 }
 
+// TestVetWorkspaceRoot: without cue.mod or .git above it, a spec's
+// workspace root is its own directory, and a chart path beside it is
+// outside: plan refuses it, and so must vet (it said ok), both naming the
+// path and --root; with --root naming the directory above, both accept it.
+// An absolute path outside is refused the same way.
+func TestVetWorkspaceRoot(t *testing.T) {
+	ws := t.TempDir()
+	if err := os.CopyFS(filepath.Join(ws, "airgap-controller"), os.DirFS("../../testdata/charts/airgap-controller")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(ws, "spec"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, path string }{
+		{"relative", "../airgap-controller"},
+		{"absolute", filepath.Join(ws, "airgap-controller")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "package x\n\nbootstrapPack: {\n\tsourceDateEpoch: 0\n\tcharts: [{name: \"airgap-controller\", path: \"" + tc.path + "\", version: \"1.4.2\"}]\n}\n"
+			if err := os.WriteFile(filepath.Join(ws, "spec", "pack.cue"), []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"vet", "spec"}, {"plan", "spec", "-o", "plan.json"}} {
+				_, errs, code := bale(t, ws, args...)
+				for _, want := range []string{
+					"spec/pack.cue:5:",
+					"path " + tc.path + " leaves the workspace root " + filepath.Join(ws, "spec"),
+					"name another with --root",
+				} {
+					if code != 1 || !strings.Contains(errs, want) {
+						t.Errorf("bale %v: exit %d, want 1 and %q in:\n%s", args, code, want, errs)
+					}
+				}
+				args = append(args, "--root", ".")
+				if _, errs, code := bale(t, ws, args...); code != 0 {
+					t.Errorf("bale %v: exit %d\n%s", args, code, errs)
+				}
+			}
+		})
+	}
+}
+
 func TestEvalStable(t *testing.T) {
 	a, _, code := bale(t, "../..", "eval", "specs/airgap")
 	if code != 0 {

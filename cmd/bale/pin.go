@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +20,14 @@ type pinOptions struct {
 	check  bool
 	dryRun bool
 	quiet  bool
+	// update names the inputs whose pins --update re-resolves;
+	// updateAll is --update without names.
+	update []string
 }
+
+// updateAll is --update's value when it is given without names: re-pin
+// every input.
+const updateAll = "*"
 
 // pinResult is what bale pin found and did.
 type pinResult struct {
@@ -44,12 +53,24 @@ The source is edited as CUE syntax and printed with cue/format: comments and
 the rest of the file stay. pin prints a unified diff of every file it
 changes; --dry-run prints it and writes nothing.
 
+A digest the spec pins is never changed silently: when a tag moves or a
+chart is republished under its version, plan and build fail with "spec
+pins X but the source has Y". --update=NAME,... re-pins the images and
+charts of those names (--update alone: every image and chart) from their
+sources, with the same diff; review it before committing the spec.
+
 --check resolves nothing (no network): it lists every input the spec leaves
 unpinned, at its place in the spec, and exits 1 if there is any.`,
 		Example: `  bale pin specs/airgap
   bale pin specs/airgap --dry-run
-  bale pin specs/airgap --check        # in CI: fail when something is unpinned`,
-		Args: cobra.MaximumNArgs(1),
+  bale pin specs/airgap --check        # in CI: fail when something is unpinned
+  bale pin specs/airgap --update=web   # the tag of image web moved: re-pin it`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 && slices.Equal(o.update, []string{updateAll}) {
+				return fmt.Errorf("pin takes one PATH, got %q: name the inputs to re-pin as --update=%s", args, strings.Join(args[1:], ","))
+			}
+			return cobra.MaximumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := ""
 			if len(args) == 1 {
@@ -66,6 +87,9 @@ unpinned, at its place in the spec, and exits 1 if there is any.`,
 	cmd.Flags().BoolVar(&o.check, "check", false, "resolve nothing: list what is unpinned and exit 1 if anything is")
 	cmd.Flags().BoolVarP(&o.dryRun, "dry-run", "n", false, "print the diff, write nothing")
 	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress on standard error")
+	cmd.Flags().StringSliceVar(&o.update, "update", nil, "re-pin the images and charts `NAMES` (--update=web,api) from their sources; --update alone: all of them")
+	cmd.Flags().Lookup("update").NoOptDefVal = updateAll
+	cmd.MarkFlagsMutuallyExclusive("check", "update")
 	return cmd
 }
 
@@ -78,6 +102,20 @@ func (o *pinOptions) run(cmd *cobra.Command, path string) (*pinResult, error) {
 		return nil, err
 	}
 	res := &pinResult{pins: pin.Missing(inst)}
+	// What is planned: the spec, or for --update a copy without the pins
+	// to re-resolve.
+	planned := inst
+	if o.update != nil {
+		names := o.update
+		if slices.Equal(names, []string{updateAll}) {
+			names = nil
+		}
+		upd, pins, err := pin.Update(inst, names)
+		if err != nil {
+			return nil, err
+		}
+		planned, res.pins = upd, append(res.pins, pins...)
+	}
 	if o.check || len(res.pins) == 0 {
 		for _, p := range res.pins {
 			// The field is missing: point at the one it would follow.
@@ -90,7 +128,7 @@ func (o *pinOptions) run(cmd *cobra.Command, path string) (*pinResult, error) {
 		}
 		return res, nil
 	}
-	pl, err := o.plan.planInstance(ctx, inst, root, stderr, !o.quiet)
+	pl, err := o.plan.planInstance(ctx, planned, root, stderr, !o.quiet)
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +162,12 @@ func (o *pinOptions) render(stdout, stderr io.Writer, res *pinResult) error {
 		fmt.Fprintln(stdout, "every input is pinned")
 		return nil
 	}
-	if len(res.pins) == 0 {
-		fmt.Fprintln(stdout, "every input is pinned; nothing to write")
+	if !slices.ContainsFunc(res.edits, pin.Edit.Changed) {
+		if o.update != nil {
+			fmt.Fprintln(stdout, "every input is pinned and every pin matches its source; nothing to write")
+		} else {
+			fmt.Fprintln(stdout, "every input is pinned; nothing to write")
+		}
 		return nil
 	}
 	for _, e := range res.edits {
@@ -133,12 +175,17 @@ func (o *pinOptions) render(stdout, stderr io.Writer, res *pinResult) error {
 			return err
 		}
 	}
-	verb := "pinned"
+	verb, reverb := "pinned", "re-pinned"
 	if !res.written {
-		verb = "would pin (--dry-run)"
+		verb, reverb = "would pin (--dry-run)", "would re-pin (--dry-run)"
 	}
 	for _, p := range res.pins {
-		fmt.Fprintf(stderr, "%s %s: %s\n", verb, p.Path, strconv.Quote(p.Value))
+		switch {
+		case p.Pinned == "":
+			fmt.Fprintf(stderr, "%s %s: %s\n", verb, p.Path, strconv.Quote(p.Value))
+		case p.Pinned != p.Value:
+			fmt.Fprintf(stderr, "%s %s: %s (was %s)\n", reverb, p.Path, strconv.Quote(p.Value), strconv.Quote(p.Pinned))
+		}
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -243,5 +245,136 @@ bootstrapPack: {
 	_, errs, code = bale(t, ws, "plan", "spec", "-o", "plan2.json")
 	if code == 0 || !strings.Contains(errs, "spec pins "+sums["airgap-controller-1.5.0"]+" but the chart has sha256:") {
 		t.Errorf("plan of a republished chart: exit %d\n%s", code, errs)
+	}
+}
+
+// pushRandom pushes a new random image to ref, moving its tag, and returns
+// the image's digest.
+func pushRandom(t *testing.T, ref string) string {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// TestPinUpdate: a spec pins an image by tag on a loopback registry and a
+// chart from a loopback chart repository. The tag then moves to another
+// image and the chart is republished under its version: plan fails naming
+// both digests and the bale pin --update command that re-pins them; bale
+// pin alone changes nothing (a pinned digest is never re-pinned
+// silently); --update=NAME re-pins only that input, with the diff;
+// --update alone re-pins the rest; then plan --strict accepts the spec.
+func TestPinUpdate(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/team/web:1.0"
+	old := pushRandom(t, ref)
+	url, dir := chartRepo(t, "1.4.2")
+	ws := writeWorkspace(t, map[string]string{"spec/pack.cue": `package x
+
+bootstrapPack: {
+	sourceDateEpoch: 0
+	charts: [{name: "airgap-controller", repository: "` + url + `", version: "1.4.2"}]
+	images: [{name: "web", ref: "` + ref + `"}]
+}
+`})
+	file := filepath.Join(ws, "spec", "pack.cue")
+	if out, errs, code := bale(t, ws, "pin", "spec"); code != 0 {
+		t.Fatalf("pin: exit %d\n%s%s", code, out, errs)
+	}
+	pinned, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := repo.LoadIndexFile(filepath.Join(dir, "index.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldChart := "sha256:" + idx.Entries["airgap-controller"][0].Digest
+	if !strings.Contains(string(pinned), old) || !strings.Contains(string(pinned), oldChart) {
+		t.Fatalf("pin did not pin %s and %s:\n%s", old, oldChart, pinned)
+	}
+
+	// The tag moves; the chart is republished under 1.4.2.
+	moved := pushRandom(t, ref)
+	publishChart(t, dir, "airgap-controller", "1.4.2", "republished")
+	reindex(t, dir, url)
+
+	_, errs, code := bale(t, ws, "plan", "spec", "-o", "plan.json")
+	for _, want := range []string{
+		"spec pins " + old + " but the source has " + moved,
+		"spec pins " + oldChart + " but the chart has sha256:",
+		"re-pin with: bale pin --update=airgap-controller,web spec\n",
+	} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("plan after the tag moved: exit %d, want %q in:\n%s", code, want, errs)
+		}
+	}
+	out, _, code := bale(t, ws, "pin", "spec")
+	if b, _ := os.ReadFile(file); code != 0 || string(b) != string(pinned) || !strings.Contains(out, "nothing to write") {
+		t.Errorf("pin without --update: exit %d\n%s", code, out)
+	}
+	if _, errs, code := bale(t, ws, "pin", "spec", "--update=web,nope"); code != 1 || !strings.Contains(errs, "no image or chart named nope") {
+		t.Errorf("pin --update of an unknown name: exit %d\n%s", code, errs)
+	}
+	if _, errs, code := bale(t, ws, "pin", "--update", "spec", "web"); code != 1 || !strings.Contains(errs, "--update=web") {
+		t.Errorf("pin --update spec web: exit %d\n%s", code, errs)
+	}
+
+	// Only web: the chart's pin still fails planning, and nothing is
+	// written.
+	_, errs, code = bale(t, ws, "pin", "spec", "--update=web")
+	if b, _ := os.ReadFile(file); code != 1 || string(b) != string(pinned) || !strings.Contains(errs, "re-pin with: bale pin --update=airgap-controller spec\n") {
+		t.Errorf("pin --update=web with the chart moved too: exit %d\n%s", code, errs)
+	}
+	// Both: one diff, each digest replaced in place.
+	out, errs, code = bale(t, ws, "pin", "spec", "--update")
+	if code != 0 {
+		t.Fatalf("pin --update: exit %d\n%s%s", code, out, errs)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err = repo.LoadIndexFile(filepath.Join(dir, "index.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newChart := "sha256:" + idx.Entries["airgap-controller"][0].Digest
+	for _, want := range []string{`digest: "` + moved + `"`, `digest: "` + newChart + `"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("pin --update: the spec lacks %q:\n%s", want, b)
+		}
+	}
+	for _, line := range []string{"-\tcharts: [{name: \"airgap-controller\"", "+\tcharts: [{name: \"airgap-controller\"", "-\timages: [{name: \"web\", ref: \"" + ref + "\", digest: \"" + old + "\"}]\n", "+\timages: [{name: \"web\", ref: \"" + ref + "\", digest: \"" + moved + "\"}]\n"} {
+		if !strings.Contains(out, line) {
+			t.Errorf("pin --update: the diff lacks %q:\n%s", line, out)
+		}
+	}
+	if strings.Contains(string(b), old) || strings.Contains(string(b), oldChart) {
+		t.Errorf("pin --update left an old digest in the spec:\n%s", b)
+	}
+	if !strings.Contains(errs, "re-pinned bootstrapPack.images[0].digest: \""+moved+"\" (was \""+old+"\")") {
+		t.Errorf("pin --update stderr:\n%s", errs)
+	}
+	if _, errs, code := bale(t, ws, "plan", "spec", "--strict", "-o", "plan.json"); code != 0 {
+		t.Errorf("plan --strict after pin --update: exit %d\n%s", code, errs)
+	}
+	out, _, code = bale(t, ws, "pin", "spec", "--update")
+	if b2, _ := os.ReadFile(file); code != 0 || string(b2) != string(b) || !strings.Contains(out, "every pin matches its source; nothing to write") {
+		t.Errorf("pin --update with nothing moved: exit %d\n%s", code, out)
 	}
 }

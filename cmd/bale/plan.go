@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -174,15 +175,15 @@ func (f *planFlags) planInstance(ctx context.Context, inst *spec.Instance, root 
 	}
 	sp, r, err := planner.PlanInstance(ctx, inst, src, opts)
 	if err != nil {
-		return nil, f.explain(stderr, err)
+		return nil, f.explain(stderr, inst, err)
 	}
 	return &planned{root: root, name: inst.Name, sp: sp, src: r}, nil
 }
 
 // explain prints a planning failure for a person: every input that failed
 // on a line of its own at its place in the spec, as vet prints diagnostics,
-// and what to do about the failures a flag decides.
-func (f *planFlags) explain(stderr io.Writer, err error) error {
+// and what to do about the failures a flag or a command decides.
+func (f *planFlags) explain(stderr io.Writer, inst *spec.Instance, err error) error {
 	var ie *planner.InputError
 	if !errors.As(err, &ie) {
 		return err
@@ -191,17 +192,42 @@ func (f *planFlags) explain(stderr io.Writer, err error) error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
+	var moved []string
 	for _, e := range errs {
 		fmt.Fprintln(stderr, e)
+		if errors.Is(e, source.ErrMoved) && errors.As(e, &ie) && !slices.Contains(moved, ie.Name) {
+			moved = append(moved, ie.Name)
+		}
+	}
+	if len(moved) > 0 {
+		slices.Sort(moved)
+		fmt.Fprintf(stderr, "bale: a digest the spec pins is no longer its source's (a moved tag, a republished chart): review the change, then re-pin with: %s\n", f.pinUpdate(inst, moved))
 	}
 	switch {
 	case errors.Is(err, source.ErrOffline) && f.lock == "":
 		fmt.Fprintln(stderr, "bale: --offline resolves only local sources; pass --lock PLAN, a plan made online, to take registry and URL inputs from it")
 	case errors.Is(err, source.ErrOutsideRoot):
-		fmt.Fprintln(stderr, "bale: local paths must stay inside the workspace root: the nearest directory above the spec holding cue.mod or .git; name another with --root")
+		fmt.Fprintln(stderr, rootHint)
 	}
 	return &exitError{code: 1, reported: true}
 }
+
+// pinUpdate is the bale pin command that re-pins the inputs names of the
+// spec inst, as the user would type it.
+func (f *planFlags) pinUpdate(inst *spec.Instance, names []string) string {
+	cmd := "bale pin --update=" + strings.Join(names, ",")
+	if dir := relName(inst.Dir); dir != "." {
+		cmd += " " + dir
+	}
+	if f.root != "" {
+		cmd += " --root " + f.root
+	}
+	return cmd
+}
+
+// rootHint is what plan and vet say about a local path outside the
+// workspace root.
+const rootHint = "bale: local paths must stay inside the workspace root: the nearest directory above the spec holding cue.mod or .git; name another with --root"
 
 // specEpoch returns the build timestamp spec s names, if any.
 func specEpoch(s *spec.Spec) (time.Time, bool) {
@@ -366,11 +392,12 @@ func (o *planOptions) render(stdout, stderr io.Writer, r *planResult) error {
 	if r.out == "" {
 		// Without -o the plan itself is the output, for pipes.
 		_, err := stdout.Write(r.pl.sp.Bytes())
-		fmt.Fprintf(stderr, "plan %s  %d inputs, %d steps, %s from sources\n", r.pl.sp.ID(), sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+		fmt.Fprintf(stderr, "plan %s  %s, %s, %s from sources\n", r.pl.sp.ID(), count(sum.Inputs, "input"), count(sum.Steps, "step"), humanBytes(sum.Bytes))
 		return err
 	}
 	fmt.Fprintf(stdout, "%s  %s\n", r.pl.sp.ID(), r.out)
-	fmt.Fprintf(stdout, "%d inputs, %d steps, %s from sources\n", sum.Inputs, sum.Steps, humanBytes(sum.Bytes))
+	fmt.Fprintf(stdout, "%s, %s, %s from sources\n", count(sum.Inputs, "input"), count(sum.Steps, "step"), humanBytes(sum.Bytes))
+
 	return nil
 }
 
@@ -386,11 +413,13 @@ type planSummary struct {
 
 func summarize(pl *planned) planSummary {
 	s := planSummary{PlanID: pl.sp.ID(), Spec: pl.sp.Plan().Spec.Digest, Inputs: len(pl.sp.Plan().Inputs), Steps: len(pl.sp.Plan().Steps)}
+	// A blob two images share is fetched once.
+	seen := map[string]bool{}
 	for _, in := range pl.sp.Plan().Inputs {
+
 		if in.Image != nil {
-			seen := map[string]bool{}
 			for _, m := range in.Image.Manifests {
-				for _, b := range append([]plan.Blob{m.Config, {Digest: m.Digest, Size: m.Size}}, m.Layers...) {
+				for _, b := range m.Blobs() {
 					if !seen[b.Digest] {
 						seen[b.Digest] = true
 						s.Bytes += b.Size
@@ -402,6 +431,19 @@ func summarize(pl *planned) planSummary {
 		s.Bytes += in.Size
 	}
 	return s
+}
+
+// count says "1 chart", "2 charts", "0 entries": n and the noun, plural
+// unless n is 1.
+func count(n int, noun string) string {
+	switch {
+	case n == 1:
+	case strings.HasSuffix(noun, "y"):
+		noun = strings.TrimSuffix(noun, "y") + "ies"
+	default:
+		noun += "s"
+	}
+	return strconv.Itoa(n) + " " + noun
 }
 
 func humanBytes(n int64) string {

@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,8 +15,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func TestPlanAndDiff(t *testing.T) {
@@ -98,28 +104,16 @@ func TestDiffTagMoved(t *testing.T) {
 	srv := httptest.NewServer(registry.New())
 	defer srv.Close()
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/team/web:1.0"
-	push := func() string {
-		img, err := random.Image(512, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, _ := name.ParseReference(ref)
-		if err := remote.Write(r, img); err != nil {
-			t.Fatal(err)
-		}
-		d, _ := img.Digest()
-		return d.String()
-	}
 	dir := t.TempDir()
 	spec := "package p\n\nbootstrapPack: {\n\tsourceDateEpoch: 0\n\timages: [{name: \"web\", ref: \"" + ref + "\"}]\n}\n"
 	if err := os.WriteFile(filepath.Join(dir, "pack.cue"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	first := push()
+	first := pushRandom(t, ref)
 	if _, errs, code := bale(t, dir, "plan", ".", "-o", "old.json"); code != 0 {
 		t.Fatalf("plan: %s", errs)
 	}
-	second := push()
+	second := pushRandom(t, ref)
 	out, errs, code := bale(t, dir, "diff", "old.json", ".")
 	if code != 2 {
 		t.Fatalf("diff after a tag move: exit %d, want 2\n%s%s", code, out, errs)
@@ -256,6 +250,113 @@ func TestSourceDateEpochNotice(t *testing.T) {
 			if tt.notice && !strings.Contains(errs, "SOURCE_DATE_EPOCH=1700000000 overrides the spec's sourceDateEpoch 2025-01-01T00:00:00Z: building with 2023-11-14T22:13:20Z\n") {
 				t.Errorf("bale %s: notice does not name both values:\n%s", args[0], errs)
 			}
+		}
+	}
+}
+
+// TestSharedLayerCounts: two images on a loopback registry share a layer.
+// The plan's "from sources" total counts the shared layer once (it counted
+// it for each image), and plan, build and inspect write "1 chart", "1
+// shared layer", not "1 charts".
+func TestSharedLayerCounts(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	shared, err := random.Layer(4096, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64 // every blob of both images, the shared layer once
+	for _, n := range []string{"a", "b"} {
+		own, err := random.Layer(1024, types.OCILayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(empty.Image, shared, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := name.ParseReference(host + "/team/" + n + ":1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := img.RawManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := img.RawConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ownSize, err := own.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += int64(len(raw)+len(cfg)) + ownSize
+	}
+	size, err := shared.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want += size
+
+	ws := writeWorkspace(t, map[string]string{"spec/pack.cue": `package x
+
+bootstrapPack: {
+	name:            "shared"
+	sourceDateEpoch: 0
+	charts: [{name: "airgap-controller", path: "../airgap-controller", version: "1.4.2"}]
+	images: [{name: "a", ref: "` + host + `/team/a:1"}, {name: "b", ref: "` + host + `/team/b:1"}]
+}
+`}, "airgap-controller")
+	out, errs, code := bale(t, ws, "plan", "spec", "-o", "plan.json")
+	if code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, errs)
+	}
+	p, err := readPlan(filepath.Join(ws, "plan.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, ok := p.sp.Plan().Input("chart/airgap-controller")
+	if !ok {
+		t.Fatal("the plan has no chart input")
+	}
+	want += ch.Size
+	if line := fmt.Sprintf("3 inputs, %s, %s from sources\n", count(len(p.sp.Plan().Steps), "step"), humanBytes(want)); !strings.HasSuffix(out, line) {
+		t.Errorf("plan prints\n%s, want %q", out, line)
+	}
+	var sum planSummary
+	out, _, _ = bale(t, ws, "plan", "spec", "--format", "json")
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.Bytes != want {
+		t.Errorf("plan --format json: bytes %d, want %d (%v)", sum.Bytes, want, err)
+	}
+
+	if _, errs, code := bale(t, ws, "build", "--plan", "plan.json", "-o", "out", "--cache", "cache", "-q"); code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, errs)
+	}
+	out, errs, code = bale(t, ws, "inspect", "out/shared.tar")
+	if code != 0 || !strings.Contains(out, "2 images (2 manifests, 3 layers, ") || !strings.Contains(out, "; 1 shared layer save "+humanBytes(size)+"), 1 chart (") || !strings.Contains(out, ", 0 signatures, 0 bundles\n") {
+		t.Errorf("inspect: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+func TestCount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		n          int
+		noun, want string
+	}{
+		{0, "chart", "0 charts"},
+		{1, "chart", "1 chart"},
+		{2, "shared layer", "2 shared layers"},
+		{1, "entry", "1 entry"},
+		{3, "entry", "3 entries"},
+	} {
+		if got := count(tc.n, tc.noun); got != tc.want {
+			t.Errorf("count(%d, %q) = %q, want %q", tc.n, tc.noun, got, tc.want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 // step says it is packing; in a log each finished step is one line naming
 // what it built (the image, not a blob digest).
 func TestBuildProgress(t *testing.T) {
+	t.Parallel()
 	const mib = 1 << 20
 	p := &plan.Plan{
 		Inputs: []plan.Input{{Kind: plan.KindImage, Name: "web", Image: &plan.Image{Manifests: []plan.Manifest{{
@@ -28,16 +29,25 @@ func TestBuildProgress(t *testing.T) {
 	var tty bytes.Buffer
 	pr := newProgress(&tty, p)
 	pr.tty = true
-	pr.start = time.Now().Add(-2 * time.Second)
+	// The rates are of the test's clock: 1 MiB in 2 s, then 2 MiB packed
+	// in 1 s.
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	pr.now = func() time.Time { return now }
+	pr.start, now = now, now.Add(2*time.Second)
 	pr.event(executor.Event{Kind: executor.EventFetched, Action: plan.ActionImage, Subject: "web", Bytes: mib})
 	pr.event(executor.Event{Kind: executor.EventStart, StepID: "s2", Action: plan.ActionPack})
-	pr.packStart, pr.last = time.Now().Add(-time.Second), time.Time{}
+	pr.event(executor.Event{Kind: executor.EventPacked, StepID: "s2", Action: plan.ActionPack, Subject: "p.tar", Bytes: 0, Total: 8 * mib})
+	now = now.Add(time.Second)
 	pr.event(executor.Event{Kind: executor.EventPacked, StepID: "s2", Action: plan.ActionPack, Subject: "p.tar", Bytes: 2 * mib, Total: 8 * mib})
 	out := tty.String()
 	for _, want := range []string{"[0/2] fetching web 1.0 MiB / 4.0 MiB  512.0 KiB/s  ETA 6s", "[0/2] packing p", "[0/2] packing p.tar 2.0 MiB / 8.0 MiB  2.0 MiB/s  ETA 3s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("terminal progress lacks %q:\n%q", want, out)
 		}
+	}
+	// Within 100 ms of a redraw the line is not drawn again.
+	if strings.Contains(out, "packing p.tar 0 B") {
+		t.Errorf("terminal progress redrawn within 100 ms:\n%q", out)
 	}
 
 	var log bytes.Buffer

@@ -27,6 +27,7 @@ import (
 // middle of an upload, then runs the push again: it must finish, find the
 // blobs the first run committed, and leave every image valid.
 func TestPushKilledThenRerun(t *testing.T) {
+	t.Parallel()
 	root, err := testrepo.Root()
 	if err != nil {
 		t.Fatal(err)

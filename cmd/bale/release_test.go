@@ -204,14 +204,7 @@ func TestReleaseKeys(t *testing.T) {
 // under BALE_REQUIRE_TOOLS=1.
 func cosignTool(t *testing.T, v string) string {
 	t.Helper()
-	if p := os.Getenv("BALE_COSIGN" + v); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("cosign" + v)
-	if err != nil {
-		tooltest.Unavailable(t, "cosign%s not on PATH (or set BALE_COSIGN%s)", v, v)
-	}
-	return p
+	return tooltest.Lookup(t, "BALE_COSIGN"+v, "cosign"+v)
 }
 
 // runTool runs a real tool in dir with a private HOME (cosign's TUF cache).

@@ -14,30 +14,8 @@ import (
 	"time"
 
 	"github.com/bale-build/bale/sbom"
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
-
-// envRequireSyft makes a missing syft fail TestReleaseSBOMAgainstSyft.
-// BALE_REQUIRE_TOOLS does not cover syft: .ci/run does not install it (its
-// newest release needs a module the Go proxy does not serve, and the
-// newest it does serve takes minutes to build), so CI would fail on it.
-const envRequireSyft = "BALE_REQUIRE_SYFT"
-
-// syftTool finds syft on PATH ($BALE_SYFT overrides); without it the test
-// is skipped, or fails under BALE_REQUIRE_SYFT=1.
-func syftTool(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("BALE_SYFT"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("syft")
-	if err != nil {
-		if os.Getenv(envRequireSyft) == "1" {
-			t.Fatalf("syft is required (%s=1) but not on PATH: %v", envRequireSyft, err)
-		}
-		t.Skipf("syft not on PATH (or set BALE_SYFT; %s=1 makes this a failure): %v", envRequireSyft, err)
-	}
-	return p
-}
 
 // TestReleaseSBOMAgainstSyft runs syft, an independent SBOM generator, on
 // the runner binary of the kit bale build wrote for specs/aoc: every Go
@@ -45,7 +23,7 @@ func syftTool(t *testing.T) string {
 // runner links only the standard library, so the same check runs on this
 // test binary (bale's whole dependency tree) through the same sbom code.
 func TestReleaseSBOMAgainstSyft(t *testing.T) {
-	syft := syftTool(t)
+	syft := tooltest.Lookup(t, "BALE_SYFT", "syft")
 	out, _ := buildAOC(t)
 	bin := tarMember(t, filepath.Join(out, aocRunner), "bin/aoc-backfill")
 	data, err := os.ReadFile(filepath.Join(out, "aoc-backfill-runner.sbom.json"))

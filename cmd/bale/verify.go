@@ -100,7 +100,7 @@ func (o *verifyOptions) render(stdout, stderr io.Writer, rep *verify.Report) err
 		}
 		fmt.Fprintf(stdout, "  checks: %v\n", rep.Checks)
 	default:
-		fmt.Fprintf(stdout, "ok  %s\n  artifactSha256  %s\n  rootHash        %s\n  %d entries, checks: %v\n", rep.Path, rep.SHA256, rep.RootHash, rep.Entries, rep.Checks)
+		fmt.Fprintf(stdout, "ok  %s\n  artifactSha256  %s\n  rootHash        %s\n  %s, checks: %v\n", rep.Path, rep.SHA256, rep.RootHash, count(rep.Entries, "entry"), rep.Checks)
 	}
 	if rep.KitFacts != nil && rep.DevKey {
 		fmt.Fprintf(stderr, "warning: %s is signed with a DEVELOPMENT key (COSIGN_ALLOW_DEV_KEY=1; its private half is public); do not trust it in production\n", rep.Path)

@@ -3,18 +3,23 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/bale-build/bale/planner"
 	"github.com/bale-build/bale/planner/spec"
+	"github.com/bale-build/bale/source"
 )
 
 // vetOptions are bale vet's flags.
 type vetOptions struct {
 	format string
 	strict bool
+	root   string
 	eval   evalLimits
 }
 
@@ -22,6 +27,8 @@ type vetOptions struct {
 type vetRun struct {
 	insts []*spec.Instance
 	diags spec.Diagnostics
+	// outside is set when a local path leaves its workspace root.
+	outside bool
 }
 
 func newVet() *cobra.Command {
@@ -32,7 +39,9 @@ func newVet() *cobra.Command {
 		Long: `vet loads each spec and checks it against bale's embedded schemas: types,
 closed structs (an unknown field is an error), digests, safe names, exactly
 one source per image and chart, no duplicates, and that every local path the
-spec names exists. Nothing is fetched.
+spec names exists and stays inside the workspace root, as plan requires (the
+nearest directory above the spec holding cue.mod or .git, or --root).
+Nothing is fetched.
 
 PATH is a .cue file, a directory holding one CUE package, or DIR/... for every
 package below DIR (testdata and directories starting with '.' or '_' are
@@ -62,6 +71,7 @@ Exit status: 0 valid, 1 invalid or failed.`,
 	o.eval.register(cmd)
 	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text or json")
 	cmd.Flags().BoolVar(&o.strict, "strict", false, "treat lint warnings as errors")
+	cmd.Flags().StringVar(&o.root, "root", "", "workspace root local paths must stay below, as for plan (default: nearest ancestor with cue.mod or .git)")
 	return cmd
 }
 
@@ -71,21 +81,39 @@ func (o *vetOptions) run(ctx context.Context, args []string, stderr io.Writer) (
 	if err := checkFormat(o.format, "text", "json"); err != nil {
 		return nil, err
 	}
-	insts, diags, err := o.eval.load(ctx, stderr, args, spec.Options{})
+	var root string
+	if o.root != "" {
+		var err error
+		if root, err = filepath.Abs(o.root); err != nil {
+			return nil, err
+		}
+	}
+	insts, diags, err := o.eval.load(ctx, stderr, args, spec.Options{Root: root})
 	if err != nil {
 		return nil, err
 	}
-	// A spec that names a file that is not there is not buildable here,
-	// whatever its types say.
+	// A spec that names a file that is not there, or outside the
+	// workspace plan confines it to, is not buildable here, whatever its
+	// types say.
+	r := &vetRun{insts: insts}
 	for _, in := range insts {
-		diags = append(diags, in.CheckPaths()...)
+		inRoot := root
+		if inRoot == "" {
+			inRoot = planner.FindRoot(in.Dir)
+		}
+		diags = append(diags, in.CheckPaths(func(p string) error {
+			_, err := source.InRoot(inRoot, in.Dir, p)
+			r.outside = r.outside || errors.Is(err, source.ErrOutsideRoot)
+			return err
+		})...)
 	}
 	if o.strict {
 		for i := range diags {
 			diags[i].Severity = spec.SeverityError
 		}
 	}
-	return &vetRun{insts: insts, diags: diags}, nil
+	r.diags = diags
+	return r, nil
 }
 
 // render prints the diagnostics (text: on stderr, then "ok" per valid
@@ -105,6 +133,9 @@ func (o *vetOptions) render(stdout, stderr io.Writer, r *vetRun) error {
 	} else {
 		for _, d := range r.diags {
 			fmt.Fprintln(stderr, d.String())
+		}
+		if r.outside {
+			fmt.Fprintln(stderr, rootHint)
 		}
 		if !r.diags.HasErrors() {
 			for _, in := range r.insts {

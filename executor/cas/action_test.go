@@ -32,6 +32,7 @@ func putBlobs(t *testing.T, s *Dir, contents map[string]string) []Output {
 }
 
 func TestActionCache(t *testing.T) {
+	t.Parallel()
 	contents := map[string]string{"chart.tgz": "tgz bytes", "index.json": "{}\n", "oci/blob": "layer"}
 	tests := []struct {
 		name    string
@@ -80,6 +81,7 @@ func TestActionCache(t *testing.T) {
 }
 
 func TestActionEntryFormat(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	step := digest([]byte("step"))
 	outs := putBlobs(t, s, map[string]string{"index.json": "{}\n"})
@@ -117,6 +119,7 @@ func TestActionEntryFormat(t *testing.T) {
 }
 
 func TestActionCacheCorruptEntry(t *testing.T) {
+	t.Parallel()
 	valid := digest([]byte("x"))
 	tests := []struct {
 		name  string
@@ -157,6 +160,7 @@ func TestActionCacheCorruptEntry(t *testing.T) {
 }
 
 func TestPutActionRejects(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	step := digest([]byte("step"))
 	valid := digest([]byte("x"))

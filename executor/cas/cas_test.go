@@ -58,6 +58,7 @@ func blobDirNames(t *testing.T, s *Dir) []string {
 }
 
 func TestOpenCreatesLayout(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	for _, dir := range []string{"blobs/sha256", "ac"} {
 		if fi, err := os.Stat(filepath.Join(s.Root(), dir)); err != nil || !fi.IsDir() {
@@ -71,6 +72,7 @@ func TestOpenCreatesLayout(t *testing.T) {
 }
 
 func TestPutOpenRoundTrip(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		content   []byte
@@ -129,6 +131,7 @@ type errReader struct{ err error }
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 func TestPutRejects(t *testing.T) {
+	t.Parallel()
 	content := []byte("the real content\n")
 	h := digest(content)
 	other := digest([]byte("something else"))
@@ -182,6 +185,7 @@ func TestPutRejects(t *testing.T) {
 }
 
 func TestPutIsIdempotent(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	content := []byte("blob\n")
 	h := digest(content)
@@ -222,6 +226,7 @@ func flip(t *testing.T, s *Dir, h v1.Hash, off int) {
 }
 
 func TestOpenDetectsCorruption(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	content := bytes.Repeat([]byte("layer data "), 10000)
 	h := digest(content)
@@ -255,6 +260,7 @@ func TestOpenDetectsCorruption(t *testing.T) {
 }
 
 func TestCorruptReaderSparesReplacement(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	content := []byte("good content\n")
 	h := digest(content)
@@ -286,6 +292,7 @@ func TestCorruptReaderSparesReplacement(t *testing.T) {
 }
 
 func TestMissingBlob(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	h := digest([]byte("never stored"))
 	if _, _, err := s.Open(context.Background(), h); !errors.Is(err, fs.ErrNotExist) {
@@ -300,6 +307,7 @@ func TestMissingBlob(t *testing.T) {
 }
 
 func TestVerifyDeletesCorrupt(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	content := []byte("x")
 	h := digest(content)
@@ -316,6 +324,7 @@ func TestVerifyDeletesCorrupt(t *testing.T) {
 }
 
 func TestOpenHonoursContext(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	content := []byte("abc")
 	h := digest(content)
@@ -335,6 +344,7 @@ func TestOpenHonoursContext(t *testing.T) {
 }
 
 func TestBlobWriter(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t.Run("commit", func(t *testing.T) {
 		s := newStore(t)
@@ -403,6 +413,7 @@ func TestBlobWriter(t *testing.T) {
 }
 
 func TestConcurrentPut(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	content := bytes.Repeat([]byte("concurrent "), 100_000)
 	h := digest(content)
@@ -447,6 +458,7 @@ func hostileHashes() map[string]v1.Hash {
 }
 
 func TestHostileHashes(t *testing.T) {
+	t.Parallel()
 	if _, err := v1.NewHash("sha256:../../x"); err == nil {
 		t.Fatal("v1.NewHash accepted a traversal digest")
 	}

@@ -19,6 +19,7 @@ import (
 )
 
 func TestLock(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := context.Background()
 	un1, err := s.Lock(ctx, false)
@@ -57,6 +58,7 @@ func TestLock(t *testing.T) {
 // TestHelperKilledWriter is not a test: TestSweepAfterKill runs it in a
 // subprocess that starts a blob and is killed with SIGKILL mid-write.
 func TestHelperKilledWriter(t *testing.T) {
+	t.Parallel()
 	root := os.Getenv("BALE_CAS_KILLED_WRITER")
 	if root == "" {
 		t.Skip("subprocess helper")
@@ -97,6 +99,7 @@ func tempNames(t *testing.T, s *Dir) []string {
 // TestSweepAfterKill kills a real process mid-write: its temporary file is
 // spared while it lives, however old, and swept once it is dead.
 func TestSweepAfterKill(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperKilledWriter$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "BALE_CAS_KILLED_WRITER="+s.Root())
@@ -149,6 +152,7 @@ func TestSweepAfterKill(t *testing.T) {
 // TestSweepSparesLiveFiles: a file this process is writing, and anything
 // that is not a temporary file, survive a sweep with no age limit.
 func TestSweepSparesLiveFiles(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	data := []byte("kept")
@@ -208,6 +212,7 @@ func putAction(t *testing.T, s *Dir, key string, at time.Time, contents ...strin
 }
 
 func TestUsage(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	putAction(t, s, "a", time.Now(), "0123456789", "abc")
 	os.WriteFile(filepath.Join(s.blobs, ".upload.tmp-1"), make([]byte, 100), 0o600)
@@ -224,6 +229,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	now := time.Now()
 	day := 24 * time.Hour
@@ -300,6 +306,7 @@ func btoi(b bool) int {
 
 // TestPruneWaitsForBuilds: prune takes the lock exclusively.
 func TestPruneWaitsForBuilds(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	un, _ := s.Lock(context.Background(), false)
 	defer un()
@@ -317,6 +324,7 @@ func TestPruneWaitsForBuilds(t *testing.T) {
 // match, as below the file system) is found by a full re-hash; the blob,
 // and every entry naming it, are evicted; sound entries are kept.
 func TestVerifyAll(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	good := putAction(t, s, "good", time.Now(), "good-blob")
@@ -368,6 +376,7 @@ func TestVerifyAll(t *testing.T) {
 // is a hit without a blob, survives cache verify, and goes in a prune when
 // it is old itself or when no blob is left to make its output from.
 func TestDerivedOutputs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	now := time.Now()
 	day := 24 * time.Hour
@@ -421,6 +430,7 @@ func TestDerivedOutputs(t *testing.T) {
 // temporary file, stays for a week for a later build to resume, and goes
 // at once in a prune; one a live build holds is never removed.
 func TestPartialDownloadsSwept(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	if u, err := s.Usage(ctx); err != nil || u.Temps != 0 {

@@ -19,6 +19,7 @@ import (
 // every byte hashes to the digest. A tampered partial file is refused and
 // removed; a second writer is told the download is busy.
 func TestPartialResume(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, err := Open(t.TempDir())
 	if err != nil {

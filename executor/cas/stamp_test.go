@@ -17,6 +17,7 @@ import (
 )
 
 func TestStamps(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("fingerprints are Linux-only; elsewhere blobs are always hashed")
 	}
@@ -98,6 +99,7 @@ func TestStamps(t *testing.T) {
 // TestPutFile: a local file enters the store as a copy (or clone), never
 // a shared inode; a byte flipped in the store leaves the source as it was.
 func TestPutFile(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	s, err := Open(dir + "/store")
@@ -172,6 +174,7 @@ func TestPutFile(t *testing.T) {
 // TestCopyTo: a copy out of the store is checked as written, shares no
 // inode, and a corrupt blob fails the copy and is evicted.
 func TestCopyTo(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := newStore(t)
 	data := bytes.Repeat([]byte("pack"), 10000)
@@ -235,6 +238,7 @@ func flipKeepStamp(t *testing.T, s *Dir, h v1.Hash, off int) {
 // TestStampRaces: a write landing between a check and its stamp must
 // never be stamped as checked (issue 7 point 14).
 func TestStampRaces(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("fingerprints are Linux-only")
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bale-build/bale/testsupport/tooltest"
 )
 
 var (
@@ -77,13 +79,7 @@ func TestParseLine(t *testing.T) {
 // TestSha256sumReads checks the format against the real sha256sum -c.
 func TestSha256sumReads(t *testing.T) {
 	t.Parallel()
-	sha, err := exec.LookPath("sha256sum")
-	if err != nil {
-		if os.Getenv("BALE_REQUIRE_TOOLS") != "" {
-			t.Fatal("sha256sum not found and BALE_REQUIRE_TOOLS is set")
-		}
-		t.Skip("sha256sum not found")
-	}
+	sha := tooltest.Require(t, "sha256sum")
 	dir := t.TempDir()
 	files := map[string]string{"a b.txt": "one", "c.tar": "two", "-dash": "three"}
 	var list []Sum

@@ -10,7 +10,9 @@ package pin
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +43,9 @@ type Pin struct {
 	// pin replaces it with the version resolved in it, and After is
 	// "version" too.
 	Range string
+	// Pinned is the digest the spec pins now, for a pin of bale pin
+	// --update: the pin replaces it, and After is "digest" too.
+	Pinned string
 }
 
 // Anchor is the CUE path of the field the pin follows.
@@ -97,6 +102,58 @@ func Missing(inst *spec.Instance) []Pin {
 		}
 	}
 	return out
+}
+
+// Update lists the digests inst pins that a source can move, for bale pin
+// --update: every image's, except an image named by digest in its ref, and
+// every chart's. With names, only the images and charts of those names are
+// listed, and a name the spec has no image or chart of is an error. It
+// returns, beside the pins, a copy of inst without those digests, which
+// planning then resolves afresh from the sources (with them, a moved tag
+// fails planning). It needs no network.
+func Update(inst *spec.Instance, names []string) (*spec.Instance, []Pin, error) {
+	bp := inst.Spec.BootstrapPack
+	if bp == nil {
+		if len(names) > 0 {
+			return nil, nil, fmt.Errorf("pin --update: the spec has no bootstrapPack, so no image or chart named %s", strings.Join(names, ", "))
+		}
+		return inst, nil, nil
+	}
+	unknown := map[string]bool{}
+	for _, n := range names {
+		unknown[n] = true
+	}
+	named := func(n string) bool {
+		delete(unknown, n)
+		return len(names) == 0 || slices.Contains(names, n)
+	}
+	// A copy: inst stays what the spec says.
+	s, b := *inst.Spec, *bp
+	b.Images, b.Charts = slices.Clone(b.Images), slices.Clone(b.Charts)
+	s.BootstrapPack = &b
+	var out []Pin
+	for i := range b.Images {
+		img := &b.Images[i]
+		if !named(img.Name) || img.Digest == "" || strings.Contains(img.Ref, "@") {
+			continue
+		}
+		out = append(out, Pin{Path: fmt.Sprintf("bootstrapPack.images[%d].digest", i), Input: plan.KindImage + "/" + img.Name, Field: "digest", After: "digest", Pinned: img.Digest})
+		img.Digest = ""
+	}
+	for i := range b.Charts {
+		c := &b.Charts[i]
+		if !named(c.Name) || c.Digest == "" {
+			continue
+		}
+		out = append(out, Pin{Path: fmt.Sprintf("bootstrapPack.charts[%d].digest", i), Input: plan.KindChart + "/" + c.Name, Field: "digest", After: "digest", Pinned: c.Digest})
+		c.Digest = ""
+	}
+	if len(unknown) > 0 {
+		return nil, nil, fmt.Errorf("pin --update: the spec has no image or chart named %s", strings.Join(slices.Sorted(maps.Keys(unknown)), ", "))
+	}
+	in := *inst
+	in.Spec = &s
+	return &in, out, nil
 }
 
 // Resolve fills in each pin's value from plan p.
@@ -226,7 +283,7 @@ func insert(f *ast.File, l located, added map[ast.Decl]bool) error {
 			if d != fd {
 				continue
 			}
-			if l.pin.Range != "" {
+			if l.pin.After == l.pin.Field { // a range or an update
 				v := ast.NewString(l.pin.Value)
 				// A comment on the range stays with the version.
 				ast.SetComments(v, ast.Comments(fd.Value))

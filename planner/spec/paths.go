@@ -10,12 +10,13 @@ import (
 )
 
 // CheckPaths reports every local path the spec names that does not exist,
-// at its position in the spec: vet's answer to "is this spec buildable
-// here?" before anything is resolved. Paths are relative to the spec's
-// directory; env:// keys are not paths. Whether a path stays inside the
-// workspace, and is a regular file or directory without links, is the
-// resolver's check.
-func (in *Instance) CheckPaths() Diagnostics {
+// or that inRoot refuses, at its position in the spec: vet's answer to "is
+// this spec buildable here?" before anything is resolved. Paths are
+// relative to the spec's directory; env:// keys are not paths. inRoot is
+// the resolver's workspace rule (source.InRoot), given by the caller
+// because the resolver's package is above this one; whether a path is a
+// regular file or directory without links is checked when it is resolved.
+func (in *Instance) CheckPaths(inRoot func(path string) error) Diagnostics {
 	if in.Dir == "" {
 		return nil // parsed from bytes: nothing on disk to check
 	}
@@ -23,6 +24,14 @@ func (in *Instance) CheckPaths() Diagnostics {
 	check := func(at, p string) {
 		if p == "" || strings.HasPrefix(p, "env://") {
 			return
+		}
+		file, line, col := in.Pos(at)
+		if inRoot != nil {
+			if err := inRoot(p); err != nil {
+				ds = append(ds, Diagnostic{File: file, Line: line, Column: col, Severity: SeverityError,
+					Message: fmt.Sprintf("%s: %v", at, err)})
+				return
+			}
 		}
 		full := filepath.FromSlash(p)
 		if !filepath.IsAbs(full) {
@@ -38,7 +47,6 @@ func (in *Instance) CheckPaths() Diagnostics {
 		} else if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 			msg = pe.Err.Error()
 		}
-		file, line, col := in.Pos(at)
 		ds = append(ds, Diagnostic{File: file, Line: line, Column: col, Severity: SeverityError,
 			Message: fmt.Sprintf("%s: %s: %s (paths are relative to the spec's directory)", at, p, msg)})
 	}
