@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -33,25 +34,31 @@ func TestGuardEval(t *testing.T) {
 		{"within limits", evalLimits{timeout: time.Minute, memory: 1 << 40}, 100 * time.Millisecond, ""},
 	}
 	for _, tt := range tests {
+		// In a synctest bubble the guard's timer and ticker run on the
+		// bubble's clock: "within wait" is exact, whatever the machine's
+		// load.
 		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			exited := make(chan int, 1)
-			stop := guardEval(&stderr, tt.lim, func(code int) { exited <- code })
-			select {
-			case code := <-exited:
-				stop()
-				if tt.want == "" {
-					t.Fatalf("guard fired (exit %d): %s", code, stderr.String())
+			synctest.Test(t, func(t *testing.T) {
+				var stderr bytes.Buffer
+				exited := make(chan int, 1)
+				stop := guardEval(&stderr, tt.lim, func(code int) { exited <- code })
+				select {
+				case code := <-exited:
+					stop()
+					if tt.want == "" {
+						t.Fatalf("guard fired (exit %d): %s", code, stderr.String())
+					}
+					if code != 1 || !strings.Contains(stderr.String(), tt.want) {
+						t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), tt.want)
+					}
+				case <-time.After(tt.wait):
+					stop()
+					if tt.want != "" {
+						t.Fatalf("guard did not fire within %s", tt.wait)
+					}
 				}
-				if code != 1 || !strings.Contains(stderr.String(), tt.want) {
-					t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), tt.want)
-				}
-			case <-time.After(tt.wait):
-				stop()
-				if tt.want != "" {
-					t.Fatalf("guard did not fire within %s", tt.wait)
-				}
-			}
+				synctest.Wait()
+			})
 		})
 	}
 }
@@ -94,9 +101,9 @@ bootstrapPack: {
 			if !strings.Contains(string(out), tt.want) {
 				t.Fatalf("output lacks %q:\n%s", tt.want, out)
 			}
-			if took > 45*time.Second {
-				t.Errorf("took %s to stop", took)
-			}
+			// No bound on took: the message naming the limit is what shows
+			// the guard stopped it (without the guard, evaluation runs on and
+			// ends, if ever, at the count caps, with another message).
 			t.Logf("stopped after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(string(out)))
 		})
 	}
