@@ -63,15 +63,12 @@ func TestNetworkLimitFlags(t *testing.T) {
 		t.Fatalf("plan: exit %d\n%s", code, errs)
 	}
 	trickle.Store(true)
-	start := time.Now()
+	// The error naming the low-speed window is the oracle (the trickle
+	// would take 14 hours to end on its own), not the wall clock.
 	_, errs, code := bale(t, dir, "build", "--plan", "plan.json", "-o", "out", "--cache", filepath.Join(dir, "cache"), "-q",
 		"--speed-limit", "1KiB", "--speed-time", "300ms")
-	elapsed := time.Since(start)
 	if code == 0 || !strings.Contains(errs, "transfer slower than 1024 bytes/s over 300ms") {
 		t.Fatalf("build from a trickling registry: exit %d\n%s", code, errs)
-	}
-	if elapsed > 10*time.Second {
-		t.Errorf("build took %s to give up", elapsed)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out", "p.tar")); err == nil {
 		t.Error("a failed build left its artifact")
